@@ -1,0 +1,163 @@
+"""Crash-safe file primitives: atomic replacement, appends and locks.
+
+Every file mreg writes reaches its final name by ``os.replace`` of a fully written,
+fsynced temporary file, so a reader sees the old bytes or the new bytes, never a
+mix, and a process killed at any instant leaves at most a stray temporary file.
+
+Locks are ``flock`` locks on lock files that are never deleted. Unlike git's
+``O_EXCL`` ``.lock`` files, the kernel releases them when their holder dies, so a
+``kill -9`` can never wedge the store. Lock files are only for mutual exclusion: the
+data always moves by ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Callable
+
+from .errors import LockTimeoutError
+
+DEFAULT_LOCK_TIMEOUT = 60.0
+Progress = Callable[[int], None]
+"""A callback told how many more bytes were processed."""
+ProgressReport = Callable[[int, int], None]
+"""A callback told how many bytes of how many in all are done: ``(done, total)``."""
+
+
+def counting(report: ProgressReport | None, total: int) -> Progress | None:
+    """Turn a ``(done, total)`` report into a per-block Progress callback."""
+    if report is None:
+        return None
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        report(done, total)
+
+    return advance
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a lock: ``MREG_LOCK_TIMEOUT`` or 60."""
+    try:
+        return float(os.environ.get("MREG_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse fsync on a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def unique_temp_path(directory: Path, prefix: str) -> Path:
+    """A fresh name in ``directory`` that no other process will pick."""
+    return directory / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}.tmp"
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd`` (os.write may write fewer)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def replace_atomically(temp: Path, target: Path, *, durable: bool = True) -> None:
+    """Rename a complete, fsynced ``temp`` over ``target``."""
+    os.replace(temp, target)
+    if durable:
+        fsync_dir(target.parent)
+
+
+def write_atomically(target: Path, data: bytes, *, temp: Path | None = None, mode: int = 0o644) -> None:
+    """Replace ``target`` with ``data``: write a temp file, fsync it, rename it.
+
+    ``temp`` defaults to a unique name beside ``target``; pass a fixed name only
+    while holding a lock that covers it.
+    """
+    temp = temp or unique_temp_path(target.parent, "." + target.name)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        replace_atomically(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with a single ``write`` and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        write_all(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileLock:
+    """An exclusive or shared ``flock`` on ``path``, taken with a bounded wait.
+
+    Use as a context manager. The lock file is created if needed and never removed.
+    """
+
+    def __init__(self, path: Path, *, shared: bool = False, timeout: float | None = None, what: str = "") -> None:
+        self.path = path
+        self.shared = shared
+        self.timeout = lock_timeout() if timeout is None else timeout
+        self.what = what or str(path)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, waiting at most ``timeout`` seconds."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                self._fd = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeoutError(
+                        f"timed out after {self.timeout:g}s waiting for the lock on {self.what}; "
+                        "another mreg process is using it (set MREG_LOCK_TIMEOUT to wait longer)"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def release(self) -> None:
+        """Release the lock (closing the file releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

@@ -1,0 +1,263 @@
+"""Refs: the mutable names of a model, and their history.
+
+Each model has a directory ``.mreg/models/<name>/`` holding three files whose names
+start with ``_``, a character no name segment may start with, so a model's files
+never collide with a nested model's directory:
+
+``_refs``
+    The model's ref table, in text::
+
+        # mreg refs 1
+        version 1.0.0 sha256:...      (versions, ascending precedence)
+        tag production 1.0.0          (tags point at versions)
+        latest 1.0.0
+
+    One file per model makes a change that touches several refs (a version, its
+    tags and ``latest``) one atomic rename. Keeping it sorted means reading needs
+    no version parsing, so resolving and listing stay fast at 10,000 versions.
+``_log``
+    The model's reflog: one JSON line per ref change (old, new, time, author, message).
+``_lock``
+    Held with ``flock`` by whoever changes the table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CorruptRefsError, printable
+from .fileutil import FileLock, append_line, write_atomically
+from .names import Digest, is_digest, validate_name
+from .versions import is_version, parse_version
+
+TABLE_HEADER = "# mreg refs 1"
+TABLE_FILE = "_refs"
+LOG_FILE = "_log"
+LOCK_FILE = "_lock"
+
+
+def _precedence(version: str) -> tuple:
+    return parse_version(version).precedence
+
+
+def _later(candidate: str, current: str | None) -> bool:
+    """Would ``candidate`` replace ``current`` as ``latest``? (releases beat pre-releases)"""
+    if current is None:
+        return True
+    new, old = parse_version(candidate), parse_version(current)
+    if new.is_prerelease != old.is_prerelease:
+        return not new.is_prerelease
+    return new.precedence > old.precedence
+
+
+@dataclass(frozen=True)
+class RefTable:
+    """A snapshot of one model's refs. Change it with the ``with_*`` methods."""
+
+    versions: dict[str, Digest] = field(default_factory=dict)  # ascending precedence
+    tags: dict[str, str] = field(default_factory=dict)  # tag -> version
+    latest: str | None = None
+
+    def with_version(self, version: str, digest: Digest) -> RefTable:
+        """Add a version (the caller has checked it is new) and move ``latest`` if needed."""
+        order = list(self.versions)
+        index = bisect.bisect_right(order, _precedence(version), key=_precedence)
+        order.insert(index, version)
+        versions = {v: self.versions.get(v, digest) for v in order}
+        latest = version if _later(version, self.latest) else self.latest
+        return RefTable(versions, dict(self.tags), latest)
+
+    def without_version(self, version: str) -> RefTable:
+        """Drop a version, the tags that point at it, and recompute ``latest``."""
+        versions = {v: d for v, d in self.versions.items() if v != version}
+        tags = {t: v for t, v in self.tags.items() if v != version}
+        latest = self.latest
+        if latest == version:
+            releases = [v for v in versions if not parse_version(v).is_prerelease]
+            pool = releases or list(versions)
+            latest = pool[-1] if pool else None  # versions are in ascending order
+        return RefTable(versions, tags, latest)
+
+    def with_tag(self, tag: str, version: str) -> RefTable:
+        """Point ``tag`` at ``version`` (which must exist)."""
+        return RefTable(dict(self.versions), {**self.tags, tag: version}, self.latest)
+
+    def without_tag(self, tag: str) -> RefTable:
+        """Remove a tag."""
+        return RefTable(dict(self.versions), {t: v for t, v in self.tags.items() if t != tag}, self.latest)
+
+    def same_precedence(self, version: str) -> str | None:
+        """An existing version with the precedence of ``version`` (differing only in build)."""
+        order = list(self.versions)
+        key = _precedence(version)
+        index = bisect.bisect_left(order, key, key=_precedence)
+        if index < len(order) and _precedence(order[index]) == key:
+            return order[index]
+        return None
+
+    def tags_of(self, version: str) -> list[str]:
+        """The tags that point at ``version``, sorted."""
+        return sorted(t for t, v in self.tags.items() if v == version)
+
+    def encode(self) -> bytes:
+        """The text stored in ``_refs``."""
+        lines = [TABLE_HEADER]
+        lines += [f"version {v} {d}" for v, d in self.versions.items()]
+        lines += [f"tag {t} {self.tags[t]}" for t in sorted(self.tags)]
+        if self.latest is not None:
+            lines.append(f"latest {self.latest}")
+        return ("\n".join(lines) + "\n").encode("ascii")
+
+    @classmethod
+    def parse(cls, text: str, where: str = "ref table") -> RefTable:
+        """Parse ``_refs`` text (cheaply: fsck calls :meth:`problems` for a full check)."""
+        versions: dict[str, Digest] = {}
+        tags: dict[str, str] = {}
+        latest = None
+        lines = text.splitlines()
+        if not lines or lines[0] != TABLE_HEADER:
+            raise CorruptRefsError(f"{where} is corrupt: missing '{TABLE_HEADER}' header")
+        for number, line in enumerate(lines[1:], start=2):
+            kind, _, rest = line.partition(" ")
+            left, _, right = rest.partition(" ")
+            if kind == "version" and right:
+                versions[left] = Digest(right)
+            elif kind == "tag" and right:
+                tags[left] = right
+            elif kind == "latest" and left and not right:
+                latest = left
+            else:
+                raise CorruptRefsError(f"{where} is corrupt at line {number}: {printable(line)}")
+        return cls(versions, tags, latest)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this table (used by fsck)."""
+        found = [f"invalid version '{printable(v)}'" for v in self.versions if not is_version(v)]
+        found += [f"version {v} points at invalid digest '{printable(d)}'" for v, d in self.versions.items() if not is_digest(d)]
+        if found:
+            return found
+        order = list(self.versions)
+        if order != sorted(order, key=_precedence):
+            found.append("versions are not in precedence order")
+        found += [f"tag {t} points at missing version {v}" for t, v in self.tags.items() if v not in self.versions]
+        expected = None
+        for version in order:
+            expected = version if _later(version, expected) else expected
+        if self.latest != expected:
+            found.append(f"latest is {self.latest} but should be {expected}")
+        return found
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One change of one ref, as recorded in the model's log."""
+
+    time: str
+    author: str
+    ref: str  # "versions/1.0.0", "tags/production" or "latest"
+    old: str | None
+    new: str | None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "time": self.time,
+            "author": self.author,
+            "ref": self.ref,
+            "old": self.old,
+            "new": self.new,
+            "message": self.message,
+        }
+
+
+def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | None]]:
+    """The ref changes from ``old`` to ``new`` as (ref, old value, new value)."""
+    found: list[tuple[str, str | None, str | None]] = []
+    for version in sorted(old.versions.keys() | new.versions.keys(), key=_precedence):
+        if old.versions.get(version) != new.versions.get(version):
+            found.append((f"versions/{version}", old.versions.get(version), new.versions.get(version)))
+    for tag in sorted(old.tags.keys() | new.tags.keys()):
+        if old.tags.get(tag) != new.tags.get(tag):
+            found.append((f"tags/{tag}", old.tags.get(tag), new.tags.get(tag)))
+    if old.latest != new.latest:
+        found.append(("latest", old.latest, new.latest))
+    return found
+
+
+class RefUpdate:
+    """An open change to one model's refs, made while its lock is held."""
+
+    def __init__(self, table: RefTable) -> None:
+        self.original = table
+        self.table = table
+
+
+class RefStore:
+    """Every model's refs and logs under ``root/models``."""
+
+    def __init__(self, root: Path) -> None:
+        self.models_dir = root / "models"
+
+    def model_dir(self, name: str) -> Path:
+        """The directory of a model (the name is validated, so it stays inside the store)."""
+        return self.models_dir.joinpath(*validate_name(name).split("/"))
+
+    def read(self, name: str) -> RefTable:
+        """The model's current refs (empty when the model does not exist)."""
+        path = self.model_dir(name) / TABLE_FILE
+        try:
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return RefTable()
+        except (UnicodeDecodeError, OSError) as exc:
+            raise CorruptRefsError(f"refs of '{name}' are unreadable: {exc}") from None
+        return RefTable.parse(text, where=f"ref table of '{name}'")
+
+    def names(self) -> list[str]:
+        """Every model that has a ref table, sorted."""
+        found = []
+        for table in self.models_dir.rglob(TABLE_FILE):
+            found.append("/".join(table.parent.relative_to(self.models_dir).parts))
+        return sorted(found)
+
+    @contextmanager
+    def update(self, name: str, *, author: str, message: str, time: str) -> Iterator[RefUpdate]:
+        """Change a model's refs atomically under its lock.
+
+        Yields a :class:`RefUpdate`; set its ``table``. When the block ends without an
+        exception the new table replaces the old one in one rename, and every changed
+        ref is appended to the model's log.
+        """
+        directory = self.model_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(directory / LOCK_FILE, what=f"model '{name}'"):
+            update = RefUpdate(self.read(name))
+            yield update
+            diff = changes(update.original, update.table)
+            if not diff:
+                return
+            write_atomically(directory / TABLE_FILE, update.table.encode(), temp=directory / (TABLE_FILE + ".tmp"))
+            for ref, old, new in diff:
+                entry = LogEntry(time, author, ref, old, new, message)
+                append_line(directory / LOG_FILE, json.dumps(entry.to_dict(), sort_keys=True))
+
+    def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
+        """The model's log, oldest first, and a description of each unreadable line."""
+        path = self.model_dir(name) / LOG_FILE
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return [], []
+        entries, problems = [], []
+        for number, line in enumerate(lines, start=1):
+            try:
+                raw = json.loads(line)
+                entries.append(LogEntry(**{k: raw[k] for k in ("time", "author", "ref", "old", "new", "message")}))
+            except (ValueError, TypeError, KeyError):
+                problems.append(f"log of '{name}' line {number} is unreadable")
+        return entries, problems

@@ -1,0 +1,127 @@
+"""Formatting for the terminal: sizes, tables, JSON documents and progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import TracebackType
+from typing import Any, Sequence
+
+import click
+
+from ..refs import LogEntry
+from ..views import ModelVersion
+
+PROGRESS_THRESHOLD = 32 << 20  # show a bar only for transfers at least this big
+
+
+def human_size(size: int) -> str:
+    """``46828555`` -> ``44.7 MiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def short(digest: str | None) -> str:
+    """``sha256:abcdef0123...`` -> ``sha256:abcdef01`` (what git calls an abbreviated id)."""
+    return digest[:15] if digest else "-"
+
+
+def echo_json(document: Any) -> None:
+    """Print one JSON document on stdout."""
+    click.echo(json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False))
+
+
+def echo_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
+    """Print left-aligned columns separated by two spaces."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def format_metrics(metrics: dict[str, float] | Any) -> str:
+    """``{"acc": 0.9}`` -> ``acc=0.9``."""
+    return "  ".join(f"{key}={value:g}" for key, value in metrics.items())
+
+
+def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]:
+    """The lines of ``mreg show``; ``parents`` are the lineage parents, labelled."""
+    m = view.manifest
+    lines = [f"{m.name}@{m.version}  {view.digest}"]
+    if view.tags:
+        lines.append(f"tags:         {', '.join(view.tags)}")
+    fields = [
+        ("family", m.family),
+        ("framework", str(m.framework) if m.framework else None),
+        ("architecture", m.architecture),
+        ("input shape", "x".join(str(d) for d in m.input_shape) if m.input_shape else None),
+        ("metrics", format_metrics(m.metrics) if m.metrics else None),
+    ]
+    lines += [f"{label + ':':<13} {value}" for label, value in fields if value]
+    lines.append("files:")
+    lines += [f"  {f.path}  {human_size(f.size)}  {f.digest}" for f in m.files]
+    lineage = m.lineage
+    lines.append("lineage:")
+    lines.append(f"  created:    {lineage.created} by {lineage.author}")
+    for dataset in lineage.datasets:
+        where = dataset.digest or dataset.uri
+        lines.append(f"  dataset:    {dataset.name}" + (f" ({where})" if where else ""))
+    lines += [f"  parent:     {parent}" for parent in parents]
+    if lineage.message:
+        lines.append(f"  message:    {lineage.message}")
+    if m.properties:
+        lines.append("metadata:")
+        lines += [f"  {key}: {_compact(value)}" for key, value in sorted(m.properties.items())]
+    return lines
+
+
+def describe_log_entry(entry: LogEntry) -> str:
+    """One line of ``mreg log``."""
+    kind, _, name = entry.ref.partition("/")
+    if kind == "versions":
+        action = f"add {name}  {short(entry.new)}" if entry.new else f"remove {name}  (was {short(entry.old)})"
+    elif kind == "tags":
+        action = f"tag {name} -> {entry.new}" if entry.new else f"untag {name}"
+        action += f"  (was {entry.old})" if entry.old else ""
+    else:
+        action = f"latest -> {entry.new or 'nothing'}" + (f"  (was {entry.old})" if entry.old else "")
+    message = f'  "{entry.message}"' if entry.message and kind == "versions" else ""
+    return f"{entry.time}  {entry.author}  {action}{message}"
+
+
+def _compact(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class ProgressBar:
+    """A byte progress bar on stderr, shown only on a terminal and for big transfers.
+
+    Pass the instance as a ``progress(done, total)`` callback; use it as a context
+    manager so the bar is closed.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+        self._shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+                return
+            self._bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_pos=False)
+            self._bar.__enter__()
+        self._bar.update(done - self._shown)
+        self._shown = done
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(exc_type, exc, tb)

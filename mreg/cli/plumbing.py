@@ -1,0 +1,101 @@
+"""Plumbing for scripts: resolve, path, cat-file, hash-object, fsck, gc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ExitCode
+from .app import Session, cli, fail, pass_session
+from .output import echo_json, human_size
+
+
+@cli.command()
+@click.argument("ref")
+@pass_session
+def resolve(session: Session, ref: str) -> None:
+    """Print the manifest digest REF names."""
+    click.echo(session.registry.resolve(ref))
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("file", required=False)
+@pass_session
+def path(session: Session, ref: str, file: str | None) -> None:
+    """Print the absolute local path of a registered file (read-only: copy before editing)."""
+    click.echo(str(session.registry.path(ref, file)))
+
+
+@cli.command(name="cat-file")
+@click.argument("digest")
+@click.option("-t", "mode", flag_value="type", help="Print the object's type (manifest or blob).")
+@click.option("-s", "mode", flag_value="size", help="Print the object's size in bytes.")
+@click.option("-p", "mode", flag_value="print", help="Print the contents (manifests as JSON).")
+@pass_session
+def cat_file(session: Session, digest: str, mode: str | None) -> None:
+    """Show an object by DIGEST (a unique prefix of 8 or more hex digits will do)."""
+    if mode is None:
+        raise click.UsageError("give one of -t, -s or -p")
+    registry = session.registry
+    digest = registry.find_object(digest)
+    kind = registry.object_type(digest)
+    if mode == "type":
+        click.echo(kind)
+    elif mode == "size":
+        click.echo(registry.objects.size(digest))
+    elif kind == "manifest":
+        echo_json(registry.manifest(digest).to_dict())
+    else:
+        out = click.get_binary_stream("stdout")
+        for block in registry.objects.iter_bytes(digest):
+            out.write(block)
+        out.flush()
+
+
+@cli.command(name="hash-object")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-w", "write", is_flag=True, help="Also store the file as an object.")
+@pass_session
+def hash_object(session: Session, file: Path, write: bool) -> None:
+    """Print a file's digest (what sha256sum prints, with a sha256: prefix)."""
+    click.echo(session.registry.hash_object(file, write=write))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_session
+def fsck(session: Session, as_json: bool) -> None:
+    """Verify every object, manifest and ref; exit non-zero naming each problem."""
+    report = session.registry.fsck()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo(
+            f"checked {report.objects} objects, {report.models} models, {report.versions} versions: "
+            + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+        )
+    if not report.ok:
+        fail(f"fsck found {len(report.problems)} problem(s)", ExitCode.FAILURE)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_session
+def gc(session: Session, dry_run: bool, as_json: bool) -> None:
+    """Delete objects no ref leads to, and temporary files left by interrupted writes."""
+    report = session.registry.gc(dry_run=dry_run)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.objects)} unreachable object(s) ({human_size(report.bytes)}) "
+        f"and {report.temp_files} temporary file(s)"
+    )

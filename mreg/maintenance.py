@@ -1,0 +1,181 @@
+"""fsck and gc: prove the store is sound, and reclaim what nothing refers to."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import CorruptRefsError, MregError
+from .fileutil import FileLock
+from .names import Digest
+from .refs import LOCK_FILE, TABLE_FILE
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+
+@dataclass
+class FsckReport:
+    """What fsck found: ``problems`` make it fail, ``notes`` are for information."""
+
+    objects: int = 0
+    models: int = 0
+    versions: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "objects": self.objects,
+            "models": self.models,
+            "versions": self.versions,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class GcReport:
+    """What gc removed (or, with ``dry_run``, would remove)."""
+
+    dry_run: bool
+    objects: list[Digest] = field(default_factory=list)
+    bytes: int = 0
+    temp_files: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "objects": len(self.objects),
+            "bytes": self.bytes,
+            "temp_files": self.temp_files,
+        }
+
+
+def fsck(registry: Registry) -> FsckReport:
+    """Verify every object against its digest, every ref's target and every reachable manifest."""
+    report = FsckReport()
+    corrupt = _check_objects(registry, report)
+    reachable = set()
+    for name in registry.refs.names():
+        reachable |= _check_model(registry, name, corrupt, report)
+    dangling = sum(1 for digest in registry.objects.iter_digests() if digest not in reachable)
+    if dangling:
+        report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
+    temps = registry.objects.temp_files()
+    if temps:
+        report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")
+    return report
+
+
+def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
+    """Re-hash every object; return the digests of the corrupt ones."""
+    corrupt = set()
+    for digest in registry.objects.iter_digests():
+        report.objects += 1
+        problem = registry.objects.verify(digest)
+        if problem:
+            corrupt.add(digest)
+            report.problems.append(f"object {digest} is corrupt: {problem}")
+    for stray in registry.objects.stray_files():
+        report.problems.append(f"unexpected file in the object store: {stray}")
+    return corrupt
+
+
+def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: FsckReport) -> set[Digest]:
+    """Check one model's refs, log and manifests; return the objects they reach."""
+    try:
+        table = registry.refs.read(name)
+    except CorruptRefsError as exc:
+        report.problems.append(str(exc))
+        return set()
+    report.models += 1
+    report.problems += [f"model '{name}': {problem}" for problem in table.problems()]
+    report.problems += registry.refs.log(name)[1]
+    reachable: set[Digest] = set()
+    for version, digest in table.versions.items():
+        report.versions += 1
+        where = f"{name}@{version} -> {digest}"
+        if digest in corrupt:
+            continue  # already reported
+        if not registry.objects.contains(digest):
+            report.problems.append(f"{where}: manifest object is missing")
+            continue
+        try:
+            manifest = registry.manifest(digest)
+        except MregError as exc:
+            report.problems.append(f"{where}: {exc}")
+            continue
+        if (manifest.name, manifest.version) != (name, version):
+            report.problems.append(f"{where}: manifest is for {manifest.name}@{manifest.version}")
+        reachable.add(digest)
+        for entry in manifest.files:
+            reachable.add(entry.digest)
+            if not registry.objects.contains(entry.digest):
+                report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
+    return reachable
+
+
+def reachable_objects(registry: Registry) -> set[Digest]:
+    """Every object some ref leads to.
+
+    Raises:
+        MregError: a ref's manifest cannot be read; gc must not guess what it needs.
+    """
+    reachable: set[Digest] = set()
+    for name in registry.refs.names():
+        for digest in registry.refs.read(name).versions.values():
+            manifest = registry.manifest(digest)
+            reachable.add(digest)
+            reachable.update(entry.digest for entry in manifest.files)
+    return reachable
+
+
+def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
+    """Delete objects unreachable from any ref, and stale temporary files.
+
+    gc holds the store lock exclusively; every writer holds it shared while it
+    writes objects and until its refs are updated, so an object an ``add`` is about
+    to reference is never deleted.
+    """
+    report = GcReport(dry_run)
+    with registry.exclusive():
+        reachable = reachable_objects(registry)
+        for digest in registry.objects.iter_digests():
+            if digest in reachable:
+                continue
+            report.objects.append(digest)
+            report.bytes += registry.objects.size(digest)
+            if not dry_run:
+                registry.objects.delete(digest)
+        temps = registry.objects.temp_files()
+        report.temp_files = len(temps)
+        if not dry_run:
+            for temp in temps:
+                temp.unlink(missing_ok=True)
+            _remove_stale_ref_temps(registry)
+            _remove_empty_fanouts(registry)
+    return report
+
+
+def _remove_stale_ref_temps(registry: Registry) -> None:
+    """Remove ``_refs.tmp`` files left by writers that were killed (under each model's lock)."""
+    for temp in registry.refs.models_dir.rglob(TABLE_FILE + ".tmp"):
+        with FileLock(temp.parent / LOCK_FILE):
+            temp.unlink(missing_ok=True)
+
+
+def _remove_empty_fanouts(registry: Registry) -> None:
+    for entry in os.scandir(registry.objects.objects_dir):
+        if entry.is_dir():
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                pass  # not empty
+

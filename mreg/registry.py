@@ -1,0 +1,505 @@
+"""The registry: models, versions, tags and lineage on top of objects and refs.
+
+This is the Python API that the CLI mirrors. It returns values and raises
+:class:`~mreg.errors.MregError` subclasses; it never prints and never exits.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from . import maintenance, query
+from .errors import (
+    AmbiguousRefError,
+    ConflictError,
+    InvalidInputError,
+    InvalidNameError,
+    MregError,
+    NotFoundError,
+    ObjectNotFoundError,
+    RefChangedError,
+    RegistryNotFoundError,
+    UnknownModelError,
+    UnknownRefError,
+    VersionConflictError,
+)
+from .fileutil import FileLock, Progress, ProgressReport, counting, write_atomically
+from .names import Digest, Ref, parse_digest_prefix, parse_name_version, parse_ref, validate_name, validate_tag
+from .object_store import ObjectStore
+from .objects import Dataset, FileEntry, Framework, Lineage, Manifest, looks_like_manifest
+from .refs import LogEntry, RefStore, RefTable
+from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
+from .registration import Blob, FileSource, FileToStore, collect_files, current_author, now_utc, version_details
+from .versions import Bump, bump as next_version
+
+REGISTRY_DIR = ".mreg"
+CONFIG_FILE = "config"
+STORE_LOCK = "lock"
+_UNSET: Any = object()
+
+
+class Registry:
+    """A model registry stored in a ``.mreg`` directory.
+
+    Open one with :meth:`open` (finds the store like git finds ``.git``) or create
+    one with :meth:`init`.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.objects = ObjectStore(self.root)
+        self.refs = RefStore(self.root)
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def init(cls, path: str | os.PathLike = ".") -> Registry:
+        """Create an empty registry in ``path/.mreg`` (harmless if it exists)."""
+        root = Path(path) / REGISTRY_DIR
+        for sub in ("objects", "models", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        config = root / CONFIG_FILE
+        if not config.exists():
+            write_atomically(config, b"[core]\n\tformatversion = 1\n")
+        return cls(root)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None) -> Registry:
+        """Open the registry at ``path`` (a project directory or its ``.mreg``).
+
+        Without ``path``: ``MREG_DIR`` if set, else the nearest ``.mreg`` found
+        walking up from the current directory.
+
+        Raises:
+            RegistryNotFoundError: there is no registry there.
+        """
+        if path is None and os.environ.get("MREG_DIR"):
+            path = os.environ["MREG_DIR"]
+        if path is not None:
+            root = _registry_root(Path(path))
+            if root is None:
+                raise RegistryNotFoundError(f"no mreg registry at '{path}' (run 'mreg init' to create one)")
+            return cls(root)
+        here = Path.cwd()
+        for directory in (here, *here.parents):
+            if (directory / REGISTRY_DIR / CONFIG_FILE).is_file():
+                return cls(directory / REGISTRY_DIR)
+        raise RegistryNotFoundError(
+            "not in an mreg registry (no .mreg here or in any parent directory); "
+            "run 'mreg init' to create one, or use --registry or MREG_DIR"
+        )
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's shared lock while writing objects, so gc never removes them."""
+        with FileLock(self.root / STORE_LOCK, shared=True, what="the store (gc is running)"):
+            yield
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the store's lock exclusively: no object writer runs meanwhile (gc)."""
+        with FileLock(self.root / STORE_LOCK, what="the store (an add or a pull is running)"):
+            yield
+
+    # ----------------------------------------------------------- registering
+
+    def add(
+        self,
+        spec: str,
+        files: Sequence[FileSource],
+        *,
+        bump: Bump | None = None,
+        family: str | None = None,
+        framework: str | Framework | None = None,
+        architecture: str | None = None,
+        input_shape: str | Sequence[int] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        datasets: Iterable[str | Dataset] = (),
+        parents: Iterable[str] = (),
+        message: str = "",
+        tags: Iterable[str] = (),
+        author: str | None = None,
+        progress: ProgressReport | None = None,
+    ) -> AddResult:
+        """Register files as a new version of a model.
+
+        Args:
+            spec: ``NAME@VERSION``, or ``NAME`` together with ``bump``.
+            files: files, directories (added recursively) or :class:`Blob` objects.
+            bump: ``"major"``, ``"minor"`` or ``"patch"``: the next version after the
+                highest existing one.
+            parents: references or digests of the versions this one derives from.
+            tags: tags to point at the new version.
+            progress: called as ``progress(done, total)`` while bytes are stored.
+
+        Returns:
+            The new version's digest; ``created`` is False when an identical version
+            already existed (re-adding is a no-op).
+
+        Raises:
+            VersionConflictError: the version exists with other files or metadata.
+            InvalidInputError: a name, version, tag or metadata value is invalid.
+            InputFileError: a file is missing or unreadable.
+        """
+        name, version = parse_name_version(spec)
+        if (version is None) == (bump is None):
+            raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
+        details = version_details(
+            family=family,
+            framework=framework,
+            architecture=architecture,
+            input_shape=input_shape,
+            metrics=metrics,
+            properties=properties,
+            datasets=datasets,
+            message=message,
+        )
+        tag_names = [validate_tag(t) for t in tags]
+        to_store = collect_files(files)
+        lineage = Lineage(
+            datasets=details.datasets,
+            parents=tuple(self.resolve(p) for p in parents),
+            author=author or current_author(),
+            message=message,
+        )
+        draft = Manifest(
+            name=name,
+            version=version or "0.0.0",
+            files=(),
+            family=details.family,
+            framework=details.framework,
+            architecture=details.architecture,
+            input_shape=details.input_shape,
+            metrics=details.metrics,
+            properties=details.properties,
+            lineage=lineage,
+        )
+        if version is not None and version in self.refs.read(name).versions:
+            # Re-adding an existing version: hash without writing anything.
+            entries = tuple(self._hash(item) for item in to_store)
+            return self._commit(_with_files(draft, entries), tag_names, bump=None)
+        total = sum(item.source.stat().st_size for item in to_store if isinstance(item.source, Path))
+        advance = counting(progress, total)
+        with self.writing():
+            entries = tuple(self._store(item, advance) for item in to_store)
+            return self._commit(_with_files(draft, entries), tag_names, bump=bump)
+
+    def _store(self, item: FileToStore, progress: Progress | None) -> FileEntry:
+        if isinstance(item.source, Blob):
+            stored = self.objects.add_stream(item.source.blocks(), progress=progress)
+        else:
+            stored = self.objects.add_file(item.source, progress=progress)
+        return FileEntry(item.path, stored.digest, stored.size)
+
+    def _hash(self, item: FileToStore) -> FileEntry:
+        blocks = item.source.blocks() if isinstance(item.source, Blob) else None
+        digest, size = self.objects.hash_stream(blocks) if blocks is not None else self.objects.hash_file(item.source)
+        return FileEntry(item.path, digest, size)
+
+    def _commit(self, draft: Manifest, tags: list[str], *, bump: Bump | None) -> AddResult:
+        """Under the model's lock: pick the version, write the manifest, update refs."""
+        name = draft.name
+        self._refuse_case_twin(name)
+        with self.refs.update(name, author=draft.lineage.author, message=draft.lineage.message, time=now_utc()) as update:
+            table = update.table
+            version = next_version(table.versions, bump) if bump else draft.version
+            manifest = _stamped(draft, version)
+            existing = table.versions.get(version)
+            if existing is not None:
+                self._check_same(existing, manifest)
+                digest, created = existing, False
+            else:
+                twin = table.same_precedence(version)
+                if twin is not None:
+                    raise ConflictError(
+                        f"{name}@{version} would have the same precedence as the existing {name}@{twin}: "
+                        "versions that differ only in build metadata cannot both exist"
+                    )
+                digest = self.objects.add_bytes(manifest.encode()).digest
+                table = table.with_version(version, digest)
+                created = True
+            for tag in tags:
+                table = table.with_tag(tag, version)
+            update.table = table
+        return AddResult(name, version, digest, created)
+
+    def _check_same(self, existing: Digest, manifest: Manifest) -> None:
+        current = self.manifest(existing)
+        if current.same_content(manifest):
+            return
+        what = "different files" if current.files != manifest.files else "different metadata"
+        raise VersionConflictError(manifest.name, manifest.version, existing, what)
+
+    def _refuse_case_twin(self, name: str) -> None:
+        """Refuse a new model whose name differs from another only in case.
+
+        Such names would share one directory on case-insensitive file systems.
+        """
+        names = self.refs.names()
+        if name in names:
+            return
+        twin = next((other for other in names if other.lower() == name.lower()), None)
+        if twin is not None:
+            raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")
+
+    # ---------------------------------------------------------------- lookup
+
+    def resolve(self, ref: str) -> Digest:
+        """The manifest digest a reference names.
+
+        Raises:
+            UnknownRefError: nothing has that name.
+            AmbiguousRefError: a digest prefix matches several manifests.
+            InvalidRefError: the reference is malformed.
+        """
+        parsed = parse_ref(ref)
+        if parsed.digest_prefix is not None:
+            return self._resolve_digest(parsed)
+        table = self.refs.read(parsed.name)
+        return _resolve_in_table(parsed, table)
+
+    def _resolve_digest(self, ref: Ref) -> Digest:
+        prefix = ref.digest_prefix or ""
+        if len(prefix) == 64:
+            digest = Digest("sha256:" + prefix)
+            if self.objects.contains(digest):
+                return digest
+            raise UnknownRefError(str(ref), "no such manifest")
+        candidates = [d for d in self.objects.find_prefix(prefix) if self._is_manifest(d)]
+        if not candidates:
+            raise UnknownRefError(str(ref), "no manifest has that digest prefix")
+        if len(candidates) > 1:
+            raise AmbiguousRefError(
+                f"digest prefix '{ref}' is ambiguous: it matches {len(candidates)} manifests; give more digits"
+            )
+        return candidates[0]
+
+    def find_object(self, text: str) -> Digest:
+        """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
+        prefix = parse_digest_prefix(text)
+        candidates = self.objects.find_prefix(prefix)
+        if not candidates:
+            raise ObjectNotFoundError(text)
+        if len(candidates) > 1:
+            raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
+        return candidates[0]
+
+    def object_type(self, digest: Digest) -> str:
+        """``manifest`` or ``blob``."""
+        return "manifest" if self._is_manifest(digest) else "blob"
+
+    def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
+        """A file's digest; with ``write`` the file is also stored as an object."""
+        if not write:
+            return self.objects.hash_file(Path(path))[0]
+        with self.writing():
+            return self.objects.add_file(Path(path)).digest
+
+    def _is_manifest(self, digest: Digest) -> bool:
+        path = self.objects.object_path(digest)
+        try:
+            with open(path, "rb") as stream:
+                head = stream.read(1 << 20)
+        except OSError:
+            return False
+        return looks_like_manifest(head)
+
+    def manifest(self, digest: str) -> Manifest:
+        """Read and validate a manifest object."""
+        return Manifest.decode(self.objects.read_bytes(digest), digest)
+
+    def label(self, digest: str) -> str:
+        """``name@version (sha256:abcd1234)`` for a manifest, or the bare digest if it is gone."""
+        try:
+            manifest = self.manifest(digest)
+        except MregError:
+            return digest  # removed and collected: lineage outlives objects
+        return f"{manifest.name}@{manifest.version} ({digest[:15]})"
+
+    def get(self, ref: str) -> ModelVersion:
+        """A read-only view of the version ``ref`` names, with its tags."""
+        digest = self.resolve(ref)
+        manifest = self.manifest(digest)
+        return ModelVersion.of(digest, manifest, self.refs.read(manifest.name))
+
+    def versions(self, name: str) -> list[VersionEntry]:
+        """Every version of a model, highest precedence first."""
+        table = self._existing_table(name)
+        return [
+            VersionEntry(name, version, digest, tuple(table.tags_of(version)))
+            for version, digest in reversed(table.versions.items())
+        ]
+
+    def models(self) -> list[ModelSummary]:
+        """Every model with at least one version, sorted by name."""
+        found = []
+        for name in self.refs.names():
+            table = self.refs.read(name)
+            if table.latest is None:
+                continue
+            digest = table.versions[table.latest]
+            found.append(
+                ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), self._family(digest))
+            )
+        return found
+
+    def _family(self, digest: Digest) -> str | None:
+        try:
+            return self.manifest(digest).family
+        except MregError:  # a missing or broken manifest is for fsck to report
+            return None
+
+    def query(self, **conditions: Any) -> list[ModelVersion]:
+        """Versions matching every condition; see :func:`mreg.query.select`."""
+        return query.select(self, **conditions)
+
+    def log(self, name: str) -> list[LogEntry]:
+        """The model's ref history, newest first."""
+        validate_name(name)
+        entries, _ = self.refs.log(name)
+        if not entries and not self.refs.read(name).versions:
+            raise UnknownModelError(name)
+        return list(reversed(entries))
+
+    def path(self, ref: str, file: str | None = None) -> Path:
+        """The absolute local path of a registered file (the object holding its bytes).
+
+        ``file`` may be omitted when the version has exactly one file. The returned
+        file is read-only and shared: copy it before modifying it.
+        """
+        entry = self.file_entry(ref, file)
+        path = self.objects.object_path(entry.digest)
+        if not path.is_file():
+            raise ObjectNotFoundError(entry.digest, f"file '{entry.path}' of {ref}")
+        return path
+
+    def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
+        """The manifest entry of one file of a version."""
+        manifest = self.manifest(self.resolve(ref))
+        if file is None:
+            if len(manifest.files) != 1:
+                names = ", ".join(f.path for f in manifest.files)
+                raise InvalidInputError(f"{ref} has {len(manifest.files)} files ({names}): name the one you want")
+            return manifest.files[0]
+        for entry in manifest.files:
+            if entry.path == file:
+                return entry
+        raise NotFoundError(f"{ref} has no file '{file}'")
+
+    # ------------------------------------------------------------------ refs
+
+    def tag(self, ref: str, tag: str, *, expected: str | None = _UNSET) -> TagChange:
+        """Point ``tag`` at the version ``ref`` names, creating or moving it.
+
+        With ``expected`` the move is a compare-and-swap: it happens only if the tag
+        currently points at that version (None: only if the tag does not exist).
+
+        Raises:
+            RefChangedError: the tag did not point where ``expected`` said.
+        """
+        validate_tag(tag)
+        target = self.get(ref)
+        name, version = target.name, target.version
+        with self.refs.update(name, author=current_author(), message="", time=now_utc()) as update:
+            table = update.table
+            if table.versions.get(version) != target.digest:
+                raise UnknownRefError(ref, f"{name}@{version} is no longer registered")
+            old = table.tags.get(tag)
+            _check_expected(name, tag, old, expected)
+            update.table = table.with_tag(tag, version)
+        return TagChange(name, tag, old, version)
+
+    def untag(self, name: str, tag: str, *, expected: str | None = _UNSET) -> TagChange:
+        """Remove a tag from a model."""
+        validate_tag(tag)
+        self._existing_table(name)
+        with self.refs.update(name, author=current_author(), message="", time=now_utc()) as update:
+            old = update.table.tags.get(tag)
+            if old is None:
+                raise UnknownRefError(f"{name}@{tag}", "no such tag")
+            _check_expected(name, tag, old, expected)
+            update.table = update.table.without_tag(tag)
+        return TagChange(name, tag, old, None)
+
+    def remove(self, spec: str, *, message: str = "") -> Digest:
+        """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.
+
+        Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
+        """
+        name, version = parse_name_version(spec)
+        if version is None:
+            raise InvalidInputError("give the exact version to remove: NAME@VERSION")
+        self._existing_table(name)
+        with self.refs.update(name, author=current_author(), message=message, time=now_utc()) as update:
+            digest = update.table.versions.get(version)
+            if digest is None:
+                raise UnknownRefError(spec, f"'{name}' has no version {version}")
+            update.table = update.table.without_version(version)
+        return digest
+
+    def _existing_table(self, name: str) -> RefTable:
+        table = self.refs.read(name)
+        if not table.versions:
+            raise UnknownModelError(name)
+        return table
+
+    # ----------------------------------------------------------- maintenance
+
+    def fsck(self) -> maintenance.FsckReport:
+        """Verify every object, manifest and ref; see :func:`mreg.maintenance.fsck`."""
+        return maintenance.fsck(self)
+
+    def gc(self, *, dry_run: bool = False) -> maintenance.GcReport:
+        """Delete unreachable objects and stale temporary files."""
+        return maintenance.gc(self, dry_run=dry_run)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _registry_root(path: Path) -> Path | None:
+    for candidate in (path, path / REGISTRY_DIR):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / "objects").is_dir():
+            return candidate
+    return None
+
+
+def _resolve_in_table(ref: Ref, table: RefTable) -> Digest:
+    if not table.versions:
+        raise UnknownRefError(str(ref), f"no model named '{ref.name}'")
+    if ref.is_latest:
+        assert table.latest is not None  # a table with versions always has latest
+        return table.versions[table.latest]
+    if ref.tag is not None:
+        version = table.tags.get(ref.tag)
+        if version is None:
+            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
+        return table.versions[version]
+    digest = table.versions.get(ref.version or "")
+    if digest is None:
+        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
+    return digest
+
+
+def _with_files(draft: Manifest, files: tuple[FileEntry, ...]) -> Manifest:
+    return replace(draft, files=files)
+
+
+def _stamped(draft: Manifest, version: str) -> Manifest:
+    return replace(draft, version=version, lineage=replace(draft.lineage, created=now_utc()))
+
+
+def _check_expected(name: str, tag: str, current: str | None, expected: str | None) -> None:
+    if expected is not _UNSET and current != expected:
+        raise RefChangedError(
+            f"tag {name}@{tag} points at {current or 'nothing'}, not {expected or 'nothing'}: "
+            "it was changed by someone else"
+        )

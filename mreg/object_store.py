@@ -36,6 +36,15 @@ class StoredObject:
     written: bool
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A run of a stored file's bytes held in one local object file."""
+
+    path: Path
+    start: int  # offset of the segment's first byte in the whole file
+    size: int
+
+
 def read_blocks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[memoryview]:
     """Yield a binary stream's bytes in blocks; each block is valid until the next."""
     buffer = bytearray(block_size)
@@ -157,6 +166,15 @@ class ObjectStore:
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise CorruptObjectError(digest, "its bytes do not match its digest")
         return data
+
+    def segments(self, digest: str) -> list[Segment]:
+        """The local object files that hold a file's bytes, in order."""
+        path = self.object_path(digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFoundError(digest) from None
+        return [Segment(path, 0, size)]
 
     def iter_bytes(self, digest: str) -> Iterator[bytes]:
         """Stream an object's bytes; raises CorruptObjectError at the end if they do not match."""

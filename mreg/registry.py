@@ -29,7 +29,7 @@ from .errors import (
 )
 from .fileutil import FileLock, Progress, ProgressReport, counting, write_atomically
 from .names import Digest, Ref, parse_digest_prefix, parse_name_version, parse_ref, validate_name, validate_tag
-from .object_store import ObjectStore
+from .object_store import ObjectStore, Segment
 from .objects import Dataset, FileEntry, Framework, Lineage, Manifest, looks_like_manifest
 from .refs import LogEntry, RefStore, RefTable
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
@@ -380,6 +380,11 @@ class Registry:
         if not path.is_file():
             raise ObjectNotFoundError(entry.digest, f"file '{entry.path}' of {ref}")
         return path
+
+    def locate(self, ref: str, file: str | None = None) -> tuple[FileEntry, list[Segment]]:
+        """A registered file's entry and the local object files that hold its bytes, in order."""
+        entry = self.file_entry(ref, file)
+        return entry, self.objects.segments(entry.digest)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""

@@ -9,6 +9,7 @@ import click
 from ..errors import MregError
 from ..names import parse_assignment, parse_number
 from ..registry import Registry
+from ..weights import describe_files
 from .app import Session, cli, init_path, pass_session
 from .output import (
     ProgressBar,
@@ -61,7 +62,9 @@ def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics:
     for text in metrics:
         key, value = parse_assignment(text, "metric")
         metric_values[key] = parse_number(value, f"metric '{key}'")
-    meta = dict(parse_assignment(text, "metadata") for text in properties)
+    described, framework = describe_files(paths)  # tensor facts of weight files
+    meta = {**described, **dict(parse_assignment(text, "metadata") for text in properties)}
+    options["framework"] = options["framework"] or framework
     with ProgressBar("storing") as progress:
         result = registry.add(
             spec, list(paths), bump=bump, metrics=metric_values, properties=meta, progress=progress, **options

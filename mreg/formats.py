@@ -1,0 +1,193 @@
+"""Weight-file containers, read without torch: safetensors and PyTorch zip checkpoints.
+
+mreg needs the layout of weight files in two places that must not import torch:
+the object store splits them at tensor boundaries, and ``mreg add`` describes them.
+The tensors themselves are decoded by :mod:`mreg.pytorch`.
+
+safetensors (https://github.com/huggingface/safetensors) is an 8-byte little-endian
+header length N, N bytes of JSON ``{name: {dtype, shape, data_offsets}}`` padded
+with spaces, then the tensors' bytes back to back. Headers come from files users
+give us, so every field is checked before it is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import InvalidInputError
+
+SAFETENSORS_SUFFIX = ".safetensors"
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+MAX_HEADER_SIZE = 100 << 20
+HEADER_ALIGNMENT = 8
+
+# safetensors dtype code -> bytes per element
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "C64": 8,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+}
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """Where one tensor's bytes are in a file: ``[start, end)`` are absolute offsets."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SafetensorsLayout:
+    """A parsed safetensors header: tensors sorted by offset, plus free metadata."""
+
+    data_start: int  # 8 + header length: where tensor data begins
+    tensors: tuple[TensorLayout, ...]
+    metadata: dict[str, str]
+
+
+class FormatError(InvalidInputError):
+    """A weight file whose container is malformed."""
+
+
+def is_safetensors_name(name: str) -> bool:
+    return name.endswith(SAFETENSORS_SUFFIX)
+
+
+def is_weights_name(name: str) -> bool:
+    """True for the file names mreg treats as PyTorch weights."""
+    return is_safetensors_name(name) or name.endswith(TORCH_SUFFIXES)
+
+
+def header_length(prefix: bytes) -> int:
+    """The JSON header length a safetensors file announces in its first 8 bytes."""
+    if len(prefix) < 8:
+        raise FormatError("not a safetensors file: shorter than 8 bytes")
+    (length,) = struct.unpack("<Q", prefix[:8])
+    if length > MAX_HEADER_SIZE:
+        raise FormatError(f"not a safetensors file: header of {length} bytes announced")
+    return length
+
+
+def parse_safetensors(head: bytes, file_size: int) -> SafetensorsLayout:
+    """Parse and check a safetensors header; ``head`` holds at least the header bytes.
+
+    Raises:
+        FormatError: the header is not valid JSON, names an unknown dtype, or its
+            offsets overlap, leave holes, or run past the end of the file.
+    """
+    length = header_length(head)
+    data_start = 8 + length
+    if len(head) < data_start or file_size < data_start:
+        raise FormatError("safetensors header is truncated")
+    try:
+        raw = json.loads(head[8:data_start].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"safetensors header is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise FormatError("safetensors header is not a JSON object")
+    metadata = raw.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError("safetensors __metadata__ must map text to text")
+    tensors = sorted((_tensor(name, info, data_start) for name, info in raw.items()), key=lambda t: (t.start, t.end))
+    cursor = data_start
+    for tensor in tensors:
+        if tensor.start != cursor:
+            raise FormatError(f"tensor '{tensor.name}' does not start where the previous one ends")
+        cursor = tensor.end
+    if cursor != file_size:
+        raise FormatError(f"tensor data ends at byte {cursor} but the file has {file_size} bytes")
+    return SafetensorsLayout(data_start, tuple(tensors), metadata)
+
+
+def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
+    try:
+        dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+    except (TypeError, KeyError, ValueError):
+        raise FormatError(f"safetensors entry '{name}' lacks dtype, shape or data_offsets") from None
+    if dtype not in DTYPE_SIZES:
+        raise FormatError(f"tensor '{name}' has unknown dtype {dtype!r}")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise FormatError(f"tensor '{name}' has an invalid shape")
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+        raise FormatError(f"tensor '{name}' has invalid data offsets")
+    if (end - begin) != math.prod(shape) * DTYPE_SIZES[dtype]:
+        raise FormatError(f"tensor '{name}' has {end - begin} bytes, which does not fit {dtype} {shape}")
+    return TensorLayout(str(name), dtype, tuple(shape), data_start + begin, data_start + end)
+
+
+def read_safetensors_layout(path: Path) -> SafetensorsLayout:
+    """Read only the header of a safetensors file."""
+    with open(path, "rb") as stream:
+        prefix = stream.read(8)
+        head = prefix + stream.read(header_length(prefix))
+    return parse_safetensors(head, path.stat().st_size)
+
+
+def encode_safetensors_header(
+    tensors: Sequence[tuple[str, str, Sequence[int], int]], metadata: dict[str, str] | None = None
+) -> bytes:
+    """The 8-byte length and padded JSON header for tensors laid out in the given order.
+
+    Args:
+        tensors: ``(name, dtype code, shape, byte length)`` in the order their bytes follow.
+    """
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for name, dtype, shape, nbytes in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % HEADER_ALIGNMENT)
+    return struct.pack("<Q", len(text)) + text
+
+
+def zip_member_spans(path: Path) -> list[tuple[str, int, int]]:
+    """``(name, start, end)`` of the stored bytes of each member of a zip checkpoint.
+
+    Only uncompressed members are listed (``torch.save`` stores tensors that way).
+    Returns an empty list for files that are not zip archives.
+    """
+    if not zipfile.is_zipfile(path):
+        return []
+    spans = []
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as stream:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                continue
+            stream.seek(info.header_offset)
+            local = stream.read(30)
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                return []
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            spans.append((info.filename, start, start + info.compress_size))
+    return spans

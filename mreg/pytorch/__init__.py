@@ -1,0 +1,29 @@
+"""The PyTorch adapter: the only part of mreg that imports torch.
+
+Import it when you work with PyTorch models (importing it imports torch)::
+
+    from mreg import Registry
+    from mreg.pytorch import register, load_model, load_state_dict
+
+    registry = Registry.open()
+    register(registry, "classifier@1.0.0", model, family="resnet", metrics={"acc": 0.91})
+    model = load_model(registry, "classifier@latest", model=MyNet())
+"""
+
+from .checkpoints import load_checkpoint
+from .models import TorchvisionBuilder, load_model, load_state_dict, register
+from .pretrained import PretrainedModel, fetch_pretrained
+from .tensors import describe
+from .torchvision_compat import import_torchvision
+
+__all__ = [
+    "PretrainedModel",
+    "TorchvisionBuilder",
+    "describe",
+    "fetch_pretrained",
+    "import_torchvision",
+    "load_checkpoint",
+    "load_model",
+    "load_state_dict",
+    "register",
+]

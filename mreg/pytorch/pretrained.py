@@ -1,0 +1,151 @@
+"""Pretrained torchvision models, with their published metadata, and an honest fallback.
+
+:func:`fetch_pretrained` loads a model through torchvision's weights API, which
+downloads the published checkpoint (or takes it from the torch hub cache) and checks
+its hash. When that is impossible (no network, a failed hash check) it builds the
+same architecture with seeded random weights, and says so: ``pretrained`` is False,
+the reason is kept, and the published accuracy is recorded as *published*, never as
+the registered weights' own metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import torch
+
+from ..object_store import read_blocks
+from ..objects import Dataset
+from .models import TorchvisionBuilder
+from .torchvision_compat import import_torchvision
+
+IMAGENET = Dataset("ImageNet-1K", uri="https://image-net.org/")
+DOWNLOAD_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """A torchvision model and what to record about it."""
+
+    model: torch.nn.Module
+    builder: TorchvisionBuilder
+    pretrained: bool
+    reason: str | None
+    family: str
+    input_shape: tuple[int, ...]
+    categories: tuple[str, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    datasets: tuple[Dataset, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def registration(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`mreg.pytorch.register`."""
+        return {
+            "family": self.family,
+            "architecture": self.builder.name,
+            "input_shape": self.input_shape,
+            "metrics": self.metrics,
+            "datasets": self.datasets,
+            "properties": self.properties,
+            "builder": self.builder,
+        }
+
+
+def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIMEOUT) -> PretrainedModel:
+    """Load torchvision's default pretrained weights for ``name`` (e.g. ``"resnet18"``).
+
+    Falls back to the architecture with random weights (seeded, so the bytes are the
+    same on every run) when the checkpoint cannot be had; see the module docstring.
+    """
+    models = import_torchvision().models
+    weights = models.get_model_weights(name).DEFAULT
+    builder = TorchvisionBuilder(name)
+    try:
+        with _socket_timeout(timeout):
+            model = models.get_model(name, weights=weights)
+        pretrained, reason = True, None
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash is a RuntimeError
+        reason = f"could not load the published checkpoint: {' '.join(str(exc).split()) or type(exc).__name__}"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = models.get_model(name, weights=None)
+        pretrained = False
+    return PretrainedModel(
+        model=model.eval(),
+        builder=builder,
+        pretrained=pretrained,
+        reason=reason,
+        family=_family(models, name),
+        input_shape=(1, 3, *_crop_size(weights)),
+        categories=tuple(weights.meta.get("categories") or ()),
+        metrics=_published_metrics(weights) if pretrained else {},
+        datasets=(IMAGENET,) if pretrained else (),
+        properties=_properties(weights, pretrained, reason),
+    )
+
+
+def _properties(weights: Any, pretrained: bool, reason: str | None) -> dict[str, Any]:
+    meta = weights.meta
+    properties: dict[str, Any] = {
+        "pretrained": pretrained,
+        "weights": str(weights),
+        "categories": len(meta.get("categories") or []),
+        "recipe": meta.get("recipe"),
+        "checkpoint": {"url": weights.url, "sha256_prefix": _hash_prefix(weights.url)},
+        "published_metrics": {"ImageNet-1K": _published_metrics(weights)},
+    }
+    if pretrained:
+        properties["checkpoint"]["sha256"] = _cached_checkpoint_sha256(weights.url)
+    else:
+        properties["pretrained_reason"] = reason
+    return properties
+
+
+def _published_metrics(weights: Any) -> dict[str, float]:
+    published = weights.meta.get("_metrics", {}).get("ImageNet-1K", {})
+    return {key: float(value) for key, value in published.items()}
+
+
+def _crop_size(weights: Any) -> tuple[int, int]:
+    crop = getattr(weights.transforms(), "crop_size", None) or [224]
+    return (int(crop[0]), int(crop[-1]))
+
+
+def _family(models: Any, name: str) -> str:
+    """The torchvision module a builder lives in: ``resnet18`` -> ``resnet``."""
+    return models.get_model_builder(name).__module__.rsplit(".", 1)[-1]
+
+
+def _hash_prefix(url: str) -> str:
+    """torchvision checkpoints are named ``<name>-<first 8+ hex of their sha256>.pth``."""
+    stem = os.path.basename(urlparse(url).path).split(".")[0]
+    return stem.rsplit("-", 1)[-1]
+
+
+def _cached_checkpoint_sha256(url: str) -> str | None:
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in read_blocks(stream):
+                hasher.update(block)
+    except OSError:
+        return None
+    return "sha256:" + hasher.hexdigest()
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """torch.hub downloads with no timeout; on a network that drops packets that hangs."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)

@@ -1,0 +1,140 @@
+"""State dicts to and from safetensors, the format mreg stores weights in.
+
+Writing streams the header and then each tensor's bytes straight into the object
+store (no temporary file). Reading memory-maps the stored objects copy-on-write and
+wraps the tensors around the mapped bytes, so loading copies nothing until a tensor
+is written to; the tensors are writable and never change the store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from ..errors import InvalidInputError
+from ..formats import FormatError, encode_safetensors_header, header_length, parse_safetensors
+from ..object_store import Segment
+from ..weights import TensorFacts, summarize
+
+TORCH_TO_SAFETENSORS = {
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.int16: "I16",
+    torch.uint16: "U16",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int32: "I32",
+    torch.uint32: "U32",
+    torch.float32: "F32",
+    torch.complex64: "C64",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.uint64: "U64",
+}
+SAFETENSORS_TO_TORCH = {code: dtype for dtype, code in TORCH_TO_SAFETENSORS.items()}
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``float32``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def tensor_facts(state_dict: StateDict) -> list[TensorFacts]:
+    """``(dtype, elements, bytes)`` for each tensor, as :func:`mreg.weights.summarize` takes them."""
+    return [(dtype_name(t.dtype), t.numel(), t.numel() * t.element_size()) for t in state_dict.values()]
+
+
+def describe(state_dict: StateDict) -> dict:
+    """The tensor metadata recorded for a state dict."""
+    return summarize(tensor_facts(state_dict))
+
+
+def _prepared(state_dict: StateDict) -> list[tuple[str, torch.Tensor]]:
+    """Tensors on the CPU, contiguous, largest element size first (keeps every tensor aligned)."""
+    tensors = []
+    for name, tensor in state_dict.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise InvalidInputError(f"state dict entry {name!r} is not a named tensor")
+        if tensor.dtype not in TORCH_TO_SAFETENSORS:
+            raise InvalidInputError(f"tensor '{name}' has dtype {tensor.dtype}, which safetensors cannot store")
+        tensors.append((name, tensor.detach().to("cpu").contiguous()))
+    return sorted(tensors, key=lambda item: (-item[1].element_size(), item[0]))
+
+
+def safetensors_blocks(state_dict: StateDict, metadata: dict[str, str] | None = None) -> Iterator[memoryview]:
+    """The bytes of a safetensors file holding ``state_dict``, header first."""
+    tensors = _prepared(state_dict)
+    header = encode_safetensors_header(
+        [(name, TORCH_TO_SAFETENSORS[t.dtype], t.shape, t.numel() * t.element_size()) for name, t in tensors],
+        metadata,
+    )
+    yield memoryview(header)
+    for _, tensor in tensors:
+        if tensor.numel():
+            yield memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
+class MappedFile:
+    """A stored file's segments, memory-mapped copy-on-write on first use."""
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        self.segments = list(segments)
+        self.size = sum(s.size for s in self.segments)
+        self._starts = [s.start for s in self.segments]
+        self._maps: dict[int, mmap.mmap] = {}
+
+    def _map(self, index: int) -> mmap.mmap:
+        if index not in self._maps:
+            with open(self.segments[index].path, "rb") as stream:
+                self._maps[index] = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
+        return self._maps[index]
+
+    def tensor(self, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
+        """A 1-D tensor over bytes ``[start, end)``; zero-copy when one segment holds them."""
+        count = (end - start) // torch.empty((), dtype=dtype).element_size()
+        if count == 0:
+            return torch.empty(0, dtype=dtype)
+        index = bisect.bisect_right(self._starts, start) - 1
+        segment = self.segments[index]
+        if end <= segment.start + segment.size:
+            return torch.frombuffer(self._map(index), dtype=dtype, count=count, offset=start - segment.start)
+        return torch.frombuffer(bytearray(self.read(start, end)), dtype=dtype, count=count)
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` across segment boundaries."""
+        parts = []
+        index = bisect.bisect_right(self._starts, start) - 1
+        while start < end:
+            segment = self.segments[index]
+            stop = min(end, segment.start + segment.size)
+            parts.append(self._map(index)[start - segment.start : stop - segment.start])
+            start = stop
+            index += 1
+        return b"".join(parts)
+
+
+def read_safetensors(segments: Sequence[Segment], *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a stored safetensors file as a state dict (zero-copy on the CPU).
+
+    Raises:
+        InvalidInputError: the file is not valid safetensors.
+    """
+    mapped = MappedFile(segments)
+    try:
+        head = mapped.read(0, min(8 + header_length(mapped.read(0, 8)), mapped.size))
+        layout = parse_safetensors(head, mapped.size)
+    except FormatError as exc:
+        raise InvalidInputError(f"cannot load weights: {exc.message}") from None
+    state_dict = {}
+    for info in layout.tensors:
+        tensor = mapped.tensor(info.start, info.end, SAFETENSORS_TO_TORCH[info.dtype]).reshape(info.shape)
+        state_dict[info.name] = tensor if str(device) == "cpu" else tensor.to(device)
+    return state_dict

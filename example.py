@@ -1,0 +1,185 @@
+"""A walk through mreg: register, look up, list, load and verify PyTorch models.
+
+Run it from the repository root after `pip install -r requirements.txt`:
+
+    python example.py
+
+It works on the registry `.mreg/` in the current directory (created if missing) and
+can be run again: registering identical content again is a no-op. Each step names
+the `mreg` command that does the same from the shell.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import torch
+
+from mreg import Registry, VersionConflictError
+from mreg.pytorch import PretrainedModel, TorchvisionBuilder, fetch_pretrained, load_model, register
+
+PRETRAINED = ("resnet18", "mobilenet_v2")  # 44.7 MiB + 13.6 MiB of weights
+DERIVED_VERSION = "2.0.0"  # a new head changes the output: a major version in SemVer terms
+
+
+def main() -> None:
+    started = time.perf_counter()
+    torch.set_num_threads(1)  # bit-identical training on every run, so re-runs are no-ops
+    registry = Registry.init(".")
+    print(f"mreg example: registry at {registry.root}")
+
+    step("1. Register two pretrained open-source vision models", "mreg add NAME@VERSION FILE --family ... --metric ...")
+    fetched = {name: fetch(name) for name in PRETRAINED}
+    for name, model in fetched.items():
+        weights = model.properties["weights"] if model.pretrained else "random weights (offline fallback)"
+        add(registry, f"{name}@1.0.0", model, message=f"torchvision {name}, {weights}")
+
+    step("2. Derive a second version: resnet18 with a 2-class head", "mreg add resnet18@2.0.0 ... --parent resnet18@1.0.0")
+    derived, metrics = train_two_class_head(fetched["resnet18"].model)
+    add_derived(registry, derived, metrics)
+
+    step("3. Tag a version as production", "mreg tag resnet18@1.0.0 production")
+    change = registry.tag("resnet18@1.0.0", "production")
+    print(f"   {change.name}@{change.tag} -> {change.new}" + (f" (was {change.old})" if change.old else ""))
+
+    step("4. List models and versions", "mreg ls; mreg ls resnet18")
+    for model in registry.models():
+        tags = ", ".join(f"{t}={v}" for t, v in sorted(model.tags.items())) or "-"
+        print(f"   {model.name:<14} latest {model.latest:<7} {model.versions} version(s)  family {model.family}  tags {tags}")
+    for entry in registry.versions("resnet18"):
+        print(f"   resnet18@{entry.version:<7} {entry.digest[:15]}  {', '.join(entry.tags)}")
+
+    step("5. Look up by latest, by version, by tag and by digest", "mreg resolve REF; mreg show REF")
+    digest = registry.resolve("resnet18@1.0.0")
+    for ref in ("resnet18@latest", "resnet18@1.0.0", "resnet18@production", digest[:15]):
+        view = registry.get(ref)
+        print(f"   {ref:<20} -> {view.name}@{view.version}  {view.digest[:15]}  metrics {dict(view.metrics)}")
+    print(f"   weights file on disk: {registry.path('resnet18@production')}")
+
+    step("6. Query the registry: a family, a metric threshold", "mreg ls --family resnet --metric 'synthetic_val_acc>=0.9'")
+    for view in registry.query(family="resnet"):
+        print(f"   family resnet: {view.name}@{view.version}")
+    for view in registry.query(metrics=["synthetic_val_acc>=0.9"]):
+        print(f"   synthetic_val_acc >= 0.9: {view.name}@{view.version} ({view.metrics['synthetic_val_acc']:.2f})")
+
+    step("7. Load models back and run inference", "python: mreg.pytorch.load_model(registry, REF)")
+    run_inference(registry, fetched["resnet18"])
+
+    step("8. Lineage: where resnet18@latest came from, and the model's log", "mreg log resnet18")
+    latest = registry.get("resnet18@latest")
+    print(f"   {latest.name}@{latest.version} parents: {[registry.label(p) for p in latest.lineage.parents]}")
+    print(f"   created {latest.lineage.created} by {latest.lineage.author}: {latest.lineage.message}")
+    log = subprocess.run([sys.executable, "-m", "mreg", "log", "resnet18"], check=True, capture_output=True, text=True)
+    print("   $ mreg log resnet18\n" + "\n".join(f"   {line}" for line in log.stdout.splitlines()))
+
+    step("9. Verify the store", "mreg fsck")
+    report = registry.fsck()
+    print(f"   {report.objects} objects, {report.models} models, {report.versions} versions: "
+          + ("ok" if report.ok else f"PROBLEMS: {report.problems}"))
+    print(f"\ndone in {time.perf_counter() - started:.1f}s")
+
+
+def step(title: str, command: str) -> None:
+    print(f"\n{title}\n   (shell: {command})")
+
+
+def fetch(name: str) -> PretrainedModel:
+    """Pretrained weights from torchvision, or, offline, the architecture with random weights."""
+    model = fetch_pretrained(name)
+    if model.pretrained:
+        print(f"   {name}: published weights {model.properties['weights']} (hash checked)")
+    else:
+        print(f"   WARNING: {name}: no pretrained weights ({model.reason}); registering the same "
+              "architecture with random weights, recorded as pretrained: false")
+    return model
+
+
+def add(registry: Registry, spec: str, model: PretrainedModel, *, message: str) -> None:
+    try:
+        result = register(registry, spec, model.model, message=message, **model.registration())
+    except VersionConflictError:
+        # Happens if an earlier run registered other weights under this version
+        # (for example offline, before the published weights could be downloaded).
+        print(f"   {spec} already holds other weights; keeping it (versions are immutable)")
+        return
+    state = "added" if result.created else "already registered, identical: no-op"
+    print(f"   {spec:<20} {result.digest[:15]}  {state}")
+
+
+def make_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic 'scans': noise, and for label 1 a bright square standing in for a lesion."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(count, 3, 64, 64, generator=generator) * 0.5
+    labels = torch.arange(count) % 2
+    images[labels == 1, :, 24:40, 24:40] += 0.5
+    return images, labels
+
+
+def train_two_class_head(base: torch.nn.Module) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Fine-tune a new 2-class head on resnet18's frozen features, for a few steps."""
+    print("   training data: 96 synthetic 64x64 images this script makes (not real scans)")
+    torch.manual_seed(0)
+    model = TorchvisionBuilder("resnet18", {"num_classes": 2}).build()
+    backbone_weights = {k: v for k, v in base.state_dict().items() if not k.startswith("fc.")}
+    model.load_state_dict(backbone_weights, strict=False)
+    backbone = torch.nn.Sequential(*list(model.children())[:-1]).eval()
+    (train_x, train_y), (val_x, val_y) = make_images(64, seed=1), make_images(32, seed=2)
+    with torch.no_grad():
+        train_features, val_features = backbone(train_x).flatten(1), backbone(val_x).flatten(1)
+    optimizer = torch.optim.Adam(model.fc.parameters(), lr=0.01)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model.fc(train_features), train_y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (model.fc(val_features).argmax(1) == val_y).float().mean().item()
+    print(f"   trained the head for 60 steps: loss {loss.item():.3f}, accuracy on held-out synthetic images {accuracy:.2f}")
+    return model.eval(), {"synthetic_val_acc": round(accuracy, 4), "train_loss": round(loss.item(), 4)}
+
+
+def add_derived(registry: Registry, model: torch.nn.Module, metrics: dict[str, float]) -> None:
+    spec = f"resnet18@{DERIVED_VERSION}"
+    try:
+        result = register(
+            registry,
+            spec,
+            model,
+            family="resnet",
+            builder=TorchvisionBuilder("resnet18", {"num_classes": 2}),
+            input_shape=(1, 3, 64, 64),
+            metrics=metrics,
+            datasets=["synthetic lesions, generated by example.py (seeds 1 and 2)"],
+            parents=["resnet18@1.0.0"],
+            properties={"task": "binary classification (normal / abnormal)", "classes": ["normal", "abnormal"]},
+            message="2-class head fine-tuned on synthetic images",
+        )
+    except VersionConflictError:
+        print(f"   {spec} already holds other weights; keeping it (versions are immutable)")
+        return
+    state = "added" if result.created else "already registered, identical: no-op"
+    print(f"   {spec:<20} {result.digest[:15]}  {state}; parent resnet18@1.0.0")
+
+
+def run_inference(registry: Registry, resnet: PretrainedModel) -> None:
+    production = load_model(registry, "resnet18@production")  # rebuilt from the registry alone
+    image = torch.rand(1, *registry.get("resnet18@production").manifest.input_shape[1:])
+    with torch.no_grad():
+        top = production(image).softmax(1).topk(3)
+    categories = resnet.categories
+    guesses = ", ".join(f"{categories[i]} {p:.2f}" for p, i in zip(top.values[0].tolist(), top.indices[0].tolist()))
+    caveat = "" if resnet.pretrained else " (random weights offline: these guesses mean nothing)"
+    print(f"   resnet18@production on a random 224x224 image: {guesses}{caveat}")
+
+    classifier = load_model(registry, "resnet18@latest")
+    scan, _ = make_images(2, seed=3)
+    with torch.no_grad():
+        probabilities = classifier(scan).softmax(1)
+    for label, row in zip(("normal", "abnormal"), probabilities.tolist()):
+        print(f"   resnet18@latest on a synthetic {label} image: P(abnormal) = {row[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

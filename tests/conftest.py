@@ -1,0 +1,136 @@
+"""Shared fixtures: every test gets its own registry in a temporary directory.
+
+Helpers here run mreg the two ways users do: in-process through Click's CliRunner
+(fast, for most CLI tests) and as a real ``mreg`` subprocess (for exit codes, crash
+and concurrency tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from click.testing import CliRunner, Result
+
+from mreg import Registry
+from mreg.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test in its own directory with a fixed author and no inherited store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MREG_AUTHOR", "tester")
+    for variable in ("MREG_DIR", "MREG_FALLBACK", "MREG_DEBUG", "MREG_LOCK_TIMEOUT"):
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    """An empty registry in the test's directory."""
+    return Registry.init(tmp_path)
+
+
+@pytest.fixture
+def make_file(tmp_path: Path):
+    """Write a file under the test directory and return its path."""
+
+    def make(name: str, content: bytes | str = b"weights") -> Path:
+        path = tmp_path / "inputs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+    return make
+
+
+@dataclass
+class Invocation:
+    """What a CLI run printed and returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, registry: Registry | None = None) -> Invocation:
+    """Run mreg in-process with CliRunner (stdout and stderr kept apart)."""
+    prefix = ["--registry", str(registry.root)] if registry is not None else []
+    result: Result = CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
+    return Invocation(result.exit_code, result.stdout, result.stderr)
+
+
+def run_mreg(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Invocation:
+    """Run the real ``mreg`` entry point in a subprocess (``python -m mreg``)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "mreg", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Invocation(completed.returncode, completed.stdout, completed.stderr)
+
+
+def store_snapshot(registry: Registry) -> dict[str, str]:
+    """Every file of the store (locks aside) with the hash of its content."""
+    snapshot = {}
+    for path in sorted(registry.root.rglob("*")):
+        if path.is_file() and path.name not in ("_lock", "lock"):
+            snapshot[str(path.relative_to(registry.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return snapshot
+
+
+def assert_clean_failure(result: Invocation, code: int | None = None) -> None:
+    """A failure as the contract describes it: one ``mreg: error:`` line, no traceback."""
+    assert result.exit_code != 0, result
+    if code is not None:
+        assert result.exit_code == code, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mreg: error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def run_cli_raw(*args: str, registry: Registry | None = None) -> tuple[int, bytes, str]:
+    """Like :func:`run_cli`, but return stdout as raw bytes (for blobs on stdout)."""
+    prefix = ["--registry", str(registry.root)] if registry is not None else []
+    result: Result = CliRunner().invoke(cli, [*prefix, *args], catch_exceptions=False)
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+def object_file(registry: Registry, digest: str) -> Path:
+    """Where the object of ``digest`` lives: ``objects/<2 hex>/<62 hex>``."""
+    hexdigest = digest.removeprefix("sha256:")
+    return registry.root / "objects" / hexdigest[:2] / hexdigest[2:]
+
+
+def flip_byte(path: Path, offset: int = 0) -> None:
+    """Corrupt one byte of a (read-only) stored file in place."""
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def colliding_pair(make: Callable[[int], bytes], digits: int = 8) -> tuple[bytes, bytes]:
+    """Two different byte strings ``make(i)`` whose SHA-256 share the first ``digits`` hex digits.
+
+    A birthday search: about 80,000 small hashes for 8 digits, a fraction of a second.
+    """
+    seen: dict[str, int] = {}
+    i = 0
+    while True:
+        prefix = hashlib.sha256(make(i)).hexdigest()[:digits]
+        if prefix in seen:
+            return make(seen[prefix]), make(i)
+        seen[prefix] = i
+        i += 1

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import NewType
+from typing import NamedTuple, NewType
 
 from .errors import InvalidNameError, InvalidRefError, printable
 from .versions import is_version, parse_version
@@ -29,12 +28,12 @@ MAX_KEY_LENGTH = 100
 MAX_PATH_LENGTH = 1024
 
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_NAME = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
-_TAG = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
-_VERSION_LIKE_TAG = re.compile(r"^[vV]\d+(?:[.\-+]|$)")
-_HEX = re.compile(r"^[0-9a-f]+$")
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@/-]*$")
-_CONDITION = re.compile(r"^(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<value>\S+)$")
+_NAME = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*", re.ASCII)
+_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*", re.ASCII)
+_VERSION_LIKE_TAG = re.compile(r"[vV][0-9]+(?:[.\-+].*)?", re.ASCII | re.DOTALL)
+_HEX = re.compile(r"[0-9a-f]+", re.ASCII)
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]*", re.ASCII)
+_CONDITION = re.compile(r"(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<value>\S+)", re.ASCII)
 
 
 def validate_name(name: str) -> str:
@@ -46,7 +45,7 @@ def validate_name(name: str) -> str:
         problem = f"it is longer than {MAX_NAME_LENGTH} characters"
     elif ".." in name:
         problem = "it contains '..'"
-    elif not _NAME.match(name):
+    elif not _NAME.fullmatch(name):
         problem = "it is not made of '/'-separated segments"
     if problem:
         raise InvalidNameError(
@@ -61,12 +60,12 @@ def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid tag name, else raise InvalidNameError."""
     if tag == LATEST:
         raise InvalidNameError("'latest' is maintained by mreg and cannot be set by hand")
-    if is_version(tag) or _VERSION_LIKE_TAG.match(tag):
+    if is_version(tag) or _VERSION_LIKE_TAG.fullmatch(tag):
         raise InvalidNameError(
             f"invalid tag '{printable(tag)}': it looks like a version; "
             "versions are registered with 'mreg add NAME@VERSION', tags are words such as 'production'"
         )
-    if not _TAG.match(tag) or len(tag) > MAX_TAG_LENGTH:
+    if not _TAG.fullmatch(tag) or len(tag) > MAX_TAG_LENGTH:
         raise InvalidNameError(
             f"invalid tag '{printable(tag)}': a tag starts with a letter and continues with letters, "
             f"digits, '.', '_' or '-', at most {MAX_TAG_LENGTH} characters"
@@ -76,7 +75,7 @@ def validate_tag(tag: str) -> str:
 
 def validate_key(key: str, what: str = "key") -> str:
     """Validate a metric name or metadata key (letters, digits, ``_.@/-``)."""
-    if not _KEY.match(key) or len(key) > MAX_KEY_LENGTH or ".." in key:
+    if not _KEY.fullmatch(key) or len(key) > MAX_KEY_LENGTH or ".." in key:
         raise InvalidNameError(
             f"invalid {what} '{printable(key)}': use letters, digits and '_', '.', '@', '/', '-', "
             f"starting with a letter, digit or '_', at most {MAX_KEY_LENGTH} characters"
@@ -106,7 +105,7 @@ def validate_file_path(path: str) -> str:
 
 def is_digest(text: str) -> bool:
     """True for a full digest ``sha256:<64 hex>``."""
-    return text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.match(text[7:]))
+    return text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.fullmatch(text[7:]))
 
 
 def validate_digest(text: str) -> Digest:
@@ -124,7 +123,7 @@ def digest_from_hex(hexdigest: str) -> Digest:
 def parse_digest_prefix(text: str) -> str:
     """Return the hex part of ``sha256:HEX`` where HEX has 8 to 64 hex digits."""
     hexpart = text[len(DIGEST_PREFIX) :].lower() if text.startswith(DIGEST_PREFIX) else ""
-    if not (MIN_DIGEST_PREFIX <= len(hexpart) <= 64 and _HEX.match(hexpart)):
+    if not (MIN_DIGEST_PREFIX <= len(hexpart) <= 64 and _HEX.fullmatch(hexpart)):
         raise InvalidRefError(
             f"invalid digest '{printable(text)}': expected sha256: followed by "
             f"{MIN_DIGEST_PREFIX} to 64 hex digits"
@@ -135,8 +134,7 @@ def parse_digest_prefix(text: str) -> str:
 # ------------------------------------------------------------------------- references
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """A parsed reference: ``NAME``, ``NAME@VERSION``, ``NAME@TAG``, ``NAME@latest`` or a digest."""
 
     name: str = ""
@@ -181,7 +179,7 @@ def parse_name_version(text: str) -> tuple[str, str | None]:
         return name, None
     if version == LATEST:
         raise InvalidRefError("'latest' is maintained by mreg; give an explicit version or --bump")
-    if version[:1].isalpha() and not _VERSION_LIKE_TAG.match(version):
+    if version[:1].isalpha() and not _VERSION_LIKE_TAG.fullmatch(version):
         raise InvalidRefError(
             f"'{printable(text)}' names a tag; 'mreg add' needs NAME@VERSION (tags go with --tag)"
         )
@@ -220,7 +218,7 @@ def parse_assignment(text: str, what: str) -> tuple[str, str]:
 
 def parse_condition(text: str) -> tuple[str, str, float]:
     """Parse a metric threshold such as ``acc>=0.9`` into ``(name, operator, value)``."""
-    match = _CONDITION.match(text.strip())
+    match = _CONDITION.fullmatch(text.strip())
     if match is None:
         raise InvalidNameError(
             f"invalid metric condition '{printable(text)}': expected NAME OP NUMBER "

@@ -8,17 +8,18 @@ and orders build metadata (``+local``), all of which SemVer forbids.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Literal, Union
+from typing import Iterable, Literal, NamedTuple, Union
 
 from .errors import InvalidVersionError, printable
 
-# The regular expression published on semver.org, with named groups.
+# The regular expression published on semver.org, with named groups; used with
+# fullmatch (a "$" anchor would accept a trailing newline) and ASCII digits only.
 _SEMVER = re.compile(
-    r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
     r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?",
+    re.ASCII,
 )
 MAX_VERSION_LENGTH = 128
 
@@ -26,19 +27,17 @@ Bump = Literal["major", "minor", "patch"]
 _Identifier = Union[int, str]
 
 
-@dataclass(frozen=True, order=False)
-class Version:
-    """A parsed SemVer 2.0.0 version; compare with :attr:`precedence`."""
+class Version(NamedTuple):
+    """A parsed SemVer 2.0.0 version; order versions by :attr:`precedence`, not ``<``."""
 
     major: int
     minor: int
     patch: int
     prerelease: tuple[_Identifier, ...] = ()
     build: tuple[str, ...] = ()
-    text: str = field(default="", compare=False)
 
     def __str__(self) -> str:
-        return self.text or format_version(self)
+        return format_version(self)
 
     @property
     def is_prerelease(self) -> bool:
@@ -60,9 +59,9 @@ def parse_version(text: str) -> Version:
     Raises:
         InvalidVersionError: when ``text`` is not a valid version.
     """
-    match = _SEMVER.match(text) if len(text) <= MAX_VERSION_LENGTH else None
+    match = _SEMVER.fullmatch(text) if len(text) <= MAX_VERSION_LENGTH else None
     if match is None:
-        hint = " (drop the leading 'v')" if text[:1] in "vV" and _SEMVER.match(text[1:]) else ""
+        hint = " (drop the leading 'v')" if text[:1] in "vV" and _SEMVER.fullmatch(text[1:]) else ""
         raise InvalidVersionError(
             f"invalid version '{printable(text)}'{hint}: expected MAJOR.MINOR.PATCH with optional "
             "-PRERELEASE and +BUILD, e.g. 1.4.0 or 2.0.0-rc.1 (semver.org)"
@@ -75,13 +74,12 @@ def parse_version(text: str) -> Version:
         int(match["patch"]),
         tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else (),
         tuple(build.split(".")) if build else (),
-        text,
     )
 
 
 def is_version(text: str) -> bool:
     """True when ``text`` parses as a SemVer 2.0.0 version."""
-    return len(text) <= MAX_VERSION_LENGTH and _SEMVER.match(text) is not None
+    return len(text) <= MAX_VERSION_LENGTH and _SEMVER.fullmatch(text) is not None
 
 
 def format_version(version: Version) -> str:

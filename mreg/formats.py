@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from .errors import InvalidInputError
 
 SAFETENSORS_SUFFIX = ".safetensors"
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+TORCH_SUFFIXES = (".pt", ".pth")
 MAX_HEADER_SIZE = 100 << 20
 HEADER_ALIGNMENT = 8
 
@@ -95,8 +95,11 @@ def header_length(prefix: bytes) -> int:
     return length
 
 
-def parse_safetensors(head: bytes, file_size: int) -> SafetensorsLayout:
+def parse_safetensors(head: bytes, file_size: int | None) -> SafetensorsLayout:
     """Parse and check a safetensors header; ``head`` holds at least the header bytes.
+
+    ``file_size`` None (a stream of unknown length) skips the check that the data
+    ends exactly at the end of the file.
 
     Raises:
         FormatError: the header is not valid JSON, names an unknown dtype, or its
@@ -104,7 +107,7 @@ def parse_safetensors(head: bytes, file_size: int) -> SafetensorsLayout:
     """
     length = header_length(head)
     data_start = 8 + length
-    if len(head) < data_start or file_size < data_start:
+    if len(head) < data_start or (file_size is not None and file_size < data_start):
         raise FormatError("safetensors header is truncated")
     try:
         raw = json.loads(head[8:data_start].decode("utf-8"))
@@ -121,7 +124,7 @@ def parse_safetensors(head: bytes, file_size: int) -> SafetensorsLayout:
         if tensor.start != cursor:
             raise FormatError(f"tensor '{tensor.name}' does not start where the previous one ends")
         cursor = tensor.end
-    if cursor != file_size:
+    if file_size is not None and cursor != file_size:
         raise FormatError(f"tensor data ends at byte {cursor} but the file has {file_size} bytes")
     return SafetensorsLayout(data_start, tuple(tensors), metadata)
 

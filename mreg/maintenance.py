@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CorruptRefsError, MregError
 from .fileutil import FileLock
-from .names import Digest
+from .names import Digest, is_digest
 from .refs import LOCK_FILE, TABLE_FILE
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def fsck(registry: Registry) -> FsckReport:
     reachable = set()
     for name in registry.refs.names():
         reachable |= _check_model(registry, name, corrupt, report)
-    dangling = sum(1 for digest in registry.objects.iter_digests() if digest not in reachable)
+    dangling = len(set(registry.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
     temps = registry.objects.temp_files()
@@ -76,10 +76,20 @@ def fsck(registry: Registry) -> FsckReport:
 
 def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
     """Re-hash every object; return the digests of the corrupt ones."""
-    corrupt = set()
-    for digest in registry.objects.iter_digests():
+    store = registry.objects
+    corrupt, verified = set(), set()
+    # A chunked file is checked chunk by chunk and as a whole in one pass; its
+    # chunks need no second pass of their own.
+    for digest in store.iter_chunked():
+        problem = store.verify(digest)
+        if problem:
+            corrupt.add(digest)
+            report.problems.append(f"object {digest} is corrupt: {problem}")
+        else:
+            verified.update([digest, *(chunk for chunk, _ in store.chunks(digest))])
+    for digest in set(store.iter_digests()):
         report.objects += 1
-        problem = registry.objects.verify(digest)
+        problem = None if digest in verified or digest in corrupt else store.verify(digest)
         if problem:
             corrupt.add(digest)
             report.problems.append(f"object {digest} is corrupt: {problem}")
@@ -102,7 +112,7 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
     for version, digest in table.versions.items():
         report.versions += 1
         where = f"{name}@{version} -> {digest}"
-        if digest in corrupt:
+        if digest in corrupt or not is_digest(digest):
             continue  # already reported
         if not registry.objects.contains(digest):
             report.problems.append(f"{where}: manifest object is missing")
@@ -116,10 +126,18 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
             report.problems.append(f"{where}: manifest is for {manifest.name}@{manifest.version}")
         reachable.add(digest)
         for entry in manifest.files:
-            reachable.add(entry.digest)
             if not registry.objects.contains(entry.digest):
                 report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
+            elif entry.digest not in corrupt:
+                reachable |= file_objects(registry, entry.digest)
     return reachable
+
+
+def file_objects(registry: Registry, digest: Digest) -> set[Digest]:
+    """The objects a stored file needs: itself, and its chunks if it is chunked."""
+    if registry.objects.is_chunked(digest):
+        return {digest, *(chunk for chunk, _ in registry.objects.chunks(digest))}
+    return {digest}
 
 
 def reachable_objects(registry: Registry) -> set[Digest]:
@@ -130,11 +148,21 @@ def reachable_objects(registry: Registry) -> set[Digest]:
     """
     reachable: set[Digest] = set()
     for name in registry.refs.names():
-        for digest in registry.refs.read(name).versions.values():
-            manifest = registry.manifest(digest)
-            reachable.add(digest)
-            reachable.update(entry.digest for entry in manifest.files)
+        problems = registry.refs.read(name).problems()
+        if problems:
+            raise CorruptRefsError(f"refs of '{name}' are damaged ({problems[0]}); run 'mreg fsck'")
+        reachable |= model_objects(registry, name)
     return reachable
+
+
+def model_objects(registry: Registry, name: str) -> set[Digest]:
+    """Every object the versions of one model lead to: manifests, files, chunks."""
+    found: set[Digest] = set()
+    for digest in registry.refs.read(name).versions.values():
+        found.add(digest)
+        for entry in registry.manifest(digest).files:
+            found |= file_objects(registry, entry.digest)
+    return found
 
 
 def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
@@ -147,13 +175,16 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
     report = GcReport(dry_run)
     with registry.exclusive():
         reachable = reachable_objects(registry)
-        for digest in registry.objects.iter_digests():
-            if digest in reachable:
-                continue
+        for digest in set(registry.objects.iter_digests()) - reachable:
             report.objects.append(digest)
-            report.bytes += registry.objects.size(digest)
+            report.bytes += registry.objects.stored_size(digest)
             if not dry_run:
                 registry.objects.delete(digest)
+        for digest, path in registry.objects.cached_files():
+            if digest not in reachable:
+                report.bytes += path.stat().st_size
+                if not dry_run:
+                    path.unlink(missing_ok=True)
         temps = registry.objects.temp_files()
         report.temp_files = len(temps)
         if not dry_run:

@@ -11,7 +11,8 @@ Import it when you work with PyTorch models (importing it imports torch)::
 """
 
 from .checkpoints import load_checkpoint
-from .models import TorchvisionBuilder, load_model, load_state_dict, register
+from .diff import compare_weight_files, diff
+from .models import TorchvisionBuilder, load_model, load_state_dict, read_weights, register
 from .pretrained import PretrainedModel, fetch_pretrained
 from .tensors import describe
 from .torchvision_compat import import_torchvision
@@ -19,11 +20,14 @@ from .torchvision_compat import import_torchvision
 __all__ = [
     "PretrainedModel",
     "TorchvisionBuilder",
+    "compare_weight_files",
     "describe",
+    "diff",
     "fetch_pretrained",
     "import_torchvision",
     "load_checkpoint",
     "load_model",
     "load_state_dict",
+    "read_weights",
     "register",
 ]

@@ -35,8 +35,9 @@ def load_checkpoint(source: Path | BinaryIO, *, device: str | torch.device = "cp
             f"refused '{label}': it holds Python objects other than tensors, and mreg loads checkpoints "
             f"with weights_only=True only ({_unpickling_reason(exc)})"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise InvalidInputError(f"cannot read '{label}' as a PyTorch checkpoint: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - torch.load fails on garbage in many ways
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InvalidInputError(f"cannot read '{label}' as a PyTorch checkpoint: {detail}") from None
 
 
 def as_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:

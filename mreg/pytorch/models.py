@@ -8,6 +8,7 @@ costs little more than reading the file.
 
 from __future__ import annotations
 
+import io
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -16,7 +17,8 @@ import torch
 
 from ..errors import InvalidInputError
 from ..formats import is_safetensors_name, is_weights_name
-from ..objects import Dataset, Framework
+from ..object_store import SegmentReader
+from ..objects import Dataset, FileEntry, Framework
 from ..registration import Blob, FileSource
 from ..registry import Registry
 from ..versions import Bump
@@ -122,11 +124,22 @@ def load_state_dict(
     copy-on-write: writing to them never changes the registry.
     """
     digest = registry.resolve(ref)  # resolve once: a tag may move meanwhile
-    entry, segments = registry.locate(digest, file or _weights_file(registry, digest))
-    label = f"{ref}:{entry.path}"
+    entry = registry.file_entry(digest, file or _weights_file(registry, digest))
+    return read_weights(registry, entry, device=device, label=f"{ref}:{entry.path}")
+
+
+def read_weights(
+    registry: Registry, entry: FileEntry, *, device: str | torch.device = "cpu", label: str = ""
+) -> dict[str, torch.Tensor]:
+    """Load one stored weight file (safetensors or a PyTorch checkpoint) as a state dict."""
+    segments = registry.segments(entry)
+    label = label or entry.path
     if is_safetensors_name(entry.path):
         return read_safetensors(segments, device=device)
-    return as_state_dict(load_checkpoint(segments[0].path, device=device, name=label), label)
+    if len(segments) == 1:  # one blob: torch memory-maps it
+        return as_state_dict(load_checkpoint(segments[0].path, device=device, name=label), label)
+    with SegmentReader(segments) as stream:  # chunks: read straight into tensors
+        return as_state_dict(load_checkpoint(io.BufferedReader(stream), device=device, name=label), label)
 
 
 def load_model(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import msgpack
 
@@ -44,8 +44,7 @@ def sha256_digest(data: bytes) -> Digest:
     return digest_from_hex(hashlib.sha256(data).hexdigest())
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """One file of a version: where it goes, what it is, how big it is."""
 
     path: str
@@ -56,8 +55,7 @@ class FileEntry:
         return {"path": self.path, "digest": self.digest, "size": self.size}
 
 
-@dataclass(frozen=True)
-class Dataset:
+class Dataset(NamedTuple):
     """A dataset a model was trained or evaluated on; digest and URI are optional."""
 
     name: str
@@ -68,8 +66,7 @@ class Dataset:
         return {"name": self.name, "digest": self.digest, "uri": self.uri}
 
 
-@dataclass(frozen=True)
-class Framework:
+class Framework(NamedTuple):
     """The framework a model runs in, e.g. ``pytorch 2.13.0``."""
 
     name: str

@@ -27,8 +27,9 @@ import bisect
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 from .errors import CorruptRefsError, printable
 from .fileutil import FileLock, append_line, write_atomically
@@ -55,12 +56,14 @@ def _later(candidate: str, current: str | None) -> bool:
     return new.precedence > old.precedence
 
 
-@dataclass(frozen=True)
-class RefTable:
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class RefTable(NamedTuple):
     """A snapshot of one model's refs. Change it with the ``with_*`` methods."""
 
-    versions: dict[str, Digest] = field(default_factory=dict)  # ascending precedence
-    tags: dict[str, str] = field(default_factory=dict)  # tag -> version
+    versions: Mapping[str, Digest] = _EMPTY  # type: ignore[assignment]  # ascending precedence
+    tags: Mapping[str, str] = _EMPTY  # tag -> version
     latest: str | None = None
 
     def with_version(self, version: str, digest: Digest) -> RefTable:
@@ -153,8 +156,7 @@ class RefTable:
         return found
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     """One change of one ref, as recorded in the model's log."""
 
     time: str
@@ -165,14 +167,7 @@ class LogEntry:
     message: str = ""
 
     def to_dict(self) -> dict[str, str | None]:
-        return {
-            "time": self.time,
-            "author": self.author,
-            "ref": self.ref,
-            "old": self.old,
-            "new": self.new,
-            "message": self.message,
-        }
+        return self._asdict()
 
 
 def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | None]]:
@@ -190,11 +185,30 @@ def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | N
 
 
 class RefUpdate:
-    """An open change to one model's refs, made while its lock is held."""
+    """An open change to one model's refs, made while its lock is held.
 
-    def __init__(self, table: RefTable) -> None:
+    Set ``table``; the change is written when the ``update`` block ends, or earlier
+    by :meth:`commit` (to write while another lock is still held).
+    """
+
+    def __init__(self, directory: Path, table: RefTable, entry: LogEntry) -> None:
+        self.directory = directory
         self.original = table
         self.table = table
+        self._entry = entry  # time, author and message for the log
+
+    def commit(self) -> None:
+        """Write the new table in one rename, and log every changed ref."""
+        diff = changes(self.original, self.table)
+        if not diff:
+            return
+        write_atomically(
+            self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp")
+        )
+        for ref, old, new in diff:
+            entry = self._entry._replace(ref=ref, old=old, new=new)
+            append_line(self.directory / LOG_FILE, json.dumps(entry.to_dict(), sort_keys=True))
+        self.original = self.table
 
 
 class RefStore:
@@ -236,15 +250,9 @@ class RefStore:
         directory = self.model_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(directory / LOCK_FILE, what=f"model '{name}'"):
-            update = RefUpdate(self.read(name))
+            update = RefUpdate(directory, self.read(name), LogEntry(time, author, "", None, None, message))
             yield update
-            diff = changes(update.original, update.table)
-            if not diff:
-                return
-            write_atomically(directory / TABLE_FILE, update.table.encode(), temp=directory / (TABLE_FILE + ".tmp"))
-            for ref, old, new in diff:
-                entry = LogEntry(time, author, ref, old, new, message)
-                append_line(directory / LOG_FILE, json.dumps(entry.to_dict(), sort_keys=True))
+            update.commit()
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""

@@ -1,27 +1,42 @@
-"""The inputs of ``add``: which files, which metadata, who and when.
+"""Registering a version: its inputs (files, metadata, who and when) and the commit.
 
-Everything here validates before anything is written, so a bad option never leaves
-a half-registered version behind.
+Every input is validated, and every conflict that can be seen early is checked,
+before a byte is stored; the same checks run again under the locks, where they
+decide. A bad option never leaves a half-registered version behind.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from types import MappingProxyType
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
-from .errors import InputFileError, InvalidInputError, InvalidNameError, printable
-from .names import is_digest, validate_file_path
-from .objects import Dataset, Framework, validate_input_shape, validate_metrics, validate_properties
+from .errors import ConflictError, InputFileError, InvalidInputError, InvalidNameError, VersionConflictError, printable
+from .fileutil import ProgressReport, counting
+from .names import Digest, is_digest, parse_name_version, validate_file_path, validate_tag
+from .objects import (
+    Dataset,
+    FileEntry,
+    Framework,
+    Lineage,
+    Manifest,
+    validate_input_shape,
+    validate_metrics,
+    validate_properties,
+)
+from .refs import RefTable
+from .versions import Bump, bump as next_version
+from .views import AddResult
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
-@dataclass(frozen=True)
-class Blob:
+class Blob(NamedTuple):
     """File content produced in memory (for example a serialized state_dict).
 
     ``blocks`` is called once and yields the file's bytes in order.
@@ -34,26 +49,164 @@ class Blob:
 FileSource = Union[str, os.PathLike, Blob]
 
 
-@dataclass(frozen=True)
-class FileToStore:
+class FileToStore(NamedTuple):
     """One file of a new version: its path in the version and where its bytes come from."""
 
     path: str
     source: Path | Blob
 
 
-@dataclass(frozen=True)
-class VersionDetails:
+class VersionDetails(NamedTuple):
     """Validated metadata and lineage for a new version (everything but files and time)."""
 
     family: str | None = None
     framework: Framework | None = None
     architecture: str | None = None
     input_shape: tuple[int, ...] | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, float] = MappingProxyType({})
+    properties: Mapping[str, Any] = MappingProxyType({})
     datasets: tuple[Dataset, ...] = ()
     message: str = ""
+
+
+def register(
+    registry: Registry,
+    spec: str,
+    files: Sequence[FileSource],
+    *,
+    bump: Bump | None,
+    details: VersionDetails,
+    parents: Iterable[str],
+    tags: Iterable[str],
+    author: str | None,
+    progress: ProgressReport | None,
+) -> AddResult:
+    """Register files as a new version; see :meth:`mreg.Registry.add`."""
+    name, version = parse_name_version(spec)
+    if (version is None) == (bump is None):
+        raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
+    tag_names = [validate_tag(t) for t in tags]
+    to_store = collect_files(files)
+    draft = Manifest(
+        name=name,
+        version=version or "0.0.0",
+        files=(),
+        family=details.family,
+        framework=details.framework,
+        architecture=details.architecture,
+        input_shape=details.input_shape,
+        metrics=details.metrics,
+        properties=details.properties,
+        lineage=Lineage(
+            datasets=details.datasets,
+            parents=tuple(registry.resolve(p) for p in parents),
+            author=author or current_author(),
+            message=details.message,
+        ),
+    )
+    known = registry.refs.read(name)
+    refuse_twins(registry, name, version, known)
+    if version is not None and version in known.versions:
+        # Re-adding an existing version: hash the files without writing anything.
+        entries = tuple(hash_file(registry, item) for item in to_store)
+        result = commit(registry, replace(draft, files=entries), tag_names, bump=None, stored=False)
+        if result is not None:
+            return result
+        # The version was removed meanwhile: store the files and register it anew.
+    total = sum(item.source.stat().st_size for item in to_store if isinstance(item.source, Path))
+    advance = counting(progress, total)
+    with registry.writing():
+        entries = tuple(store_file(registry, item, advance) for item in to_store)
+        result = commit(registry, replace(draft, files=entries), tag_names, bump=bump, stored=True)
+    assert result is not None  # with stored files, commit always registers or raises
+    return result
+
+
+def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool) -> AddResult | None:
+    """Under the model's lock: pick the version, write the manifest, update the refs.
+
+    Returns None, having written nothing, when the files were only hashed
+    (``stored`` False) and the version no longer exists.
+    """
+    name = draft.name
+    lineage = draft.lineage
+    with registry.refs.update(name, author=lineage.author, message=lineage.message, time=now_utc()) as update:
+        creating = not update.table.versions
+        with registry.creating_model() if creating else nullcontext():
+            table = update.table
+            version = next_version(table.versions, bump) if bump else draft.version
+            existing = table.versions.get(version)
+            if existing is None and not stored:
+                return None
+            if creating:
+                refuse_case_twin(registry, name)
+            manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
+            if existing is not None:
+                check_same(registry, existing, manifest)
+            else:
+                refuse_twins(registry, name, version, table)
+                existing = registry.objects.add_bytes(manifest.encode()).digest
+                table = table.with_version(version, existing)
+            for tag in tags:
+                table = table.with_tag(tag, version)
+            created = version not in update.table.versions
+            update.table = table
+            update.commit()  # while the creation lock is still held
+    return AddResult(name, version, existing, created)
+
+
+def refuse_twins(registry: Registry, name: str, version: str | None, table: RefTable) -> None:
+    """Refuse a version that only build metadata sets apart, and a case twin of a model."""
+    if not table.versions:
+        refuse_case_twin(registry, name)
+    if version is None or version in table.versions:
+        return
+    twin = table.same_precedence(version)
+    if twin is not None:
+        raise ConflictError(
+            f"{name}@{version} would have the same precedence as the existing {name}@{twin}: "
+            "versions that differ only in build metadata cannot both exist"
+        )
+
+
+def refuse_case_twin(registry: Registry, name: str) -> None:
+    """Refuse a new model whose name differs from another only in case.
+
+    Such names would share one directory on case-insensitive file systems.
+    """
+    names = registry.refs.names()
+    if name in names:
+        return
+    twin = next((other for other in names if other.lower() == name.lower()), None)
+    if twin is not None:
+        raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")
+
+
+def check_same(registry: Registry, existing: Digest, manifest: Manifest) -> None:
+    """Re-adding a version: the files and user metadata must be those registered."""
+    current = registry.manifest(existing)
+    if current.same_content(manifest):
+        return
+    what = "different files" if current.files != manifest.files else "different metadata"
+    raise VersionConflictError(manifest.name, manifest.version, existing, what)
+
+
+def store_file(registry: Registry, item: FileToStore, progress: Callable[[int], None] | None) -> FileEntry:
+    """Store one file's bytes (hashing while copying) and describe it."""
+    if isinstance(item.source, Blob):
+        stored = registry.objects.add_stream(item.source.blocks(), progress=progress)
+    else:
+        stored = registry.objects.add_file(item.source, progress=progress)
+    return FileEntry(item.path, stored.digest, stored.size)
+
+
+def hash_file(registry: Registry, item: FileToStore) -> FileEntry:
+    """Describe one file without storing it."""
+    if isinstance(item.source, Blob):
+        digest, size = registry.objects.hash_stream(item.source.blocks())
+    else:
+        digest, size = registry.objects.hash_file(item.source)
+    return FileEntry(item.path, digest, size)
 
 
 def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
@@ -173,6 +326,10 @@ def now_utc() -> str:
 
 def current_author() -> str:
     """``MREG_AUTHOR``, else git's ``user.name``, else the login name."""
+    import getpass
+    import shutil
+    import subprocess
+
     author = os.environ.get("MREG_AUTHOR", "").strip()
     if author:
         return author

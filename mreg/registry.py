@@ -10,9 +10,8 @@ import os
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import maintenance, query
 from .errors import (
     AmbiguousRefError,
     ConflictError,
@@ -30,15 +29,19 @@ from .errors import (
 from .fileutil import FileLock, Progress, ProgressReport, counting, write_atomically
 from .names import Digest, Ref, parse_digest_prefix, parse_name_version, parse_ref, validate_name, validate_tag
 from .object_store import ObjectStore, Segment
-from .objects import Dataset, FileEntry, Framework, Lineage, Manifest, looks_like_manifest
+from .objects import MAX_MANIFEST_SIZE, Dataset, FileEntry, Framework, Manifest, looks_like_manifest
 from .refs import LogEntry, RefStore, RefTable
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
-from .registration import Blob, FileSource, FileToStore, collect_files, current_author, now_utc, version_details
+
+if TYPE_CHECKING:
+    from .maintenance import FsckReport, GcReport
+from .registration import FileSource, current_author, now_utc, register, version_details
 from .versions import Bump, bump as next_version
 
 REGISTRY_DIR = ".mreg"
 CONFIG_FILE = "config"
 STORE_LOCK = "lock"
+CREATE_LOCK = "_lock"  # in models/: a name no model segment can take
 _UNSET: Any = object()
 
 
@@ -149,106 +152,32 @@ class Registry:
             InvalidInputError: a name, version, tag or metadata value is invalid.
             InputFileError: a file is missing or unreadable.
         """
-        name, version = parse_name_version(spec)
-        if (version is None) == (bump is None):
-            raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
-        details = version_details(
-            family=family,
-            framework=framework,
-            architecture=architecture,
-            input_shape=input_shape,
-            metrics=metrics,
-            properties=properties,
-            datasets=datasets,
-            message=message,
+        return register(
+            self,
+            spec,
+            files,
+            bump=bump,
+            details=version_details(
+                family=family,
+                framework=framework,
+                architecture=architecture,
+                input_shape=input_shape,
+                metrics=metrics,
+                properties=properties,
+                datasets=datasets,
+                message=message,
+            ),
+            parents=parents,
+            tags=tags,
+            author=author,
+            progress=progress,
         )
-        tag_names = [validate_tag(t) for t in tags]
-        to_store = collect_files(files)
-        lineage = Lineage(
-            datasets=details.datasets,
-            parents=tuple(self.resolve(p) for p in parents),
-            author=author or current_author(),
-            message=message,
-        )
-        draft = Manifest(
-            name=name,
-            version=version or "0.0.0",
-            files=(),
-            family=details.family,
-            framework=details.framework,
-            architecture=details.architecture,
-            input_shape=details.input_shape,
-            metrics=details.metrics,
-            properties=details.properties,
-            lineage=lineage,
-        )
-        if version is not None and version in self.refs.read(name).versions:
-            # Re-adding an existing version: hash without writing anything.
-            entries = tuple(self._hash(item) for item in to_store)
-            return self._commit(_with_files(draft, entries), tag_names, bump=None)
-        total = sum(item.source.stat().st_size for item in to_store if isinstance(item.source, Path))
-        advance = counting(progress, total)
-        with self.writing():
-            entries = tuple(self._store(item, advance) for item in to_store)
-            return self._commit(_with_files(draft, entries), tag_names, bump=bump)
 
-    def _store(self, item: FileToStore, progress: Progress | None) -> FileEntry:
-        if isinstance(item.source, Blob):
-            stored = self.objects.add_stream(item.source.blocks(), progress=progress)
-        else:
-            stored = self.objects.add_file(item.source, progress=progress)
-        return FileEntry(item.path, stored.digest, stored.size)
-
-    def _hash(self, item: FileToStore) -> FileEntry:
-        blocks = item.source.blocks() if isinstance(item.source, Blob) else None
-        digest, size = self.objects.hash_stream(blocks) if blocks is not None else self.objects.hash_file(item.source)
-        return FileEntry(item.path, digest, size)
-
-    def _commit(self, draft: Manifest, tags: list[str], *, bump: Bump | None) -> AddResult:
-        """Under the model's lock: pick the version, write the manifest, update refs."""
-        name = draft.name
-        self._refuse_case_twin(name)
-        with self.refs.update(name, author=draft.lineage.author, message=draft.lineage.message, time=now_utc()) as update:
-            table = update.table
-            version = next_version(table.versions, bump) if bump else draft.version
-            manifest = _stamped(draft, version)
-            existing = table.versions.get(version)
-            if existing is not None:
-                self._check_same(existing, manifest)
-                digest, created = existing, False
-            else:
-                twin = table.same_precedence(version)
-                if twin is not None:
-                    raise ConflictError(
-                        f"{name}@{version} would have the same precedence as the existing {name}@{twin}: "
-                        "versions that differ only in build metadata cannot both exist"
-                    )
-                digest = self.objects.add_bytes(manifest.encode()).digest
-                table = table.with_version(version, digest)
-                created = True
-            for tag in tags:
-                table = table.with_tag(tag, version)
-            update.table = table
-        return AddResult(name, version, digest, created)
-
-    def _check_same(self, existing: Digest, manifest: Manifest) -> None:
-        current = self.manifest(existing)
-        if current.same_content(manifest):
-            return
-        what = "different files" if current.files != manifest.files else "different metadata"
-        raise VersionConflictError(manifest.name, manifest.version, existing, what)
-
-    def _refuse_case_twin(self, name: str) -> None:
-        """Refuse a new model whose name differs from another only in case.
-
-        Such names would share one directory on case-insensitive file systems.
-        """
-        names = self.refs.names()
-        if name in names:
-            return
-        twin = next((other for other in names if other.lower() == name.lower()), None)
-        if twin is not None:
-            raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")
+    @contextmanager
+    def creating_model(self) -> Iterator[None]:
+        """Hold the lock under which new models are checked and created."""
+        with FileLock(self.refs.models_dir / CREATE_LOCK, what="the list of models"):
+            yield
 
     # ---------------------------------------------------------------- lookup
 
@@ -270,9 +199,10 @@ class Registry:
         prefix = ref.digest_prefix or ""
         if len(prefix) == 64:
             digest = Digest("sha256:" + prefix)
-            if self.objects.contains(digest):
+            if self._is_manifest(digest):
                 return digest
-            raise UnknownRefError(str(ref), "no such manifest")
+            detail = "it is a file, not a manifest" if self.objects.contains(digest) else "no such manifest"
+            raise UnknownRefError(str(ref), detail)
         candidates = [d for d in self.objects.find_prefix(prefix) if self._is_manifest(d)]
         if not candidates:
             raise UnknownRefError(str(ref), "no manifest has that digest prefix")
@@ -307,10 +237,10 @@ class Registry:
         path = self.objects.object_path(digest)
         try:
             with open(path, "rb") as stream:
-                head = stream.read(1 << 20)
+                data = stream.read(MAX_MANIFEST_SIZE + 1)
         except OSError:
             return False
-        return looks_like_manifest(head)
+        return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
 
     def manifest(self, digest: str) -> Manifest:
         """Read and validate a manifest object."""
@@ -359,7 +289,9 @@ class Registry:
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition; see :func:`mreg.query.select`."""
-        return query.select(self, **conditions)
+        from .query import select
+
+        return select(self, **conditions)
 
     def log(self, name: str) -> list[LogEntry]:
         """The model's ref history, newest first."""
@@ -370,21 +302,28 @@ class Registry:
         return list(reversed(entries))
 
     def path(self, ref: str, file: str | None = None) -> Path:
-        """The absolute local path of a registered file (the object holding its bytes).
+        """The absolute local path of a file with a registered file's exact bytes.
 
-        ``file`` may be omitted when the version has exactly one file. The returned
-        file is read-only and shared: copy it before modifying it.
+        ``file`` may be omitted when the version has exactly one file. The file is
+        read-only and shared: copy it before modifying it. A file stored as chunks
+        is assembled (and verified) once into ``.mreg/cache/``.
         """
         entry = self.file_entry(ref, file)
-        path = self.objects.object_path(entry.digest)
-        if not path.is_file():
+        if not self.objects.contains(entry.digest):
             raise ObjectNotFoundError(entry.digest, f"file '{entry.path}' of {ref}")
-        return path
+        if self.objects.is_chunked(entry.digest):
+            with self.writing():
+                return self.objects.materialize(entry.digest)
+        return self.objects.object_path(entry.digest)
 
     def locate(self, ref: str, file: str | None = None) -> tuple[FileEntry, list[Segment]]:
-        """A registered file's entry and the local object files that hold its bytes, in order."""
+        """A registered file's entry and the local blobs that hold its bytes, in order."""
         entry = self.file_entry(ref, file)
-        return entry, self.objects.segments(entry.digest)
+        return entry, self.segments(entry)
+
+    def segments(self, entry: FileEntry) -> list[Segment]:
+        """The local blobs that hold a registered file's bytes, in order."""
+        return self.objects.segments(entry.digest)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""
@@ -458,13 +397,17 @@ class Registry:
 
     # ----------------------------------------------------------- maintenance
 
-    def fsck(self) -> maintenance.FsckReport:
+    def fsck(self) -> FsckReport:
         """Verify every object, manifest and ref; see :func:`mreg.maintenance.fsck`."""
-        return maintenance.fsck(self)
+        from .maintenance import fsck
 
-    def gc(self, *, dry_run: bool = False) -> maintenance.GcReport:
+        return fsck(self)
+
+    def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete unreachable objects and stale temporary files."""
-        return maintenance.gc(self, dry_run=dry_run)
+        from .maintenance import gc
+
+        return gc(self, dry_run=dry_run)
 
 
 # ---------------------------------------------------------------- helpers
@@ -492,14 +435,6 @@ def _resolve_in_table(ref: Ref, table: RefTable) -> Digest:
     if digest is None:
         raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
     return digest
-
-
-def _with_files(draft: Manifest, files: tuple[FileEntry, ...]) -> Manifest:
-    return replace(draft, files=files)
-
-
-def _stamped(draft: Manifest, version: str) -> Manifest:
-    return replace(draft, version=version, lineage=replace(draft.lineage, created=now_utc()))
 
 
 def _check_expected(name: str, tag: str, current: str | None, expected: str | None) -> None:

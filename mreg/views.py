@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .names import Digest
 from .objects import FileEntry, Lineage, Manifest
 from .refs import RefTable
 
 
-@dataclass(frozen=True)
-class ModelVersion:
+class ModelVersion(NamedTuple):
     """A read-only view of one registered version."""
 
     digest: Digest
@@ -55,8 +53,7 @@ class ModelVersion:
         return {"digest": self.digest, **data, "tags": list(self.tags)}
 
 
-@dataclass(frozen=True)
-class VersionEntry:
+class VersionEntry(NamedTuple):
     """One line of ``mreg ls NAME``: a version, its manifest and its tags."""
 
     name: str
@@ -68,8 +65,7 @@ class VersionEntry:
         return {"name": self.name, "version": self.version, "digest": self.digest, "tags": list(self.tags)}
 
 
-@dataclass(frozen=True)
-class ModelSummary:
+class ModelSummary(NamedTuple):
     """One line of ``mreg ls``: a model, its latest version and its tags."""
 
     name: str
@@ -90,8 +86,7 @@ class ModelSummary:
         }
 
 
-@dataclass(frozen=True)
-class AddResult:
+class AddResult(NamedTuple):
     """What ``add`` did: the version's digest, and whether it is new."""
 
     name: str
@@ -100,8 +95,7 @@ class AddResult:
     created: bool
 
 
-@dataclass(frozen=True)
-class TagChange:
+class TagChange(NamedTuple):
     """A tag move: ``old`` and ``new`` are versions (None: absent)."""
 
     name: str

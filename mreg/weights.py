@@ -9,7 +9,6 @@ the adapter with ``torch.load(weights_only=True)``, which imports torch only the
 from __future__ import annotations
 
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -95,6 +94,8 @@ def describe_files(sources: Sequence[str | Path]) -> tuple[dict[str, Any], Frame
 
 def installed_version(distribution: str) -> str | None:
     """The installed version of a package, without importing it."""
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

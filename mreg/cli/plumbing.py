@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -48,7 +49,7 @@ def cat_file(session: Session, digest: str, mode: str | None) -> None:
     elif kind == "manifest":
         echo_json(registry.manifest(digest).to_dict())
     else:
-        out = click.get_binary_stream("stdout")
+        out = sys.stdout.buffer
         for block in registry.objects.iter_bytes(digest):
             out.write(block)
         out.flush()

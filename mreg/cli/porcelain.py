@@ -9,7 +9,6 @@ import click
 from ..errors import MregError
 from ..names import parse_assignment, parse_number
 from ..registry import Registry
-from ..weights import describe_files
 from .app import Session, cli, init_path, pass_session
 from .output import (
     ProgressBar,
@@ -62,6 +61,8 @@ def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics:
     for text in metrics:
         key, value = parse_assignment(text, "metric")
         metric_values[key] = parse_number(value, f"metric '{key}'")
+    from ..weights import describe_files
+
     described, framework = describe_files(paths)  # tensor facts of weight files
     meta = {**described, **dict(parse_assignment(text, "metadata") for text in properties)}
     options["framework"] = options["framework"] or framework

@@ -1,0 +1,193 @@
+"""The content-addressed object store: naming, writing once, verifying, enumerating."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import flip_byte
+from mreg import Registry
+from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
+from mreg.object_store import ObjectStore, read_blocks
+
+
+@pytest.fixture
+def store(registry: Registry) -> ObjectStore:
+    return registry.objects
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class CountingStream(io.BytesIO):
+    """A stream that counts every byte handed out, however it is read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bytes_read = 0
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        count = super().readinto(buffer)
+        self.bytes_read += count
+        return count
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_add_file_digest_and_fanout_path(store: ObjectStore, make_file) -> None:
+    content = os.urandom(10_000)
+    stored = store.add_file(make_file("w.dat", content))
+    hexdigest = hashlib.sha256(content).hexdigest()
+    assert stored.digest == "sha256:" + hexdigest
+    assert stored.size == len(content) and stored.written
+    path = store.root / "objects" / hexdigest[:2] / hexdigest[2:]
+    assert store.object_path(stored.digest) == path
+    assert path.read_bytes() == content
+    assert len(path.name) == 62 and len(path.parent.name) == 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert store.contains(stored.digest) and store.size(stored.digest) == len(content)
+
+
+def test_empty_file(store: ObjectStore, make_file) -> None:
+    stored = store.add_file(make_file("empty", b""))
+    assert stored.digest == sha(b"") and stored.size == 0
+    assert store.read_bytes(stored.digest) == b""
+
+
+def test_re_adding_present_content_writes_nothing(store: ObjectStore, make_file) -> None:
+    first = store.add_file(make_file("a", b"same bytes"))
+    path = store.object_path(first.digest)
+    before = path.stat()
+    second = store.add_file(make_file("b", b"same bytes"))
+    assert second.digest == first.digest and not second.written
+    assert path.stat().st_ino == before.st_ino and path.stat().st_mtime_ns == before.st_mtime_ns
+    assert store.temp_files() == []
+    assert list(store.iter_digests()) == [first.digest]
+
+
+def test_add_blob_with_expected_digest(store: ObjectStore) -> None:
+    good = b"fetched bytes"
+    stored = store.add_blob([good[:4], memoryview(good[4:])], expected=sha(good))
+    assert stored.digest == sha(good) and store.read_bytes(stored.digest) == good
+
+
+def test_add_blob_refuses_mismatching_bytes_and_keeps_nothing(store: ObjectStore) -> None:
+    expected = sha(b"what we asked for")
+    with pytest.raises(CorruptObjectError) as caught:
+        store.add_blob([b"something else"], expected=expected)
+    assert caught.value.digest == expected
+    assert list(store.iter_digests()) == []
+    assert not store.contains(sha(b"something else"))
+    assert store.temp_files() == []
+
+
+def test_failing_stream_leaves_no_temp_file(store: ObjectStore) -> None:
+    def blocks():
+        yield b"partial"
+        raise OSError("source went away")
+
+    with pytest.raises(OSError, match="went away"):
+        store.add_stream(blocks())
+    assert store.temp_files() == [] and list(store.iter_digests()) == []
+
+
+def test_input_is_read_only_once(store: ObjectStore) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    stream = CountingStream(data)
+    stored = store.add_stream(read_blocks(stream, block_size=1 << 20))
+    assert stream.bytes_read == len(data)
+    assert stored.digest == sha(data) and store.read_bytes(stored.digest) == data
+
+
+def test_progress_reports_every_byte(store: ObjectStore) -> None:
+    seen: list[int] = []
+    store.add_stream(read_blocks(io.BytesIO(b"x" * 2500), block_size=1000), progress=seen.append)
+    assert seen == [1000, 1000, 500]
+
+
+def test_hash_file_stores_nothing(store: ObjectStore, make_file) -> None:
+    digest, size = store.hash_file(make_file("h", b"hash me"))
+    assert (digest, size) == (sha(b"hash me"), 7)
+    assert list(store.iter_digests()) == [] and not store.contains(digest)
+
+
+def test_verify_detects_a_flipped_byte(store: ObjectStore, make_file) -> None:
+    content = b"0123456789" * 100
+    digest = store.add_file(make_file("v", content)).digest
+    assert store.verify(digest) is None
+    flip_byte(store.object_path(digest), 500)
+    assert store.verify(digest) is not None
+    with pytest.raises(CorruptObjectError):
+        store.read_bytes(digest)
+    with pytest.raises(CorruptObjectError):
+        b"".join(store.iter_bytes(digest))
+
+
+def test_verify_and_read_of_missing_object(store: ObjectStore) -> None:
+    missing = sha(b"never stored")
+    assert store.verify(missing) == "missing"
+    with pytest.raises(ObjectNotFoundError):
+        store.read_bytes(missing)
+    with pytest.raises(ObjectNotFoundError):
+        store.size(missing)
+    with pytest.raises(ObjectNotFoundError):
+        list(store.iter_bytes(missing))
+
+
+def test_iter_bytes_streams_exact_content(store: ObjectStore, make_file) -> None:
+    content = os.urandom(9 * 1024 * 1024 + 3)
+    digest = store.add_file(make_file("big", content)).digest
+    assert b"".join(store.iter_bytes(digest)) == content
+
+
+def test_iter_digests_and_find_prefix(store: ObjectStore) -> None:
+    digests = sorted(store.add_bytes(f"object {i}".encode()).digest for i in range(20))
+    (store.objects_dir / "zzz").mkdir()  # not a fan-out directory
+    (store.objects_dir / digests[0][7:9] / "not-an-object").write_text("x")
+    assert sorted(store.iter_digests()) == digests
+    target = digests[5]
+    assert store.find_prefix(target[7:15]) == [target]
+    assert store.find_prefix(target[7:]) == [target]
+    same_fanout = [d for d in digests if d[7:9] == target[7:9]]
+    assert store.find_prefix(target[7:9]) == same_fanout
+    unknown = next(p for p in ("00000000", "ffffffff") if not any(d[7:].startswith(p) for d in digests))
+    assert store.find_prefix(unknown) == []
+    assert len(store.stray_files()) == 2
+
+
+def test_missing_input_raises_input_file_error(store: ObjectStore, tmp_path: Path) -> None:
+    with pytest.raises(InputFileError) as caught:
+        store.add_file(tmp_path / "nope.dat")
+    assert isinstance(caught.value, FileNotFoundError)
+    with pytest.raises(InputFileError):
+        store.hash_file(tmp_path / "nope.dat")
+
+
+def test_directory_input_raises_input_file_error(store: ObjectStore, tmp_path: Path) -> None:
+    with pytest.raises(InputFileError):
+        store.add_file(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a file with mode 000")
+def test_unreadable_input_raises_input_file_error(store: ObjectStore, make_file) -> None:
+    path = make_file("secret", b"x")
+    path.chmod(0)
+    with pytest.raises(InputFileError, match="cannot read"):
+        store.add_file(path)
+    assert list(store.iter_digests()) == []
+
+
+def test_delete(store: ObjectStore) -> None:
+    digest = store.add_bytes(b"gone soon").digest
+    store.delete(digest)
+    assert not store.contains(digest)
+    store.delete(digest)  # deleting twice is harmless

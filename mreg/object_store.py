@@ -22,26 +22,30 @@ streams, transfers) verify again, and :meth:`ObjectStore.verify` (fsck) re-hashe
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import io
-import itertools
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
-
-import msgpack
+from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from .fileutil import Progress, fsync_dir, replace_atomically, unique_temp_path, write_all
 from .names import Digest, digest_from_hex, is_digest
-from .objects import canonical_encode
+from .segments import (
+    Block,
+    Segment,
+    SegmentReader,
+    SegmentWriter,
+    decode_chunk_index,
+    encode_chunk_index,
+    plan_stream,
+    read_blocks,
+    verified_blocks,
+)
 
-BLOCK_SIZE = 4 << 20
+__all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
+
 CHUNKS_SUFFIX = ".chunks"
-CHUNKS_KIND = "mreg.chunks"
 _HEX_DIGITS = set("0123456789abcdef")
-Block = bytes | memoryview
 
 
 class StoredObject(NamedTuple):
@@ -50,45 +54,6 @@ class StoredObject(NamedTuple):
     digest: Digest
     size: int
     written: bool
-
-
-class Segment(NamedTuple):
-    """A run of a stored file's bytes held in one local blob."""
-
-    path: Path
-    start: int  # offset of the segment's first byte in the whole file
-    size: int
-    digest: Digest
-
-
-def read_blocks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[memoryview]:
-    """Yield a binary stream's bytes in blocks; each block is valid until the next."""
-    buffer = bytearray(block_size)
-    view = memoryview(buffer)
-    while True:
-        count = stream.readinto(buffer)  # type: ignore[attr-defined]
-        if not count:
-            return
-        yield view[:count]
-
-
-def encode_chunk_index(size: int, chunks: list[tuple[Digest, int]]) -> bytes:
-    """The bytes of a ``.chunks`` file."""
-    return canonical_encode({"kind": CHUNKS_KIND, "size": size, "chunks": [[d, n] for d, n in chunks]})
-
-
-def decode_chunk_index(data: bytes, digest: str) -> list[tuple[Digest, int]]:
-    """The ``(chunk digest, size)`` list of a ``.chunks`` file, validated."""
-    try:
-        raw = msgpack.unpackb(data, raw=False)
-        chunks = [(Digest(d), int(n)) for d, n in raw["chunks"]]
-        valid = raw["kind"] == CHUNKS_KIND and all(is_digest(d) and n > 0 for d, n in chunks)
-        valid = valid and sum(n for _, n in chunks) == raw["size"]
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException):
-        valid = False
-    if not valid:
-        raise CorruptObjectError(digest, "its chunk index cannot be read")
-    return chunks
 
 
 class ObjectStore:
@@ -148,7 +113,7 @@ class ObjectStore:
 
     def add_stream(self, blocks: Iterable[Block], *, progress: Progress | None = None) -> StoredObject:
         """Store a stream of bytes, cut into chunks when it is a safetensors stream."""
-        cuts, blocks = _plan_stream(iter(blocks))
+        cuts, blocks = plan_stream(iter(blocks))
         return self._write(blocks, cuts, progress)
 
     def add_blob(self, blocks: Iterable[Block], *, expected: Digest) -> StoredObject:
@@ -169,7 +134,7 @@ class ObjectStore:
 
     def _write(self, blocks: Iterable[Block], cuts: list[int], progress: Progress | None, expected: Digest | None = None) -> StoredObject:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        writer = _SegmentWriter(self, cuts)
+        writer = SegmentWriter(self, cuts)
         try:
             for block in blocks:
                 writer.write(block)
@@ -184,7 +149,7 @@ class ObjectStore:
         self._install_bytes(encode_chunk_index(size, chunks), self.index_path(digest))
         return StoredObject(digest, size, written=True)
 
-    def _install(self, temp: Path, target: Path) -> None:
+    def install(self, temp: Path, target: Path) -> None:
         """Rename a complete, fsynced temporary file into its fan-out directory."""
         fanout = target.parent
         if not fanout.is_dir():
@@ -201,7 +166,7 @@ class ObjectStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._install(temp, target)
+            self.install(temp, target)
         finally:
             temp.unlink(missing_ok=True)
 
@@ -260,7 +225,7 @@ class ObjectStore:
             CorruptObjectError: right after the bytes of a blob that does not match.
         """
         for segment in self.segments(digest):
-            yield from _verified_blocks(segment)
+            yield from verified_blocks(segment)
 
     def materialize(self, digest: str) -> Path:
         """A local file with the object's exact bytes: the blob itself, or for a
@@ -285,7 +250,7 @@ class ObjectStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._install(temp, target)
+            self.install(temp, target)
         finally:
             temp.unlink(missing_ok=True)
         return target
@@ -297,7 +262,7 @@ class ObjectStore:
             whole = len(segments) > 1 or segments[0].digest != digest
             hasher = hashlib.sha256()
             for segment in segments:
-                for block in _verified_blocks(segment):
+                for block in verified_blocks(segment):
                     if whole:
                         hasher.update(block)
             if not whole:
@@ -373,155 +338,6 @@ class ObjectStore:
         """Remove an object in whichever shape it is stored (gc only)."""
         self.object_path(digest).unlink(missing_ok=True)
         self.index_path(digest).unlink(missing_ok=True)
-
-
-class SegmentReader(io.RawIOBase):
-    """A seekable, read-only file over a stored file's segments (for ``torch.load``)."""
-
-    def __init__(self, segments: list[Segment]) -> None:
-        super().__init__()
-        self.segments = segments
-        self.size = sum(s.size for s in segments)
-        self._starts = [s.start for s in segments]
-        self._position = 0
-        self._open: dict[int, BinaryIO] = {}
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        if self._position >= self.size:
-            return 0
-        index = bisect.bisect_right(self._starts, self._position) - 1
-        segment = self.segments[index]
-        if index not in self._open:
-            self._open[index] = open(segment.path, "rb")
-        stream = self._open[index]
-        stream.seek(self._position - segment.start)
-        wanted = min(len(buffer), segment.start + segment.size - self._position)
-        count = stream.readinto(memoryview(buffer).cast("B")[:wanted])  # type: ignore[attr-defined]
-        self._position += count
-        return count
-
-    def close(self) -> None:
-        for stream in self._open.values():
-            stream.close()
-        self._open.clear()
-        super().close()
-
-
-class _SegmentWriter:
-    """Writes a stream into blobs, starting a new one at each cut point."""
-
-    def __init__(self, store: ObjectStore, cuts: list[int]) -> None:
-        self.store = store
-        self.cuts = cuts
-        self.whole = hashlib.sha256() if cuts else None  # one segment: its hash is the file's
-        self.position = 0
-        self.chunks: list[tuple[Digest, int]] = []
-        self.wrote_any = False
-        self._next_cut = 0
-        self._open()
-
-    def _open(self) -> None:
-        self.temp = unique_temp_path(self.store.tmp_dir, "obj")
-        self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, block: Block) -> None:
-        view = memoryview(block)
-        while view:
-            limit = self.cuts[self._next_cut] - self.position if self._next_cut < len(self.cuts) else len(view)
-            part = view[:limit]
-            self.hasher.update(part)
-            if self.whole is not None:
-                self.whole.update(part)
-            write_all(self.fd, part)  # type: ignore[arg-type]
-            self.size += len(part)
-            self.position += len(part)
-            view = view[len(part) :]
-            if self._next_cut < len(self.cuts) and self.position == self.cuts[self._next_cut]:
-                self._next_cut += 1
-                self._close_segment()
-                self._open()
-
-    def _close_segment(self, expected: Digest | None = None) -> None:
-        digest = digest_from_hex(self.hasher.hexdigest())
-        if expected is not None and digest != expected:
-            raise CorruptObjectError(expected, f"received bytes hash to {digest}")
-        target = self.store.object_path(digest)
-        fd, self.fd = self.fd, None
-        try:
-            if not target.is_file():
-                os.fsync(fd)  # type: ignore[arg-type]
-        finally:
-            os.close(fd)  # type: ignore[arg-type]
-        if not target.is_file():
-            self.store._install(self.temp, target)
-            self.wrote_any = True
-        self.temp.unlink(missing_ok=True)
-        self.chunks.append((digest, self.size))
-
-    def finish(self, expected: Digest | None = None) -> tuple[Digest, list[tuple[Digest, int]]]:
-        """Close the last segment; return the file's digest and its chunks.
-
-        With ``expected`` (only for a single blob) a mismatch keeps nothing.
-        """
-        if self.size or not self.chunks:
-            self._close_segment(expected if not self.cuts else None)
-        digest = digest_from_hex(self.whole.hexdigest()) if self.whole is not None else self.chunks[0][0]
-        return digest, self.chunks
-
-    def discard(self) -> None:
-        """Drop an unfinished segment (after an error)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        self.temp.unlink(missing_ok=True)
-
-
-def _plan_stream(blocks: Iterator[Block]) -> tuple[list[int], Iterator[Block]]:
-    """Peek at the start of a stream for a safetensors header; return cuts and the whole stream."""
-    from .chunking import safetensors_cuts, safetensors_prefix_length
-
-    prefix = bytearray()
-    needed: int | None = 8
-    while needed is not None and len(prefix) < needed:
-        block = next(blocks, None)
-        if block is None:
-            break
-        prefix += block
-        if len(prefix) >= 8 and needed == 8:
-            needed = safetensors_prefix_length(bytes(prefix[:8]))
-    cuts = safetensors_cuts(bytes(prefix[:needed])) if needed is not None and len(prefix) >= needed else []
-    return cuts, itertools.chain([memoryview(prefix)], blocks)
-
-
-def _verified_blocks(segment: Segment) -> Iterator[bytes]:
-    """A blob's bytes; raises CorruptObjectError after its last block if they do not match."""
-    hasher = hashlib.sha256()
-    try:
-        stream = open(segment.path, "rb")
-    except FileNotFoundError:
-        raise ObjectNotFoundError(segment.digest) from None
-    with stream:
-        for block in read_blocks(stream):
-            hasher.update(block)
-            yield bytes(block)
-    if "sha256:" + hasher.hexdigest() != segment.digest:
-        raise CorruptObjectError(segment.digest, "its bytes do not match its digest")
 
 
 def _is_object_name(name: str) -> bool:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import (
     AmbiguousRefError,
-    ConflictError,
     InvalidInputError,
-    InvalidNameError,
     MregError,
     NotFoundError,
     ObjectNotFoundError,
@@ -24,9 +21,8 @@ from .errors import (
     RegistryNotFoundError,
     UnknownModelError,
     UnknownRefError,
-    VersionConflictError,
 )
-from .fileutil import FileLock, Progress, ProgressReport, counting, write_atomically
+from .fileutil import FileLock, ProgressReport, write_atomically
 from .names import Digest, Ref, parse_digest_prefix, parse_name_version, parse_ref, validate_name, validate_tag
 from .object_store import ObjectStore, Segment
 from .objects import MAX_MANIFEST_SIZE, Dataset, FileEntry, Framework, Manifest, looks_like_manifest
@@ -36,7 +32,7 @@ from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntr
 if TYPE_CHECKING:
     from .maintenance import FsckReport, GcReport
 from .registration import FileSource, current_author, now_utc, register, version_details
-from .versions import Bump, bump as next_version
+from .versions import Bump
 
 REGISTRY_DIR = ".mreg"
 CONFIG_FILE = "config"

@@ -1,0 +1,128 @@
+"""Commands that involve other registries: config, pull, push, clone, update-server-info."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .. import config as config_file
+from ..errors import ExitCode
+from .app import Session, cli, fail, init_path, pass_session
+from .output import ProgressBar, echo_json, human_size
+
+if TYPE_CHECKING:
+    from ..transfer import TransferReport
+
+force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+
+
+@cli.command(name="config")
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@click.option("--add", "mode", flag_value="add", help="Add a value to a key that can repeat (fallback.url).")
+@click.option("--unset", "mode", flag_value="unset", help="Remove every value of KEY.")
+@click.option("--get-all", "mode", flag_value="get-all", help="Print every value of KEY, in order.")
+@click.option("-l", "--list", "mode", flag_value="list", help="Print every key and value.")
+@pass_session
+def config(session: Session, key: str | None, value: str | None, mode: str | None) -> None:
+    """Read or change the registry's config (.mreg/config), as 'git config' does.
+
+    \b
+      mreg config fallback.url                  print the last value
+      mreg config --add fallback.url /mnt/team  add a fallback store (tried in order)
+      mreg config remote.team.url /mnt/team     set a value (a remote for push/pull)
+      mreg config --unset fallback.url          remove every value
+    """
+    path = session.registry.root / "config"
+    if mode == "list":
+        for entry in config_file.Config.load(path).entries:
+            click.echo(f"{entry.name}={entry.value}")
+        return
+    if key is None:
+        raise click.UsageError("give a KEY (or --list)")
+    if mode == "unset":
+        config_file.update(path, key, None)
+    elif value is not None:
+        config_file.update(path, key, value, add=mode == "add")
+    else:
+        values = config_file.Config.load(path).get_all(key)
+        if not values:
+            fail(f"no value for '{key}'", ExitCode.FAILURE)
+        for shown in values if mode == "get-all" else values[-1:]:
+            click.echo(shown)
+
+
+@cli.command()
+@click.argument("source", metavar="SOURCE")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@force_option
+@json_option
+@pass_session
+def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Copy models (all, or NAMEs) from another registry: a path, an http(s) URL or a remote name.
+
+    Only the objects this registry lacks are copied, and each is verified against its
+    digest. A version that differs on the two sides stops the pull before anything is
+    copied.
+    """
+    from ..transfer import pull as pull_models
+
+    with ProgressBar("pulling") as progress:
+        report = pull_models(session.registry, source, names, force=force, progress=progress)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.argument("destination", metavar="DESTINATION")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@force_option
+@json_option
+@pass_session
+def push(session: Session, destination: str, names: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Copy models (all, or NAMEs) into another registry on a file system (a path or remote name)."""
+    from ..transfer import push as push_models
+
+    with ProgressBar("pushing") as progress:
+        report = push_models(session.registry, destination, names, force=force, progress=progress)
+    _print_report(report, as_json)
+
+
+@cli.command()
+@click.argument("source", metavar="SOURCE")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@json_option
+@pass_session
+def clone(session: Session, source: str, directory: str | None, as_json: bool) -> None:
+    """Create a registry in DIRECTORY (default: here) with every model of SOURCE, as remote 'origin'."""
+    from ..transfer import clone as clone_registry
+
+    with ProgressBar("cloning") as progress:
+        registry, report = clone_registry(source, str(init_path(session, directory)), progress=progress)
+    click.echo(f"cloned {source} into {registry.root}", err=True)
+    _print_report(report, as_json)
+
+
+@cli.command(name="update-server-info")
+@pass_session
+def update_server_info(session: Session) -> None:
+    """Rewrite .mreg/info/models, the list of models a static HTTP server publishes.
+
+    mreg keeps it current itself; run this after copying a store by other means.
+    """
+    session.registry.update_server_info()
+
+
+def _print_report(report: TransferReport, as_json: bool) -> None:
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    for version in report.versions:
+        click.echo(f"new version {version}")
+    for tag in report.tags:
+        click.echo(f"tag {tag}")
+    if not (report.objects or report.versions or report.tags):
+        click.echo(f"{report.destination} is up to date with {report.source}")
+    else:
+        click.echo(f"{report.objects} object(s) copied ({human_size(report.bytes)}) from {report.source} to {report.destination}")

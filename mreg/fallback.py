@@ -1,0 +1,160 @@
+"""Fallback stores: where a registry looks for what it does not have.
+
+A registry may name other registries to fall back on (``fallback.url`` in its
+config, and ``MREG_FALLBACK`` for one process). A reference resolves here first,
+then in each fallback in order; an object missing here is fetched from the first
+fallback that has it, verified against its digest, and cached here atomically.
+Fallbacks are never written to. A fallback that fails (unreachable, a bad object)
+is skipped for the next one, and named in the error if none succeeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+
+from .errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
+from .names import Digest, Ref
+from .object_store import ObjectStore
+from .refs import RefTable
+from .remote import Source, open_source
+from .segments import decode_chunk_index
+
+Advance = Callable[[int], None]
+
+
+def object_path(digest: str) -> str:
+    """An object's path inside any store: ``objects/ab/cdef...``."""
+    return f"objects/{digest[7:9]}/{digest[9:]}"
+
+
+def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> bool:
+    """Copy a stored file (a blob, or an index and its chunks) from ``source``, verified.
+
+    Returns False when ``source`` does not have it.
+
+    Raises:
+        RemoteError: the source failed, or its bytes do not match the digest; then
+            nothing is kept under that digest.
+    """
+    streamed = source.stream(object_path(digest))
+    if streamed is not None:
+        _store_blob(source, digest, streamed[0], store, advance)
+        return True
+    index = source.read(object_path(digest) + ".chunks")
+    if index is None:
+        return False
+    try:
+        chunks = decode_chunk_index(index, digest)
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: {exc.message}") from None
+    whole = hashlib.sha256()
+    for chunk, _ in chunks:
+        if store.object_path(chunk).is_file():
+            for block in store.iter_bytes(chunk):
+                whole.update(block)
+            continue
+        streamed = source.stream(object_path(chunk))
+        if streamed is None:
+            raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
+        _store_blob(source, chunk, _hashing(streamed[0], whole), store, advance)
+    if "sha256:" + whole.hexdigest() != digest:
+        raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
+    store.add_chunk_index(digest, chunks)
+    return True
+
+
+def _store_blob(source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Advance | None) -> None:
+    try:
+        store.add_blob(_counting(blocks, advance), expected=digest)
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
+
+
+def _hashing(blocks: Iterable[bytes], hasher: hashlib._Hash) -> Iterator[bytes]:
+    for block in blocks:
+        hasher.update(block)
+        yield block
+
+
+def _counting(blocks: Iterable[bytes], advance: Advance | None) -> Iterator[bytes]:
+    for block in blocks:
+        if advance is not None:
+            advance(len(block))
+        yield block
+
+
+class Fallbacks:
+    """The ordered fallback stores of a registry, opened on first use."""
+
+    def __init__(self, locations: list[str], *, timeout: float) -> None:
+        self.locations = locations
+        self.timeout = timeout
+        self.warnings: list[str] = []  # failures worth telling the user about
+        self._sources: list[Source] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.locations)
+
+    def sources(self) -> list[Source]:
+        """The fallbacks that could be opened (the others are noted in ``warnings``)."""
+        if self._sources is None:
+            self._sources = []
+            for location in self.locations:
+                try:
+                    self._sources.append(open_source(location, timeout=self.timeout))
+                except RemoteError as exc:
+                    self.warnings.append(f"fallback skipped: {exc.message}")
+        return self._sources
+
+    def lookup(self, ref: Ref, resolve: Callable[[Ref, RefTable], Digest]) -> tuple[Digest, RefTable] | None:
+        """The first fallback's answer for a named reference, or None.
+
+        Raises:
+            RemoteError: no fallback resolved it and at least one failed.
+        """
+        failures = []
+        for source in self.sources():
+            try:
+                table = source.table(ref.name)
+                if table is not None:
+                    return resolve(ref, table), table
+            except UnknownRefError:
+                continue
+            except MregError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise RemoteError(f"'{ref}' is not in this registry, and " + "; ".join(failures))
+        return None
+
+    def fetch(self, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> None:
+        """Fetch an object into ``store`` from the first fallback that has it."""
+        failures = []
+        for source in self.sources():
+            try:
+                if fetch_object(source, digest, store, advance):
+                    return
+            except MregError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise RemoteError(f"cannot fetch {digest}: " + "; ".join(failures))
+        raise ObjectNotFoundError(digest, "not here, nor in any fallback")
+
+    def tables(self, name: str) -> Iterator[tuple[Source, RefTable]]:
+        """Each fallback's refs for a model, where it has the model."""
+        for source in self.sources():
+            try:
+                table = source.table(name)
+            except MregError as exc:
+                self.warnings.append(str(exc))
+                continue
+            if table is not None and table.versions:
+                yield source, table
+
+    def model_names(self) -> Iterator[tuple[Source, list[str]]]:
+        """Each fallback with the models it has."""
+        for source in self.sources():
+            try:
+                yield source, source.model_names()
+            except MregError as exc:
+                self.warnings.append(str(exc))

@@ -1,0 +1,130 @@
+"""Finding things: references in ref tables, digests among objects, and listings.
+
+Listings merge this registry with its fallbacks: a model or version comes from the
+first store that has it (this one first), as a reference to it would resolve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import AmbiguousRefError, MregError, ObjectNotFoundError, UnknownModelError, UnknownRefError
+from .names import Digest, Ref, parse_digest_prefix
+from .object_store import ObjectStore
+from .objects import MAX_MANIFEST_SIZE, looks_like_manifest
+from .refs import RefTable
+from .versions import parse_version
+from .views import ModelSummary, VersionEntry
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+
+def resolve_in_table(ref: Ref, table: RefTable) -> Digest:
+    """The digest a named reference has in one model's refs.
+
+    Raises:
+        UnknownRefError: the model, version or tag is not there.
+    """
+    if not table.versions:
+        raise UnknownRefError(str(ref), f"no model named '{ref.name}'")
+    if ref.is_latest:
+        assert table.latest is not None  # a table with versions always has latest
+        return table.versions[table.latest]
+    if ref.tag is not None:
+        version = table.tags.get(ref.tag)
+        if version is None:
+            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
+        return table.versions[version]
+    digest = table.versions.get(ref.version or "")
+    if digest is None:
+        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
+    return digest
+
+
+def is_manifest(store: ObjectStore, digest: Digest) -> bool:
+    """True when a stored object is a manifest (manifests are small msgpack maps)."""
+    try:
+        with open(store.object_path(digest), "rb") as stream:
+            data = stream.read(MAX_MANIFEST_SIZE + 1)
+    except OSError:
+        return False
+    return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
+
+
+def resolve_digest(registry: Registry, ref: Ref) -> Digest:
+    """The manifest a ``sha256:`` reference names: a full digest (here or in a fallback)
+    or a unique prefix of one stored here."""
+    prefix = ref.digest_prefix or ""
+    store = registry.objects
+    if len(prefix) == 64:
+        digest = Digest("sha256:" + prefix)
+        if not store.contains(digest) and registry.fallbacks:
+            try:
+                registry.fetch(digest)
+            except ObjectNotFoundError:
+                pass
+        if is_manifest(store, digest):
+            return digest
+        detail = "it is a file, not a manifest" if store.contains(digest) else "no such manifest"
+        raise UnknownRefError(str(ref), detail)
+    candidates = [d for d in store.find_prefix(prefix) if is_manifest(store, d)]
+    if not candidates:
+        raise UnknownRefError(str(ref), "no manifest has that digest prefix")
+    if len(candidates) > 1:
+        raise AmbiguousRefError(f"digest prefix '{ref}' is ambiguous: it matches {len(candidates)} manifests; give more digits")
+    return candidates[0]
+
+
+def find_object(store: ObjectStore, text: str) -> Digest:
+    """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
+    candidates = store.find_prefix(parse_digest_prefix(text))
+    if not candidates:
+        raise ObjectNotFoundError(text)
+    if len(candidates) > 1:
+        raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
+    return candidates[0]
+
+
+def list_versions(registry: Registry, name: str) -> list[VersionEntry]:
+    """Every version of a model here and in the fallbacks, highest precedence first."""
+    local = registry.refs.read(name)
+    entries = {v: VersionEntry(name, v, d, tuple(local.tags_of(v))) for v, d in local.versions.items()}
+    if registry.fallbacks:
+        for source, table in registry.fallbacks.tables(name):
+            for version, digest in table.versions.items():
+                if version not in entries:
+                    entries[version] = VersionEntry(name, version, digest, tuple(table.tags_of(version)), source.location)
+    if not entries:
+        raise UnknownModelError(name)
+    if len(entries) == len(local.versions):
+        return list(reversed(entries.values()))  # the table is already in precedence order
+    return sorted(entries.values(), key=lambda e: parse_version(e.version).precedence, reverse=True)
+
+
+def list_models(registry: Registry) -> list[ModelSummary]:
+    """Every model with at least one version, here and in the fallbacks, sorted by name."""
+    found = {}
+    for name in registry.refs.names():
+        table = registry.refs.read(name)
+        if table.latest is not None:
+            found[name] = _summary(registry, name, table, None)
+    if registry.fallbacks:
+        for source, names in registry.fallbacks.model_names():
+            for name in names:
+                if name in found:
+                    continue
+                table = source.table(name)
+                if table is not None and table.latest is not None:
+                    found[name] = _summary(registry, name, table, source.location)
+    return [found[name] for name in sorted(found)]
+
+
+def _summary(registry: Registry, name: str, table: RefTable, source: str | None) -> ModelSummary:
+    assert table.latest is not None
+    digest = table.versions[table.latest]
+    try:
+        family = registry.manifest(digest).family
+    except MregError:  # a missing or broken manifest is for fsck to report
+        family = None
+    return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from .errors import CorruptRefsError, printable
 from .fileutil import FileLock, append_line, write_atomically
@@ -196,9 +196,16 @@ class RefUpdate:
         self.original = table
         self.table = table
         self._entry = entry  # time, author and message for the log
+        self._imported: list[LogEntry] = []
+
+    def import_log(self, entries: Iterable[LogEntry]) -> None:
+        """Merge another store's history of this model into its log (at commit)."""
+        self._imported.extend(entries)
 
     def commit(self) -> None:
         """Write the new table in one rename, and log every changed ref."""
+        if self._imported:
+            self._merge_log()
         diff = changes(self.original, self.table)
         if not diff:
             return
@@ -209,6 +216,23 @@ class RefUpdate:
             entry = self._entry._replace(ref=ref, old=old, new=new)
             append_line(self.directory / LOG_FILE, json.dumps(entry.to_dict(), sort_keys=True))
         self.original = self.table
+
+    def _merge_log(self) -> None:
+        """Rewrite the log as the union of its entries and the imported ones, by time."""
+        path = self.directory / LOG_FILE
+        try:
+            existing, _ = parse_log(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except FileNotFoundError:
+            existing = []
+        merged, known = list(existing), set(existing)
+        for entry in self._imported:
+            if entry not in known:
+                known.add(entry)
+                merged.append(entry)
+        merged.sort(key=lambda e: e.time)  # stable: entries of the same second keep their order
+        lines = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in merged)
+        write_atomically(path, lines.encode("utf-8"), temp=self.directory / (LOG_FILE + ".tmp"))
+        self._imported = []
 
 
 class RefStore:
@@ -256,16 +280,20 @@ class RefStore:
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""
-        path = self.model_dir(name) / LOG_FILE
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            text = (self.model_dir(name) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return [], []
-        entries, problems = [], []
-        for number, line in enumerate(lines, start=1):
-            try:
-                raw = json.loads(line)
-                entries.append(LogEntry(**{k: raw[k] for k in ("time", "author", "ref", "old", "new", "message")}))
-            except (ValueError, TypeError, KeyError):
-                problems.append(f"log of '{name}' line {number} is unreadable")
-        return entries, problems
+        return parse_log(text, f"log of '{name}'")
+
+
+def parse_log(text: str, where: str) -> tuple[list[LogEntry], list[str]]:
+    """Log entries from ``_log`` text, and a description of each unreadable line."""
+    entries, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            raw = json.loads(line)
+            entries.append(LogEntry(*(raw[k] for k in LogEntry._fields)))
+        except (ValueError, TypeError, KeyError):
+            problems.append(f"{where} line {number} is unreadable")
+    return entries, problems

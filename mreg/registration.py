@@ -119,6 +119,8 @@ def register(
         entries = tuple(store_file(registry, item, advance) for item in to_store)
         result = commit(registry, replace(draft, files=entries), tag_names, bump=bump, stored=True)
     assert result is not None  # with stored files, commit always registers or raises
+    if not known.versions:
+        registry.update_server_info()  # a new model: keep the list static servers publish
     return result
 
 

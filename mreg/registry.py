@@ -7,12 +7,14 @@ This is the Python API that the CLI mirrors. It returns values and raises
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+from . import lookup
+from .config import Config
 from .errors import (
-    AmbiguousRefError,
     InvalidInputError,
     MregError,
     NotFoundError,
@@ -22,17 +24,19 @@ from .errors import (
     UnknownModelError,
     UnknownRefError,
 )
-from .fileutil import FileLock, ProgressReport, write_atomically
-from .names import Digest, Ref, parse_digest_prefix, parse_name_version, parse_ref, validate_name, validate_tag
+from .fallback import Fallbacks
+from .fileutil import FileLock, ProgressReport, counting, write_atomically
+from .names import Digest, parse_name_version, parse_ref, validate_name, validate_tag
 from .object_store import ObjectStore, Segment
-from .objects import MAX_MANIFEST_SIZE, Dataset, FileEntry, Framework, Manifest, looks_like_manifest
+from .objects import Dataset, FileEntry, Framework, Manifest
 from .refs import LogEntry, RefStore, RefTable
+from .registration import FileSource, current_author, now_utc, register, version_details
+from .remote import DEFAULT_HTTP_TIMEOUT, split_locations, write_server_info
+from .versions import Bump
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
 
 if TYPE_CHECKING:
     from .maintenance import FsckReport, GcReport
-from .registration import FileSource, current_author, now_utc, register, version_details
-from .versions import Bump
 
 REGISTRY_DIR = ".mreg"
 CONFIG_FILE = "config"
@@ -52,6 +56,8 @@ class Registry:
         self.root = Path(root).resolve()
         self.objects = ObjectStore(self.root)
         self.refs = RefStore(self.root)
+        self._config: Config | None = None
+        self._fallbacks: Fallbacks | None = None
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -178,68 +184,39 @@ class Registry:
     # ---------------------------------------------------------------- lookup
 
     def resolve(self, ref: str) -> Digest:
-        """The manifest digest a reference names.
+        """The manifest digest a reference names (here first, then in the fallbacks).
 
         Raises:
             UnknownRefError: nothing has that name.
             AmbiguousRefError: a digest prefix matches several manifests.
             InvalidRefError: the reference is malformed.
+            RemoteError: it is not here and a fallback failed.
         """
+        return self._lookup(ref)[0]
+
+    def _lookup(self, ref: str) -> tuple[Digest, RefTable | None]:
+        """The digest ``ref`` names and the ref table it was found in (None for digests)."""
         parsed = parse_ref(ref)
         if parsed.digest_prefix is not None:
-            return self._resolve_digest(parsed)
+            return lookup.resolve_digest(self, parsed), None
         table = self.refs.read(parsed.name)
-        return _resolve_in_table(parsed, table)
-
-    def _resolve_digest(self, ref: Ref) -> Digest:
-        prefix = ref.digest_prefix or ""
-        if len(prefix) == 64:
-            digest = Digest("sha256:" + prefix)
-            if self._is_manifest(digest):
-                return digest
-            detail = "it is a file, not a manifest" if self.objects.contains(digest) else "no such manifest"
-            raise UnknownRefError(str(ref), detail)
-        candidates = [d for d in self.objects.find_prefix(prefix) if self._is_manifest(d)]
-        if not candidates:
-            raise UnknownRefError(str(ref), "no manifest has that digest prefix")
-        if len(candidates) > 1:
-            raise AmbiguousRefError(
-                f"digest prefix '{ref}' is ambiguous: it matches {len(candidates)} manifests; give more digits"
-            )
-        return candidates[0]
-
-    def find_object(self, text: str) -> Digest:
-        """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
-        prefix = parse_digest_prefix(text)
-        candidates = self.objects.find_prefix(prefix)
-        if not candidates:
-            raise ObjectNotFoundError(text)
-        if len(candidates) > 1:
-            raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
-        return candidates[0]
-
-    def object_type(self, digest: Digest) -> str:
-        """``manifest`` or ``blob``."""
-        return "manifest" if self._is_manifest(digest) else "blob"
-
-    def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
-        """A file's digest; with ``write`` the file is also stored as an object."""
-        if not write:
-            return self.objects.hash_file(Path(path))[0]
-        with self.writing():
-            return self.objects.add_file(Path(path)).digest
-
-    def _is_manifest(self, digest: Digest) -> bool:
-        path = self.objects.object_path(digest)
         try:
-            with open(path, "rb") as stream:
-                data = stream.read(MAX_MANIFEST_SIZE + 1)
-        except OSError:
-            return False
-        return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
+            return lookup.resolve_in_table(parsed, table), table
+        except UnknownRefError:
+            found = self.fallbacks.lookup(parsed, lookup.resolve_in_table) if self.fallbacks else None
+            if found is None:
+                raise
+            return found
+
+    def get(self, ref: str) -> ModelVersion:
+        """A read-only view of the version ``ref`` names, with its tags."""
+        digest, table = self._lookup(ref)
+        manifest = self.manifest(digest)
+        return ModelVersion.of(digest, manifest, table if table is not None else self.refs.read(manifest.name))
 
     def manifest(self, digest: str) -> Manifest:
-        """Read and validate a manifest object."""
+        """Read and validate a manifest (fetched from a fallback if it is not here)."""
+        self._ensure_local(Digest(digest))
         return Manifest.decode(self.objects.read_bytes(digest), digest)
 
     def label(self, digest: str) -> str:
@@ -250,38 +227,13 @@ class Registry:
             return digest  # removed and collected: lineage outlives objects
         return f"{manifest.name}@{manifest.version} ({digest[:15]})"
 
-    def get(self, ref: str) -> ModelVersion:
-        """A read-only view of the version ``ref`` names, with its tags."""
-        digest = self.resolve(ref)
-        manifest = self.manifest(digest)
-        return ModelVersion.of(digest, manifest, self.refs.read(manifest.name))
-
     def versions(self, name: str) -> list[VersionEntry]:
-        """Every version of a model, highest precedence first."""
-        table = self._existing_table(name)
-        return [
-            VersionEntry(name, version, digest, tuple(table.tags_of(version)))
-            for version, digest in reversed(table.versions.items())
-        ]
+        """Every version of a model, highest precedence first (fallbacks' included)."""
+        return lookup.list_versions(self, validate_name(name))
 
     def models(self) -> list[ModelSummary]:
-        """Every model with at least one version, sorted by name."""
-        found = []
-        for name in self.refs.names():
-            table = self.refs.read(name)
-            if table.latest is None:
-                continue
-            digest = table.versions[table.latest]
-            found.append(
-                ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), self._family(digest))
-            )
-        return found
-
-    def _family(self, digest: Digest) -> str | None:
-        try:
-            return self.manifest(digest).family
-        except MregError:  # a missing or broken manifest is for fsck to report
-            return None
+        """Every model with at least one version, sorted by name (fallbacks' included)."""
+        return lookup.list_models(self)
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition; see :func:`mreg.query.select`."""
@@ -301,12 +253,12 @@ class Registry:
         """The absolute local path of a file with a registered file's exact bytes.
 
         ``file`` may be omitted when the version has exactly one file. The file is
-        read-only and shared: copy it before modifying it. A file stored as chunks
-        is assembled (and verified) once into ``.mreg/cache/``.
+        read-only and shared: copy it before modifying it. A file only a fallback has
+        is fetched and cached here first; a file stored as chunks is assembled (and
+        verified) once into ``.mreg/cache/``.
         """
         entry = self.file_entry(ref, file)
-        if not self.objects.contains(entry.digest):
-            raise ObjectNotFoundError(entry.digest, f"file '{entry.path}' of {ref}")
+        self._ensure_local(entry.digest)
         if self.objects.is_chunked(entry.digest):
             with self.writing():
                 return self.objects.materialize(entry.digest)
@@ -318,7 +270,8 @@ class Registry:
         return entry, self.segments(entry)
 
     def segments(self, entry: FileEntry) -> list[Segment]:
-        """The local blobs that hold a registered file's bytes, in order."""
+        """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
+        self._ensure_local(entry.digest)
         return self.objects.segments(entry.digest)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
@@ -333,6 +286,70 @@ class Registry:
             if entry.path == file:
                 return entry
         raise NotFoundError(f"{ref} has no file '{file}'")
+
+    # ------------------------------------------------------- objects, fallbacks
+
+    def find_object(self, text: str) -> Digest:
+        """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
+        return lookup.find_object(self.objects, text)
+
+    def object_type(self, digest: Digest) -> str:
+        """``manifest`` or ``blob``."""
+        return "manifest" if lookup.is_manifest(self.objects, digest) else "blob"
+
+    def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
+        """A file's digest; with ``write`` the file is also stored as an object."""
+        if not write:
+            return self.objects.hash_file(Path(path))[0]
+        with self.writing():
+            return self.objects.add_file(Path(path)).digest
+
+    @property
+    def config(self) -> Config:
+        """The store's config (read once per Registry object)."""
+        if self._config is None:
+            self._config = Config.load(self.root / CONFIG_FILE)
+        return self._config
+
+    @property
+    def fallbacks(self) -> Fallbacks:
+        """The stores to fall back on: ``MREG_FALLBACK``'s, then ``fallback.url``'s, in order."""
+        if self._fallbacks is None:
+            configured = [self._config_location(url) for url in self.config.get_all("fallback.url")]
+            locations = split_locations(os.environ.get("MREG_FALLBACK", "")) + configured
+            self._fallbacks = Fallbacks(locations, timeout=self.http_timeout)
+        return self._fallbacks
+
+    def _config_location(self, location: str) -> str:
+        """A path in the config is relative to the directory that holds ``.mreg``."""
+        if re.match(r"https?://", location) or Path(location).expanduser().is_absolute():
+            return location
+        return str(self.root.parent / location)
+
+    @property
+    def http_timeout(self) -> float:
+        """Seconds to wait for an HTTP store: ``http.timeout`` in the config, or 30."""
+        try:
+            return float(self.config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
+        except ValueError:
+            raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
+
+    def update_server_info(self) -> None:
+        """Rewrite ``info/models``, which static HTTP servers of this store need."""
+        with self.creating_model():
+            write_server_info(self)
+
+    def fetch(self, digest: Digest, *, progress: ProgressReport | None = None) -> None:
+        """Fetch an object from the fallbacks into this store (verified, atomically)."""
+        with self.writing():
+            if not self.objects.contains(digest):
+                self.fallbacks.fetch(digest, self.objects, counting(progress, 0))
+
+    def _ensure_local(self, digest: Digest) -> None:
+        if not self.objects.contains(digest):
+            if not self.fallbacks:
+                raise ObjectNotFoundError(digest)
+            self.fetch(digest)
 
     # ------------------------------------------------------------------ refs
 
@@ -383,6 +400,8 @@ class Registry:
             if digest is None:
                 raise UnknownRefError(spec, f"'{name}' has no version {version}")
             update.table = update.table.without_version(version)
+        if not update.table.versions:
+            self.update_server_info()  # the model is gone from listings
         return digest
 
     def _existing_table(self, name: str) -> RefTable:
@@ -414,23 +433,6 @@ def _registry_root(path: Path) -> Path | None:
         if (candidate / CONFIG_FILE).is_file() and (candidate / "objects").is_dir():
             return candidate
     return None
-
-
-def _resolve_in_table(ref: Ref, table: RefTable) -> Digest:
-    if not table.versions:
-        raise UnknownRefError(str(ref), f"no model named '{ref.name}'")
-    if ref.is_latest:
-        assert table.latest is not None  # a table with versions always has latest
-        return table.versions[table.latest]
-    if ref.tag is not None:
-        version = table.tags.get(ref.tag)
-        if version is None:
-            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
-        return table.versions[version]
-    digest = table.versions.get(ref.version or "")
-    if digest is None:
-        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
-    return digest
 
 
 def _check_expected(name: str, tag: str, current: str | None, expected: str | None) -> None:

@@ -60,9 +60,10 @@ class VersionEntry(NamedTuple):
     version: str
     digest: Digest
     tags: tuple[str, ...]
+    source: str | None = None  # the fallback it comes from; None: this registry
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "digest": self.digest, "tags": list(self.tags)}
+        return {**self._asdict(), "tags": list(self.tags)}
 
 
 class ModelSummary(NamedTuple):
@@ -74,16 +75,10 @@ class ModelSummary(NamedTuple):
     versions: int
     tags: Mapping[str, str]
     family: str | None
+    source: str | None = None  # the fallback it comes from; None: this registry
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "latest": self.latest,
-            "digest": self.digest,
-            "versions": self.versions,
-            "tags": dict(self.tags),
-            "family": self.family,
-        }
+        return {**self._asdict(), "tags": dict(self.tags)}
 
 
 class AddResult(NamedTuple):

@@ -38,7 +38,9 @@ def test_layout_after_init_add_and_tag(tmp_path: Path, make_file) -> None:
         "models/demo/_log",
         "models/demo/_lock",
         "models/_lock",  # held while a new model is checked and created
+        "info/models",  # the list of models, for static HTTP servers
     }
+    assert (root / "info" / "models").read_text() == "demo\n"
     assert (root / "objects" / blob_hex[:2] / blob_hex[2:]).read_bytes() == content
     manifest_bytes = (root / "objects" / manifest_hex[:2] / manifest_hex[2:]).read_bytes()
     assert hashlib.sha256(manifest_bytes).hexdigest() == manifest_hex

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import click
 
 from ..refs import LogEntry
+from ..registry import Registry
 from ..views import ModelVersion
 
 PROGRESS_THRESHOLD = 32 << 20  # show a bar only for transfers at least this big
@@ -90,6 +91,12 @@ def describe_log_entry(entry: LogEntry) -> str:
         action = f"latest -> {entry.new or 'nothing'}" + (f"  (was {entry.old})" if entry.old else "")
     message = f'  "{entry.message}"' if entry.message and kind == "versions" else ""
     return f"{entry.time}  {entry.author}  {action}{message}"
+
+
+def echo_warnings(registry: Registry) -> None:
+    """Tell the user about fallback stores that failed while a command succeeded anyway."""
+    for warning in registry.fallbacks.warnings if registry.fallbacks else ():
+        click.echo(f"mreg: warning: {warning}", err=True)
 
 
 def _compact(value: Any) -> str:

@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from .app import Session, cli, fail, pass_session
-from .output import echo_json, human_size
+from .output import echo_json, echo_warnings, human_size
 
 
 @cli.command()
@@ -18,6 +18,7 @@ from .output import echo_json, human_size
 def resolve(session: Session, ref: str) -> None:
     """Print the manifest digest REF names."""
     click.echo(session.registry.resolve(ref))
+    echo_warnings(session.registry)
 
 
 @cli.command()
@@ -27,6 +28,7 @@ def resolve(session: Session, ref: str) -> None:
 def path(session: Session, ref: str, file: str | None) -> None:
     """Print the absolute local path of a registered file (read-only: copy before editing)."""
     click.echo(str(session.registry.path(ref, file)))
+    echo_warnings(session.registry)
 
 
 @cli.command(name="cat-file")

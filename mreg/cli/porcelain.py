@@ -15,6 +15,7 @@ from .output import (
     describe_log_entry,
     describe_version,
     echo_json,
+    echo_warnings,
     echo_table,
     format_metrics,
     short,
@@ -117,6 +118,7 @@ def show(session: Session, ref: str, as_json: bool) -> None:
         echo_json(view.to_dict())
     else:
         click.echo("\n".join(describe_version(view, parents=[registry.label(p) for p in view.lineage.parents])))
+    echo_warnings(registry)
 
 
 @cli.command(name="ls")
@@ -133,7 +135,11 @@ def list_models(session: Session, name: str | None, as_json: bool, properties: t
     With filters, only what matches: for models, their latest version must match.
     """
     registry = session.registry
-    meta = dict(parse_assignment(text, "metadata") for text in properties)
+    _list(registry, name, as_json, dict(parse_assignment(text, "metadata") for text in properties), filters)
+    echo_warnings(registry)
+
+
+def _list(registry: Registry, name: str | None, as_json: bool, meta: dict[str, str], filters: dict[str, Any]) -> None:
     if any(filters.values()) or meta:
         views = registry.query(name=name, latest_only=name is None, properties=meta, **filters)
         if as_json:
@@ -147,14 +153,15 @@ def list_models(session: Session, name: str | None, as_json: bool, properties: t
         if as_json:
             echo_json([m.to_dict() for m in models])
         else:
-            rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags)) for m in models]
-            echo_table(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS"))
+            rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags), m.source or "") for m in models]
+            echo_table(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS", "FROM"))
         return
     entries = registry.versions(name)
     if as_json:
         echo_json([e.to_dict() for e in entries])
     else:
-        echo_table([(e.version, short(e.digest), ", ".join(e.tags)) for e in entries], ("VERSION", "DIGEST", "TAGS"))
+        rows = [(e.version, short(e.digest), ", ".join(e.tags), e.source or "") for e in entries]
+        echo_table(rows, ("VERSION", "DIGEST", "TAGS", "FROM"))
 
 
 def _tag_list(tags: Any) -> str:

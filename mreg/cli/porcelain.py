@@ -153,15 +153,22 @@ def _list(registry: Registry, name: str | None, as_json: bool, meta: dict[str, s
         if as_json:
             echo_json([m.to_dict() for m in models])
         else:
-            rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags), m.source or "") for m in models]
-            echo_table(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS", "FROM"))
+            rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags), m.source) for m in models]
+            echo_table(*_with_sources(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS")))
         return
     entries = registry.versions(name)
     if as_json:
         echo_json([e.to_dict() for e in entries])
     else:
-        rows = [(e.version, short(e.digest), ", ".join(e.tags), e.source or "") for e in entries]
-        echo_table(rows, ("VERSION", "DIGEST", "TAGS", "FROM"))
+        rows = [(e.version, short(e.digest), ", ".join(e.tags), e.source) for e in entries]
+        echo_table(*_with_sources(rows, ("VERSION", "DIGEST", "TAGS")))
+
+
+def _with_sources(rows: list[tuple], headers: tuple[str, ...]) -> tuple[list[tuple], tuple[str, ...]]:
+    """Add a FROM column naming the fallback of each row, only when some row has one."""
+    if any(row[-1] for row in rows):
+        return [(*row[:-1], row[-1] or "") for row in rows], (*headers, "FROM")
+    return [row[:-1] for row in rows], headers
 
 
 def _tag_list(tags: Any) -> str:

@@ -18,10 +18,12 @@ import time
 import torch
 
 from mreg import Registry, VersionConflictError
-from mreg.pytorch import PretrainedModel, TorchvisionBuilder, fetch_pretrained, load_model, register
+from mreg.pytorch import PretrainedModel, TorchvisionBuilder, diff, fetch_pretrained, load_model, register
+from mreg.usage import disk_usage
 
 PRETRAINED = ("resnet18", "mobilenet_v2")  # 44.7 MiB + 13.6 MiB of weights
 DERIVED_VERSION = "2.0.0"  # a new head changes the output: a major version in SemVer terms
+LAPTOP = "example-laptop"  # a second registry beside this one, for the fallback demo
 
 
 def main() -> None:
@@ -74,7 +76,13 @@ def main() -> None:
     log = subprocess.run([sys.executable, "-m", "mreg", "log", "resnet18"], check=True, capture_output=True, text=True)
     print("   $ mreg log resnet18\n" + "\n".join(f"   {line}" for line in log.stdout.splitlines()))
 
-    step("9. Verify the store", "mreg fsck")
+    step("9. What changed between versions, and what it cost to store", "mreg diff resnet18@1.0.0 resnet18@2.0.0; mreg du")
+    show_diff_and_usage(registry)
+
+    step("10. Path resolution with a storage fallback", "mreg config --add fallback.url ..; mreg path REF")
+    show_fallback(registry)
+
+    step("11. Verify the store", "mreg fsck")
     report = registry.fsck()
     print(f"   {report.objects} objects, {report.models} models, {report.versions} versions: "
           + ("ok" if report.ok else f"PROBLEMS: {report.problems}"))
@@ -161,6 +169,38 @@ def add_derived(registry: Registry, model: torch.nn.Module, metrics: dict[str, f
         return
     state = "added" if result.created else "already registered, identical: no-op"
     print(f"   {spec:<20} {result.digest[:15]}  {state}; parent resnet18@1.0.0")
+
+
+def show_diff_and_usage(registry: Registry) -> None:
+    """Tensor-level diff of the fine-tune, and how little its backbone cost to store."""
+    changes = diff(registry, "resnet18@1.0.0", "resnet18@2.0.0")
+    for change in changes.files:
+        tensors = change.tensors
+        if tensors is None:
+            continue
+        print(f"   {change.path}: {len(tensors.changed)} tensors changed, {tensors.unchanged} unchanged "
+              f"({tensors.unchanged_bytes / 2**20:.1f} MiB shared)")
+        for tensor in tensors.changed:
+            print(f"      {tensor.old.name}: {tensor.old.dtype}{list(tensor.old.shape)} -> {tensor.new.dtype}{list(tensor.new.shape)}")
+    for metric in changes.metrics:
+        print(f"   metric {metric.name}: {'-' if metric.old is None else metric.old} -> {metric.new}")
+    print("   each distinct tensor is stored once, so versions that share weights share storage:")
+    for model in disk_usage(registry).models:
+        print(f"   {model.name:<14} {model.versions} version(s): registered {model.logical / 2**20:5.1f} MiB, "
+              f"stored {model.stored / 2**20:5.1f} MiB ({model.ratio:.2f}x)")
+
+
+def show_fallback(registry: Registry) -> None:
+    """A second registry, as on a laptop, that falls back on this one for what it lacks."""
+    laptop = Registry.init(LAPTOP)
+    laptop.set_config("fallback.url", str(registry.root.parent))
+    print(f"   a second registry at {laptop.root}, falling back on {registry.root.parent}")
+    view = laptop.get("mobilenet_v2@latest")  # not in the laptop's refs: found in the fallback
+    print(f"   {view.name}@{view.version} resolved through the fallback: {view.digest[:15]}")
+    local = laptop.path("mobilenet_v2@latest")  # fetched, verified, cached in the laptop registry
+    print(f"   its weights, fetched and verified once, cached at {local}")
+    print(f"   in the laptop registry now: {laptop.objects.contains(view.files[0].digest)}; "
+          "'mreg pull' would copy the refs too")
 
 
 def run_inference(registry: Registry, resnet: PretrainedModel) -> None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import lookup
+from . import config, lookup
 from .config import Config
 from .errors import (
     InvalidInputError,
@@ -310,6 +310,12 @@ class Registry:
         if self._config is None:
             self._config = Config.load(self.root / CONFIG_FILE)
         return self._config
+
+    def set_config(self, key: str, value: str | None, *, add: bool = False) -> None:
+        """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
+        or unset every value (``value`` None)."""
+        self._config = config.update(self.root / CONFIG_FILE, key, value, add=add)
+        self._fallbacks = None
 
     @property
     def fallbacks(self) -> Fallbacks:

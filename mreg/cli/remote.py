@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import config as config_file
 from ..errors import ExitCode
 from .app import Session, cli, fail, init_path, pass_session
 from .output import ProgressBar, echo_json, human_size
@@ -35,19 +34,19 @@ def config(session: Session, key: str | None, value: str | None, mode: str | Non
       mreg config remote.team.url /mnt/team     set a value (a remote for push/pull)
       mreg config --unset fallback.url          remove every value
     """
-    path = session.registry.root / "config"
+    registry = session.registry
     if mode == "list":
-        for entry in config_file.Config.load(path).entries:
+        for entry in registry.config.entries:
             click.echo(f"{entry.name}={entry.value}")
         return
     if key is None:
         raise click.UsageError("give a KEY (or --list)")
     if mode == "unset":
-        config_file.update(path, key, None)
+        registry.set_config(key, None)
     elif value is not None:
-        config_file.update(path, key, value, add=mode == "add")
+        registry.set_config(key, value, add=mode == "add")
     else:
-        values = config_file.Config.load(path).get_all(key)
+        values = registry.config.get_all(key)
         if not values:
             fail(f"no value for '{key}'", ExitCode.FAILURE)
         for shown in values if mode == "get-all" else values[-1:]:

@@ -200,15 +200,17 @@ class ObjectStore:
 
     def segments(self, digest: str) -> list[Segment]:
         """The local blobs that hold a file's bytes, in order."""
-        path = self.object_path(digest)
+        path = str(self.object_path(digest))
         try:
-            return [Segment(path, 0, path.stat().st_size, Digest(digest))]
+            return [Segment(path, 0, os.stat(path).st_size, Digest(digest))]
         except FileNotFoundError:
             pass
+        # Plain strings and os.path: a load maps dozens of chunks, and pathlib costs.
+        objects = str(self.objects_dir)
         segments, start = [], 0
         for chunk, size in self.chunks(digest):
-            chunk_path = self.object_path(chunk)
-            if not chunk_path.is_file():
+            chunk_path = os.path.join(objects, chunk[7:9], chunk[9:])
+            if not os.path.isfile(chunk_path):
                 raise CorruptObjectError(digest, f"its chunk {chunk} is missing")
             segments.append(Segment(chunk_path, start, size, chunk))
             start += size

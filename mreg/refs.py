@@ -103,6 +103,11 @@ class RefTable(NamedTuple):
             return order[index]
         return None
 
+    @property
+    def highest(self) -> str | None:
+        """The version of highest precedence (pre-releases included), or None."""
+        return next(reversed(self.versions), None) if self.versions else None
+
     def tags_of(self, version: str) -> list[str]:
         """The tags that point at ``version``, sorted."""
         return sorted(t for t, v in self.tags.items() if v == version)
@@ -173,15 +178,19 @@ class LogEntry(NamedTuple):
 def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | None]]:
     """The ref changes from ``old`` to ``new`` as (ref, old value, new value)."""
     found: list[tuple[str, str | None, str | None]] = []
-    for version in sorted(old.versions.keys() | new.versions.keys(), key=_precedence):
-        if old.versions.get(version) != new.versions.get(version):
-            found.append((f"versions/{version}", old.versions.get(version), new.versions.get(version)))
+    changed = (old.versions.keys() ^ new.versions.keys()) | _differing(old.versions, new.versions)
+    for version in sorted(changed, key=_precedence):  # few: no need to parse the others
+        found.append((f"versions/{version}", old.versions.get(version), new.versions.get(version)))
     for tag in sorted(old.tags.keys() | new.tags.keys()):
         if old.tags.get(tag) != new.tags.get(tag):
             found.append((f"tags/{tag}", old.tags.get(tag), new.tags.get(tag)))
     if old.latest != new.latest:
         found.append(("latest", old.latest, new.latest))
     return found
+
+
+def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> set[str]:
+    return {key for key in old.keys() & new.keys() if old[key] != new[key]}
 
 
 class RefUpdate:

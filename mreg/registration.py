@@ -136,7 +136,7 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
         creating = not update.table.versions
         with registry.creating_model() if creating else nullcontext():
             table = update.table
-            version = next_version(table.versions, bump) if bump else draft.version
+            version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
             existing = table.versions.get(version)
             if existing is None and not stored:
                 return None

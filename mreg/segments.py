@@ -12,6 +12,8 @@ import hashlib
 import io
 import itertools
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
 
@@ -33,21 +35,16 @@ Block = bytes | memoryview
 class Segment(NamedTuple):
     """A run of a stored file's bytes held in one local blob."""
 
-    path: Path
+    path: str  # a local file
     start: int  # offset of the segment's first byte in the whole file
     size: int
     digest: Digest
 
 
-def read_blocks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[memoryview]:
-    """Yield a binary stream's bytes in blocks; each block is valid until the next."""
-    buffer = bytearray(block_size)
-    view = memoryview(buffer)
-    while True:
-        count = stream.readinto(buffer)  # type: ignore[attr-defined]
-        if not count:
-            return
-        yield view[:count]
+def read_blocks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
+    """Yield a binary stream's bytes in blocks (fresh objects: a writer may keep them)."""
+    while block := stream.read(block_size):
+        yield block
 
 
 def encode_chunk_index(size: int, chunks: list[tuple[Digest, int]]) -> bytes:
@@ -79,7 +76,7 @@ def verified_blocks(segment: Segment) -> Iterator[bytes]:
     with stream:
         for block in read_blocks(stream):
             hasher.update(block)
-            yield bytes(block)
+            yield block
     if "sha256:" + hasher.hexdigest() != segment.digest:
         raise CorruptObjectError(segment.digest, "its bytes do not match its digest")
 
@@ -130,6 +127,52 @@ class SegmentReader(io.RawIOBase):
         super().close()
 
 
+class _Background:
+    """A thread that writes blocks (and feeds a second hash) while the caller hashes the next.
+
+    hashlib and os.write release the GIL, so on two cores a file is hashed, and
+    written, in about the time of hashing it. Blocks must not change once queued.
+    """
+
+    def __init__(self, whole: hashlib._Hash | None) -> None:
+        self.whole = whole
+        self._queue: queue.Queue[tuple[int, Block] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mreg-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, fd: int, block: Block) -> None:
+        self.check()
+        self._queue.put((fd, block))
+
+    def drain(self) -> None:
+        """Wait until every queued block is written; re-raise a write error here."""
+        self._queue.join()
+        self.check()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    fd, block = item
+                    if self.whole is not None:
+                        self.whole.update(block)
+                    write_all(fd, block)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+
 class SegmentWriter:
     """Writes a stream into blobs, starting a new one at each cut point."""
 
@@ -141,6 +184,7 @@ class SegmentWriter:
         self.chunks: list[tuple[Digest, int]] = []
         self.wrote_any = False
         self._next_cut = 0
+        self._background = _Background(self.whole)
         self._open()
 
     def _open(self) -> None:
@@ -155,9 +199,7 @@ class SegmentWriter:
             limit = self.cuts[self._next_cut] - self.position if self._next_cut < len(self.cuts) else len(view)
             part = view[:limit]
             self.hasher.update(part)
-            if self.whole is not None:
-                self.whole.update(part)
-            write_all(self.fd, part)  # type: ignore[arg-type]
+            self._background.write(self.fd, part)  # type: ignore[arg-type]
             self.size += len(part)
             self.position += len(part)
             view = view[len(part) :]
@@ -167,6 +209,7 @@ class SegmentWriter:
                 self._open()
 
     def _close_segment(self, expected: Digest | None = None) -> None:
+        self._background.drain()
         digest = digest_from_hex(self.hasher.hexdigest())
         if expected is not None and digest != expected:
             raise CorruptObjectError(expected, f"received bytes hash to {digest}")
@@ -190,11 +233,13 @@ class SegmentWriter:
         """
         if self.size or not self.chunks:
             self._close_segment(expected if not self.cuts else None)
+        self._background.drain()
         digest = digest_from_hex(self.whole.hexdigest()) if self.whole is not None else self.chunks[0][0]
         return digest, self.chunks
 
     def discard(self) -> None:
-        """Drop an unfinished segment (after an error)."""
+        """Stop the writer thread and drop an unfinished segment (after an error, too)."""
+        self._background.stop()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

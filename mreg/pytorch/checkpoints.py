@@ -18,7 +18,7 @@ from ..weights import TensorFacts
 from .tensors import tensor_facts
 
 
-def load_checkpoint(source: Path | BinaryIO, *, device: str | torch.device = "cpu", name: str = "") -> Any:
+def load_checkpoint(source: str | Path | BinaryIO, *, device: str | torch.device = "cpu", name: str = "") -> Any:
     """``torch.load(source, weights_only=True)``, memory-mapped when ``source`` is a path.
 
     Raises:
@@ -27,8 +27,8 @@ def load_checkpoint(source: Path | BinaryIO, *, device: str | torch.device = "cp
     """
     label = name or str(source)
     try:
-        if isinstance(source, Path):
-            return torch.load(source, map_location=device, weights_only=True, mmap=_is_zip(source))
+        if isinstance(source, (str, Path)):
+            return torch.load(source, map_location=device, weights_only=True, mmap=_is_zip(Path(source)))
         return torch.load(source, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise InvalidInputError(

@@ -99,7 +99,7 @@ class MappedFile:
 
     def tensor(self, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
         """A 1-D tensor over bytes ``[start, end)``; zero-copy when one segment holds them."""
-        count = (end - start) // torch.empty((), dtype=dtype).element_size()
+        count = (end - start) // dtype.itemsize
         if count == 0:
             return torch.empty(0, dtype=dtype)
         index = bisect.bisect_right(self._starts, start) - 1

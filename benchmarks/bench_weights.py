@@ -1,0 +1,107 @@
+"""PyTorch weights: load speed, chunked storage, and the ten-checkpoint scenario.
+
+- Loading ResNet-18 from the registry vs torch.load of the same weights from a
+  plain file (target: ratio <= 1.2), as a state dict and as a ready model.
+- Add and load of ResNet-18 stored as tensor chunks vs as one whole file (target:
+  load ratio <= 1.1).
+- Store size after ten checkpoints in which only the last two layers change, vs the
+  sum of the checkpoints' file sizes (target: store <= 1.3x the first checkpoint).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from common import best_of, report, scratch
+
+import mreg.chunking
+from mreg import Registry
+from mreg.pytorch import TorchvisionBuilder, load_model, load_state_dict, register
+
+BUILDER = TorchvisionBuilder("resnet18")
+
+
+def touch(state_dict: dict[str, torch.Tensor]) -> float:
+    """Read every byte of every tensor (a mapped file is only read when touched)."""
+    return float(sum(t.float().sum() for t in state_dict.values()))
+
+
+def load_speed(root) -> None:  # type: ignore[no-untyped-def]
+    registry = Registry.init(root / "load")
+    model = BUILDER.build()
+    register(registry, "resnet18@1.0.0", model, builder=BUILDER)
+    plain = root / "resnet18.pt"
+    torch.save(model.state_dict(), plain)
+
+    base = best_of(lambda: torch.load(plain, weights_only=True), 51)
+    ours = best_of(lambda: load_state_dict(registry, "resnet18"), 101)
+    report("ResNet-18 state dict: registry vs torch.load", ours, base, "<= 1.2")
+    base = best_of(lambda: touch(torch.load(plain, weights_only=True)), 51)
+    ours = best_of(lambda: touch(load_state_dict(registry, "resnet18")), 51)
+    report("  ... and reading every tensor", ours, base, "<= 1.2")
+
+    def plain_model() -> torch.nn.Module:
+        built = BUILDER.build()
+        built.load_state_dict(torch.load(plain, weights_only=True))
+        return built.eval()
+
+    base = best_of(plain_model, 5)
+    ours = best_of(lambda: load_model(registry, "resnet18"), 5)
+    report("ResNet-18 ready model: load_model vs build+torch.load", ours, base, "<= 1.2")
+
+
+def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
+    model = BUILDER.build()
+    stores = {}
+    for label, min_chunk in (("chunked", mreg.chunking.MIN_CHUNK), ("whole", 1 << 62)):
+        mreg.chunking.MIN_CHUNK = min_chunk  # a huge minimum: no cuts, one blob
+
+        def add(label: str = label) -> None:
+            registry = Registry.init(root / f"{label}-add")
+            register(registry, "resnet18@1.0.0", model)
+            registry.remove("resnet18@1.0.0")
+            registry.gc()
+
+        stores[label] = best_of(add, 5)
+        registry = Registry.init(root / label)
+        register(registry, "resnet18@1.0.0", model)
+        assert registry.objects.is_chunked(registry.file_entry("resnet18").digest) == (label == "chunked")
+        stores[label + " load"] = best_of(lambda registry=registry: load_state_dict(registry, "resnet18"), 201)
+        stores[label + " touch"] = best_of(lambda registry=registry: touch(load_state_dict(registry, "resnet18")), 51)
+    mreg.chunking.MIN_CHUNK = 16 << 10
+    report("ResNet-18 add: chunked vs whole file", stores["chunked"], stores["whole"], "none")
+    report("ResNet-18 load: chunked vs whole file", stores["chunked load"], stores["whole load"], "<= 1.1")
+    report("  ... and reading every tensor", stores["chunked touch"], stores["whole touch"], "<= 1.1")
+
+
+def ten_checkpoints(root, num_classes: int) -> None:  # type: ignore[no-untyped-def]
+    registry = Registry.init(root / f"checkpoints-{num_classes}")
+    torch.manual_seed(0)
+    model = TorchvisionBuilder("resnet18", {"num_classes": num_classes}).build()
+    files = 0
+    first = 0
+    for step in range(10):
+        if step:
+            with torch.no_grad():  # only the last two layers change
+                model.layer4[1].bn2.weight.add_(0.01)
+                model.fc.weight.add_(0.01)
+        register(registry, f"finetune@0.1.{step}", model)
+        files += registry.get(f"finetune@0.1.{step}").files[0].size
+        stored = sum(p.stat().st_size for p in registry.objects.objects_dir.rglob("*") if p.is_file())
+        first = first or stored
+    print(
+        f"ten checkpoints, {num_classes}-class head: store {stored / 2**20:.1f} MiB = {stored / first:.2f}x the first "
+        f"(target <= 1.3x); the files sum to {files / 2**20:.1f} MiB, {files / stored:.1f}x the store"
+    )
+
+
+def main() -> None:
+    with scratch("weights") as root:
+        load_speed(root)
+        chunked_vs_whole(root)
+        ten_checkpoints(root, num_classes=2)
+        ten_checkpoints(root, num_classes=1000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Helpers shared by the benchmarks: timing, temporary stores, and the report format.
+
+Every benchmark measures its baseline in the same run and prints the ratio
+``mreg / baseline`` next to its target, so figures from different machines compare.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def best_of(function: Callable[[], object], repeat: int = 5) -> float:
+    """The median wall time of ``function`` over ``repeat`` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(command: list[str], **kwargs: object) -> None:
+    """Run a command, failing loudly."""
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+
+
+def mreg(*args: str, cwd: Path) -> None:
+    """Run the mreg CLI in a subprocess."""
+    run([sys.executable, "-m", "mreg", *args], cwd=cwd)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary directory on the same disk as the repository's temp dir."""
+    with tempfile.TemporaryDirectory(prefix=f"mreg-bench-{prefix}-") as directory:
+        yield Path(directory)
+
+
+def drop_caches_hint() -> None:
+    """Note the cache state: runs are warm (files in the page cache) unless stated."""
+    print("   (warm page cache; median of repeated runs)")
+
+
+def report(name: str, value: float, baseline: float, target: str, unit: str = "s") -> None:
+    """Print one result line: mreg, baseline, ratio, target."""
+    ratio = value / baseline if baseline else float("inf")
+    print(f"{name:<46} mreg {value:8.3f} {unit}  baseline {baseline:8.3f} {unit}  ratio {ratio:5.2f}  (target {target})")
+
+
+def absolute(name: str, value: float, target: str, unit: str = "ms") -> None:
+    """Print a result with an absolute target."""
+    print(f"{name:<46} {value:8.2f} {unit}  (target {target})")
+
+
+def compile_package() -> None:
+    """Compile mreg's bytecode once, as pip does for installed packages.
+
+    Some environments set PYTHONDONTWRITEBYTECODE; without this, an editable install
+    would recompile mreg on every start and the CLI timings would measure the compiler.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    run([sys.executable, "-m", "compileall", "-q", str(REPOSITORY / "mreg")], env=env)

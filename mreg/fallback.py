@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
 from .names import Digest, Ref
@@ -57,31 +58,20 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
         streamed = source.stream(object_path(chunk))
         if streamed is None:
             raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
-        _store_blob(source, chunk, _hashing(streamed[0], whole), store, advance)
+        _store_blob(source, chunk, streamed[0], store, advance, also=whole)
     if "sha256:" + whole.hexdigest() != digest:
         raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
     store.add_chunk_index(digest, chunks)
     return True
 
 
-def _store_blob(source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Advance | None) -> None:
+def _store_blob(
+    source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Advance | None, also: Any = None
+) -> None:
     try:
-        store.add_blob(_counting(blocks, advance), expected=digest)
+        store.add_blob(blocks, expected=digest, progress=advance, also=also)
     except CorruptObjectError as exc:
         raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
-
-
-def _hashing(blocks: Iterable[bytes], hasher: hashlib._Hash) -> Iterator[bytes]:
-    for block in blocks:
-        hasher.update(block)
-        yield block
-
-
-def _counting(blocks: Iterable[bytes], advance: Advance | None) -> Iterator[bytes]:
-    for block in blocks:
-        if advance is not None:
-            advance(len(block))
-        yield block
 
 
 class Fallbacks:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from .fileutil import Progress, fsync_dir, replace_atomically, unique_temp_path, write_all
@@ -45,6 +45,7 @@ from .segments import (
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
 
 CHUNKS_SUFFIX = ".chunks"
+Hasher = Any  # a hashlib hash object
 _HEX_DIGITS = set("0123456789abcdef")
 
 
@@ -116,13 +117,18 @@ class ObjectStore:
         cuts, blocks = plan_stream(iter(blocks))
         return self._write(blocks, cuts, progress)
 
-    def add_blob(self, blocks: Iterable[Block], *, expected: Digest) -> StoredObject:
+    def add_blob(
+        self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None, also: Hasher | None = None
+    ) -> StoredObject:
         """Store bytes fetched from elsewhere as one blob; they must hash to ``expected``.
+
+        ``also`` is fed every byte too (on the writer thread): a fetch checks a
+        chunked file's whole digest while it stores the chunks.
 
         Raises:
             CorruptObjectError: they do not; nothing is kept.
         """
-        return self._write(blocks, [], None, expected=expected)
+        return self._write(blocks, [], progress, expected=expected, also=also)
 
     def add_chunk_index(self, digest: Digest, chunks: list[tuple[Digest, int]]) -> None:
         """Record a file as the concatenation of chunks that are already stored."""
@@ -132,9 +138,16 @@ class ObjectStore:
         data = encode_chunk_index(sum(n for _, n in chunks), chunks)
         self._install_bytes(data, self.index_path(digest))
 
-    def _write(self, blocks: Iterable[Block], cuts: list[int], progress: Progress | None, expected: Digest | None = None) -> StoredObject:
+    def _write(
+        self,
+        blocks: Iterable[Block],
+        cuts: list[int],
+        progress: Progress | None,
+        expected: Digest | None = None,
+        also: Hasher | None = None,
+    ) -> StoredObject:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        writer = SegmentWriter(self, cuts)
+        writer = SegmentWriter(self, cuts, also)
         try:
             for block in blocks:
                 writer.write(block)

@@ -249,7 +249,7 @@ class Registry:
             raise UnknownModelError(name)
         return list(reversed(entries))
 
-    def path(self, ref: str, file: str | None = None) -> Path:
+    def path(self, ref: str, file: str | None = None, *, progress: ProgressReport | None = None) -> Path:
         """The absolute local path of a file with a registered file's exact bytes.
 
         ``file`` may be omitted when the version has exactly one file. The file is
@@ -258,7 +258,7 @@ class Registry:
         verified) once into ``.mreg/cache/``.
         """
         entry = self.file_entry(ref, file)
-        self._ensure_local(entry.digest)
+        self._ensure_local(entry.digest, size=entry.size, progress=progress)
         if self.objects.is_chunked(entry.digest):
             with self.writing():
                 return self.objects.materialize(entry.digest)
@@ -345,17 +345,20 @@ class Registry:
         with self.creating_model():
             write_server_info(self)
 
-    def fetch(self, digest: Digest, *, progress: ProgressReport | None = None) -> None:
-        """Fetch an object from the fallbacks into this store (verified, atomically)."""
+    def fetch(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
+        """Fetch an object from the fallbacks into this store (verified, atomically).
+
+        ``progress(done, size)`` is told how the transfer goes, when ``size`` is known.
+        """
         with self.writing():
             if not self.objects.contains(digest):
-                self.fallbacks.fetch(digest, self.objects, counting(progress, 0))
+                self.fallbacks.fetch(digest, self.objects, counting(progress, size))
 
-    def _ensure_local(self, digest: Digest) -> None:
+    def _ensure_local(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
         if not self.objects.contains(digest):
             if not self.fallbacks:
                 raise ObjectNotFoundError(digest)
-            self.fetch(digest)
+            self.fetch(digest, size=size, progress=progress)
 
     # ------------------------------------------------------------------ refs
 

@@ -14,7 +14,6 @@ import itertools
 import os
 import queue
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
 
 import msgpack
@@ -134,8 +133,8 @@ class _Background:
     written, in about the time of hashing it. Blocks must not change once queued.
     """
 
-    def __init__(self, whole: hashlib._Hash | None) -> None:
-        self.whole = whole
+    def __init__(self, hashers: list[hashlib._Hash]) -> None:
+        self.hashers = hashers
         self._queue: queue.Queue[tuple[int, Block] | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mreg-writer", daemon=True)
@@ -163,8 +162,8 @@ class _Background:
             try:
                 if self._error is None:
                     fd, block = item
-                    if self.whole is not None:
-                        self.whole.update(block)
+                    for hasher in self.hashers:
+                        hasher.update(block)
                     write_all(fd, block)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 self._error = exc
@@ -176,7 +175,8 @@ class _Background:
 class SegmentWriter:
     """Writes a stream into blobs, starting a new one at each cut point."""
 
-    def __init__(self, store: ObjectStore, cuts: list[int]) -> None:
+    def __init__(self, store: ObjectStore, cuts: list[int], also: hashlib._Hash | None = None) -> None:
+        """``also``: another hash to feed every byte to, on the writer thread."""
         self.store = store
         self.cuts = cuts
         self.whole = hashlib.sha256() if cuts else None  # one segment: its hash is the file's
@@ -184,7 +184,7 @@ class SegmentWriter:
         self.chunks: list[tuple[Digest, int]] = []
         self.wrote_any = False
         self._next_cut = 0
-        self._background = _Background(self.whole)
+        self._background = _Background([h for h in (self.whole, also) if h is not None])
         self._open()
 
     def _open(self) -> None:

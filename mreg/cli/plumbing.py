@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from .app import Session, cli, fail, pass_session
-from .output import echo_json, echo_warnings, human_size
+from .output import ProgressBar, echo_json, echo_warnings, human_size
 
 
 @cli.command()
@@ -27,7 +27,9 @@ def resolve(session: Session, ref: str) -> None:
 @pass_session
 def path(session: Session, ref: str, file: str | None) -> None:
     """Print the absolute local path of a registered file (read-only: copy before editing)."""
-    click.echo(str(session.registry.path(ref, file)))
+    with ProgressBar("fetching") as progress:
+        found = session.registry.path(ref, file, progress=progress)
+    click.echo(str(found))
     echo_warnings(session.registry)
 
 

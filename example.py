@@ -35,7 +35,7 @@ def main() -> None:
     step("1. Register two pretrained open-source vision models", "mreg add NAME@VERSION FILE --family ... --metric ...")
     fetched = {name: fetch(name) for name in PRETRAINED}
     for name, model in fetched.items():
-        weights = model.properties["weights"] if model.pretrained else "random weights (offline fallback)"
+        weights = model.properties["torchvision_weights"] if model.pretrained else "random weights (offline fallback)"
         add(registry, f"{name}@1.0.0", model, message=f"torchvision {name}, {weights}")
 
     step("2. Derive a second version: resnet18 with a 2-class head", "mreg add resnet18@2.0.0 ... --parent resnet18@1.0.0")
@@ -97,7 +97,7 @@ def fetch(name: str) -> PretrainedModel:
     """Pretrained weights from torchvision, or, offline, the architecture with random weights."""
     model = fetch_pretrained(name)
     if model.pretrained:
-        print(f"   {name}: published weights {model.properties['weights']} (hash checked)")
+        print(f"   {name}: published weights {model.properties['torchvision_weights']} (hash checked)")
     else:
         print(f"   WARNING: {name}: no pretrained weights ({model.reason}); registering the same "
               "architecture with random weights, recorded as pretrained: false")

@@ -222,3 +222,12 @@ def test_pretrained_uses_a_checkpoint_already_in_the_hub_cache(monkeypatch: pyte
     assert [d.name for d in fetched.datasets] == ["ImageNet-1K"]
     assert fetched.properties["checkpoint"]["sha256"].startswith("sha256:")
     assert fetched.input_shape == (1, 3, 224, 224)
+
+
+def test_pretrained_metadata_keeps_the_tensor_summary(registry: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    offline(monkeypatch, tmp_path)
+    fetched = fetch_pretrained("squeezenet1_1")
+    register(registry, "squeeze@1.0.0", fetched.model, **fetched.registration())
+    properties = registry.get("squeeze").manifest.properties
+    assert properties["weights"] == describe(fetched.model.state_dict())["weights"]
+    assert properties["torchvision_weights"] == "SqueezeNet1_1_Weights.IMAGENET1K_V1"

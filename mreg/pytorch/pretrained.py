@@ -94,7 +94,7 @@ def _properties(weights: Any, pretrained: bool, reason: str | None) -> dict[str,
     meta = weights.meta
     properties: dict[str, Any] = {
         "pretrained": pretrained,
-        "weights": str(weights),
+        "torchvision_weights": str(weights),
         "categories": len(meta.get("categories") or []),
         "recipe": meta.get("recipe"),
         "checkpoint": {"url": weights.url, "sha256_prefix": _hash_prefix(weights.url)},

@@ -11,17 +11,27 @@ is skipped for the next one, and named in the error if none succeeds.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
-from .errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
+from .config import Config
+from .errors import CorruptObjectError, InvalidInputError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
 from .names import Digest, Ref
 from .object_store import ObjectStore
 from .refs import RefTable
-from .remote import Source, open_source
+from .remote import DEFAULT_HTTP_TIMEOUT, Source, open_source, split_locations
 from .segments import decode_chunk_index
 
 Advance = Callable[[int], None]
+
+
+def _relative_to(project: Path, location: str) -> str:
+    if re.match(r"https?://", location) or Path(location).expanduser().is_absolute():
+        return location
+    return os.path.normpath(project / location)
 
 
 def object_path(digest: str) -> str:
@@ -77,11 +87,26 @@ def _store_blob(
 class Fallbacks:
     """The ordered fallback stores of a registry, opened on first use."""
 
-    def __init__(self, locations: list[str], *, timeout: float) -> None:
+    def __init__(self, locations: list[str], *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
         self.locations = locations
         self.timeout = timeout
         self.warnings: list[str] = []  # failures worth telling the user about
         self._sources: list[Source] | None = None
+
+    @classmethod
+    def configured(cls, config: Config, project: Path) -> Fallbacks:
+        """``MREG_FALLBACK``'s stores, then the config's ``fallback.url`` ones, in order.
+
+        A relative path in the config is relative to ``project``, the directory that
+        holds ``.mreg``; one in ``MREG_FALLBACK`` to the current directory.
+        """
+        configured = [_relative_to(project, url) for url in config.get_all("fallback.url")]
+        locations = split_locations(os.environ.get("MREG_FALLBACK", "")) + configured
+        try:
+            timeout = float(config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
+        except ValueError:
+            raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
+        return cls(locations, timeout=timeout)
 
     def __bool__(self) -> bool:
         return bool(self.locations)

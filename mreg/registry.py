@@ -7,42 +7,43 @@ This is the Python API that the CLI mirrors. It returns values and raises
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import config, lookup
+from . import config, lookup, tagging
 from .config import Config
 from .errors import (
     InvalidInputError,
     MregError,
     NotFoundError,
     ObjectNotFoundError,
-    RefChangedError,
     RegistryNotFoundError,
     UnknownModelError,
     UnknownRefError,
 )
 from .fallback import Fallbacks
 from .fileutil import FileLock, ProgressReport, counting, write_atomically
-from .names import Digest, parse_name_version, parse_ref, validate_name, validate_tag
+from .names import Digest, parse_ref, validate_name
 from .object_store import ObjectStore, Segment
 from .objects import Dataset, FileEntry, Framework, Manifest
 from .refs import LogEntry, RefStore, RefTable
-from .registration import FileSource, current_author, now_utc, register, version_details
-from .remote import DEFAULT_HTTP_TIMEOUT, split_locations, write_server_info
+from .registration import FileSource, register, version_details
+from .tagging import UNSET
+from .remote import write_server_info
 from .versions import Bump
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
 
 if TYPE_CHECKING:
+    from .diff import TensorComparer, VersionDiff
     from .maintenance import FsckReport, GcReport
+    from .transfer import TransferReport
+    from .usage import UsageReport
 
 REGISTRY_DIR = ".mreg"
 CONFIG_FILE = "config"
 STORE_LOCK = "lock"
 CREATE_LOCK = "_lock"  # in models/: a name no model segment can take
-_UNSET: Any = object()
 
 
 class Registry:
@@ -180,6 +181,13 @@ class Registry:
         """Hold the lock under which new models are checked and created."""
         with FileLock(self.refs.models_dir / CREATE_LOCK, what="the list of models"):
             yield
+
+    def existing_table(self, name: str) -> RefTable:
+        """A model's refs; UnknownModelError if it has no version here."""
+        table = self.refs.read(name)
+        if not table.versions:
+            raise UnknownModelError(name)
+        return table
 
     # ---------------------------------------------------------------- lookup
 
@@ -321,24 +329,8 @@ class Registry:
     def fallbacks(self) -> Fallbacks:
         """The stores to fall back on: ``MREG_FALLBACK``'s, then ``fallback.url``'s, in order."""
         if self._fallbacks is None:
-            configured = [self._config_location(url) for url in self.config.get_all("fallback.url")]
-            locations = split_locations(os.environ.get("MREG_FALLBACK", "")) + configured
-            self._fallbacks = Fallbacks(locations, timeout=self.http_timeout)
+            self._fallbacks = Fallbacks.configured(self.config, self.root.parent)
         return self._fallbacks
-
-    def _config_location(self, location: str) -> str:
-        """A path in the config is relative to the directory that holds ``.mreg``."""
-        if re.match(r"https?://", location) or Path(location).expanduser().is_absolute():
-            return location
-        return str(self.root.parent / location)
-
-    @property
-    def http_timeout(self) -> float:
-        """Seconds to wait for an HTTP store: ``http.timeout`` in the config, or 30."""
-        try:
-            return float(self.config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
-        except ValueError:
-            raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
 
     def update_server_info(self) -> None:
         """Rewrite ``info/models``, which static HTTP servers of this store need."""
@@ -362,7 +354,7 @@ class Registry:
 
     # ------------------------------------------------------------------ refs
 
-    def tag(self, ref: str, tag: str, *, expected: str | None = _UNSET) -> TagChange:
+    def tag(self, ref: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Point ``tag`` at the version ``ref`` names, creating or moving it.
 
         With ``expected`` the move is a compare-and-swap: it happens only if the tag
@@ -371,53 +363,44 @@ class Registry:
         Raises:
             RefChangedError: the tag did not point where ``expected`` said.
         """
-        validate_tag(tag)
-        target = self.get(ref)
-        name, version = target.name, target.version
-        with self.refs.update(name, author=current_author(), message="", time=now_utc()) as update:
-            table = update.table
-            if table.versions.get(version) != target.digest:
-                raise UnknownRefError(ref, f"{name}@{version} is no longer registered")
-            old = table.tags.get(tag)
-            _check_expected(name, tag, old, expected)
-            update.table = table.with_tag(tag, version)
-        return TagChange(name, tag, old, version)
+        return tagging.tag(self, ref, tag, expected=expected)
 
-    def untag(self, name: str, tag: str, *, expected: str | None = _UNSET) -> TagChange:
-        """Remove a tag from a model."""
-        validate_tag(tag)
-        self._existing_table(name)
-        with self.refs.update(name, author=current_author(), message="", time=now_utc()) as update:
-            old = update.table.tags.get(tag)
-            if old is None:
-                raise UnknownRefError(f"{name}@{tag}", "no such tag")
-            _check_expected(name, tag, old, expected)
-            update.table = update.table.without_tag(tag)
-        return TagChange(name, tag, old, None)
+    def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
+        """Remove a tag from a model (with ``expected``, only if it points there)."""
+        return tagging.untag(self, name, tag, expected=expected)
 
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.
 
         Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
         """
-        name, version = parse_name_version(spec)
-        if version is None:
-            raise InvalidInputError("give the exact version to remove: NAME@VERSION")
-        self._existing_table(name)
-        with self.refs.update(name, author=current_author(), message=message, time=now_utc()) as update:
-            digest = update.table.versions.get(version)
-            if digest is None:
-                raise UnknownRefError(spec, f"'{name}' has no version {version}")
-            update.table = update.table.without_version(version)
-        if not update.table.versions:
-            self.update_server_info()  # the model is gone from listings
-        return digest
+        return tagging.remove(self, spec, message=message)
 
-    def _existing_table(self, name: str) -> RefTable:
-        table = self.refs.read(name)
-        if not table.versions:
-            raise UnknownModelError(name)
-        return table
+    # ------------------------------------------------- comparing and sharing
+
+    def diff(self, old: str, new: str, *, compare_tensors: TensorComparer | None = None) -> VersionDiff:
+        """What changed between two versions; ``mreg.pytorch.diff`` adds the tensors."""
+        from .diff import diff_versions
+
+        return diff_versions(self, old, new, compare_tensors=compare_tensors)
+
+    def disk_usage(self) -> UsageReport:
+        """Registered (logical) bytes against stored bytes, per model and in total."""
+        from .usage import disk_usage
+
+        return disk_usage(self)
+
+    def pull(self, source: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
+        """Copy models from another registry (a path, an http(s) URL or a remote name)."""
+        from .transfer import pull
+
+        return pull(self, source, names, force=force)
+
+    def push(self, destination: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
+        """Copy models into another registry on a file system."""
+        from .transfer import push
+
+        return push(self, destination, names, force=force)
 
     # ----------------------------------------------------------- maintenance
 
@@ -442,11 +425,3 @@ def _registry_root(path: Path) -> Path | None:
         if (candidate / CONFIG_FILE).is_file() and (candidate / "objects").is_dir():
             return candidate
     return None
-
-
-def _check_expected(name: str, tag: str, current: str | None, expected: str | None) -> None:
-    if expected is not _UNSET and current != expected:
-        raise RefChangedError(
-            f"tag {name}@{tag} points at {current or 'nothing'}, not {expected or 'nothing'}: "
-            "it was changed by someone else"
-        )

@@ -101,8 +101,13 @@ class HttpSource(Source):
     """A registry's ``.mreg`` directory served by any static web server."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
+        import urllib.request
+
         self.location = url.rstrip("/")
         self.timeout = timeout
+        # An opener of our own, reading the proxy settings now: urlopen's shared one
+        # keeps whatever the first caller in the process (torch.hub, say) saw.
+        self._opener = urllib.request.build_opener()
 
     def _open(self, path: str):  # type: ignore[no-untyped-def]
         import urllib.error
@@ -112,7 +117,7 @@ class HttpSource(Source):
 
         request = urllib.request.Request(f"{self.location}/{path}", headers={"User-Agent": f"mreg/{__version__}"})
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return self._opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None

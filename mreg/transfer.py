@@ -47,7 +47,7 @@ def pull(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
     """Copy models (all, or ``names``) from another registry, a directory or an HTTP URL."""
-    source = open_source(remote_url(registry, location), timeout=registry.http_timeout)
+    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout)
     return transfer(source, registry, names, force=force, progress=progress, message=f"pull from {source.location}")
 
 

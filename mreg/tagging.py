@@ -1,0 +1,72 @@
+"""Moving refs by hand: tags, and the removal of versions.
+
+Each change happens under the model's lock, so a tag move is a compare-and-swap
+when the caller says what it expects, and never loses another process's change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidInputError, RefChangedError, UnknownRefError
+from .names import Digest, parse_name_version, validate_tag
+from .registration import current_author, now_utc
+from .views import TagChange
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+UNSET: Any = object()
+"""``expected`` not given: move the tag whatever it points at."""
+
+
+def tag(registry: Registry, ref: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+    """Point tag ``name`` at the version ``ref`` names; see :meth:`mreg.Registry.tag`."""
+    validate_tag(name)
+    target = registry.get(ref)
+    model, version = target.name, target.version
+    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+        table = update.table
+        if table.versions.get(version) != target.digest:
+            raise UnknownRefError(ref, f"{model}@{version} is no longer registered")
+        old = table.tags.get(name)
+        _check_expected(model, name, old, expected)
+        update.table = table.with_tag(name, version)
+    return TagChange(model, name, old, version)
+
+
+def untag(registry: Registry, model: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+    """Remove tag ``name`` of ``model``."""
+    validate_tag(name)
+    registry.existing_table(model)
+    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+        old = update.table.tags.get(name)
+        if old is None:
+            raise UnknownRefError(f"{model}@{name}", "no such tag")
+        _check_expected(model, name, old, expected)
+        update.table = update.table.without_tag(name)
+    return TagChange(model, name, old, None)
+
+
+def remove(registry: Registry, spec: str, *, message: str = "") -> Digest:
+    """Remove ``NAME@VERSION``; see :meth:`mreg.Registry.remove`."""
+    model, version = parse_name_version(spec)
+    if version is None:
+        raise InvalidInputError("give the exact version to remove: NAME@VERSION")
+    registry.existing_table(model)
+    with registry.refs.update(model, author=current_author(), message=message, time=now_utc()) as update:
+        digest = update.table.versions.get(version)
+        if digest is None:
+            raise UnknownRefError(spec, f"'{model}' has no version {version}")
+        update.table = update.table.without_version(version)
+    if not update.table.versions:
+        registry.update_server_info()  # the model is gone from listings
+    return digest
+
+
+def _check_expected(model: str, name: str, current: str | None, expected: str | None) -> None:
+    if expected is not UNSET and current != expected:
+        raise RefChangedError(
+            f"tag {model}@{name} points at {current or 'nothing'}, not {expected or 'nothing'}: "
+            "it was changed by someone else"
+        )

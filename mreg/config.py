@@ -61,6 +61,8 @@ class Config:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return cls(path, [])
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text") from None
         return cls(path, _parse(text, path))
 
     def get_all(self, name: str) -> list[str]:
@@ -133,18 +135,42 @@ def _parse(text: str, path: Path) -> list[Entry]:
         entry = _ENTRY.fullmatch(line)
         if entry is None or section is None:
             raise ConfigError(f"{path} line {number} cannot be parsed: {printable(raw)}")
-        entries.append(Entry(section[0], section[1], entry[1].lower(), _unquote(entry[2] or "true")))
+        # "key" alone means true, as in git; "key =" is the empty string.
+        value = "true" if entry[2] is None else _value(entry[2], f"{path} line {number}")
+        entries.append(Entry(section[0], section[1], entry[1].lower(), value))
     return entries
 
 
-def _unquote(value: str) -> str:
-    value = re.split(r"\s[#;]", value, maxsplit=1)[0].strip() if not value.startswith('"') else value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
-    return value
+def _value(raw: str, where: str) -> str:
+    """A value as git reads it: quotes protect '#', ';' and spaces; backslash escapes."""
+    chars: list[tuple[str, bool]] = []  # (character, inside quotes)
+    quoted = False
+    index = 0
+    while index < len(raw):
+        char = raw[index]
+        if char == "\\":
+            if index + 1 == len(raw):
+                raise ConfigError(f"{where}: the value ends with a backslash")
+            chars.append(({"n": "\n", "t": "\t"}.get(raw[index + 1], raw[index + 1]), True))
+            index += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "#;":
+            break
+        else:
+            chars.append((char, quoted))
+        index += 1
+    if quoted:
+        raise ConfigError(f"{where}: a quote is not closed")
+    while chars and chars[-1][0].isspace() and not chars[-1][1]:
+        chars.pop()
+    while chars and chars[0][0].isspace() and not chars[0][1]:
+        chars.pop(0)
+    return "".join(char for char, _ in chars)
 
 
 def _quote(value: str) -> str:
-    if value != value.strip() or any(c in value for c in '#;"\\'):
+    if not value or value != value.strip() or any(c in value for c in '#;"\\'):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return value

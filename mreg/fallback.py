@@ -39,10 +39,11 @@ def object_path(digest: str) -> str:
     return f"objects/{digest[7:9]}/{digest[9:]}"
 
 
-def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> bool:
+def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> int | None:
     """Copy a stored file (a blob, or an index and its chunks) from ``source``, verified.
 
-    Returns False when ``source`` does not have it.
+    Returns the number of bytes copied (chunks already here are not), or None when
+    ``source`` does not have the object.
 
     Raises:
         RemoteError: the source failed, or its bytes do not match the digest; then
@@ -50,16 +51,16 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
     """
     streamed = source.stream(object_path(digest))
     if streamed is not None:
-        _store_blob(source, digest, streamed[0], store, advance)
-        return True
+        return _store_blob(source, digest, streamed[0], store, advance)
     index = source.read(object_path(digest) + ".chunks")
     if index is None:
-        return False
+        return None
     try:
         chunks = decode_chunk_index(index, digest)
     except CorruptObjectError as exc:
         raise RemoteError(f"{source.location}: {exc.message}") from None
     whole = hashlib.sha256()
+    copied = len(index)
     for chunk, _ in chunks:
         if store.object_path(chunk).is_file():
             for block in store.iter_bytes(chunk):
@@ -68,18 +69,18 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
         streamed = source.stream(object_path(chunk))
         if streamed is None:
             raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
-        _store_blob(source, chunk, streamed[0], store, advance, also=whole)
+        copied += _store_blob(source, chunk, streamed[0], store, advance, also=whole)
     if "sha256:" + whole.hexdigest() != digest:
         raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
     store.add_chunk_index(digest, chunks)
-    return True
+    return copied
 
 
 def _store_blob(
     source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Advance | None, also: Any = None
-) -> None:
+) -> int:
     try:
-        store.add_blob(blocks, expected=digest, progress=advance, also=also)
+        return store.add_blob(blocks, expected=digest, progress=advance, also=also).size
     except CorruptObjectError as exc:
         raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
 
@@ -128,8 +129,9 @@ class Fallbacks:
         Raises:
             RemoteError: no fallback resolved it and at least one failed.
         """
-        failures = []
-        for source in self.sources():
+        sources = self.sources()
+        failures = list(self.warnings)  # fallbacks that could not even be opened
+        for source in sources:
             try:
                 table = source.table(ref.name)
                 if table is not None:
@@ -144,16 +146,18 @@ class Fallbacks:
 
     def fetch(self, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> None:
         """Fetch an object into ``store`` from the first fallback that has it."""
-        failures = []
-        for source in self.sources():
+        sources = self.sources()
+        failures = list(self.warnings)
+        for source in sources:
             try:
-                if fetch_object(source, digest, store, advance):
+                if fetch_object(source, digest, store, advance) is not None:
                     return
             except MregError as exc:
                 failures.append(str(exc))
         if failures:
             raise RemoteError(f"cannot fetch {digest}: " + "; ".join(failures))
-        raise ObjectNotFoundError(digest, "not here, nor in any fallback")
+        tried = ", ".join(source.location for source in sources) or "no fallback is configured"
+        raise ObjectNotFoundError(digest, f"not here, nor in {tried}")
 
     def tables(self, name: str) -> Iterator[tuple[Source, RefTable]]:
         """Each fallback's refs for a model, where it has the model."""

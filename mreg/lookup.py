@@ -114,7 +114,11 @@ def list_models(registry: Registry) -> list[ModelSummary]:
             for name in names:
                 if name in found:
                     continue
-                table = source.table(name)
+                try:
+                    table = source.table(name)
+                except MregError as exc:
+                    registry.fallbacks.warnings.append(str(exc))
+                    continue
                 if table is not None and table.latest is not None:
                     found[name] = _summary(registry, name, table, source.location)
     return [found[name] for name in sorted(found)]

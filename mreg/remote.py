@@ -94,7 +94,8 @@ class DirectorySource(Source):
 
     def model_names(self) -> list[str]:
         models = self.root / "models"
-        return sorted("/".join(p.parent.relative_to(models).parts) for p in models.rglob(TABLE_FILE))
+        names = sorted("/".join(p.parent.relative_to(models).parts) for p in models.rglob(TABLE_FILE))
+        return [name for name in names if (table := self.table(name)) is not None and table.versions]
 
 
 class HttpSource(Source):

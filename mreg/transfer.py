@@ -147,10 +147,11 @@ def _copy_objects(
 
 
 def _fetch(source: Source, digest: Digest, destination: Registry, report: TransferReport, advance: Progress | None) -> None:
-    if not fetch_object(source, digest, destination.objects, advance):
+    copied = fetch_object(source, digest, destination.objects, advance)
+    if copied is None:
         raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
     report.objects += 1
-    report.bytes += destination.objects.size(digest)
+    report.bytes += copied
 
 
 def _update_refs(

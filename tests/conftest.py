@@ -11,9 +11,10 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from click.testing import CliRunner, Result
@@ -134,3 +135,109 @@ def colliding_pair(make: Callable[[int], bytes], digits: int = 8) -> tuple[bytes
             return make(seen[prefix]), make(i)
         seen[prefix] = i
         i += 1
+
+
+# ------------------------------------------------ HTTP stores (fallback and transfer tests)
+
+
+class StoreServer:
+    """A store's ``.mreg`` served read-only over HTTP on 127.0.0.1, as a static server would."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import http.server
+
+        self.requests: list[str] = []
+        self.fault: Callable[[Any], bool] | None = None  # answers instead of the server when it returns True
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                if server.fault is None or not server.fault(self):
+                    super().do_GET()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a client that gave up (a timeout test) is expected, not news
+
+        self.httpd = Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], StoreServer]]:
+    """Serve a directory (a store's ``.mreg``) over HTTP; every server stops after the test."""
+    import urllib.request
+
+    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    urllib.request.install_opener(None)  # urlopen caches its proxies: drop any an earlier test set
+    servers: list[StoreServer] = []
+
+    def start(root: Path) -> StoreServer:
+        servers.append(StoreServer(root))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/x"
+
+
+def weights(changed: int | None = None) -> dict:
+    """A state dict of four 32 KiB tensors (stored as chunks); ``changed`` alters one of them."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {f"layer{i}": torch.randn(64, 128, generator=generator) for i in range(4)}
+    if changed is not None:
+        tensors[f"layer{changed}"] = tensors[f"layer{changed}"] + 1
+    return tensors
+
+
+def http_fault(kind: str, target: str, release: threading.Event) -> Callable[[Any], bool]:
+    """A server fault on the URL path ``target``: 500, 404, truncated, corrupted or slow."""
+
+    def fault(handler: Any) -> bool:  # a SimpleHTTPRequestHandler
+        if handler.path != target:
+            return False
+        if kind in ("500", "404"):
+            handler.send_error(int(kind))
+            return True
+        if kind == "slow":
+            release.wait(10)
+            return False
+        data = bytearray(Path(handler.translate_path(handler.path)).read_bytes())
+        length = len(data)
+        if kind == "corrupt":
+            data[len(data) // 2] ^= 0xFF
+        else:  # truncated: promise more than is sent, then hang up
+            length, data = length + 1000, data[: len(data) // 2]
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        handler.wfile.write(bytes(data))
+        handler.close_connection = True
+        return True
+
+    return fault

@@ -5,21 +5,12 @@ Both are whole processes, timed alternately so that machine noise hits both alik
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from common import compile_package, mreg, report, scratch
+from common import compile_package, mreg, paired, report, scratch
 
-RUNS = 31
-
-
-def timed(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+PAIRS = 51
 
 
 def main() -> None:
@@ -28,13 +19,14 @@ def main() -> None:
         (root / "weights.bin").write_bytes(b"weights" * 1000)
         mreg("init", cwd=root)
         mreg("add", "demo@1.0.0", "weights.bin", "--metric", "acc=0.9", "--family", "demo", cwd=root)
-        baseline_command = [sys.executable, "-c", "import click, msgpack"]
-        show_command = [sys.executable, "-m", "mreg", "show", "demo"]
-        base, show = [], []
-        for _ in range(RUNS):
-            base.append(timed(baseline_command, root))
-            show.append(timed(show_command, root))
-        report("mreg show REF (process wall time)", statistics.median(show), statistics.median(base), "<= 1.5")
+        baseline = [sys.executable, "-c", "import click, msgpack"]
+        show = [sys.executable, "-m", "mreg", "show", "demo"]
+        ours, base, ratio = paired(
+            lambda: subprocess.run(baseline, cwd=root, check=True, stdout=subprocess.DEVNULL),
+            lambda: subprocess.run(show, cwd=root, check=True, stdout=subprocess.DEVNULL),
+            PAIRS,
+        )
+        report("mreg show REF (process wall time)", ours, base, "<= 1.5", ratio=ratio)
 
 
 if __name__ == "__main__":

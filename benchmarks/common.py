@@ -29,6 +29,26 @@ def best_of(function: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def paired(baseline: Callable[[], object], ours: Callable[[], object], pairs: int) -> tuple[float, float, float]:
+    """Time baseline and mreg alternately; return their medians and the median per-pair ratio.
+
+    This machine's speed drifts from minute to minute; a ratio taken within each pair
+    cancels most of that drift, where a ratio of two medians would not.
+    """
+    base_times, our_times, ratios = [], [], []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        baseline()
+        base = time.perf_counter() - started
+        started = time.perf_counter()
+        ours()
+        mine = time.perf_counter() - started
+        base_times.append(base)
+        our_times.append(mine)
+        ratios.append(mine / base)
+    return statistics.median(our_times), statistics.median(base_times), statistics.median(ratios)
+
+
 def run(command: list[str], **kwargs: object) -> None:
     """Run a command, failing loudly."""
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
@@ -46,20 +66,15 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield Path(directory)
 
 
-def drop_caches_hint() -> None:
-    """Note the cache state: runs are warm (files in the page cache) unless stated."""
-    print("   (warm page cache; median of repeated runs)")
-
-
-def report(name: str, value: float, baseline: float, target: str, unit: str = "s") -> None:
-    """Print one result line: mreg, baseline, ratio, target."""
-    ratio = value / baseline if baseline else float("inf")
-    print(f"{name:<46} mreg {value:8.3f} {unit}  baseline {baseline:8.3f} {unit}  ratio {ratio:5.2f}  (target {target})")
+def report(name: str, value: float, baseline: float, target: str, unit: str = "s", ratio: float | None = None) -> None:
+    """Print one result line: mreg, baseline, ratio (the median per-pair one when given), target."""
+    ratio = ratio if ratio is not None else value / baseline if baseline else float("inf")
+    print(f"{name:<52} mreg {value:8.3f} {unit}  baseline {baseline:8.3f} {unit}  ratio {ratio:5.2f}  (target {target})")
 
 
 def absolute(name: str, value: float, target: str, unit: str = "ms") -> None:
     """Print a result with an absolute target."""
-    print(f"{name:<46} {value:8.2f} {unit}  (target {target})")
+    print(f"{name:<52} {value:8.2f} {unit}  (target {target})")
 
 
 def compile_package() -> None:

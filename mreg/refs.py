@@ -24,7 +24,6 @@ never collide with a nested model's directory:
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -213,6 +212,8 @@ class RefUpdate:
 
     def commit(self) -> None:
         """Write the new table in one rename, and log every changed ref."""
+        import json  # only writers and log readers need it: keep `mreg show` quick
+
         if self._imported:
             self._merge_log()
         diff = changes(self.original, self.table)
@@ -228,6 +229,8 @@ class RefUpdate:
 
     def _merge_log(self) -> None:
         """Rewrite the log as the union of its entries and the imported ones, by time."""
+        import json
+
         path = self.directory / LOG_FILE
         try:
             existing, _ = parse_log(path.read_text(encoding="utf-8", errors="replace"), str(path))
@@ -298,6 +301,8 @@ class RefStore:
 
 def parse_log(text: str, where: str) -> tuple[list[LogEntry], list[str]]:
     """Log entries from ``_log`` text, and a description of each unreadable line."""
+    import json
+
     entries, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         try:

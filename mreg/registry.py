@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import config, lookup, tagging
-from .config import Config
+from . import lookup, tagging
 from .errors import (
     InvalidInputError,
     MregError,
@@ -22,7 +21,6 @@ from .errors import (
     UnknownModelError,
     UnknownRefError,
 )
-from .fallback import Fallbacks
 from .fileutil import FileLock, ProgressReport, counting, write_atomically
 from .names import Digest, parse_ref, validate_name
 from .object_store import ObjectStore, Segment
@@ -30,12 +28,13 @@ from .objects import Dataset, FileEntry, Framework, Manifest
 from .refs import LogEntry, RefStore, RefTable
 from .registration import FileSource, register, version_details
 from .tagging import UNSET
-from .remote import write_server_info
 from .versions import Bump
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
 
 if TYPE_CHECKING:
+    from .config import Config
     from .diff import TensorComparer, VersionDiff
+    from .fallback import Fallbacks
     from .maintenance import FsckReport, GcReport
     from .transfer import TransferReport
     from .usage import UsageReport
@@ -316,24 +315,37 @@ class Registry:
     def config(self) -> Config:
         """The store's config (read once per Registry object)."""
         if self._config is None:
+            from .config import Config
+
             self._config = Config.load(self.root / CONFIG_FILE)
         return self._config
 
     def set_config(self, key: str, value: str | None, *, add: bool = False) -> None:
         """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
         or unset every value (``value`` None)."""
-        self._config = config.update(self.root / CONFIG_FILE, key, value, add=add)
+        from .config import update
+
+        self._config = update(self.root / CONFIG_FILE, key, value, add=add)
         self._fallbacks = None
 
     @property
     def fallbacks(self) -> Fallbacks:
         """The stores to fall back on: ``MREG_FALLBACK``'s, then ``fallback.url``'s, in order."""
         if self._fallbacks is None:
+            from .fallback import Fallbacks
+
             self._fallbacks = Fallbacks.configured(self.config, self.root.parent)
         return self._fallbacks
 
+    @property
+    def warnings(self) -> list[str]:
+        """Failures of fallback stores that the last operations worked around."""
+        return list(self._fallbacks.warnings) if self._fallbacks is not None else []
+
     def update_server_info(self) -> None:
         """Rewrite ``info/models``, which static HTTP servers of this store need."""
+        from .remote import write_server_info
+
         with self.creating_model():
             write_server_info(self)
 

@@ -12,8 +12,6 @@ import hashlib
 import io
 import itertools
 import os
-import queue
-import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
 
 import msgpack
@@ -134,6 +132,9 @@ class _Background:
     """
 
     def __init__(self, hashers: list[hashlib._Hash]) -> None:
+        import queue  # writers only: keep read-only commands quick to start
+        import threading
+
         self.hashers = hashers
         self._queue: queue.Queue[tuple[int, Block] | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None

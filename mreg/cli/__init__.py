@@ -1,6 +1,9 @@
-"""The ``mreg`` command line: a thin layer over :class:`mreg.Registry`."""
+"""The ``mreg`` command line: a thin layer over :class:`mreg.Registry`.
 
-from . import analysis, plumbing, porcelain, remote  # noqa: F401  (importing registers the commands)
+Commands live in ``porcelain``, ``plumbing``, ``analysis`` and ``remote``, and are
+loaded on demand by the group in ``app`` (see ``app.COMMANDS``).
+"""
+
 from .app import cli, main
 
 __all__ = ["cli", "main"]

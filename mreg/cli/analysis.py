@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .app import Session, cli, pass_session
-from .output import echo_json, echo_table, human_size, short
+from .app import Session, pass_session
+from .output import compact, echo_json, echo_table, human_size, short
 
 if TYPE_CHECKING:
     from ..diff import FileChange, VersionDiff
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 MAX_TENSOR_LINES = 20
 
 
-@cli.command()
+@click.command()
 @click.argument("old_ref", metavar="REF")
 @click.argument("new_ref", metavar="REF")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -81,12 +80,10 @@ def _change_detail(kind: str, max_abs_diff: float | None) -> str:
 
 
 def _value(value: Any) -> str:
-    if value is None:
-        return "-"
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return "-" if value is None else compact(value)
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
 def du(session: Session, as_json: bool) -> None:

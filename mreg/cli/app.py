@@ -7,6 +7,7 @@ makes one library call and prints. Every failure becomes one line on stderr,
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -46,8 +47,45 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+# Where each command lives, as "module:function" in mreg.cli. A command's module is
+# imported only when it runs (Click's lazy-loading pattern), so that a quick command
+# such as `mreg show` does not pay for the import of all the others.
+COMMANDS = {
+    "init": "porcelain:init",
+    "add": "porcelain:add",
+    "tag": "porcelain:tag",
+    "rm": "porcelain:rm",
+    "show": "porcelain:show",
+    "ls": "porcelain:list_models",
+    "log": "porcelain:log",
+    "resolve": "plumbing:resolve",
+    "path": "plumbing:path",
+    "cat-file": "plumbing:cat_file",
+    "hash-object": "plumbing:hash_object",
+    "fsck": "plumbing:fsck",
+    "gc": "plumbing:gc",
+    "diff": "analysis:diff",
+    "du": "analysis:du",
+    "config": "remote:config",
+    "pull": "remote:pull",
+    "push": "remote:push",
+    "clone": "remote:clone",
+    "update-server-info": "remote:update_server_info",
+}
+
+
 class MregGroup(click.Group):
-    """A group whose ``main`` turns every exception into one line on stderr."""
+    """The command group: commands load on demand, and every exception becomes one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        location = COMMANDS.get(cmd_name)
+        if location is None:
+            return None
+        module, function = location.split(":")
+        return getattr(importlib.import_module(f"mreg.cli.{module}"), function)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from types import TracebackType
 from typing import Any, Sequence
@@ -33,6 +32,8 @@ def short(digest: str | None) -> str:
 
 def echo_json(document: Any) -> None:
     """Print one JSON document on stdout."""
+    import json
+
     click.echo(json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False))
 
 
@@ -75,7 +76,7 @@ def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]
         lines.append(f"  message:    {lineage.message}")
     if m.properties:
         lines.append("metadata:")
-        lines += [f"  {key}: {_compact(value)}" for key, value in sorted(m.properties.items())]
+        lines += [f"  {key}: {compact(value)}" for key, value in sorted(m.properties.items())]
     return lines
 
 
@@ -95,11 +96,14 @@ def describe_log_entry(entry: LogEntry) -> str:
 
 def echo_warnings(registry: Registry) -> None:
     """Tell the user about fallback stores that failed while a command succeeded anyway."""
-    for warning in registry.fallbacks.warnings if registry.fallbacks else ():
+    for warning in registry.warnings:
         click.echo(f"mreg: warning: {warning}", err=True)
 
 
-def _compact(value: Any) -> str:
+def compact(value: Any) -> str:
+    """A metadata value on one line: text as it is, anything else as JSON."""
+    import json
+
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode
-from .app import Session, cli, fail, pass_session
+from .app import Session, fail, pass_session
 from .output import ProgressBar, echo_json, echo_warnings, human_size
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @pass_session
 def resolve(session: Session, ref: str) -> None:
@@ -21,7 +21,7 @@ def resolve(session: Session, ref: str) -> None:
     echo_warnings(session.registry)
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.argument("file", required=False)
 @pass_session
@@ -33,7 +33,7 @@ def path(session: Session, ref: str, file: str | None) -> None:
     echo_warnings(session.registry)
 
 
-@cli.command(name="cat-file")
+@click.command(name="cat-file")
 @click.argument("digest")
 @click.option("-t", "mode", flag_value="type", help="Print the object's type (manifest or blob).")
 @click.option("-s", "mode", flag_value="size", help="Print the object's size in bytes.")
@@ -59,7 +59,7 @@ def cat_file(session: Session, digest: str, mode: str | None) -> None:
         out.flush()
 
 
-@cli.command(name="hash-object")
+@click.command(name="hash-object")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-w", "write", is_flag=True, help="Also store the file as an object.")
 @pass_session
@@ -68,7 +68,7 @@ def hash_object(session: Session, file: Path, write: bool) -> None:
     click.echo(session.registry.hash_object(file, write=write))
 
 
-@cli.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
 def fsck(session: Session, as_json: bool) -> None:
@@ -89,7 +89,7 @@ def fsck(session: Session, as_json: bool) -> None:
         fail(f"fsck found {len(report.problems)} problem(s)", ExitCode.FAILURE)
 
 
-@cli.command()
+@click.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session

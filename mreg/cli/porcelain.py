@@ -9,7 +9,7 @@ import click
 from ..errors import MregError
 from ..names import parse_assignment, parse_number
 from ..registry import Registry
-from .app import Session, cli, init_path, pass_session
+from .app import Session, init_path, pass_session
 from .output import (
     ProgressBar,
     describe_log_entry,
@@ -24,7 +24,7 @@ from .output import (
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-@cli.command()
+@click.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @pass_session
 def init(session: Session, directory: str | None) -> None:
@@ -35,7 +35,7 @@ def init(session: Session, directory: str | None) -> None:
     click.echo(f"{'Reinitialized existing' if existed else 'Initialized empty'} mreg registry in {registry.root}")
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", metavar="NAME@VERSION")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]), help="Pick the next version after the highest one.")
@@ -76,7 +76,7 @@ def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics:
     click.echo(result.digest)
 
 
-@cli.command()
+@click.command()
 @click.argument("ref_or_name", metavar="REF")
 @click.argument("tag")
 @click.option("-d", "--delete", is_flag=True, help="Remove TAG from the model named REF.")
@@ -93,7 +93,7 @@ def tag(session: Session, ref_or_name: str, tag: str, delete: bool) -> None:
     click.echo(f"{change.name}@{change.tag} -> {change.new}{moved}")
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", metavar="NAME@VERSION")
 @click.option("-m", "--message", default="", help="Why it is removed (kept in the log).")
 @pass_session
@@ -106,7 +106,7 @@ def rm(session: Session, spec: str, message: str) -> None:
     click.echo(f"removed {spec} ({digest}); 'mreg gc' reclaims its objects")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @json_option
 @pass_session
@@ -121,7 +121,7 @@ def show(session: Session, ref: str, as_json: bool) -> None:
     echo_warnings(registry)
 
 
-@cli.command(name="ls")
+@click.command(name="ls")
 @click.argument("name", required=False)
 @click.option("--family", help="Only this model family.")
 @click.option("--framework", help="Only this framework, e.g. 'pytorch' or 'pytorch>=2.4'.")
@@ -175,7 +175,7 @@ def _tag_list(tags: Any) -> str:
     return ", ".join(f"{tag}={version}" for tag, version in sorted(tags.items()))
 
 
-@cli.command()
+@click.command()
 @click.argument("name")
 @json_option
 @pass_session

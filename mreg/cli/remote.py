@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ExitCode
-from .app import Session, cli, fail, init_path, pass_session
+from .app import Session, fail, init_path, pass_session
 from .output import ProgressBar, echo_json, human_size
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ force_option = click.option("-f", "--force", is_flag=True, help="Move tags that 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-@cli.command(name="config")
+@click.command(name="config")
 @click.argument("key", required=False)
 @click.argument("value", required=False)
 @click.option("--add", "mode", flag_value="add", help="Add a value to a key that can repeat (fallback.url).")
@@ -53,7 +53,7 @@ def config(session: Session, key: str | None, value: str | None, mode: str | Non
             click.echo(shown)
 
 
-@cli.command()
+@click.command()
 @click.argument("source", metavar="SOURCE")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @force_option
@@ -73,7 +73,7 @@ def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_
     _print_report(report, as_json)
 
 
-@cli.command()
+@click.command()
 @click.argument("destination", metavar="DESTINATION")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @force_option
@@ -88,7 +88,7 @@ def push(session: Session, destination: str, names: tuple[str, ...], force: bool
     _print_report(report, as_json)
 
 
-@cli.command()
+@click.command()
 @click.argument("source", metavar="SOURCE")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @json_option
@@ -103,7 +103,7 @@ def clone(session: Session, source: str, directory: str | None, as_json: bool) -
     _print_report(report, as_json)
 
 
-@cli.command(name="update-server-info")
+@click.command(name="update-server-info")
 @pass_session
 def update_server_info(session: Session) -> None:
     """Rewrite .mreg/info/models, the list of models a static HTTP server publishes.

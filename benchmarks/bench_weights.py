@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from common import best_of, report, scratch
+from common import best_of, paired, report, scratch
 
 import mreg.chunking
 from mreg import Registry
@@ -33,26 +33,26 @@ def load_speed(root) -> None:  # type: ignore[no-untyped-def]
     plain = root / "resnet18.pt"
     torch.save(model.state_dict(), plain)
 
-    base = best_of(lambda: torch.load(plain, weights_only=True), 51)
-    ours = best_of(lambda: load_state_dict(registry, "resnet18"), 101)
-    report("ResNet-18 state dict: registry vs torch.load", ours, base, "<= 1.2")
-    base = best_of(lambda: touch(torch.load(plain, weights_only=True)), 51)
-    ours = best_of(lambda: touch(load_state_dict(registry, "resnet18")), 51)
-    report("  ... and reading every tensor", ours, base, "<= 1.2")
+    ours, base, ratio = paired(lambda: torch.load(plain, weights_only=True), lambda: load_state_dict(registry, "resnet18"), 51)
+    report("ResNet-18 state dict: registry vs torch.load", ours, base, "<= 1.2", ratio=ratio)
+    ours, base, ratio = paired(
+        lambda: touch(torch.load(plain, weights_only=True)), lambda: touch(load_state_dict(registry, "resnet18")), 51
+    )
+    report("  ... and reading every tensor", ours, base, "<= 1.2", ratio=ratio)
 
     def plain_model() -> torch.nn.Module:
         built = BUILDER.build()
         built.load_state_dict(torch.load(plain, weights_only=True))
         return built.eval()
 
-    base = best_of(plain_model, 5)
-    ours = best_of(lambda: load_model(registry, "resnet18"), 5)
-    report("ResNet-18 ready model: load_model vs build+torch.load", ours, base, "<= 1.2")
+    ours, base, ratio = paired(plain_model, lambda: load_model(registry, "resnet18"), 11)
+    report("ResNet-18 ready model: load_model vs build + torch.load", ours, base, "<= 1.2", ratio=ratio)
 
 
 def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
     model = BUILDER.build()
-    stores = {}
+    registries = {}
+    adds = {}
     for label, min_chunk in (("chunked", mreg.chunking.MIN_CHUNK), ("whole", 1 << 62)):
         mreg.chunking.MIN_CHUNK = min_chunk  # a huge minimum: no cuts, one blob
 
@@ -62,16 +62,19 @@ def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
             registry.remove("resnet18@1.0.0")
             registry.gc()
 
-        stores[label] = best_of(add, 5)
-        registry = Registry.init(root / label)
+        adds[label] = best_of(add, 5)
+        registries[label] = registry = Registry.init(root / label)
         register(registry, "resnet18@1.0.0", model)
         assert registry.objects.is_chunked(registry.file_entry("resnet18").digest) == (label == "chunked")
-        stores[label + " load"] = best_of(lambda registry=registry: load_state_dict(registry, "resnet18"), 201)
-        stores[label + " touch"] = best_of(lambda registry=registry: touch(load_state_dict(registry, "resnet18")), 51)
     mreg.chunking.MIN_CHUNK = 16 << 10
-    report("ResNet-18 add: chunked vs whole file", stores["chunked"], stores["whole"], "none")
-    report("ResNet-18 load: chunked vs whole file", stores["chunked load"], stores["whole load"], "<= 1.1")
-    report("  ... and reading every tensor", stores["chunked touch"], stores["whole touch"], "<= 1.1")
+    chunked, whole = registries["chunked"], registries["whole"]
+    report("ResNet-18 add: chunked vs whole file", adds["chunked"], adds["whole"], "none")
+    ours, base, ratio = paired(lambda: load_state_dict(whole, "resnet18"), lambda: load_state_dict(chunked, "resnet18"), 301)
+    report("ResNet-18 load: chunked vs whole file", ours, base, "<= 1.1", ratio=ratio)
+    ours, base, ratio = paired(
+        lambda: touch(load_state_dict(whole, "resnet18")), lambda: touch(load_state_dict(chunked, "resnet18")), 51
+    )
+    report("  ... and reading every tensor", ours, base, "<= 1.1", ratio=ratio)
 
 
 def ten_checkpoints(root, num_classes: int) -> None:  # type: ignore[no-untyped-def]

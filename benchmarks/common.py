@@ -29,17 +29,24 @@ def best_of(function: Callable[[], object], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def paired(baseline: Callable[[], object], ours: Callable[[], object], pairs: int) -> tuple[float, float, float]:
+def paired(
+    baseline: Callable[[], object],
+    ours: Callable[[], object],
+    pairs: int,
+    prepare: Callable[[], object] = lambda: None,
+) -> tuple[float, float, float]:
     """Time baseline and mreg alternately; return their medians and the median per-pair ratio.
 
     This machine's speed drifts from minute to minute; a ratio taken within each pair
-    cancels most of that drift, where a ratio of two medians would not.
+    cancels most of that drift, where a ratio of two medians would not. ``prepare``
+    runs, untimed, before each timed run of ``ours``.
     """
     base_times, our_times, ratios = [], [], []
     for _ in range(pairs):
         started = time.perf_counter()
         baseline()
         base = time.perf_counter() - started
+        prepare()
         started = time.perf_counter()
         ours()
         mine = time.perf_counter() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import mmap
+import os
 from typing import Iterator, Mapping, Sequence
 
 import torch
@@ -92,10 +93,14 @@ class MappedFile:
         self._maps: dict[int, mmap.mmap] = {}
 
     def _map(self, index: int) -> mmap.mmap:
-        if index not in self._maps:
-            with open(self.segments[index].path, "rb") as stream:
-                self._maps[index] = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY)
-        return self._maps[index]
+        mapped = self._maps.get(index)
+        if mapped is None:
+            fd = os.open(self.segments[index].path, os.O_RDONLY)  # no buffered file object: only the map
+            try:
+                mapped = self._maps[index] = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+            finally:
+                os.close(fd)
+        return mapped
 
     def tensor(self, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
         """A 1-D tensor over bytes ``[start, end)``; zero-copy when one segment holds them."""

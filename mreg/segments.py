@@ -12,7 +12,9 @@ import hashlib
 import io
 import itertools
 import os
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, NamedTuple
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
 
 import msgpack
 
@@ -125,28 +127,29 @@ class SegmentReader(io.RawIOBase):
 
 
 class _Background:
-    """A thread that writes blocks (and feeds a second hash) while the caller hashes the next.
+    """One thread that runs work in order: writing blocks, feeding a second hash,
+    installing finished blobs, while the caller hashes the next block.
 
     hashlib and os.write release the GIL, so on two cores a file is hashed, and
     written, in about the time of hashing it. Blocks must not change once queued.
     """
 
-    def __init__(self, hashers: list[hashlib._Hash]) -> None:
+    def __init__(self) -> None:
         import queue  # writers only: keep read-only commands quick to start
         import threading
 
-        self.hashers = hashers
-        self._queue: queue.Queue[tuple[int, Block] | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mreg-writer", daemon=True)
         self._thread.start()
 
-    def write(self, fd: int, block: Block) -> None:
+    def submit(self, work: Callable[[], None]) -> None:
+        """Queue work; re-raise here an error that earlier work met."""
         self.check()
-        self._queue.put((fd, block))
+        self._queue.put(work)
 
     def drain(self) -> None:
-        """Wait until every queued block is written; re-raise a write error here."""
+        """Wait until all queued work is done; re-raise its error here."""
         self._queue.join()
         self.check()
 
@@ -159,13 +162,10 @@ class _Background:
             raise self._error
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        while (work := self._queue.get()) is not None:
             try:
-                if self._error is None:
-                    fd, block = item
-                    for hasher in self.hashers:
-                        hasher.update(block)
-                    write_all(fd, block)
+                if self._error is None:  # after a failure, skip the rest
+                    work()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 self._error = exc
             finally:
@@ -174,22 +174,30 @@ class _Background:
 
 
 class SegmentWriter:
-    """Writes a stream into blobs, starting a new one at each cut point."""
+    """Writes a stream into blobs, starting a new one at each cut point.
+
+    The caller's thread hashes each segment; the writer thread writes it, feeds the
+    whole-file hash (and ``also``), then fsyncs and installs it, so the two threads
+    never wait for each other at a cut.
+    """
 
     def __init__(self, store: ObjectStore, cuts: list[int], also: hashlib._Hash | None = None) -> None:
         """``also``: another hash to feed every byte to, on the writer thread."""
         self.store = store
         self.cuts = cuts
         self.whole = hashlib.sha256() if cuts else None  # one segment: its hash is the file's
+        self.hashers = [h for h in (self.whole, also) if h is not None]
         self.position = 0
         self.chunks: list[tuple[Digest, int]] = []
         self.wrote_any = False
         self._next_cut = 0
-        self._background = _Background([h for h in (self.whole, also) if h is not None])
+        self._temps: list[Path] = []  # every temporary file, for cleanup after a failure
+        self._background = _Background()
         self._open()
 
     def _open(self) -> None:
         self.temp = unique_temp_path(self.store.tmp_dir, "obj")
+        self._temps.append(self.temp)
         self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -200,7 +208,7 @@ class SegmentWriter:
             limit = self.cuts[self._next_cut] - self.position if self._next_cut < len(self.cuts) else len(view)
             part = view[:limit]
             self.hasher.update(part)
-            self._background.write(self.fd, part)  # type: ignore[arg-type]
+            self._background.submit(partial(self._write, self.fd, part))
             self.size += len(part)
             self.position += len(part)
             view = view[len(part) :]
@@ -209,23 +217,32 @@ class SegmentWriter:
                 self._close_segment()
                 self._open()
 
+    def _write(self, fd: int, part: memoryview) -> None:
+        """On the writer thread: feed the other hashes, then write."""
+        for hasher in self.hashers:
+            hasher.update(part)
+        write_all(fd, part)
+
     def _close_segment(self, expected: Digest | None = None) -> None:
-        self._background.drain()
         digest = digest_from_hex(self.hasher.hexdigest())
         if expected is not None and digest != expected:
             raise CorruptObjectError(expected, f"received bytes hash to {digest}")
-        target = self.store.object_path(digest)
         fd, self.fd = self.fd, None
+        self._background.submit(partial(self._install, fd, self.temp, digest))
+        self.chunks.append((digest, self.size))
+
+    def _install(self, fd: int, temp: Path, digest: Digest) -> None:
+        """On the writer thread, after the segment's bytes: keep it unless already stored."""
+        target = self.store.object_path(digest)
         try:
             if not target.is_file():
-                os.fsync(fd)  # type: ignore[arg-type]
+                os.fsync(fd)
         finally:
-            os.close(fd)  # type: ignore[arg-type]
+            os.close(fd)
         if not target.is_file():
-            self.store.install(self.temp, target)
+            self.store.install(temp, target)
             self.wrote_any = True
-        self.temp.unlink(missing_ok=True)
-        self.chunks.append((digest, self.size))
+        temp.unlink(missing_ok=True)
 
     def finish(self, expected: Digest | None = None) -> tuple[Digest, list[tuple[Digest, int]]]:
         """Close the last segment; return the file's digest and its chunks.
@@ -239,12 +256,13 @@ class SegmentWriter:
         return digest, self.chunks
 
     def discard(self) -> None:
-        """Stop the writer thread and drop an unfinished segment (after an error, too)."""
+        """Stop the writer thread and remove what is left (after an error, too)."""
         self._background.stop()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        self.temp.unlink(missing_ok=True)
+        for temp in self._temps:
+            temp.unlink(missing_ok=True)
 
 
 def plan_stream(blocks: Iterator[Block]) -> tuple[list[int], Iterator[Block]]:

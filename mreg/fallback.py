@@ -10,7 +10,6 @@ is skipped for the next one, and named in the error if none succeeds.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +22,7 @@ from .names import Digest, Ref
 from .object_store import ObjectStore
 from .refs import RefTable
 from .remote import DEFAULT_HTTP_TIMEOUT, Source, open_source, split_locations
-from .segments import decode_chunk_index
+from .segments import BackgroundHash, decode_chunk_index
 
 Advance = Callable[[int], None]
 
@@ -59,8 +58,22 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
         chunks = decode_chunk_index(index, digest)
     except CorruptObjectError as exc:
         raise RemoteError(f"{source.location}: {exc.message}") from None
-    whole = hashlib.sha256()
-    copied = len(index)
+    whole = BackgroundHash()
+    try:
+        copied = len(index) + _fetch_chunks(source, digest, chunks, store, advance, whole)
+        if "sha256:" + whole.hexdigest() != digest:
+            raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
+    finally:
+        whole.close()
+    store.add_chunk_index(digest, chunks)
+    return copied
+
+
+def _fetch_chunks(
+    source: Source, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, advance: Advance | None, whole: BackgroundHash
+) -> int:
+    """Store the chunks missing here, feeding every chunk's bytes to ``whole``; return bytes copied."""
+    copied = 0
     for chunk, _ in chunks:
         if store.object_path(chunk).is_file():
             for block in store.iter_bytes(chunk):
@@ -70,9 +83,6 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
         if streamed is None:
             raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
         copied += _store_blob(source, chunk, streamed[0], store, advance, also=whole)
-    if "sha256:" + whole.hexdigest() != digest:
-        raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
-    store.add_chunk_index(digest, chunks)
     return copied
 
 

@@ -134,11 +134,11 @@ class _Background:
     written, in about the time of hashing it. Blocks must not change once queued.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: int = 4) -> None:
         import queue  # writers only: keep read-only commands quick to start
         import threading
 
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=backlog)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mreg-writer", daemon=True)
         self._thread.start()
@@ -171,6 +171,29 @@ class _Background:
             finally:
                 self._queue.task_done()
         self._queue.task_done()
+
+
+class BackgroundHash:
+    """A SHA-256 computed on a thread of its own, which may lag behind its caller.
+
+    A fetch checks a chunked file's whole digest while it stores the chunks one by
+    one; on its own thread that hash never holds up the per-chunk work.
+    """
+
+    def __init__(self, backlog: int = 16) -> None:
+        self._hash = hashlib.sha256()
+        self._background = _Background(backlog)
+
+    def update(self, block: Block) -> None:
+        self._background.submit(partial(self._hash.update, block))
+
+    def hexdigest(self) -> str:
+        """Wait for every block, then return the digest."""
+        self._background.drain()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._background.stop()
 
 
 class SegmentWriter:

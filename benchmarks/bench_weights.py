@@ -94,7 +94,7 @@ def ten_checkpoints(root, num_classes: int) -> None:  # type: ignore[no-untyped-
         first = first or stored
     print(
         f"ten checkpoints, {num_classes}-class head: store {stored / 2**20:.1f} MiB = {stored / first:.2f}x the first "
-        f"(target <= 1.3x); the files sum to {files / 2**20:.1f} MiB, {files / stored:.1f}x the store"
+        f"({first / 2**20:.1f} MiB; target <= 1.3x); the files sum to {files / 2**20:.1f} MiB, {files / stored:.1f}x the store"
     )
 
 

@@ -73,10 +73,14 @@ def scratch(prefix: str) -> Iterator[Path]:
         yield Path(directory)
 
 
-def report(name: str, value: float, baseline: float, target: str, unit: str = "s", ratio: float | None = None) -> None:
-    """Print one result line: mreg, baseline, ratio (the median per-pair one when given), target."""
+def report(name: str, value: float, baseline: float, target: str, ratio: float | None = None) -> None:
+    """Print one result line: mreg, baseline (seconds), ratio (the median per-pair one when given), target."""
     ratio = ratio if ratio is not None else value / baseline if baseline else float("inf")
-    print(f"{name:<52} mreg {value:8.3f} {unit}  baseline {baseline:8.3f} {unit}  ratio {ratio:5.2f}  (target {target})")
+    print(f"{name:<52} mreg {_seconds(value)}  baseline {_seconds(baseline)}  ratio {ratio:5.2f}  (target {target})")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:8.3f} s " if value >= 1 else f"{value * 1000:8.2f} ms"
 
 
 def absolute(name: str, value: float, target: str, unit: str = "ms") -> None:

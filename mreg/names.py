@@ -17,7 +17,6 @@ from .versions import is_version, parse_version
 Digest = NewType("Digest", str)
 """A full object id: ``sha256:`` followed by 64 lowercase hex digits."""
 
-DIGEST_ALGORITHM = "sha256"
 DIGEST_PREFIX = "sha256:"
 MIN_DIGEST_PREFIX = 8
 LATEST = "latest"

@@ -171,11 +171,24 @@ class ObjectStore:
         replace_atomically(temp, target)
 
     def _install_bytes(self, data: bytes, target: Path) -> None:
-        temp = unique_temp_path(self.tmp_dir, "idx")
+        self._install_blocks([data], target)
+
+    def _install_blocks(self, blocks: Iterable[Block], target: Path, *, expected: str | None = None) -> None:
+        """Write blocks to a new temporary file, fsync it, and rename it to ``target``.
+
+        With ``expected``, the bytes must hash to it, or nothing is installed.
+        """
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        temp = unique_temp_path(self.tmp_dir, "new")
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
-                write_all(fd, data)
+                hasher = hashlib.sha256()
+                for block in blocks:
+                    hasher.update(block)
+                    write_all(fd, block)
+                if expected is not None and "sha256:" + hasher.hexdigest() != expected:
+                    raise CorruptObjectError(expected, "its chunks do not add up to its digest")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -251,23 +264,7 @@ class ObjectStore:
         target = self.cache_dir / blob.relative_to(self.objects_dir)
         if target.is_file():
             return target
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        temp = unique_temp_path(self.tmp_dir, "file")
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                hasher = hashlib.sha256()
-                for block in self.iter_bytes(digest):
-                    hasher.update(block)
-                    write_all(fd, block)
-                if "sha256:" + hasher.hexdigest() != digest:
-                    raise CorruptObjectError(digest, "its chunks do not add up to its digest")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self.install(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
+        self._install_blocks(self.iter_bytes(digest), target, expected=digest)
         return target
 
     def verify(self, digest: str) -> str | None:

@@ -271,11 +271,6 @@ class Registry:
                 return self.objects.materialize(entry.digest)
         return self.objects.object_path(entry.digest)
 
-    def locate(self, ref: str, file: str | None = None) -> tuple[FileEntry, list[Segment]]:
-        """A registered file's entry and the local blobs that hold its bytes, in order."""
-        entry = self.file_entry(ref, file)
-        return entry, self.segments(entry)
-
     def segments(self, entry: FileEntry) -> list[Segment]:
         """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
         self._ensure_local(entry.digest)

@@ -92,11 +92,6 @@ def format_version(version: Version) -> str:
     return text
 
 
-def sort_versions(texts: Iterable[str], *, descending: bool = False) -> list[str]:
-    """Sort version strings by precedence (ties keep their input order)."""
-    return sorted(texts, key=lambda t: parse_version(t).precedence, reverse=descending)
-
-
 def highest(texts: Iterable[str]) -> str | None:
     """The version ``latest`` means: the highest release, else the highest pre-release."""
     parsed = [parse_version(t) for t in texts]

@@ -7,7 +7,11 @@ import random
 import pytest
 
 from mreg.errors import InvalidInputError, InvalidVersionError
-from mreg.versions import Version, bump, format_version, highest, is_version, parse_version, sort_versions
+from mreg.versions import Version, bump, format_version, highest, is_version, parse_version
+
+
+def precedence(text: str) -> tuple:
+    return parse_version(text).precedence
 
 VALID = [
     "0.0.0",
@@ -123,8 +127,8 @@ def test_semver_org_precedence_examples(chain: list[str]) -> None:
         assert lower < higher
     shuffled = list(chain)
     random.Random(7).shuffle(shuffled)
-    assert sort_versions(shuffled) == chain
-    assert sort_versions(shuffled, descending=True) == chain[::-1]
+    assert sorted(shuffled, key=precedence) == chain
+    assert sorted(shuffled, key=precedence, reverse=True) == chain[::-1]
 
 
 @pytest.mark.parametrize(
@@ -146,7 +150,7 @@ def test_build_metadata_does_not_order() -> None:
     a, b, plain = parse_version("1.0.0+b1"), parse_version("1.0.0+a9"), parse_version("1.0.0")
     assert a.precedence == b.precedence == plain.precedence
     assert parse_version("1.0.0-rc.1+zzz").precedence < parse_version("1.0.0+aaa").precedence
-    assert sort_versions(["1.0.0+b", "1.0.0+a"]) == ["1.0.0+b", "1.0.0+a"]  # stable: ties keep order
+    assert sorted(["1.0.0+b", "1.0.0+a"], key=precedence) == ["1.0.0+b", "1.0.0+a"]  # build metadata: a tie
 
 
 def test_version_equality_keeps_build_but_not_text() -> None:

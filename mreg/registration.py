@@ -11,7 +11,6 @@ import os
 import time
 from pathlib import Path
 from types import MappingProxyType
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
@@ -132,28 +131,23 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
     """
     name = draft.name
     lineage = draft.lineage
-    with registry.refs.update(name, author=lineage.author, message=lineage.message, time=now_utc()) as update:
-        creating = not update.table.versions
-        with registry.creating_model() if creating else nullcontext():
-            table = update.table
-            version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
-            existing = table.versions.get(version)
-            if existing is None and not stored:
-                return None
-            if creating:
-                refuse_case_twin(registry, name)
-            manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
-            if existing is not None:
-                check_same(registry, existing, manifest)
-            else:
-                refuse_twins(registry, name, version, table)
-                existing = registry.objects.add_bytes(manifest.encode()).digest
-                table = table.with_version(version, existing)
-            for tag in tags:
-                table = table.with_tag(tag, version)
-            created = version not in update.table.versions
-            update.table = table
-            update.commit()  # while the creation lock is still held
+    with registry.updating(name, author=lineage.author, message=lineage.message) as update:
+        table = update.table
+        version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
+        existing = table.versions.get(version)
+        if existing is None and not stored:
+            return None
+        manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
+        if existing is not None:
+            check_same(registry, existing, manifest)
+        else:
+            refuse_precedence_twin(name, version, table)
+            existing = registry.objects.add_bytes(manifest.encode()).digest
+            table = table.with_version(version, existing)
+        for tag in tags:
+            table = table.with_tag(tag, version)
+        created = version not in update.table.versions
+        update.table = table
     return AddResult(name, version, existing, created)
 
 
@@ -161,7 +155,13 @@ def refuse_twins(registry: Registry, name: str, version: str | None, table: RefT
     """Refuse a version that only build metadata sets apart, and a case twin of a model."""
     if not table.versions:
         refuse_case_twin(registry, name)
-    if version is None or version in table.versions:
+    if version is not None:
+        refuse_precedence_twin(name, version, table)
+
+
+def refuse_precedence_twin(name: str, version: str, table: RefTable) -> None:
+    """Refuse a new version with the precedence of an existing one (only build metadata differs)."""
+    if version in table.versions:
         return
     twin = table.same_precedence(version)
     if twin is not None:

@@ -25,8 +25,8 @@ from .fileutil import FileLock, ProgressReport, counting, write_atomically
 from .names import Digest, parse_ref, validate_name
 from .object_store import ObjectStore, Segment
 from .objects import Dataset, FileEntry, Framework, Manifest
-from .refs import LogEntry, RefStore, RefTable
-from .registration import FileSource, register, version_details
+from .refs import LogEntry, RefStore, RefTable, RefUpdate
+from .registration import FileSource, now_utc, refuse_case_twin, register, version_details
 from .tagging import UNSET
 from .versions import Bump
 from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
@@ -180,6 +180,23 @@ class Registry:
         """Hold the lock under which new models are checked and created."""
         with FileLock(self.refs.models_dir / CREATE_LOCK, what="the list of models"):
             yield
+
+    @contextmanager
+    def updating(self, name: str, *, author: str, message: str) -> Iterator[RefUpdate]:
+        """Change a model's refs under its lock (see :meth:`mreg.refs.RefStore.update`).
+
+        A model that has no version yet is also checked and created under the
+        creation lock: a case twin is refused, and the change is written before the
+        lock is released, so two new models can never race past the check.
+        """
+        with self.refs.update(name, author=author, message=message, time=now_utc()) as update:
+            if update.table.versions:
+                yield update
+                return
+            with self.creating_model():
+                refuse_case_twin(self, name)
+                yield update
+                update.commit()
 
     def existing_table(self, name: str) -> RefTable:
         """A model's refs; UnknownModelError if it has no version here."""

@@ -12,7 +12,6 @@ both stores valid, and running it again finishes the job.
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +22,7 @@ from .fallback import fetch_object
 from .fileutil import Progress, ProgressReport, counting
 from .names import Digest, validate_name
 from .refs import LOG_FILE, RefTable, parse_log
-from .registration import current_author, now_utc, refuse_case_twin
+from .registration import current_author
 from .registry import Registry
 from .remote import DirectorySource, Source, open_source
 
@@ -159,25 +158,20 @@ def _update_refs(
 ) -> None:
     """Add the versions and tags ``theirs`` has, under the model's lock (compare-and-swap)."""
     log = source.read(f"models/{name}/{LOG_FILE}")
-    with destination.refs.update(name, author=current_author(), message=message, time=now_utc()) as update:
-        creating = not update.table.versions
-        with destination.creating_model() if creating else nullcontext():
-            problems = conflicts(name, theirs, update.table, force)
-            if problems:  # the destination changed since we looked
-                raise ConflictError("; ".join(problems))
-            if creating:
-                refuse_case_twin(destination, name)
-            table = update.table
-            for version, digest in theirs.versions.items():
-                if version not in table.versions:
-                    table = table.with_version(version, digest)
-                    report.versions.append(f"{name}@{version}")
-            for tag, version in theirs.tags.items():
-                if table.tags.get(tag) != version:
-                    table = table.with_tag(tag, version)
-                    report.tags.append(f"{name}@{tag} -> {version}")
-            update.table = table
-            if log is not None:
-                update.import_log(parse_log(log.decode("utf-8", errors="replace"), f"log of '{name}'")[0])
-            update.commit()
+    with destination.updating(name, author=current_author(), message=message) as update:
+        problems = conflicts(name, theirs, update.table, force)
+        if problems:  # the destination changed since we looked
+            raise ConflictError("; ".join(problems))
+        table = update.table
+        for version, digest in theirs.versions.items():
+            if version not in table.versions:
+                table = table.with_version(version, digest)
+                report.versions.append(f"{name}@{version}")
+        for tag, version in theirs.tags.items():
+            if table.tags.get(tag) != version:
+                table = table.with_tag(tag, version)
+                report.tags.append(f"{name}@{tag} -> {version}")
+        update.table = table
+        if log is not None:
+            update.import_log(parse_log(log.decode("utf-8", errors="replace"), f"log of '{name}'")[0])
 

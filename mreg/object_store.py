@@ -205,7 +205,8 @@ class ObjectStore:
         with stream:
             return self.hash_stream(read_blocks(stream))
 
-    def hash_stream(self, blocks: Iterable[Block]) -> tuple[Digest, int]:
+    @staticmethod
+    def hash_stream(blocks: Iterable[Block]) -> tuple[Digest, int]:
         """The digest and size of some bytes, computed without storing anything."""
         hasher = hashlib.sha256()
         size = 0

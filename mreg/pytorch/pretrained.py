@@ -10,7 +10,6 @@ the registered weights' own metrics.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..object_store import read_blocks
+from ..object_store import ObjectStore, read_blocks
 from ..objects import Dataset
 from .models import TorchvisionBuilder
 from .torchvision_compat import import_torchvision
@@ -130,14 +129,11 @@ def _hash_prefix(url: str) -> str:
 
 def _cached_checkpoint_sha256(url: str) -> str | None:
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
-    hasher = hashlib.sha256()
     try:
         with open(path, "rb") as stream:
-            for block in read_blocks(stream):
-                hasher.update(block)
+            return ObjectStore.hash_stream(read_blocks(stream))[0]
     except OSError:
         return None
-    return "sha256:" + hasher.hexdigest()
 
 
 @contextmanager

@@ -257,7 +257,7 @@ def main() -> int:
     if "transcripts" in checks:
         problems += check_transcripts(docs, args.update)
     for problem in problems:
-        print(f"PROBLEM {problem}", file=sys.stderr)
+        print(f"PROBLEM {problem}")
     print(f"{len(problems)} problem(s)")
     return 1 if problems else 0
 

@@ -51,7 +51,11 @@ def serve(session: Session, registry_path: str | None, host: str, port: int) -> 
     config = uvicorn.Config(
         create_app(registry.root), log_level="warning", access_log=False, server_header=False, proxy_headers=False
     )
-    uvicorn.Server(config).run(sockets=[listener])
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled: stopping is how serving ends
+    click.echo("stopped")
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -74,7 +74,7 @@ class Site:
     def reference(self, request: Request) -> tuple[PageData, dict[str, Any]]:
         ref = request.path_params["ref"]
         parsed = parse_ref(ref)  # malformed: InvalidRefError, a 400
-        if parsed.name is not None and "@" not in ref:
+        if parsed.digest_prefix is None and "@" not in ref:
             return self._model(request, parsed.name)
         children = pages.children_index(self.registry)
         data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)

@@ -71,6 +71,7 @@ COMMANDS = {
     "push": "remote:push",
     "clone": "remote:clone",
     "update-server-info": "remote:update_server_info",
+    "serve": "serve:serve",
 }
 
 

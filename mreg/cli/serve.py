@@ -1,0 +1,72 @@
+"""``mreg serve``: the read-only web UI, and the store served to other mreg clients."""
+
+from __future__ import annotations
+
+import socket
+
+import click
+
+from ..errors import ExitCode
+from .app import Session, fail, pass_session
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command()
+@click.option(
+    "--registry",
+    "registry_path",
+    metavar="PATH",
+    type=click.Path(file_okay=False, path_type=str),
+    help="The registry to serve (default: as for every command).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="The port (0: any free one).")
+@pass_session
+def serve(session: Session, registry_path: str | None, host: str, port: int) -> None:
+    """Browse the registry in a web browser, and serve it to mreg clients.
+
+    The UI is read-only: models, versions with their metrics and charts, lineage,
+    and comparisons. The same address serves the store itself, so
+    'mreg clone http://HOST:PORT DIR', 'mreg pull' and fallbacks work against it.
+    Stop with Ctrl-C.
+    """
+    try:
+        import uvicorn
+
+        from ..web import create_app
+    except ImportError as exc:
+        fail(f"mreg serve needs the web extra (missing {exc.name}): pip install 'mreg[serve]'", ExitCode.FAILURE)
+    registry = Session(registry_path).registry if registry_path else session.registry
+    listener = _listen(host, port)
+    bound = listener.getsockname()[1]
+    if host not in LOCAL_HOSTS:
+        click.echo(
+            f"mreg: warning: listening on {host}: the web UI has no authentication; anyone who can reach "
+            "this address can read every model (it is read-only)",
+            err=True,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving {registry.root} at http://{shown}:{bound}/ (Ctrl-C to stop)", nl=True)
+    config = uvicorn.Config(
+        create_app(registry.root), log_level="warning", access_log=False, server_header=False, proxy_headers=False
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled: stopping is how serving ends
+    click.echo("stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound now so that errors are reported before serving and port 0 works."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", ExitCode.FAILURE)
+    listener.listen(128)
+    return listener

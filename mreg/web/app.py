@@ -1,0 +1,172 @@
+"""The Starlette application: pages and their JSON twins, store files, errors.
+
+URLs are references, as on the command line: ``/m/NAME`` is a model,
+``/m/NAME@VERSION`` (or ``@TAG``, or ``/m/sha256:...``) a version, and
+``/compare?a=REF&b=REF`` a comparison; ``/api`` before a page's path gives its JSON.
+Only GET and HEAD exist. Errors are pages too: an unknown model or version is a
+404, a malformed reference a 400, and an unexpected failure a 500 whose page
+says so in one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..cli.output import human_size, short
+from ..errors import ExitCode, MregError
+from ..names import parse_ref
+from . import pages
+from .charts import metric_chart
+from .lineage import lineage_graph, render
+from .reader import ReadOnlyRegistry
+
+HERE = Path(__file__).parent
+STATUS = {ExitCode.USAGE: 400, ExitCode.NOT_FOUND: 404, ExitCode.CONFLICT: 409, ExitCode.LOCKED: 503}
+SECURITY_HEADERS = {
+    # Every asset is served from here: no CDN, no inline script, no framing.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+PageData = dict[str, Any]
+log = logging.getLogger("mreg.web")
+
+
+def ref_url(ref: str) -> str:
+    """The page of a model or version: ``/m/NAME[@VERSION]``."""
+    return "/m/" + quote(ref, safe="/@:+")
+
+
+class Site:
+    """The pages of one registry: data builders, and the templates that draw them."""
+
+    def __init__(self, registry: ReadOnlyRegistry) -> None:
+        self.registry = registry
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
+        )
+        self.templates.globals.update(ref_url=ref_url, short=short, human_size=human_size, version=__version__)
+        self.templates.filters["number"] = lambda value: "–" if value is None else f"{value:.4g}"
+        self.templates.filters["signed"] = lambda value: "" if value is None else f"{value:+.4g}"
+        self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
+
+    def models(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+        params = request.query_params
+        return pages.models_page(self.registry, query=params.get("q", ""), family=params.get("family", "")), {}
+
+    def reference(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+        ref = request.path_params["ref"]
+        parsed = parse_ref(ref)  # malformed: InvalidRefError, a 400
+        if parsed.digest_prefix is None and "@" not in ref:
+            return self._model(request, parsed.name)
+        children = pages.children_index(self.registry)
+        data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)
+        graph = render(lineage_graph(self.registry, data["digest"], children), ref_url)
+        return data, {"template": "version.html", "lineage_svg": graph}
+
+    def _model(self, request: Request, name: str) -> tuple[PageData, dict[str, Any]]:
+        params = request.query_params
+        data = pages.model_page(self.registry, name, sort=params.get("sort", "version"), order=params.get("order", "desc"))
+        series = pages.metric_series(data)
+        charts = {
+            metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}"))
+            for metric, points in series.items()
+            if points
+        }
+        choices = [row["version"] for row in pages.by_precedence(data["versions"])]
+        return data, {"template": "model.html", "charts": charts, "choices": choices}
+
+    def compare(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+        params = request.query_params
+        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), {}
+
+    def html(self, template: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+        api = "/api" + (request.url.path if request.url.path != "/" else "/models")
+        query = f"?{request.url.query}" if request.url.query else ""
+        body = self.templates.get_template(template).render(
+            request=request, api_url=api + query, root=str(self.registry.root), **context
+        )
+        return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-cache"})
+
+    def error(self, request: Request, status: int, message: str) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message, "status": status}, status_code=status)
+        return self.html("error.html", request, status=status, status_code=status, message=message)
+
+
+def page(site: Site, build: Callable[[Request], tuple[PageData, dict[str, Any]]], template: str, api: bool) -> Callable:
+    """An endpoint: ``build``'s data as HTML (with its extras) or as JSON."""
+
+    def endpoint(request: Request) -> Response:
+        try:
+            data, extras = build(request)
+        except MregError as exc:
+            return site.error(request, STATUS.get(exc.exit_code, 500), exc.message)
+        except Exception as exc:  # noqa: BLE001 - a page never shows a traceback
+            log.error("mreg serve: %s on %s: %s", type(exc).__name__, request.url.path, exc)
+            return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
+        if api:
+            return JSONResponse(data, headers={"Cache-Control": "no-cache"})
+        return site.html(extras.pop("template", template), request, page=data, **extras)
+
+    return endpoint
+
+
+class SecurityHeaders:
+    """ASGI middleware: the same protective headers on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers.setdefault(key, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+def create_app(root: str | Path) -> ASGIApp:
+    """The web application for the store at ``root`` (a ``.mreg`` directory)."""
+    from .store_files import store_routes
+
+    site = Site(ReadOnlyRegistry(Path(root)))
+    routes = []
+    for path, api_path, build, template in (
+        ("/", "/api/models", site.models, "models.html"),
+        ("/m/{ref:path}", "/api/m/{ref:path}", site.reference, "model.html"),
+        ("/compare", "/api/compare", site.compare, "compare.html"),
+    ):
+        routes.append(Route(path, page(site, build, template, api=False)))
+        routes.append(Route(api_path, page(site, build, template, api=True)))
+    routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
+    routes += store_routes(site.registry)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "no such page", 405: "this server is read-only: only GET and HEAD"}.get(exc.status_code, exc.detail)
+        return site.error(request, exc.status_code, message)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return SecurityHeaders(app)
+

@@ -1,0 +1,234 @@
+"""What each page shows, as plain data: the JSON twin of a page is exactly this.
+
+Each builder reads a model's ref table once and works from that snapshot, so a page
+is consistent even while another process adds or tags (``_refs`` is replaced by one
+rename, and manifests never change).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+from ..errors import InvalidInputError, InvalidRefError, MregError
+from ..names import validate_name
+from ..objects import Manifest
+from ..refs import LogEntry
+from ..versions import parse_version
+from .reader import ReadOnlyRegistry
+
+VERSION_SORTS = ("version", "created")
+METRIC_SORT_PREFIX = "metric:"
+
+
+class Point(NamedTuple):
+    """One version's value of a metric, for a chart."""
+
+    version: str
+    value: float
+
+
+def models_page(registry: ReadOnlyRegistry, *, query: str = "", family: str = "") -> dict[str, Any]:
+    """Every model (filtered by a name substring and a family), with the families to filter by."""
+    summaries = registry.models()
+    needle = query.strip().lower()
+    shown = [s for s in summaries if needle in s.name.lower() and (not family or s.family == family)]
+    return {
+        "models": [s.to_dict() for s in shown],
+        "total": len(summaries),
+        "families": sorted({s.family for s in summaries if s.family}),
+        "filter": {"q": query, "family": family},
+    }
+
+
+def model_page(registry: ReadOnlyRegistry, name: str, *, sort: str = "version", order: str = "desc") -> dict[str, Any]:
+    """A model's versions with their metrics, its tags, and its tag history."""
+    table = registry.table(validate_name(name))
+    rows = []
+    for version, digest in reversed(table.versions.items()):
+        tags = table.tags_of(version)
+        rows.append(_version_row(registry, version, digest, ["latest", *tags] if version == table.latest else tags))
+    metrics = sorted({key for row in rows for key in row["metrics"]})
+    sort, order = _checked_sort(sort, order, metrics)
+    entries, _ = registry.refs.log(name)
+    latest = next((row for row in rows if row["version"] == table.latest), rows[0])
+    return {
+        "name": name,
+        "latest": table.latest,
+        "family": latest["family"],
+        "tags": dict(sorted(table.tags.items())),
+        "metrics": metrics,
+        "sort": {"key": sort, "order": order},
+        "versions": _sorted_rows(rows, sort, order),
+        "tag_history": [e.to_dict() for e in reversed(entries) if _is_tag_change(e)],
+        "log": [e.to_dict() for e in reversed(entries)],
+    }
+
+
+def by_precedence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A model page's version rows, lowest version first."""
+    return sorted(rows, key=lambda row: parse_version(row["version"]).precedence)
+
+
+def metric_series(page: dict[str, Any]) -> dict[str, list[Point]]:
+    """Each metric's values across a model page's versions, lowest version first."""
+    ordered = by_precedence(page["versions"])
+    return {
+        metric: [Point(row["version"], row["metrics"][metric]) for row in ordered if metric in row["metrics"]]
+        for metric in page["metrics"]
+    }
+
+
+def version_page(
+    registry: ReadOnlyRegistry, ref: str, *, base_url: str, children: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """Everything about one version, and snippets that fetch and load it.
+
+    ``children`` is a :func:`children_index` the caller already built, if any.
+    """
+    view = registry.get(ref)
+    children = children_index(registry) if children is None else children
+    manifest = view.manifest
+    properties = dict(manifest.properties)
+    data = view.to_dict()
+    data.update(
+        ref=f"{view.name}@{view.version}",
+        framework=str(manifest.framework) if manifest.framework else None,
+        weights=properties.get("weights"),
+        parameters=properties.get("parameters"),
+        total_size=sum(f.size for f in manifest.files),
+        parents=[_link(registry, parent) for parent in manifest.lineage.parents],
+        children=[_link(registry, child) for child in children.get(view.digest, [])],
+        snippets=snippets(f"{view.name}@{view.version}", view.name, base_url),
+    )
+    return data
+
+
+def compare_page(registry: ReadOnlyRegistry, old: str, new: str) -> dict[str, Any]:
+    """Two versions side by side and what changed, tensors included when torch is installed."""
+    if not old or not new:
+        raise InvalidRefError("compare needs two references: /compare?a=NAME@VERSION&b=NAME@VERSION")
+    sides = [registry.get(old), registry.get(new)]
+    note = None
+    try:
+        from ..pytorch.diff import diff as diff_with_tensors  # imports torch: only this page needs it
+
+        result = diff_with_tensors(registry, old, new)
+    except (ImportError, MregError) as exc:
+        note = f"tensors not compared: {exc}"
+        result = registry.diff(old, new)
+    names = sorted({key for side in sides for key in side.metrics})
+    return {
+        **result.to_dict(),
+        "sides": [_side(side) for side in sides],
+        "all_metrics": [_metric_row(name, sides[0].metrics.get(name), sides[1].metrics.get(name)) for name in names],
+        "note": note,
+    }
+
+
+def children_index(registry: ReadOnlyRegistry) -> dict[str, list[str]]:
+    """For every parent digest, the registered versions whose lineage names it."""
+    index: dict[str, list[str]] = {}
+    for _, _, candidate in registry.version_digests():
+        manifest = manifest_or_none(registry, candidate)
+        for parent in manifest.lineage.parents if manifest is not None else ():
+            index.setdefault(parent, []).append(candidate)
+    return index
+
+
+def snippets(ref: str, name: str, base_url: str) -> dict[str, str]:
+    """Copy-paste commands that fetch this version from this server and load it."""
+    shell = (
+        f"mreg init .   # once, in your project\n"
+        f"mreg pull {base_url} {name}\n"
+        f"mreg show {ref}\n"
+        f'cp "$(mreg path {ref})" .'
+    )
+    python = (
+        "from mreg import Registry\n"
+        "from mreg.pytorch import load_model\n\n"
+        'registry = Registry.init(".")\n'
+        f'registry.pull("{base_url}", ["{name}"])\n'
+        f'model = load_model(registry, "{ref}")'
+    )
+    return {"shell": shell, "python": python}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def label_of(registry: ReadOnlyRegistry, digest: str) -> tuple[str, str | None]:
+    """``name@version`` and its reference for a manifest, or a short digest and None if it is gone."""
+    manifest = manifest_or_none(registry, digest)
+    if manifest is None:
+        return digest[:15], None
+    return f"{manifest.name}@{manifest.version}", digest
+
+
+def _link(registry: ReadOnlyRegistry, digest: str) -> dict[str, Any]:
+    label, ref = label_of(registry, digest)
+    return {"digest": digest, "label": label, "ref": ref}
+
+
+def manifest_or_none(registry: ReadOnlyRegistry, digest: str) -> Manifest | None:
+    try:
+        return registry.manifest(digest)
+    except MregError:  # removed and collected, or damaged: fsck reports it, the page goes on
+        return None
+
+
+def _version_row(registry: ReadOnlyRegistry, version: str, digest: str, tags: list[str]) -> dict[str, Any]:
+    manifest = manifest_or_none(registry, digest)
+    row: dict[str, Any] = {"version": version, "digest": digest, "tags": tags, "missing": manifest is None}
+    if manifest is None:
+        return {**row, "metrics": {}, "family": None, "created": "", "author": "", "message": "", "size": 0}
+    return {
+        **row,
+        "metrics": dict(manifest.metrics),
+        "family": manifest.family,
+        "created": manifest.lineage.created,
+        "author": manifest.lineage.author,
+        "message": manifest.lineage.message,
+        "size": sum(f.size for f in manifest.files),
+    }
+
+
+def _checked_sort(sort: str, order: str, metrics: Iterable[str]) -> tuple[str, str]:
+    valid = (*VERSION_SORTS, *(METRIC_SORT_PREFIX + m for m in metrics))
+    if sort not in valid:
+        raise InvalidInputError(f"cannot sort by '{sort[:60]}': use one of {', '.join(valid)}")
+    if order not in ("asc", "desc"):
+        raise InvalidInputError("order is 'asc' or 'desc'")
+    return sort, order
+
+
+def _sorted_rows(rows: list[dict[str, Any]], sort: str, order: str) -> list[dict[str, Any]]:
+    """Rows come highest version first; versions without the metric always go last."""
+    descending = order == "desc"
+    if sort == "version":
+        return rows if descending else rows[::-1]
+    if sort == "created":
+        return sorted(rows, key=lambda row: row["created"], reverse=descending)
+    metric = sort.removeprefix(METRIC_SORT_PREFIX)
+    present = [row for row in rows if metric in row["metrics"]]
+    absent = [row for row in rows if metric not in row["metrics"]]
+    return sorted(present, key=lambda row: row["metrics"][metric], reverse=descending) + absent
+
+
+def _is_tag_change(entry: LogEntry) -> bool:
+    return entry.ref.startswith("tags/") or entry.ref == "latest"
+
+
+def _side(view: Any) -> dict[str, Any]:
+    return {
+        "ref": f"{view.name}@{view.version}",
+        "digest": view.digest,
+        "tags": list(view.tags),
+        "created": view.lineage.created,
+        "author": view.lineage.author,
+        "message": view.lineage.message,
+    }
+
+
+def _metric_row(name: str, old: float | None, new: float | None) -> dict[str, Any]:
+    delta = None if old is None or new is None else new - old
+    return {"name": name, "old": old, "new": new, "delta": delta}

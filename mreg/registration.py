@@ -33,7 +33,6 @@ from .refs import RefTable
 from .segments import SegmentReader
 from .versions import Bump, bump as next_version
 from .views import AddResult
-from .weights import describe_paths, describe_weights
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -92,6 +91,8 @@ def register(
     to_store = collect_files(files)
     # Weight files are read (headers, pickles) before a byte is stored, so an unsafe
     # checkpoint is refused early; what is recorded is read again from the stored bytes.
+    from .weights import describe_paths  # only writers read weight files
+
     checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])
     draft = Manifest(
         name=name,
@@ -142,6 +143,8 @@ def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict
 
 def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
     """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
+    from .weights import describe_weights
+
     weights = [entry for entry in entries if is_weights_name(entry.path)]
     if not all(registry.objects.contains(entry.digest) for entry in weights):
         return None

@@ -10,7 +10,7 @@ from .app import Session, pass_session
 from .output import compact, echo_json, echo_table, human_size, short
 
 if TYPE_CHECKING:
-    from ..diff import FileChange, VersionDiff
+    from ..diff import FileChange, TensorChange, VersionDiff
 
 MAX_TENSOR_LINES = 20
 
@@ -61,7 +61,7 @@ def _describe_file(change: FileChange) -> list[str]:
         f"    tensors: {len(tensors.changed)} changed, {len(tensors.added)} added, {len(tensors.removed)} removed; "
         f"{tensors.unchanged} unchanged ({human_size(tensors.unchanged_bytes)})"
     )
-    rows = [("changed", c.old.name, f"{_spec(c.old)} -> {_spec(c.new)}", _change_detail(c.kind, c.max_abs_diff)) for c in tensors.changed]
+    rows = [("changed", c.old.name, f"{_spec(c.old)} -> {_spec(c.new)}", _change_detail(c)) for c in tensors.changed]
     rows += [("added", t.name, _spec(t), "") for t in tensors.added]
     rows += [("removed", t.name, _spec(t), "") for t in tensors.removed]
     for row in rows[:MAX_TENSOR_LINES]:
@@ -75,8 +75,15 @@ def _spec(tensor: Any) -> str:
     return f"{tensor.dtype}{list(tensor.shape)}"
 
 
-def _change_detail(kind: str, max_abs_diff: float | None) -> str:
-    return f"max |diff| {max_abs_diff:.4g}" if kind == "values" and max_abs_diff is not None else f"({kind})"
+def _change_detail(change: TensorChange) -> str:
+    if change.kind != "values":
+        return f"({change.kind})"
+    parts = []
+    if change.max_abs_diff is not None:
+        parts.append(f"max |diff| {change.max_abs_diff:.4g}" if isinstance(change.max_abs_diff, float) else f"max |diff| {change.max_abs_diff}")
+    if change.nonfinite_changed:
+        parts.append(f"{change.nonfinite_changed} NaN/inf position(s) changed")
+    return ", ".join(parts) or "(values)"
 
 
 def _value(value: Any) -> str:

@@ -21,10 +21,17 @@ MAX_TENSOR_LINES = 20
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
 def diff(session: Session, old_ref: str, new_ref: str, as_json: bool) -> None:
-    """Show what changed between two versions: metadata, metrics, files and tensors."""
-    from ..pytorch.diff import diff as diff_with_tensors  # imports torch, for weight files
+    """Show what changed between two versions: metadata, metrics, files and tensors.
 
-    result = diff_with_tensors(session.registry, old_ref, new_ref)
+    Without torch installed, tensors are compared by their bytes (no max |diff|).
+    """
+    try:
+        from ..pytorch.diff import compare_weight_files as compare  # imports torch, for weight files
+    except ImportError:
+        from ..rawdiff import compare_raw as compare
+    from ..diff import diff_versions
+
+    result = diff_versions(session.registry, old_ref, new_ref, compare_tensors=compare)
     if as_json:
         echo_json(result.to_dict())
     else:

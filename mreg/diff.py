@@ -7,6 +7,7 @@ inside weight files come from a comparer passed in by the caller;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -59,11 +60,17 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class TensorChange:
-    """A tensor present on both sides whose dtype, shape or values differ."""
+    """A tensor (or a plain value of a checkpoint) present on both sides whose dtype, shape or values differ.
+
+    ``max_abs_diff`` is the largest difference over the positions where both values
+    are finite (exact for integers), None when it cannot be computed;
+    ``nonfinite_changed`` counts positions whose NaN or infinity changed.
+    """
 
     old: TensorSpec
     new: TensorSpec
-    max_abs_diff: float | None  # only when dtype and shape match
+    max_abs_diff: float | int | None  # only when dtype and shape match
+    nonfinite_changed: int = 0
 
     @property
     def kind(self) -> str:
@@ -77,8 +84,13 @@ class TensorChange:
             "kind": self.kind,
             "old": self.old.to_dict(),
             "new": self.new.to_dict(),
-            "max_abs_diff": self.max_abs_diff,
+            "max_abs_diff": self.max_abs_diff if _finite(self.max_abs_diff) else None,
+            "nonfinite_changed": self.nonfinite_changed,
         }
+
+
+def _finite(value: float | int | None) -> bool:
+    return value is not None and (isinstance(value, int) or math.isfinite(value))
 
 
 @dataclass(frozen=True)

@@ -18,34 +18,54 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, BinaryIO, Sequence
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, printable
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".pt", ".pth")
-MAX_HEADER_SIZE = 100 << 20
+MAX_HEADER_SIZE = 100_000_000  # safetensors' own limit, in bytes
 HEADER_ALIGNMENT = 8
 
-# safetensors dtype code -> bytes per element
-DTYPE_SIZES = {
-    "BOOL": 1,
-    "U8": 1,
-    "I8": 1,
-    "F8_E5M2": 1,
-    "F8_E4M3": 1,
-    "I16": 2,
-    "U16": 2,
-    "F16": 2,
-    "BF16": 2,
-    "I32": 4,
-    "U32": 4,
-    "F32": 4,
-    "C64": 8,
-    "F64": 8,
-    "I64": 8,
-    "U64": 8,
+# safetensors dtype code -> (bits per element, the torch dtype it is read as).
+# F4 packs two values in a byte: its header counts 4-bit values, torch counts pairs.
+DTYPES = {
+    "BOOL": (8, "bool"),
+    "U8": (8, "uint8"),
+    "I8": (8, "int8"),
+    "F8_E5M2": (8, "float8_e5m2"),
+    "F8_E4M3": (8, "float8_e4m3fn"),
+    "F8_E4M3FNUZ": (8, "float8_e4m3fnuz"),
+    "F8_E5M2FNUZ": (8, "float8_e5m2fnuz"),
+    "F8_E8M0": (8, "float8_e8m0fnu"),
+    "F4": (4, "float4_e2m1fn_x2"),
+    "I16": (16, "int16"),
+    "U16": (16, "uint16"),
+    "F16": (16, "float16"),
+    "BF16": (16, "bfloat16"),
+    "I32": (32, "int32"),
+    "U32": (32, "uint32"),
+    "F32": (32, "float32"),
+    "C64": (64, "complex64"),
+    "F64": (64, "float64"),
+    "I64": (64, "int64"),
+    "U64": (64, "uint64"),
 }
+PACKED_CODES = {code for code, (bits, _) in DTYPES.items() if bits < 8}
+
+
+def torch_shape(code: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The shape torch gives a tensor whose safetensors header says ``code`` and ``shape``."""
+    if code in PACKED_CODES and shape:
+        return (*shape[:-1], shape[-1] * DTYPES[code][0] // 8)
+    return tuple(shape)
+
+
+def header_shape(code: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The inverse of :func:`torch_shape`: what a safetensors header records."""
+    if code in PACKED_CODES and shape:
+        return (*shape[:-1], shape[-1] * 8 // DTYPES[code][0])
+    return tuple(shape)
 
 
 @dataclass(frozen=True)
@@ -53,8 +73,8 @@ class TensorLayout:
     """Where one tensor's bytes are in a file: ``[start, end)`` are absolute offsets."""
 
     name: str
-    dtype: str
-    shape: tuple[int, ...]
+    dtype: str  # the safetensors code
+    shape: tuple[int, ...]  # as torch sees it (see torch_shape)
     start: int
     end: int
 
@@ -134,15 +154,16 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
         dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     except (TypeError, KeyError, ValueError):
         raise FormatError(f"safetensors entry '{name}' lacks dtype, shape or data_offsets") from None
-    if dtype not in DTYPE_SIZES:
-        raise FormatError(f"tensor '{name}' has unknown dtype {dtype!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+    if dtype not in DTYPES:
+        raise FormatError(f"tensor '{name}' has unknown dtype {printable(str(dtype))}")
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
         raise FormatError(f"tensor '{name}' has an invalid shape")
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+    if not (type(begin) is int and type(end) is int and 0 <= begin <= end):
         raise FormatError(f"tensor '{name}' has invalid data offsets")
-    if (end - begin) != math.prod(shape) * DTYPE_SIZES[dtype]:
+    bits = math.prod(shape) * DTYPES[dtype][0]
+    if bits % 8 or (end - begin) != bits // 8:
         raise FormatError(f"tensor '{name}' has {end - begin} bytes, which does not fit {dtype} {shape}")
-    return TensorLayout(str(name), dtype, tuple(shape), data_start + begin, data_start + end)
+    return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
 
 
 def read_safetensors_layout(path: Path) -> SafetensorsLayout:
@@ -159,37 +180,54 @@ def encode_safetensors_header(
     """The 8-byte length and padded JSON header for tensors laid out in the given order.
 
     Args:
-        tensors: ``(name, dtype code, shape, byte length)`` in the order their bytes follow.
+        tensors: ``(name, dtype code, torch shape, byte length)`` in the order their bytes follow.
     """
     header: dict[str, Any] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)
     offset = 0
     for name, dtype, shape, nbytes in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {"dtype": dtype, "shape": list(header_shape(dtype, shape)), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % HEADER_ALIGNMENT)
     return struct.pack("<Q", len(text)) + text
 
 
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError)
+"""What :mod:`zipfile` raises on a damaged archive (besides OSError)."""
+
+
 def zip_member_spans(path: Path) -> list[tuple[str, int, int]]:
     """``(name, start, end)`` of the stored bytes of each member of a zip checkpoint.
 
     Only uncompressed members are listed (``torch.save`` stores tensors that way).
-    Returns an empty list for files that are not zip archives.
+    Returns an empty list for files that are not zip archives, or damaged ones.
     """
-    if not zipfile.is_zipfile(path):
+    try:
+        with open(path, "rb") as stream:
+            return stored_member_spans(stream)
+    except ZIP_ERRORS:
+        return []
+
+
+def stored_member_spans(stream: BinaryIO) -> list[tuple[str, int, int]]:
+    """:func:`zip_member_spans` of an open, seekable stream.
+
+    Raises:
+        zipfile.BadZipFile (or another of ``ZIP_ERRORS``): a damaged archive.
+    """
+    if not zipfile.is_zipfile(stream):
         return []
     spans = []
-    with zipfile.ZipFile(path) as archive, open(path, "rb") as stream:
+    with zipfile.ZipFile(stream) as archive:
         for info in archive.infolist():
             if info.compress_type != zipfile.ZIP_STORED:
                 continue
             stream.seek(info.header_offset)
             local = stream.read(30)
             if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                return []
+                raise zipfile.BadZipFile(f"member '{info.filename}' has no local header")
             name_length, extra_length = struct.unpack("<HH", local[26:30])
             start = info.header_offset + 30 + name_length + extra_length
             spans.append((info.filename, start, start + info.compress_size))

@@ -7,6 +7,7 @@ decide. A bad option never leaves a half-registered version behind.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, 
 
 from .errors import ConflictError, InputFileError, InvalidInputError, InvalidNameError, VersionConflictError, printable
 from .fileutil import ProgressReport, counting
+from .formats import is_weights_name
 from .names import Digest, is_digest, parse_name_version, validate_file_path, validate_tag
 from .objects import (
     Dataset,
@@ -28,6 +30,7 @@ from .objects import (
     validate_properties,
 )
 from .refs import RefTable
+from .segments import SegmentReader
 from .versions import Bump, bump as next_version
 from .views import AddResult
 
@@ -86,6 +89,11 @@ def register(
         raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
     tag_names = [validate_tag(t) for t in tags]
     to_store = collect_files(files)
+    # Weight files are read (headers, pickles) before a byte is stored, so an unsafe
+    # checkpoint is refused early; what is recorded is read again from the stored bytes.
+    from .weights import describe_paths  # only writers read weight files
+
+    checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])
     draft = Manifest(
         name=name,
         version=version or "0.0.0",
@@ -108,7 +116,8 @@ def register(
     if version is not None and version in known.versions:
         # Re-adding an existing version: hash the files without writing anything.
         entries = tuple(hash_file(registry, item) for item in to_store)
-        result = commit(registry, replace(draft, files=entries), tag_names, bump=None, stored=False)
+        described = with_weights(draft, details, describe_stored(registry, entries) or checked)
+        result = commit(registry, replace(described, files=entries), tag_names, bump=None, stored=False)
         if result is not None:
             return result
         # The version was removed meanwhile: store the files and register it anew.
@@ -116,11 +125,35 @@ def register(
     advance = counting(progress, total)
     with registry.writing():
         entries = tuple(store_file(registry, item, advance) for item in to_store)
-        result = commit(registry, replace(draft, files=entries), tag_names, bump=bump, stored=True)
+        described = with_weights(draft, details, describe_stored(registry, entries) or ({}, None))
+        result = commit(registry, replace(described, files=entries), tag_names, bump=bump, stored=True)
     assert result is not None  # with stored files, commit always registers or raises
     if not known.versions:
         registry.update_server_info()  # a new model: keep the list static servers publish
     return result
+
+
+def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict[str, Any], Framework | None]) -> Manifest:
+    """The draft with the weight files' tensor metadata; what the caller gave takes precedence."""
+    facts, framework = described
+    if not facts:
+        return draft
+    return replace(draft, framework=details.framework or framework, properties={**facts, **details.properties})
+
+
+def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
+    """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
+    from .weights import describe_weights
+
+    weights = [entry for entry in entries if is_weights_name(entry.path)]
+    if not all(registry.objects.contains(entry.digest) for entry in weights):
+        return None
+    streams = [(entry.path, io.BufferedReader(SegmentReader(registry.objects.segments(entry.digest))), entry.size) for entry in weights]
+    try:
+        return describe_weights(streams)
+    finally:
+        for _, stream, _ in streams:
+            stream.close()
 
 
 def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool) -> AddResult | None:

@@ -1,40 +1,26 @@
 """Tensor metadata of weight files: how many parameters, which dtypes, how many bytes.
 
 The same summary is recorded whether weights are registered from Python
-(:func:`mreg.pytorch.register`) or from the shell (``mreg add model.pt``).
-safetensors headers are read here without torch; PyTorch checkpoints are opened by
-the adapter with ``torch.load(weights_only=True)``, which imports torch only then.
+(:func:`mreg.pytorch.register`) or from the shell (``mreg add model.pt``), and it
+is read without torch: safetensors headers by :mod:`mreg.formats`, PyTorch
+checkpoints by :mod:`mreg.checkpoints` (a pickle reader that runs nothing).
+Weight files are described from the bytes that were stored, so the recorded
+metadata always matches them.
 """
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Iterable, Sequence
 
-from .formats import is_safetensors_name, is_weights_name, read_safetensors_layout
+from .checkpoints import Checkpoint, SparseRef, UnsafeCheckpointError, read_checkpoint
+from .formats import DTYPES, FormatError, header_length, is_safetensors_name, is_weights_name, parse_safetensors
 from .objects import Framework
-from .registration import collect_files
 
 # safetensors dtype codes under the names PyTorch users know
-DTYPE_NAMES = {
-    "BOOL": "bool",
-    "U8": "uint8",
-    "I8": "int8",
-    "F8_E5M2": "float8_e5m2",
-    "F8_E4M3": "float8_e4m3fn",
-    "I16": "int16",
-    "U16": "uint16",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "I32": "int32",
-    "U32": "uint32",
-    "F32": "float32",
-    "C64": "complex64",
-    "F64": "float64",
-    "I64": "int64",
-    "U64": "uint64",
-}
+DTYPE_NAMES = {code: name for code, (_, name) in DTYPES.items()}
 
 TensorFacts = tuple[str, int, int]
 """``(dtype name, number of elements, number of bytes)`` of one tensor."""
@@ -56,9 +42,10 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
     return {"parameters": elements, "weights": {"tensors": count, "bytes": size, "dtypes": dict(sorted(dtypes.items()))}}
 
 
-def safetensors_facts(path: Path) -> list[TensorFacts]:
+def safetensors_facts(stream: BinaryIO, size: int) -> list[TensorFacts]:
     """Tensor facts from a safetensors header, without reading the tensors."""
-    layout = read_safetensors_layout(path)
+    prefix = stream.read(8)
+    layout = parse_safetensors(prefix + stream.read(header_length(prefix)), size)
     facts = []
     for tensor in layout.tensors:
         numel = 1
@@ -68,8 +55,50 @@ def safetensors_facts(path: Path) -> list[TensorFacts]:
     return facts
 
 
-def describe_files(sources: Sequence[str | Path]) -> tuple[dict[str, Any], Framework | None]:
-    """Metadata for the weight files among files and directories, and the framework they imply.
+def describe_checkpoint(stream: BinaryIO, size: int, label: str) -> Checkpoint:
+    """Read a PyTorch checkpoint's description, with errors that name the file.
+
+    Raises:
+        InvalidInputError: the file holds Python objects other than tensors and plain
+            data (refused, never executed), or is not a checkpoint torch.save writes.
+    """
+    try:
+        return read_checkpoint(stream, size)
+    except UnsafeCheckpointError as exc:
+        raise FormatError(
+            f"refused '{label}': it holds Python objects other than tensors ({exc.message}); mreg reads "
+            "checkpoints by the rule of torch.load(weights_only=True) and never runs them"
+        ) from None
+    except FormatError as exc:
+        raise FormatError(f"cannot read '{label}' as a PyTorch checkpoint: {exc.message}") from None
+
+
+def checkpoint_facts(checkpoint: Checkpoint) -> list[TensorFacts]:
+    """Tensor facts of every tensor in a checkpoint, nested containers included.
+
+    A sparse tensor counts its stored values (and its bytes include its indices).
+    """
+    facts = []
+    for _, tensor in checkpoint.tensors():
+        if isinstance(tensor, SparseRef):
+            facts.append((tensor.values.dtype, tensor.values.numel, sum(p.nbytes for p in tensor.parts)))
+        else:
+            facts.append((tensor.dtype, tensor.numel, tensor.nbytes))
+    return facts
+
+
+def weight_facts(path: str, stream: BinaryIO, size: int) -> list[TensorFacts]:
+    """Tensor facts of one weight file (named ``path``) read from ``stream``."""
+    if is_safetensors_name(path):
+        try:
+            return safetensors_facts(stream, size)
+        except FormatError as exc:
+            raise FormatError(f"cannot read '{path}' as safetensors: {exc.message}") from None
+    return checkpoint_facts(describe_checkpoint(stream, size, path))
+
+
+def describe_weights(files: Sequence[tuple[str, BinaryIO, int]]) -> tuple[dict[str, Any], Framework | None]:
+    """Metadata for the weight files among ``(path, stream, size)`` and the framework they imply.
 
     Returns ``({}, None)`` when there are no weight files.
 
@@ -77,19 +106,31 @@ def describe_files(sources: Sequence[str | Path]) -> tuple[dict[str, Any], Frame
         InvalidInputError: a weight file is malformed, or a PyTorch checkpoint holds
             Python objects other than tensors (it is refused, never executed).
     """
-    files = [item.source for item in collect_files(list(sources)) if isinstance(item.source, Path)]
-    weight_files = [path for path in files if is_weights_name(path.name)]
-    if not weight_files:
-        return {}, None
     facts: list[TensorFacts] = []
-    for path in weight_files:
-        if is_safetensors_name(path.name):
-            facts += safetensors_facts(path)
-        else:
-            from .pytorch.checkpoints import checkpoint_facts  # imports torch
-
-            facts += checkpoint_facts(path)
+    found = False
+    for path, stream, size in files:
+        if is_weights_name(path):
+            found = True
+            facts += weight_facts(path, stream, size)
+    if not found:
+        return {}, None
     return summarize(facts), Framework("pytorch", installed_version("torch"))
+
+
+def describe_paths(files: Sequence[tuple[str, Path]]) -> tuple[dict[str, Any], Framework | None]:
+    """:func:`describe_weights` of files on disk, given as ``(path in the version, file)``."""
+    weights = [(name, source) for name, source in files if is_weights_name(name)]
+    streams = []
+    try:
+        for name, source in weights:
+            stream = io.BufferedReader(io.FileIO(source, "rb"))
+            streams.append((name, stream, source.stat().st_size))
+        return describe_weights(streams)
+    except OSError as exc:
+        raise FormatError(f"cannot read weights: {exc.strerror or exc}") from None
+    finally:
+        for _, stream, _ in streams:
+            stream.close()
 
 
 def installed_version(distribution: str) -> str | None:

@@ -199,7 +199,8 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_pretrained_falls_back_honestly_when_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     offline(monkeypatch, tmp_path)
-    fetched = fetch_pretrained("squeezenet1_1")
+    with pytest.warns(RuntimeWarning, match="could not load the published checkpoint"):
+        fetched = fetch_pretrained("squeezenet1_1")
     assert fetched.pretrained is False
     assert "could not load the published checkpoint" in (fetched.reason or "")
     assert fetched.metrics == {} and fetched.datasets == ()
@@ -216,12 +217,34 @@ def test_pretrained_uses_a_checkpoint_already_in_the_hub_cache(monkeypatch: pyte
     cached.parent.mkdir(parents=True)
     torch.manual_seed(1)
     torch.save(TorchvisionBuilder("squeezenet1_1").build().state_dict(), cached)
+    digest = registry_digest(cached)
+    # Nobody can forge a file whose hash matches the published prefix: pretend ours is published.
+    monkeypatch.setattr("mreg.pytorch.pretrained._hash_prefix", lambda url: digest.removeprefix("sha256:")[:8])
     fetched = fetch_pretrained("squeezenet1_1")
     assert fetched.pretrained is True
+    assert fetched.properties["checkpoint"]["sha256"] == digest
     assert fetched.metrics["acc@1"] == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     assert [d.name for d in fetched.datasets] == ["ImageNet-1K"]
     assert fetched.properties["checkpoint"]["sha256"].startswith("sha256:")
     assert fetched.input_shape == (1, 3, 224, 224)
+
+
+def registry_digest(path: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_planted_checkpoint_whose_hash_does_not_match_is_not_pretrained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    hub = offline(monkeypatch, tmp_path)
+    weights = import_torchvision().models.get_model_weights("squeezenet1_1").DEFAULT
+    cached = hub / "hub" / "checkpoints" / os.path.basename(weights.url)
+    cached.parent.mkdir(parents=True)
+    torch.save(TorchvisionBuilder("squeezenet1_1").build().state_dict(), cached)
+    with pytest.warns(RuntimeWarning, match="pretrained: false"):
+        fetched = fetch_pretrained("squeezenet1_1")
+    assert fetched.pretrained is False and fetched.metrics == {} and fetched.datasets == ()
+    assert "does not start with" in fetched.properties["pretrained_reason"]
 
 
 def test_pretrained_metadata_keeps_the_tensor_summary(registry: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -146,11 +146,11 @@ def test_blob_sources(registry: Registry, make_file) -> None:
         yield b"ab"
         yield memoryview(b"cd")
 
-    result = registry.add("mem@1.0.0", [Blob("state/weights.pt", blocks), make_file("extra.txt", "x")])
+    result = registry.add("mem@1.0.0", [Blob("state/weights.bin", blocks), make_file("extra.txt", "x")])
     assert calls == [1]
     files = registry.get(result.digest).files
-    assert files == (FileEntry("extra.txt", sha(b"x"), 1), FileEntry("state/weights.pt", sha(b"abcd"), 4))
-    assert registry.path("mem", "state/weights.pt").read_bytes() == b"abcd"
+    assert files == (FileEntry("extra.txt", sha(b"x"), 1), FileEntry("state/weights.bin", sha(b"abcd"), 4))
+    assert registry.path("mem", "state/weights.bin").read_bytes() == b"abcd"
 
 
 def test_duplicate_paths_and_bad_inputs_are_refused(registry: Registry, make_file, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from .app import Session, pass_session
 from .output import compact, echo_json, echo_table, human_size, short
 
 if TYPE_CHECKING:
-    from ..diff import FileChange, VersionDiff
+    from ..diff import FileChange, TensorChange, VersionDiff
 
 MAX_TENSOR_LINES = 20
 
@@ -21,10 +21,17 @@ MAX_TENSOR_LINES = 20
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
 def diff(session: Session, old_ref: str, new_ref: str, as_json: bool) -> None:
-    """Show what changed between two versions: metadata, metrics, files and tensors."""
-    from ..pytorch.diff import diff as diff_with_tensors  # imports torch, for weight files
+    """Show what changed between two versions: metadata, metrics, files and tensors.
 
-    result = diff_with_tensors(session.registry, old_ref, new_ref)
+    Without torch installed, tensors are compared by their bytes (no max |diff|).
+    """
+    try:
+        from ..pytorch.diff import compare_weight_files as compare  # imports torch, for weight files
+    except ImportError:
+        from ..rawdiff import compare_raw as compare
+    from ..diff import diff_versions
+
+    result = diff_versions(session.registry, old_ref, new_ref, compare_tensors=compare)
     if as_json:
         echo_json(result.to_dict())
     else:
@@ -61,7 +68,7 @@ def _describe_file(change: FileChange) -> list[str]:
         f"    tensors: {len(tensors.changed)} changed, {len(tensors.added)} added, {len(tensors.removed)} removed; "
         f"{tensors.unchanged} unchanged ({human_size(tensors.unchanged_bytes)})"
     )
-    rows = [("changed", c.old.name, f"{_spec(c.old)} -> {_spec(c.new)}", _change_detail(c.kind, c.max_abs_diff)) for c in tensors.changed]
+    rows = [("changed", c.old.name, f"{_spec(c.old)} -> {_spec(c.new)}", _change_detail(c)) for c in tensors.changed]
     rows += [("added", t.name, _spec(t), "") for t in tensors.added]
     rows += [("removed", t.name, _spec(t), "") for t in tensors.removed]
     for row in rows[:MAX_TENSOR_LINES]:
@@ -75,8 +82,15 @@ def _spec(tensor: Any) -> str:
     return f"{tensor.dtype}{list(tensor.shape)}"
 
 
-def _change_detail(kind: str, max_abs_diff: float | None) -> str:
-    return f"max |diff| {max_abs_diff:.4g}" if kind == "values" and max_abs_diff is not None else f"({kind})"
+def _change_detail(change: TensorChange) -> str:
+    if change.kind != "values":
+        return f"({change.kind})"
+    parts = []
+    if change.max_abs_diff is not None:
+        parts.append(f"max |diff| {change.max_abs_diff:.4g}" if isinstance(change.max_abs_diff, float) else f"max |diff| {change.max_abs_diff}")
+    if change.nonfinite_changed:
+        parts.append(f"{change.nonfinite_changed} NaN/inf position(s) changed")
+    return ", ".join(parts) or "(values)"
 
 
 def _value(value: Any) -> str:

@@ -62,11 +62,7 @@ def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics:
     for text in metrics:
         key, value = parse_assignment(text, "metric")
         metric_values[key] = parse_number(value, f"metric '{key}'")
-    from ..weights import describe_files
-
-    described, framework = describe_files(paths)  # tensor facts of weight files
-    meta = {**described, **dict(parse_assignment(text, "metadata") for text in properties)}
-    options["framework"] = options["framework"] or framework
+    meta = dict(parse_assignment(text, "metadata") for text in properties)  # weight files describe themselves
     with ProgressBar("storing") as progress:
         result = registry.add(
             spec, list(paths), bump=bump, metrics=metric_values, properties=meta, progress=progress, **options

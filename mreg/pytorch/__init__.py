@@ -12,10 +12,12 @@ Import it when you work with PyTorch models (importing it imports torch)::
 
 from .checkpoints import load_checkpoint
 from .diff import compare_weight_files, diff
-from .models import TorchvisionBuilder, load_model, load_state_dict, read_weights, register
+from .models import TorchvisionBuilder, load_model, load_object, load_state_dict, read_weights, register
 from .pretrained import PretrainedModel, fetch_pretrained
 from .tensors import describe
-from .torchvision_compat import import_torchvision
+from .torchvision_compat import import_torchvision, install_import_hook
+
+install_import_hook()  # a user's own 'import torchvision' then works too (see torchvision_compat)
 
 __all__ = [
     "PretrainedModel",
@@ -27,6 +29,7 @@ __all__ = [
     "import_torchvision",
     "load_checkpoint",
     "load_model",
+    "load_object",
     "load_state_dict",
     "read_weights",
     "register",

@@ -1,43 +1,129 @@
-"""PyTorch checkpoint files (``.pt``, ``.pth``): read with ``weights_only=True`` only.
+"""PyTorch checkpoint files (``.pt``, ``.pth``) turned into tensors, without unpickling.
 
-A pickle can run arbitrary code when loaded. mreg never unpickles with the full
-unpickler: ``torch.load(weights_only=True)`` only rebuilds tensors and plain
-containers, and anything else is refused with a clear error.
+:mod:`mreg.checkpoints` reads a checkpoint's pickle with its own restricted
+machine (the rule of ``torch.load(weights_only=True)``: tensors and plain data,
+nothing executed) and says where each storage's bytes are. Here those bytes become
+tensors: stored storages are memory-mapped copy-on-write, as safetensors loads are,
+and deflated ones are inflated, bounded by the size the checkpoint declares.
+Tensors that shared a storage when saved share it again.
 """
 
 from __future__ import annotations
 
-import pickle
+import io
+from collections import Counter, OrderedDict
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_member
 from ..errors import InvalidInputError
-from ..weights import TensorFacts
-from .tensors import tensor_facts
+from ..formats import FormatError
+from ..segments import Segment, SegmentReader
+from ..weights import describe_checkpoint
+from .tensors import MappedFile
 
 
-def load_checkpoint(source: str | Path | BinaryIO, *, device: str | torch.device = "cpu", name: str = "") -> Any:
-    """``torch.load(source, weights_only=True)``, memory-mapped when ``source`` is a path.
+def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> Any:
+    """Load a checkpoint file as ``torch.load(source, weights_only=True)`` would, memory-mapped.
 
     Raises:
         InvalidInputError: the file holds Python objects other than tensors and
             containers (refused, not executed), or is not a PyTorch checkpoint.
     """
-    label = name or str(source)
+    path = Path(source)
     try:
-        if isinstance(source, (str, Path)):
-            return torch.load(source, map_location=device, weights_only=True, mmap=_is_zip(Path(source)))
-        return torch.load(source, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise InvalidInputError(
-            f"refused '{label}': it holds Python objects other than tensors, and mreg loads checkpoints "
-            f"with weights_only=True only ({_unpickling_reason(exc)})"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch.load fails on garbage in many ways
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise InvalidInputError(f"cannot read '{label}' as a PyTorch checkpoint: {detail}") from None
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    return load_segments([Segment(str(path), 0, size, "")], device=device, name=name or str(path))
+
+
+def load_segments(segments: Sequence[Segment], *, device: str | torch.device = "cpu", name: str = "") -> Any:
+    """Load a checkpoint held by ``segments`` (a stored file, whole or chunked)."""
+    mapped = MappedFile(segments)
+    with io.BufferedReader(SegmentReader(list(segments))) as stream:
+        checkpoint = describe_checkpoint(stream, mapped.size, name)
+        bases = {key: _storage_bytes(mapped, stream, storage, name) for key, storage in checkpoint.storages.items()}
+    return _Builder(checkpoint, bases, torch.device(device)).build(checkpoint.root, 0)
+
+
+def _storage_bytes(mapped: MappedFile, stream: io.BufferedReader, storage: Storage, name: str) -> torch.Tensor:
+    if storage.member is None:
+        return mapped.tensor(storage.start, storage.start + storage.nbytes, torch.uint8)
+    try:
+        data = inflate_member(stream, storage)
+    except FormatError as exc:
+        raise InvalidInputError(f"cannot read '{name}' as a PyTorch checkpoint: {exc.message}") from None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+
+
+class _Builder:
+    """Turns a checkpoint description into the objects torch.load returns."""
+
+    def __init__(self, checkpoint: Checkpoint, bases: dict[str, torch.Tensor], device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.bases = bases
+        self.device = device
+        self.built: dict[int, Any] = {}  # one object per description: shared tensors stay shared
+
+    def build(self, value: Any, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
+        if id(value) in self.built:
+            return self.built[id(value)]
+        result = self._build(value, depth + 1)
+        if isinstance(value, (TensorRef, SparseRef, dict, list)):
+            self.built[id(value)] = result
+        return result
+
+    def _build(self, value: Any, depth: int) -> Any:
+        if isinstance(value, TensorRef):
+            return self.tensor(value)
+        if isinstance(value, SparseRef):
+            return self.sparse(value)
+        if isinstance(value, AttributedDict):
+            result = OrderedDict((key, self.build(inner, depth)) for key, inner in value.items())
+            for attribute, inner in value.attributes.items():
+                if not hasattr(OrderedDict, attribute):  # never shadow a method
+                    setattr(result, attribute, self.build(inner, depth))
+            return result
+        if isinstance(value, Counter):
+            return Counter({key: self.build(inner, depth) for key, inner in value.items()})
+        if isinstance(value, dict):
+            return {key: self.build(inner, depth) for key, inner in value.items()}
+        if isinstance(value, list):
+            return [self.build(inner, depth) for inner in value]
+        if isinstance(value, Size):
+            return torch.Size(value)
+        if isinstance(value, tuple):
+            return tuple(self.build(inner, depth) for inner in value)
+        if isinstance(value, Dtype):
+            return getattr(torch, value)
+        if isinstance(value, Device):
+            return torch.device(value)
+        return value
+
+    def tensor(self, ref: TensorRef) -> torch.Tensor:
+        dtype = getattr(torch, ref.dtype)
+        tensor = torch.empty((0,), dtype=dtype)
+        tensor.set_(self.bases[ref.storage].untyped_storage(), ref.offset, ref.shape, ref.stride)
+        if self.device.type != "cpu":
+            tensor = tensor.to(self.device)
+        if ref.parameter:
+            return torch.nn.Parameter(tensor, requires_grad=ref.requires_grad)
+        return tensor.requires_grad_() if ref.requires_grad else tensor
+
+    def sparse(self, ref: SparseRef) -> torch.Tensor:
+        parts = [self.build(part, 0) for part in ref.parts]
+        try:
+            if ref.layout == "sparse_coo":
+                return torch.sparse_coo_tensor(*parts, ref.shape, check_invariants=True, is_coalesced=ref.coalesced)
+            layout = getattr(torch, ref.layout)
+            return torch.sparse_compressed_tensor(*parts, ref.shape, layout=layout, check_invariants=True)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"checkpoint holds an invalid sparse tensor: {' '.join(str(exc).split())}") from None
 
 
 def as_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:
@@ -45,32 +131,6 @@ def as_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:
     if isinstance(loaded, Mapping) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()):
         return dict(loaded)
     raise InvalidInputError(
-        f"'{name}' is not a state dict (a mapping of names to tensors); it holds a {type(loaded).__name__}"
+        f"'{name}' is not a state dict (a mapping of names to tensors); it holds a {type(loaded).__name__}: "
+        "load it with mreg.pytorch.load_object"
     )
-
-
-def checkpoint_facts(path: Path) -> list[TensorFacts]:
-    """Tensor facts of every tensor in a checkpoint, nested containers included."""
-    return tensor_facts(dict(_tensors(load_checkpoint(path), prefix="")))
-
-
-def _tensors(value: Any, prefix: str) -> list[tuple[str, torch.Tensor]]:
-    if isinstance(value, torch.Tensor):
-        return [(prefix, value)]
-    if isinstance(value, Mapping):
-        return [item for key, inner in value.items() for item in _tensors(inner, f"{prefix}{key}.")]
-    if isinstance(value, (list, tuple)):
-        return [item for i, inner in enumerate(value) for item in _tensors(inner, f"{prefix}{i}.")]
-    return []
-
-
-def _unpickling_reason(exc: Exception) -> str:
-    """The line of torch's long weights_only message that names the refused object."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
-    return (named or lines or [type(exc).__name__])[0]
-
-
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as stream:
-        return stream.read(4) == b"PK\x03\x04"

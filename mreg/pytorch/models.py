@@ -8,7 +8,6 @@ costs little more than reading the file.
 
 from __future__ import annotations
 
-import io
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -17,13 +16,12 @@ import torch
 
 from ..errors import InvalidInputError
 from ..formats import is_safetensors_name, is_weights_name
-from ..object_store import SegmentReader
 from ..objects import Dataset, FileEntry, Framework
 from ..registration import Blob, FileSource
 from ..registry import Registry
 from ..versions import Bump
 from ..views import AddResult
-from .checkpoints import as_state_dict, load_checkpoint
+from .checkpoints import as_state_dict, load_segments
 from .tensors import describe, read_safetensors, safetensors_blocks
 from .torchvision_compat import import_torchvision
 
@@ -136,10 +134,22 @@ def read_weights(
     label = label or entry.path
     if is_safetensors_name(entry.path):
         return read_safetensors(segments, device=device)
-    if len(segments) == 1:  # one blob: torch memory-maps it
-        return as_state_dict(load_checkpoint(segments[0].path, device=device, name=label), label)
-    with SegmentReader(segments) as stream:  # chunks: read straight into tensors
-        return as_state_dict(load_checkpoint(io.BufferedReader(stream), device=device, name=label), label)
+    return as_state_dict(load_segments(segments, device=device, name=label), label)
+
+
+def load_object(
+    registry: Registry, ref: str, *, file: str | None = None, device: str | torch.device = "cpu"
+) -> Any:
+    """Load a version's weight file whole, as ``torch.load(weights_only=True)`` returns it.
+
+    Unlike :func:`load_state_dict`, a nested checkpoint (model, optimizer, epoch...)
+    comes back as saved; a safetensors file comes back as its state dict.
+    """
+    digest = registry.resolve(ref)
+    entry = registry.file_entry(digest, file or _weights_file(registry, digest))
+    if is_safetensors_name(entry.path):
+        return read_safetensors(registry.segments(entry), device=device)
+    return load_segments(registry.segments(entry), device=device, name=f"{ref}:{entry.path}")
 
 
 def load_model(

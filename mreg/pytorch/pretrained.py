@@ -2,7 +2,9 @@
 
 :func:`fetch_pretrained` loads a model through torchvision's weights API, which
 downloads the published checkpoint (or takes it from the torch hub cache) and checks
-its hash. When that is impossible (no network, a failed hash check) it builds the
+its hash; mreg then hashes the whole cached file and checks it against the prefix in
+the checkpoint's name, as torchvision does not for a file already in the cache.
+When that is impossible (no network, a failed hash check) it warns, builds the
 same architecture with seeded random weights, and says so: ``pretrained`` is False,
 the reason is kept, and the published accuracy is recorded as *published*, never as
 the registered weights' own metrics.
@@ -11,7 +13,9 @@ the registered weights' own metrics.
 from __future__ import annotations
 
 import os
+import re
 import socket
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -65,12 +69,16 @@ def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIME
     models = import_torchvision().models
     weights = models.get_model_weights(name).DEFAULT
     builder = TorchvisionBuilder(name)
+    checksum = None
     try:
+        _verify_cached(weights.url)  # a planted file is refused before torch reads it
         with _socket_timeout(timeout):
             model = models.get_model(name, weights=weights)
+        checksum = _verify_cached(weights.url)  # and a fresh download is checked whole
         pretrained, reason = True, None
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad hash is a RuntimeError
+    except (OSError, RuntimeError, CheckpointMismatch) as exc:  # URLError is an OSError
         reason = f"could not load the published checkpoint: {' '.join(str(exc).split()) or type(exc).__name__}"
+        warnings.warn(f"{name}: {reason}; using seeded random weights (pretrained: false)", RuntimeWarning, stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = models.get_model(name, weights=None)
@@ -85,11 +93,11 @@ def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIME
         categories=tuple(weights.meta.get("categories") or ()),
         metrics=_published_metrics(weights) if pretrained else {},
         datasets=(IMAGENET,) if pretrained else (),
-        properties=_properties(weights, pretrained, reason),
+        properties=_properties(weights, pretrained, reason, checksum),
     )
 
 
-def _properties(weights: Any, pretrained: bool, reason: str | None) -> dict[str, Any]:
+def _properties(weights: Any, pretrained: bool, reason: str | None, checksum: str | None) -> dict[str, Any]:
     meta = weights.meta
     properties: dict[str, Any] = {
         "pretrained": pretrained,
@@ -100,7 +108,7 @@ def _properties(weights: Any, pretrained: bool, reason: str | None) -> dict[str,
         "published_metrics": {"ImageNet-1K": _published_metrics(weights)},
     }
     if pretrained:
-        properties["checkpoint"]["sha256"] = _cached_checkpoint_sha256(weights.url)
+        properties["checkpoint"]["sha256"] = checksum
     else:
         properties["pretrained_reason"] = reason
     return properties
@@ -122,18 +130,36 @@ def _family(models: Any, name: str) -> str:
 
 
 def _hash_prefix(url: str) -> str:
-    """torchvision checkpoints are named ``<name>-<first 8+ hex of their sha256>.pth``."""
-    stem = os.path.basename(urlparse(url).path).split(".")[0]
-    return stem.rsplit("-", 1)[-1]
+    """torchvision checkpoints are named ``<name>-<first 8+ hex of their sha256>.pth`` (torch.hub's rule)."""
+    found = re.search(r"-([a-f0-9]*)\.", os.path.basename(urlparse(url).path))
+    return found.group(1) if found else ""
 
 
-def _cached_checkpoint_sha256(url: str) -> str | None:
+class CheckpointMismatch(Exception):
+    """A cached checkpoint whose SHA-256 does not start with the prefix in its name."""
+
+
+def _verify_cached(url: str) -> str | None:
+    """The digest of the cached checkpoint for ``url`` (None: not cached), checked against its name.
+
+    torchvision checks the hash only while downloading; a file already in the cache
+    is trusted as is. We hash the whole file and compare it with the name's prefix.
+
+    Raises:
+        CheckpointMismatch: the file's SHA-256 does not start with the prefix.
+    """
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
     try:
         with open(path, "rb") as stream:
-            return ObjectStore.hash_stream(read_blocks(stream))[0]
-    except OSError:
+            digest = ObjectStore.hash_stream(read_blocks(stream))[0]
+    except FileNotFoundError:
         return None
+    prefix = _hash_prefix(url)
+    if not prefix:
+        raise CheckpointMismatch(f"the name of {path} carries no SHA-256 prefix to check it against")
+    if not digest.removeprefix("sha256:").startswith(prefix.lower()):
+        raise CheckpointMismatch(f"the cached file {path} has SHA-256 {digest}, which does not start with {prefix} as its name says")
+    return digest
 
 
 @contextmanager

@@ -16,28 +16,12 @@ from typing import Iterator, Mapping, Sequence
 import torch
 
 from ..errors import InvalidInputError
-from ..formats import FormatError, encode_safetensors_header, header_length, parse_safetensors
+from ..formats import DTYPES, FormatError, encode_safetensors_header, header_length, parse_safetensors
 from ..object_store import Segment
 from ..weights import TensorFacts, summarize
 
-TORCH_TO_SAFETENSORS = {
-    torch.bool: "BOOL",
-    torch.uint8: "U8",
-    torch.int8: "I8",
-    torch.float8_e5m2: "F8_E5M2",
-    torch.float8_e4m3fn: "F8_E4M3",
-    torch.int16: "I16",
-    torch.uint16: "U16",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int32: "I32",
-    torch.uint32: "U32",
-    torch.float32: "F32",
-    torch.complex64: "C64",
-    torch.float64: "F64",
-    torch.int64: "I64",
-    torch.uint64: "U64",
-}
+# every dtype both safetensors and the installed torch know
+TORCH_TO_SAFETENSORS = {getattr(torch, name): code for code, (_, name) in DTYPES.items() if hasattr(torch, name)}
 SAFETENSORS_TO_TORCH = {code: dtype for dtype, code in TORCH_TO_SAFETENSORS.items()}
 
 StateDict = Mapping[str, torch.Tensor]

@@ -13,11 +13,16 @@ load, define the schemas of those two ops (copied from torchvision's C++ source)
 the registrations succeed. Models, transforms and weights metadata then work; the
 detection ops themselves stay unavailable, as torchvision itself reports. Where the
 builds match, ``_C`` loads and nothing is defined.
+
+Importing :mod:`mreg.pytorch` installs :func:`install_import_hook`, so that a user's
+own ``import torchvision`` afterwards takes the same step (once, when torchvision is
+first imported; nothing is loaded before).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -41,8 +46,31 @@ def import_torchvision() -> ModuleType:
     return importlib.import_module("torchvision")
 
 
+class _TorchvisionHook(importlib.abc.MetaPathFinder):
+    """Defines the missing op schemas just before torchvision is first imported, then steps aside."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == "torchvision":
+            try:
+                _ensure_op_schemas()
+            except ImportError:
+                pass  # not installed: the normal import reports it
+        return None  # the normal finders import it
+
+
+def install_import_hook() -> None:
+    """Make a later ``import torchvision`` work where its compiled ops do not load."""
+    if "torchvision" not in sys.modules and not any(isinstance(f, _TorchvisionHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TorchvisionHook())
+
+
+def uninstall_import_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TorchvisionHook)]
+
+
 def _ensure_op_schemas() -> None:
     global _fallback_library
+    uninstall_import_hook()  # looking torchvision up below must not re-enter through the hook
     if _fallback_library is not None or _ops_defined() or _load_compiled_ops():
         return
     library = torch.library.Library("torchvision", "DEF")

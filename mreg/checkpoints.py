@@ -1,0 +1,226 @@
+"""PyTorch checkpoints (``torch.save`` files) read without torch, and without running them.
+
+A checkpoint is a pickle, and unpickling can run any code. This module never calls
+:mod:`pickle`: it runs its own small pickle machine that knows only what a
+weights-only checkpoint holds (the rule of ``torch.load(weights_only=True)``):
+tensor and parameter rebuilds, storages, (ordered) dicts, lists, tuples, sets,
+numbers, strings, bytes, dtypes, sizes and devices. Any other global, and any
+opcode that builds other objects, refuses the whole file; nothing is executed.
+
+What it yields is a description: the object tree with :class:`TensorRef` leaves,
+each naming a storage, its dtype, shape, stride and offset; and the byte span of
+each storage in the file. Describing a file needs nothing more, and
+:mod:`mreg.pytorch` memory-maps tensors straight from those spans.
+
+Both layouts ``torch.save`` writes are read: the zip archive (``archive/data.pkl``
+plus one member per storage; members may be stored or deflated) and the legacy
+stream (``_use_new_zipfile_serialization=False``: five pickles, then each storage's
+element count and bytes).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator
+
+from .checkpoint_pickle import (  # noqa: F401 - re-exported: the types a description is made of
+    ITEMSIZE,
+    MAX_DEPTH,
+    MAX_PICKLE,
+    AttributedDict,
+    Device,
+    Dtype,
+    Machine,
+    Size,
+    SparseRef,
+    Storage,
+    TensorRef,
+    UnsafeCheckpointError,
+)
+from .formats import ZIP_ERRORS, FormatError, stored_member_spans
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than this: larger claims are lies
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint's object tree and the storages its tensors live in."""
+
+    root: Any
+    storages: dict[str, Storage]
+    legacy: bool
+
+    def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
+        """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
+        for path, value in leaves(self.root):
+            if isinstance(value, (TensorRef, SparseRef)):
+                yield path, value
+
+
+def leaves(value: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots."""
+    if depth > MAX_DEPTH:
+        raise FormatError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, (list, tuple)) and not isinstance(value, Size):
+        items = enumerate(value)
+    else:
+        yield prefix, value
+        return
+    for key, inner in items:
+        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+
+
+def is_checkpoint_zip(head: bytes) -> bool:
+    """torch's own test: a zip checkpoint starts with a local file header."""
+    return head[:4] == b"PK\x03\x04"
+
+
+def read_checkpoint(stream: BinaryIO, size: int) -> Checkpoint:
+    """Describe the checkpoint in a seekable binary stream of ``size`` bytes.
+
+    Raises:
+        UnsafeCheckpointError: it holds objects other than tensors and plain data.
+        FormatError: it is not a checkpoint torch.save writes, or is damaged.
+    """
+    stream.seek(0)
+    head = stream.read(4)
+    stream.seek(0)
+    try:
+        if is_checkpoint_zip(head):
+            return _read_zip(stream, size)
+        return _read_legacy(stream, size)
+    except FormatError:
+        raise
+    except ZIP_ERRORS as exc:
+        raise FormatError(f"damaged zip archive ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+
+
+# ------------------------------------------------------------------ zip layout
+
+
+def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
+    spans = {name: (start, end) for name, start, end in stored_member_spans(stream)}
+    with zipfile.ZipFile(stream) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        pickles = [name for name in members if name.count("/") == 1 and name.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise FormatError("not a PyTorch checkpoint: no single '<archive>/data.pkl' record")
+        prefix = pickles[0][: -len("data.pkl")]
+        order = members.get(prefix + "byteorder")
+        if order is not None and _read_member(archive, order, 16) != b"little":
+            raise FormatError("checkpoint stores big-endian tensors, which mreg cannot read")
+        data = _read_member(archive, members[pickles[0]], MAX_PICKLE)
+        storages: dict[str, Storage] = {}
+
+        def storage(key: str, nbytes: int) -> None:
+            info = members.get(f"{prefix}data/{key}")
+            if info is None:
+                raise FormatError(f"storage '{key}' has no member in the archive")
+            if info.file_size != nbytes:
+                raise FormatError(f"storage '{key}' should hold {nbytes} bytes, its member holds {info.file_size}")
+            if info.filename in spans:
+                storages[key] = Storage(key, nbytes, spans[info.filename][0])
+            elif info.compress_type == zipfile.ZIP_DEFLATED and nbytes <= DEFLATE_MAX_RATIO * max(info.compress_size, 1):
+                storages[key] = Storage(key, nbytes, info.header_offset, member=info.filename)
+            else:
+                raise FormatError(f"storage '{key}' is compressed in a way mreg does not read")
+
+        root = Machine(io.BytesIO(data), storage).load()
+    if any(s.member is None and s.start + s.nbytes > size for s in storages.values()):
+        raise FormatError("a storage runs past the end of the file")
+    return Checkpoint(root, storages, legacy=False)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """A member's bytes, refusing one that would inflate beyond ``limit``."""
+    if info.file_size > limit:
+        raise FormatError(f"archive member '{info.filename}' is larger than {limit} bytes")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        raise FormatError(f"archive member '{info.filename}' is larger than {limit} bytes")
+    return data
+
+
+def inflate_member(stream: BinaryIO, storage: Storage) -> bytes:
+    """The bytes of a deflated storage member, checked against its size and CRC.
+
+    Raises:
+        FormatError: the member inflates to other bytes than it declares.
+    """
+    assert storage.member is not None
+    try:
+        with zipfile.ZipFile(stream) as archive, archive.open(storage.member) as member:
+            data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
+    except (*ZIP_ERRORS, KeyError) as exc:
+        raise FormatError(f"storage '{storage.key}' cannot be inflated ({exc})") from None
+    if len(data) != storage.nbytes:
+        raise FormatError(f"storage '{storage.key}' inflates to {len(data)} bytes, not {storage.nbytes}")
+    return data
+
+
+# --------------------------------------------------------------- legacy layout
+
+
+def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
+    budget = _Budget(stream, min(size, MAX_PICKLE))
+
+    def header(what: str) -> Any:
+        return Machine(budget, _no_storages).load(what)
+
+    if header("magic number") != LEGACY_MAGIC:
+        raise FormatError("not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)")
+    if header("protocol version") != LEGACY_PROTOCOL:
+        raise FormatError("legacy checkpoint of an unknown protocol version")
+    info = header("system information")
+    if not isinstance(info, dict) or info.get("little_endian") is not True:
+        raise FormatError("checkpoint stores big-endian tensors, which mreg cannot read")
+    declared: dict[str, int] = {}
+    root = Machine(budget, declared.__setitem__).load()
+    keys = header("storage list")
+    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared) or len(keys) != len(declared):
+        raise FormatError("legacy checkpoint's storage list does not match its tensors")
+    position = stream.tell()
+    storages = {}
+    for key in keys:
+        stream.seek(position)
+        count = stream.read(8)
+        if len(count) != 8:
+            raise FormatError("legacy checkpoint is truncated")
+        storages[key] = Storage(key, declared[key], position + 8)
+        position += 8 + declared[key]
+        if position > size:
+            raise FormatError("legacy checkpoint is truncated")
+        (elements,) = struct.unpack("<q", count)
+        if elements < 0 or (declared[key] and declared[key] % elements) or (elements == 0) != (declared[key] == 0):
+            raise FormatError(f"storage '{key}' announces {elements} elements for {declared[key]} bytes")
+    return Checkpoint(root, storages, legacy=True)
+
+
+def _no_storages(key: str, nbytes: int) -> None:
+    raise FormatError("a legacy checkpoint header refers to a storage")
+
+
+class _Budget:
+    """A stream that refuses to be read past a byte budget."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream, self.left = stream, limit
+
+    def read(self, count: int) -> bytes:
+        if count > self.left:
+            raise FormatError(f"checkpoint pickle is larger than {MAX_PICKLE} bytes or truncated")
+        data = self.stream.read(count)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.stream.readline(min(self.left, 1024))
+        self.left -= len(line)
+        return line

@@ -1,0 +1,274 @@
+"""Weight files crafted as attacks, diffs that once broke, and `.pt` files without torch."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+import subprocess
+import sys
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
+
+from mreg import InvalidInputError, Registry  # noqa: E402
+from mreg.pytorch import load_checkpoint, load_state_dict  # noqa: E402
+
+
+def write_zip_checkpoint(path: Path, payload: bytes, storages: dict[str, bytes]) -> Path:
+    """A zip checkpoint laid out as torch.save lays it out, with our own pickle."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/byteorder", "little")
+        for key, data in storages.items():
+            archive.writestr(f"archive/data/{key}", data)
+        archive.writestr("archive/version", "3\n")
+    return path
+
+
+class _Storage:
+    """Pickles as torch's persistent reference to a float storage of ``numel`` elements."""
+
+    def __init__(self, key: str, numel: int) -> None:
+        self.key, self.numel = key, numel
+
+
+def crafted_pickle(obj: object) -> bytes:
+    """Pickle ``obj`` (protocol 2, as torch.save) with each _Storage as a persistent storage reference."""
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value: object) -> object:
+            if isinstance(value, _Storage):
+                return ("storage", torch.FloatStorage, value.key, "cpu", value.numel)
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def rebuild(storage: _Storage, shape: tuple[int, ...], stride: tuple[int, ...], offset: int = 0) -> object:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, shape, stride, False, OrderedDict())``."""
+
+    class Rebuild:
+        def __reduce__(self) -> tuple:
+            return (torch._utils._rebuild_tensor_v2, (storage, offset, shape, stride, False, OrderedDict()))
+
+    return Rebuild()
+
+
+def legit_pickle_with(replace: dict[str, object]) -> bytes:
+    """A state dict pickle naming a global of our choice through a REDUCE."""
+
+    class Call:
+        def __init__(self, function: object, args: tuple) -> None:
+            self.function, self.args = function, args
+
+        def __reduce__(self) -> tuple:
+            return (self.function, self.args)
+
+    return pickle.dumps({k: Call(*v) for k, v in replace.items()}, protocol=2)  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------- attacks
+
+
+def refused_cleanly(registry: Registry, path: Path, *words: str) -> str:
+    before = store_snapshot(registry)
+    result = run_cli("add", "evil@1.0.0", str(path), registry=registry)
+    assert_clean_failure(result, code=2)
+    assert result.stderr.count("\n") == 1, result.stderr  # one line: no torch warning before it
+    for word in words:
+        assert word in result.stderr
+    assert store_snapshot(registry) == before
+    with pytest.raises(InvalidInputError):
+        load_checkpoint(path)
+    with pytest.raises(InvalidInputError):  # the Python API checks as the CLI does
+        registry.add("evil@1.0.0", [path])
+    assert store_snapshot(registry) == before
+    return result.stderr
+
+
+def test_a_pickle_that_calls_a_function_is_refused_and_never_run(registry: Registry, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    payload = legit_pickle_with({"w": (Path.write_text, (marker, "executed"))})
+    path = write_zip_checkpoint(tmp_path / "in" / "evil.pt", payload, {})
+    stderr = refused_cleanly(registry, path, "weights_only", "GLOBAL")
+    assert not marker.exists(), stderr
+    legacy = tmp_path / "in" / "legacy.pt"
+    legacy.write_bytes(b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True})) + payload)
+    refused_cleanly(registry, legacy, "weights_only")
+    assert not marker.exists()
+
+
+def test_eval_and_system_are_refused(registry: Registry, tmp_path: Path) -> None:
+    import os
+
+    for function in (eval, os.system):
+        payload = legit_pickle_with({"w": (function, ("1",))})
+        refused_cleanly(registry, write_zip_checkpoint(tmp_path / "in" / "x.pt", payload, {}), "weights_only")
+
+
+def test_a_tensor_reaching_past_its_storage_is_refused(registry: Registry, tmp_path: Path) -> None:
+    valid = write_zip_checkpoint(tmp_path / "in" / "ok.pt", crafted_pickle({"w": rebuild(_Storage("0", 3), (3,), (1,))}), {"0": bytes(12)})
+    assert torch.equal(load_checkpoint(valid)["w"], torch.zeros(3))  # the crafting itself is sound
+    payload = crafted_pickle({"w": rebuild(_Storage("0", 3), (1000,), (1,))})
+    path = write_zip_checkpoint(tmp_path / "in" / "oob.pt", payload, {"0": bytes(12)})
+    refused_cleanly(registry, path, "past the end of storage")
+
+
+def test_containers_nested_without_end_are_refused(registry: Registry, tmp_path: Path) -> None:
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    cycle: list = []
+    cycle.append(cycle)
+    for name, obj in (("deep", deep), ("cycle", cycle)):
+        path = write_zip_checkpoint(tmp_path / "in" / f"{name}.pt", pickle.dumps({"x": obj, "w": 1}, protocol=2), {})
+        refused_cleanly(registry, path, "deep")
+
+
+def test_a_damaged_zip_directory_never_crashes(registry: Registry, tmp_path: Path) -> None:
+    end_record = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, 46, 10, 0)  # a directory that is not there
+    for name, head in (("data.bin", b""), ("model.pt", b"PK\x03\x04")):
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(head + b"x" * 200 + end_record)
+        result = run_cli("add", f"d{len(head)}@1.0.0", str(path), registry=registry)
+        if name.endswith(".pt"):
+            assert_clean_failure(result, code=2)
+            assert "damaged zip archive" in result.stderr
+        else:
+            assert result.exit_code == 0, result.stderr
+        written = run_cli("hash-object", "-w", str(path), registry=registry)
+        assert written.exit_code == 0, written.stderr
+    assert registry.fsck().ok
+
+
+def test_metadata_describes_the_bytes_stored_not_a_first_read(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mreg.registration as registration
+
+    path = tmp_path / "in" / "model.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"w": torch.zeros(2)}, path)
+    original_store = registration.store_file
+
+    def store_after_a_change(registry: Registry, item, progress):  # type: ignore[no-untyped-def]
+        torch.save({"w": torch.zeros(5), "b": torch.zeros(1)}, path)  # the file changes after it was checked
+        return original_store(registry, item, progress)
+
+    monkeypatch.setattr(registration, "store_file", store_after_a_change)
+    registry.add("m@1.0.0", [path])
+    properties = registry.get("m").manifest.properties
+    assert properties["weights"]["tensors"] == 2 and properties["parameters"] == 6
+    assert set(load_state_dict(registry, "m")) == {"w", "b"}
+
+
+# ------------------------------------------------------------------------ diff
+
+
+def two_versions(registry: Registry, tmp_path: Path, old: dict, new: dict, name: str = "m") -> dict:
+    for version, content in (("1.0.0", old), ("2.0.0", new)):
+        path = tmp_path / name / version / "model.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(content, path)
+        registry.add(f"{name}@{version}", [path])
+    result = run_cli("diff", f"{name}@1.0.0", f"{name}@2.0.0", "--json", registry=registry)
+    assert result.exit_code == 0, result.stderr
+    text = run_cli("diff", f"{name}@1.0.0", f"{name}@2.0.0", registry=registry)
+    assert text.exit_code == 0, text.stderr
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
+    return {c["name"]: c for c in report["files"][0]["tensors"]["changed"]} | {"_text": text.stdout}
+
+
+def test_diff_compares_nan_and_inf_by_position(registry: Registry, tmp_path: Path) -> None:
+    nan, inf = float("nan"), float("inf")
+    changed = two_versions(registry, tmp_path, {"w": torch.tensor([nan, inf, 1.0, 2.0])}, {"w": torch.tensor([nan, inf, 2.0, 2.0])})
+    assert changed["w"]["max_abs_diff"] == 1.0 and changed["w"]["nonfinite_changed"] == 0
+    moved = two_versions(registry, tmp_path, {"w": torch.tensor([nan, 1.0])}, {"w": torch.tensor([1.0, inf])}, name="moved")
+    assert moved["w"]["max_abs_diff"] is None and moved["w"]["nonfinite_changed"] == 2
+    assert "nan" not in moved["_text"].lower().replace("nan/inf", "")
+
+
+def test_diff_compares_integers_exactly(registry: Registry, tmp_path: Path) -> None:
+    big = 2**62
+    changed = two_versions(registry, tmp_path, {"i": torch.tensor([big, -big]), "u": torch.tensor([0], dtype=torch.int64)}, {"i": torch.tensor([big + 1, big]), "u": torch.tensor([7])})
+    assert changed["i"]["max_abs_diff"] == 2 * big
+    assert changed["u"]["max_abs_diff"] == 7
+
+
+def test_diff_of_sparse_and_nested_checkpoints(registry: Registry, tmp_path: Path) -> None:
+    coo = torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,))
+    old = {"model": {"w": torch.ones(2), "s": coo}, "optimizer": {"state": {0: {"step": torch.tensor(1.0)}}}, "epoch": 3}
+    new = {"model": {"w": torch.ones(2), "s": coo * 3}, "optimizer": {"state": {0: {"step": torch.tensor(2.0)}}}, "epoch": 4}
+    changed = two_versions(registry, tmp_path, old, new)
+    assert changed["model.s"]["max_abs_diff"] == 4.0
+    assert changed["optimizer.state.0.step"]["max_abs_diff"] == 1.0
+    assert changed["epoch"]["max_abs_diff"] == 1
+    assert "model.w" not in changed
+
+
+# --------------------------------------------------------------- without torch
+
+NO_TORCH = """
+import runpy, sys
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed (blocked by the test)")
+
+sys.meta_path.insert(0, Blocker())
+sys.argv = ["mreg", *sys.argv[1:]]
+runpy.run_module("mreg", run_name="__main__")
+"""
+
+
+def run_without_torch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_pt_files_are_added_shown_and_diffed_without_torch(registry: Registry, tmp_path: Path) -> None:
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(2), "t": torch.arange(6.0).reshape(2, 3).t()}
+    for version, scale in (("1.0.0", 1.0), ("2.0.0", 1.0)):
+        path = tmp_path / version / "model.pt"
+        path.parent.mkdir()
+        torch.save({**state, "b": state["b"] + (version == "2.0.0")}, path, _use_new_zipfile_serialization=version == "1.0.0")
+        added = run_without_torch(tmp_path, "add", f"m@{version}", str(path))
+        assert added.returncode == 0, added.stderr
+    shown = run_without_torch(tmp_path, "show", "m@1.0.0", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["properties"]["weights"] == {"tensors": 3, "bytes": 56, "dtypes": {"float32": 3}}
+    diffed = run_without_torch(tmp_path, "diff", "m@1.0.0", "m@2.0.0", "--json")
+    assert diffed.returncode == 0, diffed.stderr
+    tensors = json.loads(diffed.stdout)["files"][0]["tensors"]
+    assert [c["name"] for c in tensors["changed"]] == ["b"] and tensors["unchanged"] == 2
+    evil = tmp_path / "evil.pt"
+    write_zip_checkpoint(evil, legit_pickle_with({"w": (print, ("x",))}), {})
+    refused = run_without_torch(tmp_path, "add", "evil@1.0.0", str(evil))
+    assert refused.returncode == 2 and refused.stderr.startswith("mreg: error: refused"), refused.stderr
+
+
+def test_adding_a_pt_file_does_not_import_torch(registry: Registry, tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(3)}, path)
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mreg", "add", "m@1.0.0", str(path)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in completed.stderr.splitlines() if line.startswith("import time:")]
+    assert "mreg.checkpoints" in imported and not any(m == "torch" or m.startswith("torch.") for m in imported)
+
+
+def test_users_import_torchvision_after_mreg_pytorch() -> None:
+    code = "import mreg.pytorch, torchvision; print(torchvision.models.resnet18().fc.out_features)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout.strip() == "1000", completed.stderr

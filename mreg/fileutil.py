@@ -18,11 +18,12 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from .errors import LockTimeoutError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
+SYNC_THREADS = 8
 Progress = Callable[[int], None]
 """A callback told how many more bytes were processed."""
 ProgressReport = Callable[[int, int], None]
@@ -61,6 +62,61 @@ def fsync_dir(path: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def fsync_dirs(paths: Iterable[Path]) -> None:
+    """Make the new entries of several directories durable: each directory once."""
+    in_parallel(fsync_dir, list(dict.fromkeys(paths)))
+
+
+def fsync_all(fds: list[int]) -> None:
+    """fsync several open files at once."""
+    in_parallel(os.fsync, fds)
+
+
+def in_parallel(function: Callable[[Any], object], items: list[Any]) -> None:
+    """Call ``function`` on each item from a few threads (for fsyncs, which mostly wait).
+
+    Concurrent fsyncs share the file system's journal commits: 60 small files sync
+    several times faster together than one after the other.
+    """
+    if len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(items))) as pool:
+        for _ in pool.map(function, items):  # re-raises the first error
+            pass
+
+
+_sync_file_range: Callable[[int, int, int, int], int] | None | bool = False  # False: not looked up yet
+
+
+def start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing ``fd``'s dirty pages to disk now, without waiting.
+
+    The later ``fsync`` then finds most bytes already on disk, so disk writes overlap
+    hashing instead of all happening at the end. A hint only (Linux
+    ``sync_file_range``); elsewhere it does nothing. It never replaces the fsync.
+    """
+    global _sync_file_range
+    if _sync_file_range is False:
+        _sync_file_range = _find_sync_file_range()
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE; its result is only advice
+
+
+def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function  # type: ignore[no-any-return]
 
 
 def unique_temp_path(directory: Path, prefix: str) -> Path:

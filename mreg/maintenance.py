@@ -68,6 +68,7 @@ def fsck(registry: Registry) -> FsckReport:
     dangling = len(set(registry.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
+    report.problems += registry.index.problems()
     temps = registry.objects.temp_files()
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InputFileError, ObjectNotFoundError
-from .fileutil import Progress, fsync_dir, replace_atomically, unique_temp_path, write_all
+from .fileutil import Progress, fsync_dirs, unique_temp_path
 from .names import Digest, digest_from_hex, is_digest
 from .segments import (
     Block,
@@ -39,7 +39,9 @@ from .segments import (
     encode_chunk_index,
     plan_stream,
     read_blocks,
+    segment_blocks,
     verified_blocks,
+    write_hashing,
 )
 
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
@@ -162,13 +164,22 @@ class ObjectStore:
         self._install_bytes(encode_chunk_index(size, chunks), self.index_path(digest))
         return StoredObject(digest, size, written=True)
 
-    def install(self, temp: Path, target: Path) -> None:
-        """Rename a complete, fsynced temporary file into its fan-out directory."""
+    def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:
+        """Rename a complete, fsynced temporary file into its fan-out directory.
+
+        With ``durable=False`` the directories whose new entries still need an fsync
+        are returned instead, for the caller to sync once for a whole batch.
+        """
         fanout = target.parent
+        changed = [fanout]
         if not fanout.is_dir():
             fanout.mkdir(parents=True, exist_ok=True)
-            fsync_dir(fanout.parent)
-        replace_atomically(temp, target)
+            changed.append(fanout.parent)
+        os.replace(temp, target)
+        if durable:
+            fsync_dirs(changed)
+            return []
+        return changed
 
     def _install_bytes(self, data: bytes, target: Path) -> None:
         self._install_blocks([data], target)
@@ -183,11 +194,8 @@ class ObjectStore:
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
-                hasher = hashlib.sha256()
-                for block in blocks:
-                    hasher.update(block)
-                    write_all(fd, block)
-                if expected is not None and "sha256:" + hasher.hexdigest() != expected:
+                hexdigest = write_hashing(fd, blocks)
+                if expected is not None and "sha256:" + hexdigest != expected:
                     raise CorruptObjectError(expected, "its chunks do not add up to its digest")
                 os.fsync(fd)
             finally:
@@ -265,7 +273,8 @@ class ObjectStore:
         target = self.cache_dir / blob.relative_to(self.objects_dir)
         if target.is_file():
             return target
-        self._install_blocks(self.iter_bytes(digest), target, expected=digest)
+        # The whole file's digest is checked as it is written: no chunk needs a check of its own.
+        self._install_blocks(segment_blocks(self.segments(digest)), target, expected=digest)
         return target
 
     def verify(self, digest: str) -> str | None:

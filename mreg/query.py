@@ -49,15 +49,18 @@ def select(
     """
     match = matcher(family=family, framework=framework, metrics=metrics, properties=properties)
     names = [name] if name is not None else registry.refs.names()
+    tables = [registry.refs.read(model) for model in names]
+    candidates = [
+        (table, table.versions[version])
+        for table in tables
+        for version in ([table.latest] if latest_only and table.latest else reversed(table.versions))
+    ]
+    manifests = registry.manifests(digest for _, digest in candidates)  # one batch, from the index
     found = []
-    for model in names:
-        table = registry.refs.read(model)
-        versions = [table.latest] if latest_only and table.latest else list(reversed(table.versions))
-        for version in versions:
-            digest = table.versions[version]
-            manifest = registry.manifest(digest)
-            if match(manifest):
-                found.append(ModelVersion.of(digest, manifest, table))
+    for table, digest in candidates:
+        manifest = manifests[digest]
+        if match(manifest):
+            found.append(ModelVersion.of(digest, manifest, table))
     return found
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .diff import TensorComparer, VersionDiff
     from .fallback import Fallbacks
+    from .index import FileSizes, MetadataIndex
     from .maintenance import FsckReport, GcReport
     from .transfer import TransferReport
     from .usage import UsageReport
@@ -58,6 +59,7 @@ class Registry:
         self.refs = RefStore(self.root)
         self._config: Config | None = None
         self._fallbacks: Fallbacks | None = None
+        self._index: MetadataIndex | None = None
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -243,6 +245,43 @@ class Registry:
         self._ensure_local(Digest(digest))
         return Manifest.decode(self.objects.read_bytes(digest), digest)
 
+    def manifests(self, digests: Iterable[str]) -> dict[Digest, Manifest]:
+        """Many manifests at once, from the metadata index where it has them.
+
+        The batched form of :meth:`manifest`, for queries over thousands of versions:
+        the index (``.mreg/index.sqlite``) answers in one query, and manifests it
+        lacks are read, validated and added to it.
+        """
+        wanted = [Digest(d) for d in dict.fromkeys(digests)]
+        found = self.index.manifests(wanted)
+        fresh = []
+        for digest in wanted:
+            if digest not in found:
+                self._ensure_local(digest)
+                data = self.objects.read_bytes(digest)
+                found[digest] = Manifest.decode(data, digest)
+                fresh.append((digest, found[digest], data))
+        self.index.record(fresh)
+        return found
+
+    def file_sizes(self, digests: Iterable[str]) -> dict[Digest, tuple[int, FileSizes]]:
+        """For many manifests: the size of the manifest itself, and its files' digests and sizes."""
+        wanted = list(dict.fromkeys(digests))
+        found = self.index.files(wanted)
+        missing = [d for d in wanted if d not in found]
+        for digest, manifest in self.manifests(missing).items():
+            found[digest] = (len(manifest.encode()), tuple((f.digest, f.size) for f in manifest.files))
+        return found
+
+    @property
+    def index(self) -> MetadataIndex:
+        """The metadata index: a cache of manifests for queries (never the source of truth)."""
+        if self._index is None:
+            from .index import MetadataIndex
+
+            self._index = MetadataIndex(self.root)
+        return self._index
+
     def label(self, digest: str) -> str:
         """``name@version (sha256:abcd1234)`` for a manifest, or the bare digest if it is gone."""
         try:
@@ -265,13 +304,13 @@ class Registry:
 
         return select(self, **conditions)
 
-    def log(self, name: str) -> list[LogEntry]:
-        """The model's ref history, newest first."""
+    def log(self, name: str, limit: int | None = None) -> list[LogEntry]:
+        """The model's ref history, newest first; with ``limit``, only that many entries."""
         validate_name(name)
-        entries, _ = self.refs.log(name)
+        entries = self.refs.recent_log(name, limit)
         if not entries and not self.refs.read(name).versions:
             raise UnknownModelError(name)
-        return list(reversed(entries))
+        return entries
 
     def path(self, ref: str, file: str | None = None, *, progress: ProgressReport | None = None) -> Path:
         """The absolute local path of a file with a registered file's exact bytes.

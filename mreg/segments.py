@@ -14,12 +14,12 @@ import itertools
 import os
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
 import msgpack
 
 from .errors import CorruptObjectError, ObjectNotFoundError
-from .fileutil import unique_temp_path, write_all
+from .fileutil import fsync_all, fsync_dirs, start_writeback, unique_temp_path, write_all
 from .names import Digest, digest_from_hex, is_digest
 from .objects import canonical_encode
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .object_store import ObjectStore
 
 BLOCK_SIZE = 4 << 20
+WRITEBACK_STEP = 16 << 20  # start writing to disk after this many new bytes
+MAX_PENDING = 256  # blobs written but not yet synced and installed (open files)
 CHUNKS_KIND = "mreg.chunks"
 Block = bytes | memoryview
 
@@ -63,6 +65,41 @@ def decode_chunk_index(data: bytes, digest: str) -> list[tuple[Digest, int]]:
     if not valid:
         raise CorruptObjectError(digest, "its chunk index cannot be read")
     return chunks
+
+
+def segment_blocks(segments: list[Segment]) -> Iterator[bytes]:
+    """The bytes of several blobs in order, unverified (for a caller that checks the whole)."""
+    for segment in segments:
+        try:
+            stream = open(segment.path, "rb")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(segment.digest) from None
+        with stream:
+            yield from read_blocks(stream)
+
+
+def write_hashing(fd: int, blocks: Iterable[Block]) -> str:
+    """Write blocks to ``fd`` on a writer thread while this one hashes them; return the hex SHA-256."""
+    hasher = hashlib.sha256()
+    writer = _Background()
+    written = 0
+
+    def write(block: Block) -> None:
+        nonlocal written
+        write_all(fd, block)
+        written += len(block)
+        if written >= WRITEBACK_STEP:
+            start_writeback(fd)
+            written = 0
+
+    try:
+        for block in blocks:
+            hasher.update(block)
+            writer.submit(partial(write, block))
+        writer.drain()
+    finally:
+        writer.stop()
+    return hasher.hexdigest()
 
 
 def verified_blocks(segment: Segment) -> Iterator[bytes]:
@@ -200,8 +237,10 @@ class SegmentWriter:
     """Writes a stream into blobs, starting a new one at each cut point.
 
     The caller's thread hashes each segment; the writer thread writes it, feeds the
-    whole-file hash (and ``also``), then fsyncs and installs it, so the two threads
-    never wait for each other at a cut.
+    whole-file hash (and ``also``) and starts its writeback to disk early, so the
+    two threads never wait for each other at a cut and the disk works meanwhile.
+    Finished blobs wait in a batch: each is fsynced, then renamed into place, then
+    the directories they entered are fsynced once for the whole batch.
     """
 
     def __init__(self, store: ObjectStore, cuts: list[int], also: hashlib._Hash | None = None) -> None:
@@ -215,6 +254,8 @@ class SegmentWriter:
         self.wrote_any = False
         self._next_cut = 0
         self._temps: list[Path] = []  # every temporary file, for cleanup after a failure
+        self._pending: list[tuple[int, Path, Path]] = []  # written blobs to sync and install
+        self._unflushed = 0
         self._background = _Background()
         self._open()
 
@@ -241,39 +282,58 @@ class SegmentWriter:
                 self._open()
 
     def _write(self, fd: int, part: memoryview) -> None:
-        """On the writer thread: feed the other hashes, then write."""
+        """On the writer thread: feed the other hashes, write, and start writeback now and then."""
         for hasher in self.hashers:
             hasher.update(part)
         write_all(fd, part)
+        self._unflushed += len(part)
+        if self._unflushed >= WRITEBACK_STEP:
+            start_writeback(fd)
+            self._unflushed = 0
 
     def _close_segment(self, expected: Digest | None = None) -> None:
         digest = digest_from_hex(self.hasher.hexdigest())
         if expected is not None and digest != expected:
             raise CorruptObjectError(expected, f"received bytes hash to {digest}")
         fd, self.fd = self.fd, None
-        self._background.submit(partial(self._install, fd, self.temp, digest))
+        self._background.submit(partial(self._finished, fd, self.temp, digest))
         self.chunks.append((digest, self.size))
 
-    def _install(self, fd: int, temp: Path, digest: Digest) -> None:
-        """On the writer thread, after the segment's bytes: keep it unless already stored."""
+    def _finished(self, fd: int, temp: Path, digest: Digest) -> None:
+        """On the writer thread, after the segment's bytes: batch it, unless already stored."""
         target = self.store.object_path(digest)
-        try:
-            if not target.is_file():
-                os.fsync(fd)
-        finally:
+        if target.is_file():
             os.close(fd)
-        if not target.is_file():
-            self.store.install(temp, target)
-            self.wrote_any = True
-        temp.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
+            return
+        start_writeback(fd)
+        self._unflushed = 0
+        self._pending.append((fd, temp, target))
+        if len(self._pending) >= MAX_PENDING:  # bound the open files
+            self._install_pending()
+
+    def _install_pending(self) -> None:
+        """fsync every pending blob, rename each into place, then fsync their directories once."""
+        pending, self._pending = self._pending, []
+        try:
+            fsync_all([fd for fd, _, _ in pending])
+        finally:
+            for fd, _, _ in pending:
+                os.close(fd)
+        directories = []
+        for _, temp, target in pending:
+            directories += self.store.install(temp, target, durable=False)
+        fsync_dirs(directories)
+        self.wrote_any = self.wrote_any or bool(pending)
 
     def finish(self, expected: Digest | None = None) -> tuple[Digest, list[tuple[Digest, int]]]:
-        """Close the last segment; return the file's digest and its chunks.
+        """Close the last segment, make every new blob durable; return the file's digest and its chunks.
 
         With ``expected`` (only for a single blob) a mismatch keeps nothing.
         """
         if self.size or not self.chunks:
             self._close_segment(expected if not self.cuts else None)
+        self._background.submit(self._install_pending)
         self._background.drain()
         digest = digest_from_hex(self.whole.hexdigest()) if self.whole is not None else self.chunks[0][0]
         return digest, self.chunks
@@ -281,9 +341,10 @@ class SegmentWriter:
     def discard(self) -> None:
         """Stop the writer thread and remove what is left (after an error, too)."""
         self._background.stop()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        for fd in [self.fd, *(fd for fd, _, _ in self._pending)]:
+            if fd is not None:
+                os.close(fd)
+        self.fd, self._pending = None, []
         for temp in self._temps:
             temp.unlink(missing_ok=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .maintenance import model_objects
+from .maintenance import file_objects
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -59,24 +59,35 @@ class UsageReport:
 
 
 def disk_usage(registry: Registry) -> UsageReport:
-    """Measure logical and stored bytes, per model and for the whole store."""
+    """Measure logical and stored bytes, per model and for the whole store.
+
+    Manifests come in one batch from the metadata index, and each file's objects
+    are looked up once however many versions share it.
+    """
     store = registry.objects
+    tables = {name: registry.refs.read(name).versions for name in registry.refs.names()}
+    tables = {name: versions for name, versions in tables.items() if versions}
+    manifests = registry.file_sizes(d for versions in tables.values() for d in versions.values())
+    sizes = {digest: size for digest, (size, _) in manifests.items()}
+    needs = {f: file_objects(registry, f) for f in {f for _, files in manifests.values() for f, _ in files}}
+    for objects in needs.values():
+        sizes.update((d, store.stored_size(d)) for d in objects if d not in sizes)
     models, everything = [], set()
-    for name in registry.refs.names():
-        versions = registry.refs.read(name).versions
-        if not versions:
-            continue
-        objects = model_objects(registry, name)
+    for name, versions in tables.items():
+        objects = set(versions.values())
+        logical = 0
+        for digest in versions.values():
+            for file, size in manifests[digest][1]:
+                logical += size
+                objects |= needs[file]
         everything |= objects
-        logical = sum(entry.size for d in versions.values() for entry in registry.manifest(d).files)
-        stored = sum(store.stored_size(d) for d in objects)
-        models.append(ModelUsage(name, len(versions), logical, stored))
+        models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
     unreachable = sum(store.stored_size(d) for d in set(store.iter_digests()) - everything)
     cache = sum(path.stat().st_size for _, path in store.cached_files())
     return UsageReport(
         models=tuple(models),
         logical=sum(m.logical for m in models),
-        stored=sum(store.stored_size(d) for d in everything),
+        stored=sum(sizes[d] for d in everything),
         unreachable=unreachable,
         cache=cache,
     )

@@ -173,15 +173,16 @@ def _tag_list(tags: Any) -> str:
 
 @click.command()
 @click.argument("name")
+@click.option("-n", "--max-count", type=click.IntRange(min=0), help="Show only the newest N entries.")
 @json_option
 @pass_session
-def log(session: Session, name: str, as_json: bool) -> None:
+def log(session: Session, name: str, as_json: bool, max_count: int | None) -> None:
     """Show a model's history, newest first: versions added and removed, tags moved.
 
     Lineage parents of added versions are shown beneath them.
     """
     registry = session.registry
-    entries = registry.log(name)
+    entries = registry.log(name, max_count)
     if as_json:
         echo_json([{**e.to_dict(), "parents": _parents(registry, e.new) if _is_add(e.ref, e.new) else []} for e in entries])
         return

@@ -396,6 +396,10 @@ class NoteSync:
 
     def _remote(self, digest: Digest) -> Note | None:
         """A note object of the source, verified, or None when it lacks it."""
+        data = self._remote_bytes(digest)
+        return Note.decode(data, digest) if data is not None else None
+
+    def _remote_bytes(self, digest: Digest) -> bytes | None:
         if digest not in self._objects:
             from .fallback import object_path
 
@@ -403,8 +407,7 @@ class NoteSync:
             if data is not None and (len(data) > MAX_NOTE_SIZE or sha256_digest(data) != digest):
                 raise RemoteError(f"{self.source.location}: note object {digest} is corrupt")
             self._objects[digest] = data
-        data = self._objects[digest]
-        return Note.decode(data, digest) if data is not None else None
+        return self._objects[digest]
 
     def _local(self, digest: Digest) -> Note | None:
         store = self.destination.objects
@@ -413,7 +416,7 @@ class NoteSync:
     def _store(self, head: Digest) -> None:
         """Copy a note and the history the destination lacks (objects before the table)."""
         for digest in history(self._remote, head):
-            data = self._objects.get(digest)
+            data = self._remote_bytes(digest)
             if data is not None and not self.destination.objects.contains(digest):
                 self.destination.objects.add_bytes(data)
         if not self.destination.objects.contains(head):

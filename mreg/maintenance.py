@@ -179,6 +179,7 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
     to reference is never deleted.
     """
     report = GcReport(dry_run)
+    cache_limit = max_size(registry.config)  # a bad bound stops gc before it deletes anything
     with registry.exclusive():
         reachable = reachable_objects(registry)
         for digest in set(registry.objects.iter_digests()) - reachable:
@@ -186,7 +187,7 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
             report.bytes += registry.objects.stored_size(digest)
             if not dry_run:
                 registry.objects.delete(digest)
-        report.cache = trim(registry.objects, reachable, max_size(registry.config), dry_run=dry_run).bytes
+        report.cache = trim(registry.objects, reachable, cache_limit, dry_run=dry_run).bytes
         temps = registry.objects.temp_files()
         report.temp_files = len(temps)
         if not dry_run:

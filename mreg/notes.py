@@ -24,19 +24,17 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
 from .errors import (
-    ConflictError,
     CorruptObjectError,
     CorruptRefsError,
     InvalidInputError,
     NotFoundError,
     RefChangedError,
-    RemoteError,
     UnknownRefError,
     printable,
 )
 from .fileutil import append_line, write_atomically
 from .names import Digest, is_digest
-from .objects import canonical_encode, sha256_digest, validate_metrics
+from .objects import canonical_encode, validate_metrics
 from .refs import LOG_FILE, LogEntry
 from .registration import current_author, now_utc
 from .tagging import UNSET
@@ -44,9 +42,7 @@ from .tagging import UNSET
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .refs import RefTable
     from .registry import Registry
-    from .remote import Source
     from .views import ModelVersion
 
 NOTE_KIND = "mreg.note"
@@ -221,20 +217,41 @@ def reachable(registry: Registry, name: str) -> set[Digest]:
 # ------------------------------------------------------------------ changing notes
 
 
-def annotate(
-    registry: Registry,
-    ref: str,
-    *,
-    message: str | None = None,
-    metrics: Mapping[str, float] | None = None,
-    deprecated: str | None = None,
-    undeprecate: bool = False,
-    remove: bool = False,
-    expected: Digest | None = UNSET,
-) -> NoteChange:
+class NoteEdit(NamedTuple):
+    """A change to a note: the fields to set (None: keep), or ``remove`` it whole."""
+
+    message: str | None = None
+    metrics: Mapping[str, float] | None = None
+    deprecated: str | None = None
+    undeprecate: bool = False
+    remove: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        """The fields to change, validated; ``remove`` excludes every other edit."""
+        edits: dict[str, Any] = {}
+        if self.undeprecate and self.deprecated is not None:
+            raise InvalidInputError("a version cannot be deprecated and undeprecated at once")
+        if self.undeprecate:
+            edits["deprecated"] = None
+        if self.message is not None:
+            edits["message"] = _checked_text(self.message, "note message")
+        if self.metrics:
+            edits["metrics"] = validate_metrics(self.metrics)
+        if self.deprecated is not None:
+            if not self.deprecated.strip():
+                raise InvalidInputError("give a reason to deprecate a version, e.g. 'leaks test data'")
+            edits["deprecated"] = _checked_text(self.deprecated, "deprecation reason")
+        if self.remove and edits:
+            raise InvalidInputError("removing a note cannot be combined with changing it")
+        if not self.remove and not edits:
+            raise InvalidInputError("nothing to note: give a message, a metric, a deprecation or --remove")
+        return edits
+
+
+def annotate(registry: Registry, ref: str, edit: NoteEdit, *, expected: Digest | None = UNSET) -> NoteChange:
     """Add to, change or remove the note on a version; see :meth:`mreg.Registry.note`."""
     view = registry.get(ref)
-    edits = _edits(message, metrics, deprecated, undeprecate, remove)
+    edits = edit.fields()
     author, time = current_author(), now_utc()
     with registry.writing(), registry.refs.update(view.name, author=author, message="", time=time) as update:
         if update.table.versions.get(view.version) != view.digest:
@@ -247,7 +264,7 @@ def annotate(
                 "it was changed by someone else"
             )
         old = load(registry, current) if current is not None else None
-        if remove:
+        if edit.remove:
             if current is None:
                 raise NotFoundError(f"{view.name}@{view.version} has no note")
             note, new = None, None
@@ -260,32 +277,8 @@ def annotate(
                 return NoteChange(view.name, view.version, current, current, old)
             new = registry.objects.add_bytes(note.encode()).digest
             table[view.digest] = new
-        _write(registry, view.name, table, [LogEntry(time, author, f"notes/{view.version}", current, new)])
+        write_table(registry, view.name, table, [LogEntry(time, author, f"notes/{view.version}", current, new)])
     return NoteChange(view.name, view.version, current, new, note)
-
-
-def _edits(
-    message: str | None, metrics: Mapping[str, float] | None, deprecated: str | None, undeprecate: bool, remove: bool
-) -> dict[str, Any]:
-    """The fields to change, validated; ``remove`` excludes every other edit."""
-    edits: dict[str, Any] = {}
-    if undeprecate and deprecated is not None:
-        raise InvalidInputError("a version cannot be deprecated and undeprecated at once")
-    if undeprecate:
-        edits["deprecated"] = None
-    if message is not None:
-        edits["message"] = _checked_text(message, "note message")
-    if metrics:
-        edits["metrics"] = validate_metrics(metrics)
-    if deprecated is not None:
-        if not deprecated.strip():
-            raise InvalidInputError("give a reason to deprecate a version, e.g. 'leaks test data'")
-        edits["deprecated"] = _checked_text(deprecated, "deprecation reason")
-    if remove and edits:
-        raise InvalidInputError("removing a note cannot be combined with changing it")
-    if not remove and not edits:
-        raise InvalidInputError("nothing to note: give a message, a metric, a deprecation or --remove")
-    return edits
 
 
 def _checked_text(text: str, what: str) -> str:
@@ -294,7 +287,7 @@ def _checked_text(text: str, what: str) -> str:
     return text
 
 
-def _write(registry: Registry, name: str, table: Mapping[str, str], entries: list[LogEntry]) -> None:
+def write_table(registry: Registry, name: str, table: Mapping[str, str], entries: list[LogEntry]) -> None:
     """Replace ``_notes`` and log the changes (the caller holds the model's lock)."""
     import json
 
@@ -325,102 +318,6 @@ def with_note(registry: Registry, view: ModelVersion) -> ModelVersion:
     """``view`` with the note its version has here (views from fallbacks keep none)."""
     note = note_of(registry, view.name, view.digest)
     return view._replace(note=note) if note is not None else view
-
-
-# ------------------------------------------------------------ push, pull and clone
-
-
-class NoteSync:
-    """The notes a transfer brings along, checked before anything is copied and
-    applied after the refs, under each model's lock (compare-and-swap).
-
-    Where both sides annotate a version differently, the incoming note wins when it
-    descends from ours (its ``previous`` chain reaches ours: only that side changed),
-    ours stays when it descends from theirs, and anything else is a conflict unless
-    forced, as for tags. Removals do not travel, as tag removals do not.
-    """
-
-    def __init__(self, source: Source, destination: Registry, tables: Mapping[str, RefTable], force: bool) -> None:
-        self.source, self.destination, self.force = source, destination, force
-        self._objects: dict[Digest, bytes | None] = {}
-        self.incoming: dict[str, dict[Digest, Digest]] = {}
-        self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
-        for name, table in tables.items():
-            data = source.read(f"models/{name}/{NOTES_FILE}")
-            if data is not None:
-                notes = parse_table(data[: MAX_NOTE_SIZE * 8], f"notes of '{name}' in {source.location}")
-                self.incoming[name] = {t: n for t, n in notes.items() if t in self.versions[name]}
-
-    def conflicts(self) -> list[str]:
-        """Why applying the incoming notes would overwrite a note (empty: it would not)."""
-        found = []
-        for name, notes in self.incoming.items():
-            ours = read_table(self.destination, name)
-            found += [self._conflict(name, t, ours[t], n) for t, n in notes.items() if self._decide(ours.get(t), n) == "conflict"]
-        return found
-
-    def apply(self, message: str) -> list[str]:
-        """Take the incoming notes that win; return ``name@version`` of each note changed."""
-        changed = []
-        author, time = current_author(), now_utc()
-        for name, notes in self.incoming.items():
-            with self.destination.refs.update(name, author=author, message=message, time=time):
-                ours = read_table(self.destination, name)
-                entries = []
-                for target, theirs in sorted(notes.items()):
-                    decision = self._decide(ours.get(target), theirs)
-                    if decision == "conflict":  # the destination changed since we looked
-                        raise ConflictError(self._conflict(name, target, ours[target], theirs))
-                    if decision == "take":
-                        self._store(theirs)
-                        version = self.versions[name][target]
-                        entries.append(LogEntry(time, author, f"notes/{version}", ours.get(target), theirs, message))
-                        changed.append(f"{name}@{version}")
-                        ours[target] = theirs
-                if entries:
-                    _write(self.destination, name, ours, entries)
-        return changed
-
-    def _decide(self, ours: Digest | None, theirs: Digest) -> str:
-        if ours == theirs:
-            return "keep"
-        if ours is None or ours in history(self._remote, theirs) or self.force:
-            return "take"
-        if theirs in history(self._local, ours):
-            return "keep"
-        return "conflict"
-
-    def _conflict(self, name: str, target: Digest, ours: Digest, theirs: Digest) -> str:
-        version = self.versions[name][target]
-        return f"the note on {name}@{version} is {ours[:15]} here but {theirs[:15]} there (use --force to replace it)"
-
-    def _remote(self, digest: Digest) -> Note | None:
-        """A note object of the source, verified, or None when it lacks it."""
-        data = self._remote_bytes(digest)
-        return Note.decode(data, digest) if data is not None else None
-
-    def _remote_bytes(self, digest: Digest) -> bytes | None:
-        if digest not in self._objects:
-            from .fallback import object_path
-
-            data = self.source.read(object_path(digest))
-            if data is not None and (len(data) > MAX_NOTE_SIZE or sha256_digest(data) != digest):
-                raise RemoteError(f"{self.source.location}: note object {digest} is corrupt")
-            self._objects[digest] = data
-        return self._objects[digest]
-
-    def _local(self, digest: Digest) -> Note | None:
-        store = self.destination.objects
-        return Note.decode(store.read_bytes(digest), digest) if store.contains(digest) else None
-
-    def _store(self, head: Digest) -> None:
-        """Copy a note and the history the destination lacks (objects before the table)."""
-        for digest in history(self._remote, head):
-            data = self._remote_bytes(digest)
-            if data is not None and not self.destination.objects.contains(digest):
-                self.destination.objects.add_bytes(data)
-        if not self.destination.objects.contains(head):
-            raise RemoteError(f"{self.source.location} lacks note object {head}, which its notes need")
 
 
 def check(registry: Registry, name: str) -> tuple[set[Digest], list[str]]:

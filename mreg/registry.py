@@ -438,12 +438,9 @@ class Registry:
             RefChangedError: the note was not ``expected``.
             NotFoundError: ``remove`` without a note.
         """
-        from .notes import annotate
+        from .notes import NoteEdit, annotate
 
-        return annotate(
-            self, ref, message=message, metrics=metrics, deprecated=deprecated,
-            undeprecate=undeprecate, remove=remove, expected=expected,
-        )
+        return annotate(self, ref, NoteEdit(message, metrics, deprecated, undeprecate, remove), expected=expected)
 
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.

@@ -21,7 +21,7 @@ from .errors import ConflictError, NotFoundError, RemoteError
 from .fallback import fetch_object
 from .fileutil import Progress, ProgressReport, counting
 from .names import Digest, validate_name
-from .notes import NoteSync
+from .note_sync import NoteSync
 from .refs import LOG_FILE, RefTable, parse_log
 from .registration import current_author
 from .registry import Registry

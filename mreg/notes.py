@@ -314,10 +314,16 @@ def warn_if_deprecated(registry: Registry, ref: str) -> None:
         warnings.warn(message, DeprecatedVersionWarning, stacklevel=3)
 
 
-def with_note(registry: Registry, view: ModelVersion) -> ModelVersion:
-    """``view`` with the note its version has here (views from fallbacks keep none)."""
-    note = note_of(registry, view.name, view.digest)
-    return view._replace(note=note) if note is not None else view
+def annotator(registry: Registry, name: str) -> Callable[[ModelVersion], ModelVersion]:
+    """A function that gives a view of this model the note it has here (the model's
+    notes are read once; views from fallbacks have none)."""
+    table = read_table(registry, name)
+
+    def with_note(view: ModelVersion) -> ModelVersion:
+        digest = table.get(view.digest)
+        return view._replace(note=load(registry, digest)) if digest is not None else view
+
+    return with_note
 
 
 def check(registry: Registry, name: str) -> tuple[set[Digest], list[str]]:

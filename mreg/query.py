@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from .errors import InvalidInputError, printable
 from .names import parse_condition, validate_key
-from .notes import with_note
+from .notes import annotator
 from .objects import Manifest
 from .views import ModelVersion
 
@@ -79,18 +79,20 @@ def candidates(registry: Registry, name: str | None, *, latest_only: bool) -> It
     One model's include its versions only fallbacks have, as ``mreg ls NAME`` lists them.
     """
     if name is not None:
-        table = registry.refs.read(name)
+        table, with_note = registry.refs.read(name), annotator(registry, name)
         entries = registry.versions(name)
-        for entry in entries[:1] if latest_only else entries:
+        if latest_only:
+            entries = [entry for entry in entries if entry.digest == registry.resolve(name)]
+        for entry in entries:
             view = ModelVersion.of(entry.digest, registry.manifest(entry.digest), table)
-            yield with_note(registry, view._replace(source=entry.source, tags=view.tags or entry.tags))
+            yield with_note(view._replace(source=entry.source, tags=view.tags or entry.tags))
         return
     for model in registry.refs.names():
-        table = registry.refs.read(model)
+        table, with_note = registry.refs.read(model), annotator(registry, model)
         versions = [table.latest] if latest_only and table.latest else list(reversed(table.versions))
         for version in versions:
             digest = table.versions[version]
-            yield with_note(registry, ModelVersion.of(digest, registry.manifest(digest), table))
+            yield with_note(ModelVersion.of(digest, registry.manifest(digest), table))
 
 
 def matcher(

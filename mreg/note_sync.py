@@ -15,6 +15,8 @@ from .objects import sha256_digest
 from .refs import LogEntry
 from .registration import current_author, now_utc
 
+MAX_TABLE_SIZE = 64 << 20  # 450,000 notes
+
 if TYPE_CHECKING:
     from .refs import RefTable
     from .registry import Registry
@@ -39,7 +41,9 @@ class NoteSync:
         for name, table in tables.items():
             data = source.read(f"models/{name}/{NOTES_FILE}")
             if data is not None:
-                notes = parse_table(data[: MAX_NOTE_SIZE * 8], f"notes of '{name}' in {source.location}")
+                if len(data) > MAX_TABLE_SIZE:
+                    raise RemoteError(f"{source.location}: the notes of '{name}' are larger than {MAX_TABLE_SIZE} bytes")
+                notes = parse_table(data, f"notes of '{name}' in {source.location}")
                 self.incoming[name] = {t: n for t, n in notes.items() if t in self.versions[name]}
 
     def conflicts(self) -> list[str]:
@@ -47,7 +51,12 @@ class NoteSync:
         found = []
         for name, notes in self.incoming.items():
             ours = read_table(self.destination, name)
-            found += [self._conflict(name, t, ours[t], n) for t, n in notes.items() if self._decide(ours.get(t), n) == "conflict"]
+            for target, theirs in notes.items():
+                decision = self._decide(ours.get(target), theirs)
+                if decision == "conflict":
+                    found.append(self._conflict(name, target, ours[target], theirs))
+                elif decision == "take" and self._remote(theirs) is None:  # read and verified before anything is copied
+                    raise RemoteError(f"{self.source.location} lacks note object {theirs}, which its notes need")
         return found
 
     def apply(self, message: str) -> list[str]:

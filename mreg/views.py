@@ -79,7 +79,8 @@ class ModelVersion(NamedTuple):
         registration metrics and its notes."""
         tags = [tag for tag in self.tags if tag != "latest"]
         notes = self.note.to_dict() if self.note is not None else None
-        return {**VersionEntry(self.name, self.version, self.digest, tuple(tags), self.source).to_dict(), "metrics": dict(self.metrics), "notes": notes}
+        entry = VersionEntry(self.name, self.version, self.digest, tuple(tags), self.source)
+        return {**entry.to_dict(), "metrics": dict(self.metrics), "notes": notes}
 
 
 class VersionEntry(NamedTuple):

@@ -132,3 +132,17 @@ def test_notes_travel_with_push_pull_and_clone(demo: Registry, tmp_path: Path) -
     demo.note("demo@1.1.0", message="new here")
     assert run_cli("pull", str(demo.root.parent), registry=copy).exit_code == 0
     assert copy.get("demo@1.1.0").note.message == "new here"
+
+
+def test_notes_come_over_http_and_a_corrupt_one_is_refused(demo: Registry, tmp_path: Path, serve) -> None:
+    change = demo.note("demo@1.0.0", message="eval")
+    url = serve(demo.root).url
+    copy = Registry.init(tmp_path / "copy")
+    assert copy.pull(url).notes == ["demo@1.0.0"] and copy.get("demo@1.0.0").note.message == "eval"
+    other = Registry.init(tmp_path / "other")
+    blob = demo.objects.object_path(change.new)
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes().replace(b"eval", b"evil"))
+    result = run_cli("pull", url, registry=other)
+    assert result.exit_code == 7 and "note object" in result.stderr and "corrupt" in result.stderr
+    assert other.refs.names() == []  # found before anything was copied

@@ -146,3 +146,13 @@ def test_notes_come_over_http_and_a_corrupt_one_is_refused(demo: Registry, tmp_p
     result = run_cli("pull", url, registry=other)
     assert result.exit_code == 7 and "note object" in result.stderr and "corrupt" in result.stderr
     assert other.refs.names() == []  # found before anything was copied
+
+
+def test_load_model_warns_about_a_deprecated_version(registry: Registry) -> None:
+    torch = pytest.importorskip("torch")
+    from mreg.pytorch import load_model, register
+
+    register(registry, "lin@1.0.0", torch.nn.Linear(2, 2))
+    registry.note("lin@1.0.0", deprecated="superseded by lin@2.0.0")
+    with pytest.warns(DeprecatedVersionWarning, match="lin@1.0.0 is deprecated: superseded by lin@2.0.0"):
+        load_model(registry, "lin@1.0.0", model=torch.nn.Linear(2, 2))

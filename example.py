@@ -14,10 +14,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 
 import torch
 
-from mreg import Registry, VersionConflictError
+from mreg import NotFoundError, Registry, VersionConflictError
 from mreg.pytorch import PretrainedModel, TorchvisionBuilder, diff, fetch_pretrained, load_model, register
 from mreg.usage import disk_usage
 
@@ -76,13 +77,18 @@ def main() -> None:
     log = subprocess.run([sys.executable, "-m", "mreg", "log", "resnet18"], check=True, capture_output=True, text=True)
     print("   $ mreg log resnet18\n" + "\n".join(f"   {line}" for line in log.stdout.splitlines()))
 
-    step("9. What changed between versions, and what it cost to store", "mreg diff resnet18@1.0.0 resnet18@2.0.0; mreg du")
+    step("9. Results after registration, the best version, the past",
+         "mreg note REF --metric KEY=VALUE -m TEXT; mreg ls resnet18 --sort METRIC --limit 1; mreg show NAME@latest@{DATE}")
+    note_evaluation(registry)
+    show_best_and_past(registry)
+
+    step("10. What changed between versions, and what it cost to store", "mreg diff resnet18@1.0.0 resnet18@2.0.0; mreg du")
     show_diff_and_usage(registry)
 
-    step("10. Path resolution with a storage fallback", "mreg config --add fallback.url ..; mreg path REF")
+    step("11. Path resolution with a storage fallback", "mreg config --add fallback.url ..; mreg path REF")
     show_fallback(registry)
 
-    step("11. Verify the store", "mreg fsck")
+    step("12. Verify the store", "mreg fsck")
     report = registry.fsck()
     print(f"   {report.objects} objects, {report.models} models, {report.versions} versions: "
           + ("ok" if report.ok else f"PROBLEMS: {report.problems}"))
@@ -169,6 +175,36 @@ def add_derived(registry: Registry, model: torch.nn.Module, metrics: dict[str, f
         return
     state = "added" if result.created else "already registered, identical: no-op"
     print(f"   {spec:<20} {result.digest[:15]}  {state}; parent resnet18@1.0.0")
+
+
+def note_evaluation(registry: Registry) -> None:
+    """Evaluate resnet18@2.0.0 on new images and note the result: the version itself never changes."""
+    classifier = load_model(registry, f"resnet18@{DERIVED_VERSION}")
+    images, labels = make_images(32, seed=4)
+    with torch.no_grad():
+        accuracy = (classifier(images).argmax(1) == labels).float().mean().item()
+    change = registry.note(
+        f"resnet18@{DERIVED_VERSION}",
+        metrics={"synthetic_test_acc": round(accuracy, 4)},
+        message="evaluated on 32 new synthetic images (seed 4)",
+    )
+    state = "noted" if change.new != change.old else "the note already says so"
+    print(f"   resnet18@{DERIVED_VERSION}: synthetic_test_acc {accuracy:.2f} ({state}; 'mreg log resnet18' keeps each change)")
+    view = registry.get(f"resnet18@{DERIVED_VERSION}")
+    print(f"   registered metrics {dict(view.metrics)}; noted since {dict(view.evaluation)}")
+
+
+def show_best_and_past(registry: Registry) -> None:
+    """The best version by a noted metric, and what latest was before 2.0.0 arrived."""
+    for view in registry.query(name="resnet18", sort="synthetic_test_acc", limit=1):
+        print(f"   best resnet18 by synthetic_test_acc: {view.version} ({view.all_metrics['synthetic_test_acc']:.2f})")
+    added = next(e for e in registry.log("resnet18") if e.ref == f"versions/{DERIVED_VERSION}" and e.new)
+    before = datetime.fromisoformat(added.time) - timedelta(seconds=1)
+    ref = f"resnet18@latest@{{{before.strftime('%Y-%m-%dT%H:%M:%SZ')}}}"
+    try:
+        print(f"   {ref} -> {registry.get(ref).version} (latest just before {DERIVED_VERSION} was added)")
+    except NotFoundError:
+        print(f"   {ref}: resnet18 had no version yet")
 
 
 def show_diff_and_usage(registry: Registry) -> None:

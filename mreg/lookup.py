@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import AmbiguousRefError, MregError, ObjectNotFoundError, UnknownModelError, UnknownRefError
-from .names import Digest, Ref, parse_digest_prefix
+from .names import LATEST, Digest, Ref, parse_digest_prefix
 from .object_store import ObjectStore
 from .objects import MAX_MANIFEST_SIZE, looks_like_manifest
-from .refs import RefTable
+from .refs import LogEntry, RefTable
 from .versions import parse_version
 from .views import ModelSummary, VersionEntry
 
@@ -40,6 +40,38 @@ def resolve_in_table(ref: Ref, table: RefTable) -> Digest:
     if digest is None:
         raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
     return digest
+
+
+def resolve_at(ref: Ref, log: list[LogEntry]) -> Digest:
+    """The digest a tag or ``latest`` named at the time ``ref.at``, replaying the
+    model's log (oldest first) as git replays a reflog for ``ref@{date}``.
+
+    Raises:
+        UnknownRefError: the tag (or the model) did not exist then.
+    """
+    assert ref.at is not None
+    what = LATEST if ref.is_latest else f"tags/{ref.tag}"
+    label = "a latest version" if ref.is_latest else f"tag '{ref.tag}'"
+    version, first = _value_at(log, what, ref.at)
+    if version is None:
+        since = f" (it was first set at {first})" if first else ""
+        raise UnknownRefError(str(ref), f"'{ref.name}' had no {label} at {ref.at}{since}")
+    digest, _ = _value_at(log, f"versions/{version}", ref.at)
+    if digest is None:
+        raise UnknownRefError(str(ref), f"the log of '{ref.name}' does not say what {version} was at {ref.at}")
+    return Digest(digest)
+
+
+def _value_at(log: list[LogEntry], ref: str, at: str) -> tuple[str | None, str | None]:
+    """What ``ref`` pointed at, at time ``at`` (None: nothing), and when it was first set."""
+    value, first = None, None
+    for entry in log:
+        if entry.ref != ref:
+            continue
+        first = first or entry.time
+        if entry.time <= at:  # the log's fixed-width UTC times order as text
+            value = entry.new
+    return value, first
 
 
 def is_manifest(store: ObjectStore, digest: Digest) -> bool:
@@ -128,7 +160,8 @@ def _summary(registry: Registry, name: str, table: RefTable, source: str | None)
     assert table.latest is not None
     digest = table.versions[table.latest]
     try:
-        family = registry.manifest(digest).family
+        manifest = registry.manifest(digest)
+        family, metrics = manifest.family, dict(manifest.metrics)
     except MregError:  # a missing or broken manifest is for fsck to report
-        family = None
-    return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source)
+        family, metrics = None, {}
+    return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source, metrics)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import notes
+from .cache import max_size, trim
 from .errors import CorruptRefsError, MregError
 from .fileutil import FileLock
 from .names import Digest, is_digest
@@ -48,6 +50,7 @@ class GcReport:
     objects: list[Digest] = field(default_factory=list)
     bytes: int = 0
     temp_files: int = 0
+    cache: int = 0  # bytes of cached copies dropped (see mreg.cache)
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +58,7 @@ class GcReport:
             "objects": len(self.objects),
             "bytes": self.bytes,
             "temp_files": self.temp_files,
+            "cache": self.cache,
         }
 
 
@@ -131,7 +135,9 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
                 report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
             elif entry.digest not in corrupt:
                 reachable |= file_objects(registry, entry.digest)
-    return reachable
+    noted, problems = notes.check(registry, name)
+    report.problems += problems
+    return reachable | noted
 
 
 def file_objects(registry: Registry, digest: Digest) -> set[Digest]:
@@ -157,8 +163,8 @@ def reachable_objects(registry: Registry) -> set[Digest]:
 
 
 def model_objects(registry: Registry, name: str) -> set[Digest]:
-    """Every object the versions of one model lead to: manifests, files, chunks."""
-    found: set[Digest] = set()
+    """Every object the versions of one model lead to: manifests, files, chunks, notes."""
+    found: set[Digest] = notes.reachable(registry, name)
     for digest in registry.refs.read(name).versions.values():
         found.add(digest)
         for entry in registry.manifest(digest).files:
@@ -174,6 +180,7 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
     to reference is never deleted.
     """
     report = GcReport(dry_run)
+    cache_limit = max_size(registry.config)  # a bad bound stops gc before it deletes anything
     with registry.exclusive():
         reachable = reachable_objects(registry)
         for digest in set(registry.objects.iter_digests()) - reachable:
@@ -181,11 +188,7 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
             report.bytes += registry.objects.stored_size(digest)
             if not dry_run:
                 registry.objects.delete(digest)
-        for digest, path in registry.objects.cached_files():
-            if digest not in reachable:
-                report.bytes += path.stat().st_size
-                if not dry_run:
-                    path.unlink(missing_ok=True)
+        report.cache = trim(registry.objects, reachable, cache_limit, dry_run=dry_run).bytes
         temps = registry.objects.temp_files()
         report.temp_files = len(temps)
         if not dry_run:

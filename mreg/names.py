@@ -32,6 +32,8 @@ _TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*", re.ASCII)
 _VERSION_LIKE_TAG = re.compile(r"[vV][0-9]+(?:[.\-+].*)?", re.ASCII | re.DOTALL)
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]*", re.ASCII)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as the model's log records times
 _CONDITION = re.compile(r"(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<value>\S+)", re.ASCII)
 
 
@@ -134,12 +136,14 @@ def parse_digest_prefix(text: str) -> str:
 
 
 class Ref(NamedTuple):
-    """A parsed reference: ``NAME``, ``NAME@VERSION``, ``NAME@TAG``, ``NAME@latest`` or a digest."""
+    """A parsed reference: ``NAME``, ``NAME@VERSION``, ``NAME@TAG``, ``NAME@latest`` or a
+    digest; a tag or ``latest`` may add ``@{DATE}``: what it pointed at then."""
 
     name: str = ""
     version: str | None = None
     tag: str | None = None
     digest_prefix: str | None = None  # hex digits after "sha256:"
+    at: str | None = None  # a UTC time as the log writes it, YYYY-MM-DDTHH:MM:SSZ
 
     @property
     def is_latest(self) -> bool:
@@ -157,6 +161,17 @@ def parse_ref(text: str) -> Ref:
         InvalidRefError: the reference is malformed.
         InvalidNameError: the name or tag part breaks the naming rules.
     """
+    base, brace, when = text.partition("@{")
+    if brace:
+        ref = parse_ref(base)
+        if not ref.name or ref.version is not None or ref.at is not None:
+            raise InvalidRefError(
+                f"invalid reference '{printable(text)}': only a tag or latest has a past "
+                "(NAME@TAG@{DATE} or NAME@latest@{DATE}); versions and digests never change"
+            )
+        if not when.endswith("}"):
+            raise InvalidRefError(f"invalid reference '{printable(text)}': '@{{' without a closing '}}'")
+        return ref._replace(at=parse_time(when[:-1]))
     if text.startswith(DIGEST_PREFIX):
         return Ref(digest_prefix=parse_digest_prefix(text))
     name, sep, selector = text.partition("@")
@@ -189,8 +204,34 @@ def format_ref(ref: Ref) -> str:
     """The text form of a reference; the inverse of :func:`parse_ref`."""
     if ref.digest_prefix is not None:
         return DIGEST_PREFIX + ref.digest_prefix
-    selector = ref.version or ref.tag
-    return f"{ref.name}@{selector}" if selector else ref.name
+    selector = ref.version or ref.tag or (LATEST if ref.at else None)
+    text = f"{ref.name}@{selector}" if selector else ref.name
+    return f"{text}@{{{ref.at}}}" if ref.at else text
+
+
+def parse_time(text: str) -> str:
+    """An ISO 8601 date or date and time, as UTC in the log's format.
+
+    A date alone means the end of that day (UTC), so that everything logged on it
+    counts; a time needs its offset (``Z`` or ``+HH:MM``), as a time without one
+    would depend on where the command runs.
+
+    Raises:
+        InvalidRefError: the text is not such a date or time.
+    """
+    from datetime import datetime, timezone
+
+    hint = "expected an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
+    try:
+        if _DATE.fullmatch(text):
+            moment = datetime.fromisoformat(text).replace(hour=23, minute=59, second=59, tzinfo=timezone.utc)
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRefError(f"invalid date '{printable(text)}': {hint}") from None
+    if moment.tzinfo is None:
+        raise InvalidRefError(f"invalid date '{printable(text)}': give the time zone (Z or +HH:MM); {hint}")
+    return moment.astimezone(timezone.utc).strftime(_TIME_FORMAT)
 
 
 # ----------------------------------------------------------- metrics and key=value input

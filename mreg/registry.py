@@ -34,9 +34,11 @@ from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntr
 if TYPE_CHECKING:
     from .config import Config
     from .diff import TensorComparer, VersionDiff
+    from .export import ExportReport
     from .fallback import Fallbacks
     from .index import FileSizes, MetadataIndex
     from .maintenance import FsckReport, GcReport
+    from .notes import NoteChange
     from .transfer import TransferReport
     from .usage import UsageReport
 
@@ -225,6 +227,8 @@ class Registry:
         parsed = parse_ref(ref)
         if parsed.digest_prefix is not None:
             return lookup.resolve_digest(self, parsed), None
+        if parsed.at is not None:
+            return lookup.resolve_at(parsed, self.refs.log(parsed.name)[0]), None
         table = self.refs.read(parsed.name)
         try:
             return lookup.resolve_in_table(parsed, table), table
@@ -236,9 +240,12 @@ class Registry:
 
     def get(self, ref: str) -> ModelVersion:
         """A read-only view of the version ``ref`` names, with its tags."""
+        from .notes import note_of
+
         digest, table = self._lookup(ref)
         manifest = self.manifest(digest)
-        return ModelVersion.of(digest, manifest, table if table is not None else self.refs.read(manifest.name))
+        table = table if table is not None else self.refs.read(manifest.name)
+        return ModelVersion.of(digest, manifest, table, note_of(self, manifest.name, digest))
 
     def manifest(self, digest: str) -> Manifest:
         """Read and validate a manifest (fetched from a fallback if it is not here)."""
@@ -299,7 +306,8 @@ class Registry:
         return lookup.list_models(self)
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
-        """Versions matching every condition; see :func:`mreg.query.select`."""
+        """Versions matching every condition, optionally ordered by a metric and limited
+        (``sort=``, ``reverse=``, ``limit=``); see :func:`mreg.query.select`."""
         from .query import select
 
         return select(self, **conditions)
@@ -318,14 +326,29 @@ class Registry:
         ``file`` may be omitted when the version has exactly one file. The file is
         read-only and shared: copy it before modifying it. A file only a fallback has
         is fetched and cached here first; a file stored as chunks is assembled (and
-        verified) once into ``.mreg/cache/``.
+        verified) once into ``.mreg/cache/``, which ``gc`` trims to ``cache.maxsize``.
         """
         entry = self.file_entry(ref, file)
         self._ensure_local(entry.digest, size=entry.size, progress=progress)
         if self.objects.is_chunked(entry.digest):
+            from .cache import mark_used
+
             with self.writing():
-                return self.objects.materialize(entry.digest)
+                return mark_used(self.objects.materialize(entry.digest))
         return self.objects.object_path(entry.digest)
+
+    def export(self, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:
+        """Write every file of a version into ``directory``, verified (see :mod:`mreg.export`).
+
+        Whole-file objects are hard-linked (read-only) where possible unless ``link`` is
+        False; files already there with the same bytes are kept.
+
+        Raises:
+            ConflictError: a file exists there with other content (nothing is written).
+        """
+        from .export import export
+
+        return export(self, ref, directory, link=link)
 
     def segments(self, entry: FileEntry) -> list[Segment]:
         """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
@@ -431,6 +454,32 @@ class Registry:
     def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Remove a tag from a model (with ``expected``, only if it points there)."""
         return tagging.untag(self, name, tag, expected=expected)
+
+    def note(
+        self,
+        ref: str,
+        *,
+        message: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        deprecated: str | None = None,
+        undeprecate: bool = False,
+        remove: bool = False,
+        expected: Digest | None = UNSET,
+    ) -> NoteChange:
+        """Add to or change the note on the version ``ref`` names (see :mod:`mreg.notes`).
+
+        ``message`` replaces the note's text, ``metrics`` add to its evaluation metrics,
+        ``deprecated`` gives a reason to stop using the version (``undeprecate`` withdraws
+        it), ``remove`` drops the whole note. With ``expected`` (a note digest, None for
+        no note) the change is a compare-and-swap. The note is ``get(ref).note``.
+
+        Raises:
+            RefChangedError: the note was not ``expected``.
+            NotFoundError: ``remove`` without a note.
+        """
+        from .notes import NoteEdit, annotate
+
+        return annotate(self, ref, NoteEdit(message, metrics, deprecated, undeprecate, remove), expected=expected)
 
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.

@@ -21,6 +21,7 @@ from .errors import ConflictError, NotFoundError, RemoteError
 from .fallback import fetch_object
 from .fileutil import Progress, ProgressReport, counting
 from .names import Digest, validate_name
+from .note_sync import NoteSync
 from .refs import LOG_FILE, RefTable, parse_log
 from .registration import current_author
 from .registry import Registry
@@ -37,6 +38,7 @@ class TransferReport:
     bytes: int = 0
     versions: list[str] = field(default_factory=list)  # name@version, new at the destination
     tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
+    notes: list[str] = field(default_factory=list)  # name@version whose note came over
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -93,13 +95,16 @@ def transfer(
     """Copy models from ``source`` into ``destination``; see the module docstring."""
     report = TransferReport(source.location, str(destination.root))
     tables = {name: _source_table(source, validate_name(name)) for name in (names or source.model_names())}
+    notes = NoteSync(source, destination, tables, force)  # notes travel with their versions
     problems = [p for name, table in tables.items() for p in conflicts(name, table, destination.refs.read(name), force)]
+    problems += notes.conflicts()
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
     with destination.writing():
         _copy_objects(source, destination, tables, report, progress)
         for name, table in tables.items():
             _update_refs(source, destination, name, table, force, message, report)
+        report.notes = notes.apply(message)
     destination.update_server_info()
     return report
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .names import Digest
 from .objects import FileEntry, Lineage, Manifest
 from .refs import RefTable
+
+if TYPE_CHECKING:
+    from .notes import Note
 
 
 class ModelVersion(NamedTuple):
@@ -15,6 +18,8 @@ class ModelVersion(NamedTuple):
     digest: Digest
     manifest: Manifest
     tags: tuple[str, ...] = ()
+    note: Note | None = None  # added after registration (see mreg.notes)
+    source: str | None = None  # the fallback it comes from; None: this registry
 
     @property
     def name(self) -> str:
@@ -30,27 +35,52 @@ class ModelVersion(NamedTuple):
 
     @property
     def metrics(self) -> Mapping[str, float]:
+        """The metrics recorded at registration."""
         return self.manifest.metrics
+
+    @property
+    def evaluation(self) -> Mapping[str, float]:
+        """The metrics noted after registration (``mreg note --metric``)."""
+        return self.note.metrics if self.note is not None else {}
+
+    @property
+    def all_metrics(self) -> dict[str, float]:
+        """Registration metrics, overridden by noted ones of the same name (filters, sorting)."""
+        return {**self.manifest.metrics, **self.evaluation}
+
+    @property
+    def deprecated(self) -> str | None:
+        """Why the version should no longer be used, if a note says so."""
+        return self.note.deprecated if self.note is not None else None
 
     @property
     def lineage(self) -> Lineage:
         return self.manifest.lineage
 
     @classmethod
-    def of(cls, digest: Digest, manifest: Manifest, table: RefTable) -> ModelVersion:
+    def of(cls, digest: Digest, manifest: Manifest, table: RefTable, note: Note | None = None) -> ModelVersion:
         """The view of a manifest, with the tags its model's refs give it."""
         tags: tuple[str, ...] = ()
         if table.versions.get(manifest.version) == digest:
             tags = tuple(table.tags_of(manifest.version))
             if table.latest == manifest.version:
                 tags = ("latest", *tags)
-        return cls(digest, manifest, tags)
+        return cls(digest, manifest, tags, note)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON view of ``mreg show --json``."""
         data = self.manifest.to_dict()
         del data["kind"], data["schema"]
-        return {"digest": self.digest, **data, "tags": list(self.tags)}
+        notes = self.note.to_dict() if self.note is not None else None
+        return {"digest": self.digest, **data, "tags": list(self.tags), "notes": notes}
+
+    def to_entry_dict(self) -> dict[str, Any]:
+        """The JSON view of one line of ``mreg ls NAME``: a :class:`VersionEntry`, its
+        registration metrics and its notes."""
+        tags = [tag for tag in self.tags if tag != "latest"]
+        notes = self.note.to_dict() if self.note is not None else None
+        entry = VersionEntry(self.name, self.version, self.digest, tuple(tags), self.source)
+        return {**entry.to_dict(), "metrics": dict(self.metrics), "notes": notes}
 
 
 class VersionEntry(NamedTuple):
@@ -76,9 +106,10 @@ class ModelSummary(NamedTuple):
     tags: Mapping[str, str]
     family: str | None
     source: str | None = None  # the fallback it comes from; None: this registry
+    metrics: Mapping[str, float] = {}  # the latest version's, recorded at registration
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self._asdict(), "tags": dict(self.tags)}
+        return {**self._asdict(), "tags": dict(self.tags), "metrics": dict(self.metrics)}
 
 
 class AddResult(NamedTuple):

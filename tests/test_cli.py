@@ -104,7 +104,8 @@ def test_ls_filters(demo: Registry) -> None:
     found = json.loads(run_cli("ls", "demo", "--metric", "acc>=0.9", "--json").stdout)
     assert [v["version"] for v in found] == ["1.9.0"]
     assert json.loads(run_cli("ls", "--family", "resnet", "--json").stdout) == []  # latest is 1.10.0
-    assert "demo@1.9.0" in run_cli("ls", "demo", "--family", "resnet").stdout
+    assert run_cli("ls", "demo", "--family", "resnet").stdout.splitlines()[1].split()[:2] == ["1.9.0", demo.resolve("demo@1.9.0")[:15]]
+    assert run_cli("ls", "--sort", "acc").stdout.splitlines()[1].startswith("demo@1.10.0 ")  # across models: latest versions
 
 
 def test_log_shows_history_and_parents(demo: Registry) -> None:
@@ -179,7 +180,7 @@ def test_fsck_and_gc_output(demo: Registry) -> None:
     assert json.loads(run_cli("gc", "--dry-run", "--json").stdout)["objects"] == 2
     collected = json.loads(run_cli("gc", "--json").stdout)
     assert (collected["objects"], collected["dry_run"], collected["temp_files"]) == (2, False, 0)
-    assert run_cli("gc").stdout == "removed 0 unreachable object(s) (0 B) and 0 temporary file(s)\n"
+    assert run_cli("gc").stdout == "removed 0 unreachable object(s) (0 B), 0 B of cached copies and 0 temporary file(s)\n"
     # lineage does not keep a parent alive; show and log still name it by digest
     assert f"  parent:     {parent}" in run_cli("show", "demo@1.9.0").stdout.splitlines()
     assert f"    parent: {parent}" in run_cli("log", "demo").stdout.splitlines()

@@ -117,6 +117,8 @@ def test_invalid_tags(tag: str, message: str) -> None:
         ("a/b@canary", Ref(name="a/b", tag="canary")),
         ("sha256:" + HEX64, Ref(digest_prefix=HEX64)),
         ("sha256:abcdef12", Ref(digest_prefix="abcdef12")),
+        ("demo@prod@{2026-11-01T12:00:00Z}", Ref(name="demo", tag="prod", at="2026-11-01T12:00:00Z")),
+        ("a/b@latest@{2026-11-01T23:59:59Z}", Ref(name="a/b", at="2026-11-01T23:59:59Z")),
     ],
 )
 def test_parse_and_format_round_trip(text: str, ref: Ref) -> None:
@@ -148,6 +150,11 @@ def test_latest_forms() -> None:
         ("sha256:abc1234", InvalidRefError),
         ("sha256:zzzzzzzz", InvalidRefError),
         ("sha256:" + HEX64 + "0", InvalidRefError),
+        ("demo@prod@{}", InvalidRefError),
+        ("demo@prod@{2026-11-01}x", InvalidRefError),
+        ("demo@1.0.0@{2026-11-01}", InvalidRefError),
+        ("demo@prod@{2026-11-01T12:00:00}", InvalidRefError),  # no time zone
+        ("demo@v1@{2026-11-01}", InvalidNameError),
     ],
 )
 def test_parse_ref_refuses(text: str, error: type[Exception]) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mreg import Registry
 from mreg.errors import InvalidInputError, InvalidNameError
-from mreg.query import matcher
+from mreg.names import Digest
+from mreg.notes import Note
 from mreg.objects import FileEntry, Framework, Manifest
+from mreg.query import matcher
+from mreg.views import ModelVersion
+from conftest import run_cli
 
 
 @pytest.fixture
@@ -46,16 +52,62 @@ def test_query(registry: Registry, add) -> None:
         found(metrics=["acc>>0.5"])
 
 
-def test_matcher_on_manifests() -> None:
+def test_matcher_on_versions() -> None:
     manifest = Manifest(
         "demo", "1.0.0", (FileEntry("w", "sha256:" + "0" * 64, 0),),
         framework=Framework("pytorch", "2.13.0+cpu"), metrics={"acc": 0.9}, properties={"flag": True, "n": 3},
     )
-    assert matcher(framework="pytorch>=2.13,<2.14")(manifest)  # local version labels are ignored
-    assert not matcher(framework="pytorch<2")(manifest)
-    assert not matcher(framework="torch")(manifest)
-    assert matcher(properties={"flag": "true", "n": 3})(manifest)
-    assert not matcher(properties={"missing": "x"})(manifest)
-    assert matcher(metrics=[("acc", "==", 0.9)])(manifest)
-    assert not matcher(metrics=["loss<1"])(manifest)  # a version without the metric does not match
-    assert not matcher(framework="pytorch")(Manifest("demo", "1.0.0", ()))
+    view = ModelVersion(Digest("sha256:" + "1" * 64), manifest)
+    assert matcher(framework="pytorch>=2.13,<2.14")(view)  # local version labels are ignored
+    assert not matcher(framework="pytorch<2")(view)
+    assert not matcher(framework="torch")(view)
+    assert matcher(properties={"flag": "true", "n": 3})(view)
+    assert not matcher(properties={"missing": "x"})(view)
+    assert matcher(metrics=[("acc", "==", 0.9)])(view)
+    assert not matcher(metrics=["loss<1"])(view)  # a version without the metric does not match
+    assert not matcher(framework="pytorch")(ModelVersion(view.digest, Manifest("demo", "1.0.0", ())))
+    noted = view._replace(note=Note(view.digest, metrics={"loss": 0.5, "acc": 0.5}))
+    assert matcher(metrics=["loss<1", "acc<0.6"])(noted)  # a noted metric counts, and wins
+
+
+def test_sort_reverse_and_limit(registry: Registry, make_file) -> None:
+    for version, metrics in (("1.0.0", {"acc": 0.7, "loss": 0.9}), ("1.1.0", {"acc": 0.9, "loss": 0.4}), ("1.2.0", {"loss": 0.2}), ("2.0.0", {"acc": 0.8})):
+        registry.add(f"m@{version}", [make_file(version, version)], metrics=metrics)
+
+    def versions(**options) -> list[str]:
+        return [v.version for v in registry.query(name="m", **options)]
+
+    assert versions(sort="acc") == ["1.1.0", "2.0.0", "1.0.0", "1.2.0"]  # without the metric: last
+    assert versions(sort="acc", reverse=True) == ["1.0.0", "2.0.0", "1.1.0", "1.2.0"]
+    assert versions(sort="loss", reverse=True, limit=1) == ["1.2.0"]
+    assert versions(sort="acc", limit=0) == [] and versions(limit=2) == ["2.0.0", "1.2.0"]
+    assert versions(sort="acc", metrics=["acc>=0.75"]) == ["1.1.0", "2.0.0"]
+    registry.note("m@1.0.0", metrics={"acc": 0.95})  # an evaluation after the fact changes the best
+    assert versions(sort="acc", limit=1) == ["1.0.0"]
+    assert [v.name for v in registry.query(sort="acc", latest_only=True)] == ["m"]
+    with pytest.raises(InvalidInputError):
+        versions(limit=-1)
+    with pytest.raises(InvalidInputError):
+        versions(reverse=True)
+    with pytest.raises(InvalidNameError):
+        versions(sort="bad metric")
+
+
+def test_ls_sort_and_metric_columns(registry: Registry, make_file) -> None:
+    registry.add("m@1.0.0", [make_file("a", "a")], metrics={"acc": 0.7, "loss": 0.5})
+    registry.add("m@1.1.0", [make_file("b", "b")], metrics={"acc": 0.9})
+    registry.note("m@1.0.0", metrics={"f1": 0.6})
+    lines = run_cli("ls", "m", registry=registry).stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "DIGEST", "TAGS", "acc", "f1", "loss"]
+    assert lines[1].split()[0] == "1.1.0" and lines[1].split()[2:] == ["0.9", "-", "-"]
+    assert lines[2].split()[2:] == ["0.7", "0.6*", "0.5"] and lines[-1].startswith("* noted")
+    best = run_cli("ls", "m", "--sort", "loss", "--reverse", "--limit", "1", registry=registry).stdout.splitlines()
+    assert [line.split()[0] for line in best[1:] if not line.startswith("*")] == ["1.0.0"]
+    document = json.loads(run_cli("ls", "m", "--json", registry=registry).stdout)
+    assert document[0]["metrics"] == {"acc": 0.9} and document[0]["notes"] is None
+    assert document[1]["notes"]["metrics"] == {"f1": 0.6}
+    assert json.loads(run_cli("ls", "--json", registry=registry).stdout)[0]["metrics"] == {"acc": 0.9}
+    assert json.loads(run_cli("ls", "--sort", "acc", "--json", registry=registry).stdout)[0]["version"] == "1.1.0"
+    for bad, code in ((["--limit", "-1"], 2), (["--reverse"], 2), (["--sort", "a b"], 2)):
+        result = run_cli("ls", "m", *bad, registry=registry)
+        assert result.exit_code == code and result.stderr.startswith(("mreg: error:", "Usage:")), bad

@@ -58,6 +58,8 @@ COMMANDS = {
     "show": "porcelain:show",
     "ls": "porcelain:list_models",
     "log": "porcelain:log",
+    "note": "porcelain:note",
+    "export": "plumbing:export",
     "resolve": "plumbing:resolve",
     "path": "plumbing:path",
     "cat-file": "plumbing:cat_file",

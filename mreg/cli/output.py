@@ -88,6 +88,9 @@ def describe_log_entry(entry: LogEntry) -> str:
     elif kind == "tags":
         action = f"tag {name} -> {entry.new}" if entry.new else f"untag {name}"
         action += f"  (was {entry.old})" if entry.old else ""
+    elif kind == "notes":
+        action = f"note {name}  {short(entry.new)}" if entry.new else f"remove note {name}"
+        action += f"  (was {short(entry.old)})" if entry.old else ""
     else:
         action = f"latest -> {entry.new or 'nothing'}" + (f"  (was {entry.old})" if entry.old else "")
     message = f'  "{entry.message}"' if entry.message and kind == "versions" else ""

@@ -1,4 +1,4 @@
-"""Plumbing for scripts: resolve, path, cat-file, hash-object, fsck, gc."""
+"""Plumbing for scripts: resolve, path, export, cat-file, hash-object, fsck, gc."""
 
 from __future__ import annotations
 
@@ -30,6 +30,29 @@ def path(session: Session, ref: str, file: str | None) -> None:
     with ProgressBar("fetching") as progress:
         found = session.registry.path(ref, file, progress=progress)
     click.echo(str(found))
+    echo_warnings(session.registry)
+
+
+@click.command()
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--copy", is_flag=True, help="Write writable copies instead of read-only hard links.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_session
+def export(session: Session, ref: str, directory: str, copy: bool, as_json: bool) -> None:
+    """Write every file of REF's version into DIRECTORY, verified.
+
+    Whole files are hard-linked to the store's read-only objects where the file
+    system allows (they cost no space; editing one in place fails: use --copy for
+    files you mean to change). Files already there with the same bytes are kept;
+    any other existing file stops the export before anything is written.
+    """
+    report = session.registry.export(ref, directory, link=not copy)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        counts = f"{len(report.linked)} linked, {len(report.copied)} copied, {len(report.unchanged)} already there"
+        click.echo(f"exported {report.name}@{report.version} to {report.directory} ({counts})")
     echo_warnings(session.registry)
 
 
@@ -94,13 +117,18 @@ def fsck(session: Session, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
 def gc(session: Session, dry_run: bool, as_json: bool) -> None:
-    """Delete objects no ref leads to, and temporary files left by interrupted writes."""
+    """Delete objects no ref leads to, and temporary files left by interrupted writes.
+
+    Also trims .mreg/cache/ (files assembled by 'mreg path'): copies nothing refers
+    to go, then the least recently used until it fits in cache.maxsize (default 1G;
+    set it with 'mreg config cache.maxsize 512M').
+    """
     report = session.registry.gc(dry_run=dry_run)
     if as_json:
         echo_json(report.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
     click.echo(
-        f"{verb} {len(report.objects)} unreachable object(s) ({human_size(report.bytes)}) "
-        f"and {report.temp_files} temporary file(s)"
+        f"{verb} {len(report.objects)} unreachable object(s) ({human_size(report.bytes)}), "
+        f"{human_size(report.cache)} of cached copies and {report.temp_files} temporary file(s)"
     )

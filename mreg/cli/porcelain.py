@@ -6,9 +6,10 @@ from typing import Any
 
 import click
 
-from ..errors import MregError
+from ..errors import MregError, NotFoundError
 from ..names import parse_assignment, parse_number
 from ..registry import Registry
+from ..views import ModelVersion
 from .app import Session, init_path, pass_session
 from .output import (
     ProgressBar,
@@ -113,51 +114,127 @@ def show(session: Session, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(view.to_dict())
     else:
-        click.echo("\n".join(describe_version(view, parents=[registry.label(p) for p in view.lineage.parents])))
+        lines = describe_version(view, parents=[registry.label(p) for p in view.lineage.parents])
+        if view.deprecated:
+            lines.insert(1, f"DEPRECATED:   {view.deprecated}")
+        click.echo("\n".join(lines + _describe_note(view)))
     echo_warnings(registry)
+
+
+def _describe_note(view: ModelVersion) -> list[str]:
+    """The note section of ``mreg show`` (evaluation metrics apart from registered ones)."""
+    note = view.note
+    if note is None:
+        return []
+    lines = [f"notes:        by {note.author} at {note.time}"]
+    if note.metrics:
+        lines.append(f"  evaluation: {format_metrics(note.metrics)}")
+    if note.deprecated:
+        lines.append(f"  deprecated: {note.deprecated}")
+    lines += [f"  {line}" for line in note.message.splitlines()]
+    return lines
+
+
+@click.command()
+@click.argument("ref")
+@click.option("-m", "--message", help="The note's text (replaces the text noted before).")
+@click.option("--metric", "metrics", multiple=True, metavar="KEY=NUMBER", help="An evaluation metric (repeatable; adds to the noted ones).")
+@click.option("--deprecate", metavar="REASON", help="Mark the version deprecated: show, ls and load_model report it.")
+@click.option("--undeprecate", is_flag=True, help="Withdraw a deprecation.")
+@click.option("--remove", is_flag=True, help="Remove the whole note.")
+@pass_session
+def note(session: Session, ref: str, message: str | None, metrics: tuple[str, ...], deprecate: str | None, undeprecate: bool, remove: bool) -> None:
+    """Add to or change the note on REF's version, as git notes do; without options, show it.
+
+    Versions never change; notes hold what is learnt later (evaluation results,
+    review comments, deprecations). Each change is kept in 'mreg log NAME', and
+    notes travel with push, pull and clone.
+    """
+    registry = session.registry
+    if message is None and not (metrics or deprecate or undeprecate or remove):
+        view = registry.get(ref)
+        if view.note is None:
+            raise NotFoundError(f"{view.name}@{view.version} has no note")
+        click.echo("\n".join(_describe_note(view)))
+        return
+    values = {}
+    for text in metrics:
+        key, value = parse_assignment(text, "metric")
+        values[key] = parse_number(value, f"metric '{key}'")
+    change = registry.note(ref, message=message, metrics=values, deprecated=deprecate, undeprecate=undeprecate, remove=remove)
+    where = f"{change.name}@{change.version}"
+    if change.new is None:
+        click.echo(f"removed the note on {where} (was {short(change.old)})")
+    elif change.new == change.old:
+        click.echo(f"the note on {where} already says that")
+    else:
+        click.echo(f"noted {where}: {change.new}")
 
 
 @click.command(name="ls")
 @click.argument("name", required=False)
 @click.option("--family", help="Only this model family.")
 @click.option("--framework", help="Only this framework, e.g. 'pytorch' or 'pytorch>=2.4'.")
-@click.option("--metric", "metrics", multiple=True, metavar="COND", help="A threshold such as 'acc>=0.9' (repeatable).")
+@click.option("--metric", "metrics", multiple=True, metavar="COND", help="A threshold such as 'acc>=0.9' (repeatable; noted metrics count).")
 @click.option("--meta", "properties", multiple=True, metavar="KEY=VALUE", help="Free metadata to match (repeatable).")
+@click.option("--sort", metavar="METRIC", help="Order by this metric, highest first (versions without it last).")
+@click.option("--reverse", is_flag=True, help="With --sort: lowest first (e.g. a loss).")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="Show at most N lines.")
 @json_option
 @pass_session
 def list_models(session: Session, name: str | None, as_json: bool, properties: tuple[str, ...], **filters: Any) -> None:
-    """List models with their latest version, or NAME's versions (highest first).
+    """List models with their latest version, or NAME's versions (highest first) with their metrics.
 
     With filters, only what matches: for models, their latest version must match.
+    Metrics noted after registration ('mreg note --metric') are shown with a '*',
+    count for filters and --sort, and win over a registered value of the same name.
+    For the best version by a metric: mreg ls NAME --sort acc --limit 1.
     """
     registry = session.registry
-    _list(registry, name, as_json, dict(parse_assignment(text, "metadata") for text in properties), filters)
+    meta = dict(parse_assignment(text, "metadata") for text in properties)
+    if name is None and not (any(filters.values()) or meta):
+        _list_models(registry, as_json)
+    else:
+        views = registry.query(name=name, latest_only=name is None, properties=meta, **filters)
+        _list_versions(views, as_json, named=name is not None)
     echo_warnings(registry)
 
 
-def _list(registry: Registry, name: str | None, as_json: bool, meta: dict[str, str], filters: dict[str, Any]) -> None:
-    if any(filters.values()) or meta:
-        views = registry.query(name=name, latest_only=name is None, properties=meta, **filters)
-        if as_json:
-            echo_json([v.to_dict() for v in views])
-        else:
-            rows = [(f"{v.name}@{v.version}", short(v.digest), format_metrics(v.metrics)) for v in views]
-            echo_table(rows, ("VERSION", "DIGEST", "METRICS"))
-        return
-    if name is None:
-        models = registry.models()
-        if as_json:
-            echo_json([m.to_dict() for m in models])
-        else:
-            rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags), m.source) for m in models]
-            echo_table(*_with_sources(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS")))
-        return
-    entries = registry.versions(name)
+def _list_models(registry: Registry, as_json: bool) -> None:
+    models = registry.models()
     if as_json:
-        echo_json([e.to_dict() for e in entries])
+        echo_json([m.to_dict() for m in models])
     else:
-        rows = [(e.version, short(e.digest), ", ".join(e.tags), e.source) for e in entries]
-        echo_table(*_with_sources(rows, ("VERSION", "DIGEST", "TAGS")))
+        rows = [(m.name, m.latest, str(m.versions), m.family or "-", _tag_list(m.tags), m.source) for m in models]
+        echo_table(*_with_sources(rows, ("NAME", "LATEST", "VERSIONS", "FAMILY", "TAGS")))
+
+
+def _list_versions(views: list[ModelVersion], as_json: bool, *, named: bool) -> None:
+    """Versions with a column per metric; a noted metric is marked with '*'."""
+    if as_json:
+        echo_json([v.to_entry_dict() if named else v.to_dict() for v in views])
+        return
+    keys = sorted({key for view in views for key in view.all_metrics})
+    deprecated = any(view.deprecated for view in views)
+    rows = []
+    for view in views:
+        tags = ", ".join(tag for tag in view.tags if tag != "latest")
+        label = view.version if named else f"{view.name}@{view.version}"
+        cells = [label, short(view.digest), tags, *(_metric_cell(view, key) for key in keys)]
+        if deprecated:
+            cells.append(view.deprecated or "")
+        rows.append((*cells, view.source))
+    headers = ("VERSION", "DIGEST", "TAGS", *keys, *(["DEPRECATED"] if deprecated else []))
+    echo_table(*_with_sources(rows, headers))
+    if any(view.evaluation for view in views):
+        click.echo("* noted after registration (mreg note --metric)")
+
+
+def _metric_cell(view: ModelVersion, key: str) -> str:
+    if key in view.evaluation:
+        return f"{view.evaluation[key]:g}*"
+    value = view.metrics.get(key)
+    return "-" if value is None else f"{value:g}"
 
 
 def _with_sources(rows: list[tuple], headers: tuple[str, ...]) -> tuple[list[tuple], tuple[str, ...]]:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ..formats import is_safetensors_name, is_weights_name
+from ..notes import warn_if_deprecated
 from ..objects import Dataset, FileEntry, Framework
 from ..registration import Blob, FileSource
 from ..registry import Registry
@@ -168,6 +169,7 @@ def load_model(
     registration. Nothing recorded in a manifest is ever imported or executed.
     """
     digest = registry.resolve(ref)
+    warn_if_deprecated(registry, digest)  # a note may say the version should no longer be used
     state_dict = load_state_dict(registry, digest, device="cpu")
     if model is not None:
         _load_into(model, state_dict, strict=strict, assign=False)

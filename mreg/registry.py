@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 from . import lookup, tagging
 from .errors import (
     InvalidInputError,
+    InvalidTypeError,
     MregError,
     NotFoundError,
     ObjectNotFoundError,
@@ -67,6 +68,7 @@ class Registry:
     @classmethod
     def init(cls, path: str | os.PathLike = ".") -> Registry:
         """Create an empty registry in ``path/.mreg`` (harmless if it exists)."""
+        _require_path(path)
         root = Path(path) / REGISTRY_DIR
         for sub in ("objects", "models", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,7 @@ class Registry:
         if path is None and os.environ.get("MREG_DIR"):
             path = os.environ["MREG_DIR"]
         if path is not None:
+            _require_path(path)
             root = _registry_root(Path(path))
             if root is None:
                 raise RegistryNotFoundError(f"no mreg registry at '{path}' (run 'mreg init' to create one)")
@@ -195,6 +198,9 @@ class Registry:
                 return
             with self.creating_model():
                 refuse_case_twin(self, name)
+                from .remote import list_model
+
+                list_model(self, name)  # listed before it exists: info/models never lags
                 yield update
                 update.commit()
 
@@ -235,13 +241,29 @@ class Registry:
     def get(self, ref: str) -> ModelVersion:
         """A read-only view of the version ``ref`` names, with its tags."""
         digest, table = self._lookup(ref)
-        manifest = self.manifest(digest)
+        expect = None
+        if table is not None:  # a named reference: the manifest must be that version's
+            expect = (parse_ref(ref).name, next(v for v, d in table.versions.items() if d == digest))
+        manifest = self.manifest(digest, expect=expect)
         return ModelVersion.of(digest, manifest, table if table is not None else self.refs.read(manifest.name))
 
-    def manifest(self, digest: str) -> Manifest:
-        """Read and validate a manifest (fetched from a fallback if it is not here)."""
+    def manifest(self, digest: str, *, expect: tuple[str, str] | None = None) -> Manifest:
+        """Read and validate a manifest (fetched from a fallback if it is not here).
+
+        With ``expect`` (name, version) the manifest must be that version's; one
+        fetched from a fallback is kept only if it passes every check.
+        """
+        from .validation import manifest_check
+
+        check = manifest_check(digest, expect)
+        if not self.objects.contains(digest) and self.fallbacks:
+            with self.writing():
+                if not self.objects.contains(digest):
+                    return self.fallbacks.fetch_manifest(Digest(digest), self.objects, check)
         self._ensure_local(Digest(digest))
-        return Manifest.decode(self.objects.read_bytes(digest), digest)
+        manifest = Manifest.decode(self.objects.read_bytes(digest), digest)
+        check(manifest)
+        return manifest
 
     def label(self, digest: str) -> str:
         """``name@version (sha256:abcd1234)`` for a manifest, or the bare digest if it is gone."""
@@ -261,8 +283,14 @@ class Registry:
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition; see :func:`mreg.query.select`."""
+        import inspect
+
         from .query import select
 
+        try:
+            inspect.signature(select).bind(self, **conditions)
+        except TypeError as exc:
+            raise InvalidTypeError(f"query: {exc}") from None
         return select(self, **conditions)
 
     def log(self, name: str) -> list[LogEntry]:
@@ -290,12 +318,12 @@ class Registry:
 
     def segments(self, entry: FileEntry) -> list[Segment]:
         """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
-        self._ensure_local(entry.digest)
+        self._ensure_local(entry.digest, size=entry.size)
         return self.objects.segments(entry.digest)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""
-        manifest = self.manifest(self.resolve(ref))
+        manifest = self.get(ref).manifest
         if file is None:
             if len(manifest.files) != 1:
                 names = ", ".join(f.path for f in manifest.files)
@@ -318,6 +346,9 @@ class Registry:
 
     def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
         """A file's digest; with ``write`` the file is also stored as an object."""
+        from .validation import regular_file
+
+        regular_file(path)
         if not write:
             return self.objects.hash_file(Path(path))[0]
         with self.writing():
@@ -336,7 +367,11 @@ class Registry:
         """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
         or unset every value (``value`` None)."""
         from .config import update
+        from .validation import text_of
 
+        text_of(key, "a config key")
+        if value is not None:
+            text_of(value, "a config value")
         self._config = update(self.root / CONFIG_FILE, key, value, add=add)
         self._fallbacks = None
 
@@ -361,16 +396,18 @@ class Registry:
         with self.creating_model():
             write_server_info(self)
 
-    def fetch(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
+    def fetch(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
         """Fetch an object from the fallbacks into this store (verified, atomically).
 
+        ``size`` is the file's size from its manifest: no more is read, and the
+        fetched file must have it; without it the object must be manifest-sized.
         ``progress(done, size)`` is told how the transfer goes, when ``size`` is known.
         """
         with self.writing():
             if not self.objects.contains(digest):
-                self.fallbacks.fetch(digest, self.objects, counting(progress, size))
+                self.fallbacks.fetch(digest, self.objects, counting(progress, size or 0), size=size)
 
-    def _ensure_local(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
+    def _ensure_local(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
         if not self.objects.contains(digest):
             if not self.fallbacks:
                 raise ObjectNotFoundError(digest)
@@ -428,11 +465,12 @@ class Registry:
 
     # ----------------------------------------------------------- maintenance
 
-    def fsck(self) -> FsckReport:
-        """Verify every object, manifest and ref; see :func:`mreg.maintenance.fsck`."""
+    def fsck(self, *, repair: bool = False) -> FsckReport:
+        """Verify every object, manifest and ref; ``repair`` rewrites derived state
+        (``info/models``). See :func:`mreg.maintenance.fsck`."""
         from .maintenance import fsck
 
-        return fsck(self)
+        return fsck(self, repair=repair)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete unreachable objects and stale temporary files."""
@@ -442,6 +480,11 @@ class Registry:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _require_path(path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"a registry path must be a str or os.PathLike, not {type(path).__name__}")
 
 
 def _registry_root(path: Path) -> Path | None:

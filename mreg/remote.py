@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import CorruptRefsError, InvalidNameError, RemoteError, printable
+from .errors import CorruptRefsError, InvalidNameError, MregError, RemoteError, printable
 from .fileutil import write_atomically
 from .names import validate_name
 from .refs import LOG_FILE, TABLE_FILE, LogEntry, RefTable, parse_log
@@ -268,8 +268,15 @@ def write_server_info(registry: Registry) -> None:
     (:func:`list_model`), a removed one is dropped after, so a kill in between
     leaves at most a name too many, which readers skip and fsck notes.
     """
-    names = [name for name in registry.refs.names() if registry.refs.read(name).versions]
-    _write_model_list(registry, names)
+    _write_model_list(registry, [name for name in registry.refs.names() if _listed(registry, name)])
+
+
+def _listed(registry: Registry, name: str) -> bool:
+    """Does ``info/models`` list the model? Those with versions, and any unreadable one (fsck's business)."""
+    try:
+        return bool(registry.refs.read(name).versions)
+    except MregError:
+        return True
 
 
 def read_server_info(registry: Registry) -> list[str] | None:

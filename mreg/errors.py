@@ -22,8 +22,9 @@ class ExitCode:
     REMOTE = 7  # a fallback store or remote failed
 
 
-def printable(text: str, limit: int = 60) -> str:
+def printable(text: object, limit: int = 60) -> str:
     """Shorten and escape user text so that it is safe to show in a one-line message."""
+    text = text if isinstance(text, str) else repr(text)
     shown = text if len(text) <= limit else text[: limit - 3] + "..."
     return shown.encode("unicode_escape").decode("ascii")
 
@@ -45,6 +46,10 @@ class InvalidInputError(MregError, ValueError):
     """User input that breaks a rule of the grammar or the metadata schema."""
 
     exit_code = ExitCode.USAGE
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """A Python API argument of the wrong type (a str where a list of names belongs)."""
 
 
 class InvalidNameError(InvalidInputError):

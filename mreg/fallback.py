@@ -14,14 +14,16 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .config import Config
 from .errors import CorruptObjectError, InvalidInputError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
 from .names import Digest, Ref
 from .object_store import ObjectStore
+from .objects import MAX_MANIFEST_SIZE, Manifest, sha256_digest
 from .refs import RefTable
-from .remote import DEFAULT_HTTP_TIMEOUT, Source, open_source, split_locations
+from .remote import DEFAULT_HTTP_TIMEOUT, Source, bounded, open_source, split_locations
+from .validation import MAX_CHUNK_INDEX_SIZE
 from .segments import BackgroundHash, decode_chunk_index
 
 Advance = Callable[[int], None]
@@ -38,26 +40,38 @@ def object_path(digest: str) -> str:
     return f"objects/{digest[7:9]}/{digest[9:]}"
 
 
-def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> int | None:
+def fetch_object(
+    source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None, *, size: int | None = None
+) -> int | None:
     """Copy a stored file (a blob, or an index and its chunks) from ``source``, verified.
 
-    Returns the number of bytes copied (chunks already here are not), or None when
-    ``source`` does not have the object.
+    ``size`` is the file's size when a manifest declares it: no more is read, and
+    the fetched file must have exactly that size. Without it the object must be
+    small (a manifest: at most ``MAX_MANIFEST_SIZE`` bytes). Returns the number of
+    bytes copied (chunks already here are not), or None when ``source`` does not
+    have the object.
 
     Raises:
-        RemoteError: the source failed, or its bytes do not match the digest; then
-            nothing is kept under that digest.
+        RemoteError: the source failed, or sent bytes that do not match the digest,
+            the declared size or a valid chunk index; then nothing is kept under
+            that digest.
     """
+    limit = MAX_MANIFEST_SIZE if size is None else size
+    where = f"{source.location}/{object_path(digest)}"
     streamed = source.stream(object_path(digest))
     if streamed is not None:
-        return _store_blob(source, digest, streamed[0], store, advance)
-    index = source.read(object_path(digest) + ".chunks")
+        blocks, announced = streamed
+        if announced is not None and announced > limit:
+            getattr(blocks, "close", lambda: None)()
+            raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
+        copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance)
+        if size is not None and copied != size:
+            raise RemoteError(f"{where} has {copied} bytes, but its manifest says {size}; refused")
+        return copied
+    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
     if index is None:
         return None
-    try:
-        chunks = decode_chunk_index(index, digest)
-    except CorruptObjectError as exc:
-        raise RemoteError(f"{source.location}: {exc.message}") from None
+    chunks = _checked_index(source, digest, index, limit)
     whole = BackgroundHash()
     try:
         copied = len(index) + _fetch_chunks(source, digest, chunks, store, advance, whole)
@@ -69,21 +83,59 @@ def fetch_object(source: Source, digest: Digest, store: ObjectStore, advance: Ad
     return copied
 
 
+def _checked_index(source: Source, digest: Digest, index: bytes, limit: int) -> list[tuple[Digest, int]]:
+    """A fetched chunk index's chunks: well formed, not empty, adding up to at most ``limit``."""
+    try:
+        chunks = decode_chunk_index(index, digest)
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: {exc.message}") from None
+    total = sum(n for _, n in chunks)
+    if not chunks or total > limit:
+        raise RemoteError(f"{source.location}: the chunk index of {digest} lists {len(chunks)} chunks of {total} bytes, not the {limit} expected; refused")
+    return chunks
+
+
 def _fetch_chunks(
     source: Source, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, advance: Advance | None, whole: BackgroundHash
 ) -> int:
     """Store the chunks missing here, feeding every chunk's bytes to ``whole``; return bytes copied."""
     copied = 0
-    for chunk, _ in chunks:
-        if store.object_path(chunk).is_file():
+    for chunk, size in chunks:
+        path = store.object_path(chunk)
+        if path.is_file():
+            if path.stat().st_size != size:
+                raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
             for block in store.iter_bytes(chunk):
                 whole.update(block)
             continue
         streamed = source.stream(object_path(chunk))
         if streamed is None:
             raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
-        copied += _store_blob(source, chunk, streamed[0], store, advance, also=whole)
+        where = f"{source.location}/{object_path(chunk)}"
+        got = _store_blob(source, chunk, bounded(streamed[0], size, where), store, advance, also=whole)
+        if got != size:
+            raise RemoteError(f"{where} has {got} bytes, but the chunk index of {digest} says {size}; refused")
+        copied += got
     return copied
+
+
+def fetch_manifest(source: Source, digest: Digest, check: Callable[[Manifest], None] | None = None) -> tuple[bytes, Manifest] | None:
+    """A manifest's bytes from ``source``, verified, decoded and checked, before anything is stored.
+
+    Returns None when ``source`` does not have it as a blob.
+    """
+    data = source.read_limited(object_path(digest), MAX_MANIFEST_SIZE)
+    if data is None:
+        return None
+    if sha256_digest(data) != digest:
+        raise RemoteError(f"{source.location}: object {digest} does not match its digest there; not cached")
+    try:
+        manifest = Manifest.decode(data, digest)
+        if check is not None:
+            check(manifest)
+    except MregError as exc:
+        raise RemoteError(f"{source.location}: {exc.message}; not cached") from None
+    return data, manifest
 
 
 def _store_blob(
@@ -154,16 +206,37 @@ class Fallbacks:
             raise RemoteError(f"'{ref}' is not in this registry, and " + "; ".join(failures))
         return None
 
-    def fetch(self, digest: Digest, store: ObjectStore, advance: Advance | None = None) -> None:
-        """Fetch an object into ``store`` from the first fallback that has it."""
+    def fetch(self, digest: Digest, store: ObjectStore, advance: Advance | None = None, *, size: int | None = None) -> None:
+        """Fetch an object into ``store`` from the first fallback that has it (see :func:`fetch_object`)."""
         sources = self.sources()
         failures = list(self.warnings)
         for source in sources:
             try:
-                if fetch_object(source, digest, store, advance) is not None:
+                if fetch_object(source, digest, store, advance, size=size) is not None:
                     return
             except MregError as exc:
                 failures.append(str(exc))
+        self._not_found(digest, sources, failures)
+
+    def fetch_manifest(self, digest: Digest, store: ObjectStore, check: Callable[[Manifest], None] | None = None) -> Manifest:
+        """A manifest from the first fallback that has it, checked, then cached in ``store``.
+
+        A manifest that fails ``check`` (or decoding) is not kept.
+        """
+        sources = self.sources()
+        failures = list(self.warnings)
+        for source in sources:
+            try:
+                found = fetch_manifest(source, digest, check)
+            except MregError as exc:
+                failures.append(str(exc))
+                continue
+            if found is not None:
+                store.add_bytes(found[0])
+                return found[1]
+        self._not_found(digest, sources, failures)
+
+    def _not_found(self, digest: Digest, sources: list[Source], failures: list[str]) -> NoReturn:
         if failures:
             raise RemoteError(f"cannot fetch {digest}: " + "; ".join(failures))
         tried = ", ".join(source.location for source in sources) or "no fallback is configured"

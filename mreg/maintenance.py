@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from . import notes
 from .cache import max_size, trim
-from .errors import CorruptRefsError, MregError
+from .errors import CorruptRefsError, MregError, ObjectNotFoundError
 from .fileutil import FileLock
 from .names import Digest, is_digest
+from .objects import Manifest
 from .refs import LOCK_FILE, TABLE_FILE
 
 if TYPE_CHECKING:
@@ -62,8 +63,12 @@ class GcReport:
         }
 
 
-def fsck(registry: Registry) -> FsckReport:
-    """Verify every object against its digest, every ref's target and every reachable manifest."""
+def fsck(registry: Registry, *, repair: bool = False) -> FsckReport:
+    """Verify every object against its digest, every ref's target and every reachable manifest.
+
+    Also compares ``info/models`` with the refs; ``repair`` rewrites it. A damaged
+    object is reported, never fatal.
+    """
     report = FsckReport()
     corrupt = _check_objects(registry, report)
     reachable = set()
@@ -76,7 +81,56 @@ def fsck(registry: Registry) -> FsckReport:
     temps = registry.objects.temp_files()
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")
+    _check_server_info(registry, report, repair)
     return report
+
+
+def _check_server_info(registry: Registry, report: FsckReport, repair: bool) -> None:
+    """``info/models`` must list every model with versions; a name too many is only noted."""
+    from .remote import INFO_MODELS, read_server_info, write_server_info
+
+    expected = {name for name in registry.refs.names() if _has_versions(registry, name)}
+    listed = read_server_info(registry)
+    missing = sorted(expected - set(listed or ()))
+    extra = sorted(set(listed or ()) - expected)
+    if listed is None and not expected:
+        return
+    if repair and (missing or extra or listed is None):
+        with registry.creating_model():
+            write_server_info(registry)
+        report.notes.append(f"rewrote {INFO_MODELS} from the refs")
+        return
+    if listed is None:
+        report.problems.append(f"{INFO_MODELS} is missing or unreadable; 'mreg fsck --repair' rewrites it")
+    report.problems += [f"{INFO_MODELS} does not list model '{name}'; 'mreg fsck --repair' rewrites it" for name in missing]
+    if extra:
+        report.notes.append(f"{INFO_MODELS} lists {len(extra)} model(s) without versions ({', '.join(extra[:5])}); 'mreg fsck --repair' rewrites it")
+
+
+def _has_versions(registry: Registry, name: str) -> bool:
+    try:
+        return bool(registry.refs.read(name).versions)
+    except MregError:
+        return False  # reported with the model
+
+
+def _verify(registry: Registry, digest: Digest) -> str | None:
+    """An object's problem, or None; a damaged object is a finding, never a crash."""
+    store = registry.objects
+    try:
+        if store.is_chunked(digest):
+            chunks = store.chunks(digest)
+            if not chunks:
+                return "its chunk index is empty"
+            for chunk, size in chunks:
+                actual = store.object_path(chunk).stat().st_size if store.object_path(chunk).is_file() else None
+                if actual is not None and actual != size:
+                    return f"its chunk index gives chunk {chunk} {size} bytes, but it has {actual}"
+        return store.verify(digest)
+    except MregError as exc:
+        return exc.message
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
 
 
 def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
@@ -86,7 +140,7 @@ def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
     # A chunked file is checked chunk by chunk and as a whole in one pass; its
     # chunks need no second pass of their own.
     for digest in store.iter_chunked():
-        problem = store.verify(digest)
+        problem = _verify(registry, digest)
         if problem:
             corrupt.add(digest)
             report.problems.append(f"object {digest} is corrupt: {problem}")
@@ -94,7 +148,7 @@ def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
             verified.update([digest, *(chunk for chunk, _ in store.chunks(digest))])
     for digest in set(store.iter_digests()):
         report.objects += 1
-        problem = None if digest in verified or digest in corrupt else store.verify(digest)
+        problem = None if digest in verified or digest in corrupt else _verify(registry, digest)
         if problem:
             corrupt.add(digest)
             report.problems.append(f"object {digest} is corrupt: {problem}")
@@ -107,7 +161,7 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
     """Check one model's refs, log and manifests; return the objects they reach."""
     try:
         table = registry.refs.read(name)
-    except CorruptRefsError as exc:
+    except (CorruptRefsError, ValueError) as exc:
         report.problems.append(str(exc))
         return set()
     report.models += 1
@@ -123,7 +177,7 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
             report.problems.append(f"{where}: manifest object is missing")
             continue
         try:
-            manifest = registry.manifest(digest)
+            manifest = local_manifest(registry, digest)
         except MregError as exc:
             report.problems.append(f"{where}: {exc}")
             continue
@@ -134,7 +188,14 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
             if not registry.objects.contains(entry.digest):
                 report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
             elif entry.digest not in corrupt:
-                reachable |= file_objects(registry, entry.digest)
+                try:
+                    reachable |= file_objects(registry, entry.digest)
+                    size = registry.objects.size(entry.digest)
+                except (MregError, OSError) as exc:
+                    report.problems.append(f"{where}: file '{entry.path}': {exc}")
+                    continue
+                if size != entry.size:
+                    report.problems.append(f"{where}: file '{entry.path}' has {size} bytes, but the manifest says {entry.size}")
     noted, problems = notes.check(registry, name)
     report.problems += problems
     return reachable | noted
@@ -167,9 +228,21 @@ def model_objects(registry: Registry, name: str) -> set[Digest]:
     found: set[Digest] = notes.reachable(registry, name)
     for digest in registry.refs.read(name).versions.values():
         found.add(digest)
-        for entry in registry.manifest(digest).files:
-            found |= file_objects(registry, entry.digest)
+        for entry in local_manifest(registry, digest).files:
+            if registry.objects.contains(entry.digest):  # a missing file needs nothing here
+                found |= file_objects(registry, entry.digest)
     return found
+
+
+def local_manifest(registry: Registry, digest: Digest) -> Manifest:
+    """A manifest stored here; fsck and gc never fetch (gc holds the store lock alone).
+
+    Raises:
+        ObjectNotFoundError: it is not stored here.
+    """
+    if not registry.objects.contains(digest):
+        raise ObjectNotFoundError(digest, "the manifest is not stored here; 'mreg fsck' for details")
+    return Manifest.decode(registry.objects.read_bytes(digest), digest)
 
 
 def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:

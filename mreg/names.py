@@ -11,7 +11,7 @@ import math
 import re
 from typing import NamedTuple, NewType
 
-from .errors import InvalidNameError, InvalidRefError, printable
+from .errors import InvalidNameError, InvalidRefError, InvalidTypeError, printable
 from .versions import is_version, parse_version
 
 Digest = NewType("Digest", str)
@@ -39,6 +39,7 @@ _CONDITION = re.compile(r"(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<
 
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid model name, else raise InvalidNameError."""
+    _require_text(name, "a model name")
     problem = None
     if not name:
         problem = "it is empty"
@@ -59,6 +60,7 @@ def validate_name(name: str) -> str:
 
 def validate_tag(tag: str) -> str:
     """Return ``tag`` if it is a valid tag name, else raise InvalidNameError."""
+    _require_text(tag, "a tag")
     if tag == LATEST:
         raise InvalidNameError("'latest' is maintained by mreg and cannot be set by hand")
     if is_version(tag) or _VERSION_LIKE_TAG.fullmatch(tag):
@@ -76,6 +78,7 @@ def validate_tag(tag: str) -> str:
 
 def validate_key(key: str, what: str = "key") -> str:
     """Validate a metric name or metadata key (letters, digits, ``_.@/-``)."""
+    _require_text(key, f"a {what}")
     if not _KEY.fullmatch(key) or len(key) > MAX_KEY_LENGTH or ".." in key:
         raise InvalidNameError(
             f"invalid {what} '{printable(key)}': use letters, digits and '_', '.', '@', '/', '-', "
@@ -86,6 +89,7 @@ def validate_key(key: str, what: str = "key") -> str:
 
 def validate_file_path(path: str) -> str:
     """Validate a file path recorded in a manifest: relative, '/'-separated, no '..'."""
+    _require_text(path, "a file path")
     parts = path.split("/")
     bad = (
         not path
@@ -99,6 +103,12 @@ def validate_file_path(path: str) -> str:
             "without empty, '.' or '..' segments, backslashes or control characters"
         )
     return path
+
+
+def _require_text(value: object, what: str) -> None:
+    """API callers can pass anything: a non-string is an input error, not a crash."""
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"{what} must be a string, not {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------- digests
@@ -123,6 +133,7 @@ def digest_from_hex(hexdigest: str) -> Digest:
 
 def parse_digest_prefix(text: str) -> str:
     """Return the hex part of ``sha256:HEX`` where HEX has 8 to 64 hex digits."""
+    _require_text(text, "a digest")
     hexpart = text[len(DIGEST_PREFIX) :].lower() if text.startswith(DIGEST_PREFIX) else ""
     if not (MIN_DIGEST_PREFIX <= len(hexpart) <= 64 and _HEX.fullmatch(hexpart)):
         raise InvalidRefError(
@@ -161,6 +172,7 @@ def parse_ref(text: str) -> Ref:
         InvalidRefError: the reference is malformed.
         InvalidNameError: the name or tag part breaks the naming rules.
     """
+    _require_text(text, "a reference")
     base, brace, when = text.partition("@{")
     if brace:
         ref = parse_ref(base)
@@ -187,6 +199,7 @@ def parse_ref(text: str) -> Ref:
 
 def parse_name_version(text: str) -> tuple[str, str | None]:
     """Parse ``NAME`` or ``NAME@VERSION`` (as ``mreg add`` takes them)."""
+    _require_text(text, "NAME@VERSION")
     name, sep, version = text.partition("@")
     validate_name(name)
     if not sep:

@@ -22,6 +22,8 @@ from .versions import is_version
 MANIFEST_KIND = "mreg.manifest"
 SCHEMA_VERSION = 1
 MAX_MANIFEST_SIZE = 16 << 20
+MAX_INT = (1 << 63) - 1  # msgpack stores integers in 64 bits
+MIN_INT = -(1 << 63)
 
 JSONValue = Any  # None, bool, int, float, str, and lists/maps of them
 
@@ -213,10 +215,17 @@ def validate_metrics(metrics: Any) -> dict[str, float]:
     result = {}
     for key, value in metrics.items():
         validate_key(key, "metric name")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise InvalidInputError(f"metric '{key}' must be a finite number, not {printable(repr(value))}")
         result[key] = float(value)
     return result
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too big for a float
+        return False
 
 
 def validate_properties(properties: Any) -> dict[str, JSONValue]:
@@ -231,7 +240,7 @@ def validate_input_shape(shape: Any) -> tuple[int, ...]:
     if not isinstance(shape, (list, tuple)) or not shape:
         raise InvalidInputError("input shape must be a non-empty list of dimensions")
     for dim in shape:
-        if isinstance(dim, bool) or not isinstance(dim, int) or not (dim > 0 or dim == -1):
+        if isinstance(dim, bool) or not isinstance(dim, int) or not (0 < dim <= MAX_INT or dim == -1):
             raise InvalidInputError(f"invalid input dimension {printable(repr(dim))}: use positive integers or -1")
     return tuple(shape)
 
@@ -239,6 +248,8 @@ def validate_input_shape(shape: Any) -> tuple[int, ...]:
 def _json_value(value: Any, key: str, depth: int = 0) -> JSONValue:
     if depth > 16:
         raise InvalidInputError(f"metadata '{key}' is nested too deeply")
+    if isinstance(value, int) and not isinstance(value, bool) and not MIN_INT <= value <= MAX_INT:
+        raise InvalidInputError(f"metadata '{key}' holds an integer outside the 64-bit range")
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):

@@ -24,6 +24,7 @@ never collide with a nested model's directory:
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -219,12 +220,18 @@ class RefUpdate:
         diff = changes(self.original, self.table)
         if not diff:
             return
-        write_atomically(
-            self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp")
-        )
-        for ref, old, new in diff:
-            entry = self._entry._replace(ref=ref, old=old, new=new)
-            append_line(self.directory / LOG_FILE, json.dumps(entry.to_dict(), sort_keys=True))
+        # Log first, in one write, then rename the table (git's order): a failure (a
+        # full disk) leaves table and log as they were; a kill in between leaves a
+        # line for a change that did not happen, never a change without its line.
+        entries = [self._entry._replace(ref=ref, old=old, new=new) for ref, old, new in diff]
+        log = self.directory / LOG_FILE
+        size = _file_size(log)
+        try:
+            append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
+            write_atomically(self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp"))
+        except BaseException:
+            _truncate(log, size)
+            raise
         self.original = self.table
 
     def _merge_log(self) -> None:
@@ -245,6 +252,21 @@ class RefUpdate:
         lines = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in merged)
         write_atomically(path, lines.encode("utf-8"), temp=self.directory / (LOG_FILE + ".tmp"))
         self._imported = []
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Put a log back to ``size`` bytes after a failed change (best effort: the disk may be gone)."""
+    try:
+        os.truncate(path, size)
+    except OSError:
+        pass
 
 
 class RefStore:
@@ -333,8 +355,9 @@ def _log_entry(line: str) -> LogEntry | None:
     """One ``_log`` line, or None if it cannot be read."""
     import json
 
+    from .validation import log_entry
+
     try:
-        raw = json.loads(line)
-        return LogEntry(*(raw[k] for k in LogEntry._fields))
-    except (ValueError, TypeError, KeyError):
+        return log_entry(json.loads(line))
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None

@@ -15,7 +15,15 @@ from types import MappingProxyType
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Sequence, Union
 
-from .errors import ConflictError, InputFileError, InvalidInputError, InvalidNameError, VersionConflictError, printable
+from .errors import (
+    ConflictError,
+    InputFileError,
+    InvalidInputError,
+    InvalidNameError,
+    InvalidTypeError,
+    VersionConflictError,
+    printable,
+)
 from .fileutil import ProgressReport, counting
 from .formats import is_weights_name
 from .names import Digest, is_digest, parse_name_version, validate_file_path, validate_tag
@@ -23,6 +31,7 @@ from .objects import (
     Dataset,
     FileEntry,
     Framework,
+    MAX_MANIFEST_SIZE,
     Lineage,
     Manifest,
     validate_input_shape,
@@ -31,6 +40,7 @@ from .objects import (
 )
 from .refs import RefTable
 from .segments import SegmentReader
+from .validation import names_of, text_of
 from .versions import Bump, bump as next_version
 from .views import AddResult
 
@@ -87,8 +97,15 @@ def register(
     name, version = parse_name_version(spec)
     if (version is None) == (bump is None):
         raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
-    tag_names = [validate_tag(t) for t in tags]
-    to_store = collect_files(files)
+    if bump is not None and bump not in ("major", "minor", "patch"):
+        raise InvalidInputError(f"bump must be 'major', 'minor' or 'patch', not {printable(bump)}")
+    tag_names = [validate_tag(t) for t in names_of(tags, "tags")]
+    to_store = collect_files(names_of(files, "files"))
+    parents = names_of(parents, "parents")
+    if progress is not None and not callable(progress):
+        raise InvalidTypeError(f"progress must be a callable, not {type(progress).__name__}")
+    if author is not None:
+        text_of(author, "author")
     # Weight files are read (headers, pickles) before a byte is stored, so an unsafe
     # checkpoint is refused early; what is recorded is read again from the stored bytes.
     from .weights import describe_paths  # only writers read weight files
@@ -111,6 +128,7 @@ def register(
             message=details.message,
         ),
     )
+    refuse_oversized(draft)
     known = registry.refs.read(name)
     refuse_twins(registry, name, version, known)
     if version is not None and version in known.versions:
@@ -128,8 +146,6 @@ def register(
         described = with_weights(draft, details, describe_stored(registry, entries) or ({}, None))
         result = commit(registry, replace(described, files=entries), tag_names, bump=bump, stored=True)
     assert result is not None  # with stored files, commit always registers or raises
-    if not known.versions:
-        registry.update_server_info()  # a new model: keep the list static servers publish
     return result
 
 
@@ -175,6 +191,7 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
             check_same(registry, existing, manifest)
         else:
             refuse_precedence_twin(name, version, table)
+            refuse_oversized(manifest)
             existing = registry.objects.add_bytes(manifest.encode()).digest
             table = table.with_version(version, existing)
         for tag in tags:
@@ -182,6 +199,15 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
         created = version not in update.table.versions
         update.table = table
     return AddResult(name, version, existing, created)
+
+
+def refuse_oversized(manifest: Manifest) -> None:
+    """Refuse a manifest larger than readers accept (``MAX_MANIFEST_SIZE``): one limit, checked on write."""
+    size = len(manifest.encode())
+    if size > MAX_MANIFEST_SIZE:
+        raise InvalidInputError(
+            f"the metadata of {manifest.name} takes {size} bytes, more than the {MAX_MANIFEST_SIZE} a manifest may have"
+        )
 
 
 def refuse_twins(registry: Registry, name: str, version: str | None, table: RefTable) -> None:
@@ -269,6 +295,8 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
 def _expand(source: FileSource) -> list[FileToStore]:
     if isinstance(source, Blob):
         return [FileToStore(source.path, source)]
+    if not isinstance(source, (str, os.PathLike)):
+        raise InvalidTypeError(f"a file must be a path or a Blob, not {type(source).__name__}")
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
@@ -302,8 +330,8 @@ def version_details(
         input_shape=parse_input_shape(input_shape),
         metrics=validate_metrics(metrics or {}),
         properties=validate_properties(properties or {}),
-        datasets=tuple(parse_dataset(d) for d in datasets),
-        message=message,
+        datasets=tuple(parse_dataset(d) for d in names_of(datasets, "datasets")),
+        message=text_of(message, "message"),
     )
 
 
@@ -311,7 +339,7 @@ def parse_framework(value: str | Framework | None) -> Framework | None:
     """``"pytorch"``, ``"pytorch 2.13.0"`` or ``"pytorch==2.13.0"`` -> Framework."""
     if value is None or isinstance(value, Framework):
         return value
-    name, _, version = value.replace("==", " ").strip().partition(" ")
+    name, _, version = text_of(value, "framework").replace("==", " ").strip().partition(" ")
     if not name:
         raise InvalidNameError("framework is empty: use NAME or 'NAME VERSION', e.g. 'pytorch 2.13.0'")
     return Framework(_optional_word(name, "framework") or name, version.strip() or None)
@@ -321,6 +349,8 @@ def parse_input_shape(value: str | Sequence[int] | None) -> tuple[int, ...] | No
     """``"1,3,224,224"``, ``"3x224x224"`` or a sequence of ints -> a validated shape."""
     if value is None:
         return None
+    if not isinstance(value, (str, list, tuple)):
+        raise InvalidTypeError(f"input shape must be a string or a list of integers, not {type(value).__name__}")
     if isinstance(value, str):
         parts = value.replace("x", ",").split(",")
         try:
@@ -336,7 +366,7 @@ def parse_dataset(value: str | Dataset) -> Dataset:
     """``NAME``, ``NAME@sha256:...`` or ``NAME@URI`` -> Dataset."""
     if isinstance(value, Dataset):
         return value
-    name, _, where = value.partition("@")
+    name, _, where = text_of(value, "a dataset").partition("@")
     if not name.strip():
         raise InvalidInputError(f"invalid dataset '{printable(value)}': expected NAME[@DIGEST|@URI]")
     if where.startswith("sha256:"):
@@ -349,7 +379,7 @@ def parse_dataset(value: str | Dataset) -> Dataset:
 def _optional_word(value: str | None, what: str) -> str | None:
     if value is None:
         return None
-    if not value.strip() or any(ord(c) < 32 for c in value) or len(value) > 200:
+    if not text_of(value, what).strip() or any(ord(c) < 32 for c in value) or len(value) > 200:
         raise InvalidInputError(f"invalid {what} '{printable(value)}': one line of text, at most 200 characters")
     return value.strip()
 

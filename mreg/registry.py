@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 from . import lookup, tagging
 from .errors import (
     InvalidInputError,
+    InvalidTypeError,
     MregError,
     NotFoundError,
     ObjectNotFoundError,
@@ -71,6 +72,7 @@ class Registry:
     @classmethod
     def init(cls, path: str | os.PathLike = ".") -> Registry:
         """Create an empty registry in ``path/.mreg`` (harmless if it exists)."""
+        _require_path(path)
         root = Path(path) / REGISTRY_DIR
         for sub in ("objects", "models", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -92,6 +94,7 @@ class Registry:
         if path is None and os.environ.get("MREG_DIR"):
             path = os.environ["MREG_DIR"]
         if path is not None:
+            _require_path(path)
             root = _registry_root(Path(path))
             if root is None:
                 raise RegistryNotFoundError(f"no mreg registry at '{path}' (run 'mreg init' to create one)")
@@ -199,6 +202,9 @@ class Registry:
                 return
             with self.creating_model():
                 refuse_case_twin(self, name)
+                from .remote import list_model
+
+                list_model(self, name)  # listed before it exists: info/models never lags
                 yield update
                 update.commit()
 
@@ -243,14 +249,30 @@ class Registry:
         from .notes import note_of
 
         digest, table = self._lookup(ref)
-        manifest = self.manifest(digest)
+        expect = None
+        if table is not None:  # a named reference: the manifest must be that version's
+            expect = (parse_ref(ref).name, next(v for v, d in table.versions.items() if d == digest))
+        manifest = self.manifest(digest, expect=expect)
         table = table if table is not None else self.refs.read(manifest.name)
         return ModelVersion.of(digest, manifest, table, note_of(self, manifest.name, digest))
 
-    def manifest(self, digest: str) -> Manifest:
-        """Read and validate a manifest (fetched from a fallback if it is not here)."""
+    def manifest(self, digest: str, *, expect: tuple[str, str] | None = None) -> Manifest:
+        """Read and validate a manifest (fetched from a fallback if it is not here).
+
+        With ``expect`` (name, version) the manifest must be that version's; one
+        fetched from a fallback is kept only if it passes every check.
+        """
+        from .validation import manifest_check
+
+        check = manifest_check(digest, expect)
+        if not self.objects.contains(digest) and self.fallbacks:
+            with self.writing():
+                if not self.objects.contains(digest):
+                    return self.fallbacks.fetch_manifest(Digest(digest), self.objects, check)
         self._ensure_local(Digest(digest))
-        return Manifest.decode(self.objects.read_bytes(digest), digest)
+        manifest = Manifest.decode(self.objects.read_bytes(digest), digest)
+        check(manifest)
+        return manifest
 
     def manifests(self, digests: Iterable[str]) -> dict[Digest, Manifest]:
         """Many manifests at once, from the metadata index where it has them.
@@ -308,8 +330,14 @@ class Registry:
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition, optionally ordered by a metric and limited
         (``sort=``, ``reverse=``, ``limit=``); see :func:`mreg.query.select`."""
+        import inspect
+
         from .query import select
 
+        try:
+            inspect.signature(select).bind(self, **conditions)
+        except TypeError as exc:
+            raise InvalidTypeError(f"query: {exc}") from None
         return select(self, **conditions)
 
     def log(self, name: str, limit: int | None = None) -> list[LogEntry]:
@@ -352,12 +380,12 @@ class Registry:
 
     def segments(self, entry: FileEntry) -> list[Segment]:
         """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
-        self._ensure_local(entry.digest)
+        self._ensure_local(entry.digest, size=entry.size)
         return self.objects.segments(entry.digest)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""
-        manifest = self.manifest(self.resolve(ref))
+        manifest = self.get(ref).manifest
         if file is None:
             if len(manifest.files) != 1:
                 names = ", ".join(f.path for f in manifest.files)
@@ -380,6 +408,9 @@ class Registry:
 
     def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
         """A file's digest; with ``write`` the file is also stored as an object."""
+        from .validation import regular_file
+
+        regular_file(path)
         if not write:
             return self.objects.hash_file(Path(path))[0]
         with self.writing():
@@ -398,7 +429,11 @@ class Registry:
         """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
         or unset every value (``value`` None)."""
         from .config import update
+        from .validation import text_of
 
+        text_of(key, "a config key")
+        if value is not None:
+            text_of(value, "a config value")
         self._config = update(self.root / CONFIG_FILE, key, value, add=add)
         self._fallbacks = None
 
@@ -423,16 +458,18 @@ class Registry:
         with self.creating_model():
             write_server_info(self)
 
-    def fetch(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
+    def fetch(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
         """Fetch an object from the fallbacks into this store (verified, atomically).
 
+        ``size`` is the file's size from its manifest: no more is read, and the
+        fetched file must have it; without it the object must be manifest-sized.
         ``progress(done, size)`` is told how the transfer goes, when ``size`` is known.
         """
         with self.writing():
             if not self.objects.contains(digest):
-                self.fallbacks.fetch(digest, self.objects, counting(progress, size))
+                self.fallbacks.fetch(digest, self.objects, counting(progress, size or 0), size=size)
 
-    def _ensure_local(self, digest: Digest, *, size: int = 0, progress: ProgressReport | None = None) -> None:
+    def _ensure_local(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
         if not self.objects.contains(digest):
             if not self.fallbacks:
                 raise ObjectNotFoundError(digest)
@@ -516,11 +553,12 @@ class Registry:
 
     # ----------------------------------------------------------- maintenance
 
-    def fsck(self) -> FsckReport:
-        """Verify every object, manifest and ref; see :func:`mreg.maintenance.fsck`."""
+    def fsck(self, *, repair: bool = False) -> FsckReport:
+        """Verify every object, manifest and ref; ``repair`` rewrites derived state
+        (``info/models``). See :func:`mreg.maintenance.fsck`."""
         from .maintenance import fsck
 
-        return fsck(self)
+        return fsck(self, repair=repair)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete unreachable objects and stale temporary files."""
@@ -530,6 +568,11 @@ class Registry:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _require_path(path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"a registry path must be a str or os.PathLike, not {type(path).__name__}")
 
 
 def _registry_root(path: Path) -> Path | None:

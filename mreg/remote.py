@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import RemoteError
+from .errors import CorruptRefsError, InvalidNameError, MregError, RemoteError, printable
 from .fileutil import write_atomically
 from .names import validate_name
-from .refs import TABLE_FILE, RefTable
-from .segments import BLOCK_SIZE, read_blocks
+from .refs import LOG_FILE, TABLE_FILE, LogEntry, RefTable, parse_log
+from .segments import read_blocks
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -33,7 +34,12 @@ Stream = tuple[Iterator[bytes], "int | None"]
 
 
 class Source(ABC):
-    """A registry mreg reads from but never writes to."""
+    """A registry mreg reads from but never writes to.
+
+    Subclasses provide the three abstract verbs; everything built on them here
+    (ref tables, logs, bounded reads) validates what the store sends, so every kind
+    of store gets the same checks.
+    """
 
     location: str
 
@@ -47,44 +53,127 @@ class Source(ABC):
 
     @abstractmethod
     def model_names(self) -> list[str]:
-        """Every model this registry has."""
+        """Every model this registry lists (names are checked by :meth:`table`)."""
+
+    def read_limited(self, path: str, limit: int) -> bytes | None:
+        """A file's bytes, or None when it does not exist; RemoteError past ``limit`` bytes."""
+        streamed = self.stream(path)
+        if streamed is None:
+            return None
+        blocks, size = streamed
+        where = f"{self.location}/{path}"
+        if size is not None and size > limit:
+            _close(blocks)
+            raise RemoteError(f"{where} has {size} bytes, more than the {limit} allowed; refused")
+        return b"".join(bounded(blocks, limit, where))
 
     def table(self, name: str) -> RefTable | None:
-        """A model's refs here, or None if it has no such model."""
-        data = self.read(f"models/{validate_name(name)}/{TABLE_FILE}")
+        """A model's refs here, validated as local input is, or None if it has no such model.
+
+        Raises:
+            RemoteError: the name, or the table, is invalid (the message names the model).
+        """
+        from .validation import MAX_TABLE_SIZE, checked_table
+
+        try:
+            validate_name(name)
+        except InvalidNameError:
+            raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
+        data = self.read_limited(f"models/{name}/{TABLE_FILE}", MAX_TABLE_SIZE)
         if data is None:
             return None
         try:
-            return RefTable.parse(data.decode("ascii"), where=f"ref table of '{name}' in {self.location}")
+            table = RefTable.parse(data.decode("ascii"), where=f"ref table of '{name}' in {self.location}")
         except UnicodeDecodeError:
             raise RemoteError(f"{self.location}: the refs of '{name}' are not text") from None
+        except CorruptRefsError as exc:
+            raise RemoteError(exc.message) from None
+        return checked_table(table, name, self.location)
+
+    def log(self, name: str) -> list[LogEntry]:
+        """A model's history here (empty if it has none), every line checked.
+
+        Raises:
+            RemoteError: the log is too big, or a line is not a valid entry.
+        """
+        from .validation import MAX_LOG_SIZE
+
+        data = self.read_limited(f"models/{validate_name(name)}/{LOG_FILE}", MAX_LOG_SIZE)
+        if data is None:
+            return []
+        entries, problems = parse_log(data.decode("utf-8", errors="replace"), f"log of '{name}' in {self.location}")
+        if problems:
+            raise RemoteError(f"{problems[0]}; refused")
+        return entries
+
+    def listed_tables(self) -> dict[str, RefTable]:
+        """Every model listed here that has versions, with its validated refs."""
+        found = {}
+        for name in self.model_names():
+            table = self.table(name)
+            if table is not None and table.versions:  # a listed name may be gone
+                found[name] = table
+        return found
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
 
 
+def bounded(blocks: Iterator[bytes], limit: int, where: str) -> Iterator[bytes]:
+    """``blocks``, or RemoteError as soon as they pass ``limit`` bytes (the source is closed)."""
+    received = 0
+    try:
+        for block in blocks:
+            received += len(block)
+            if received > limit:
+                raise RemoteError(f"{where} sent more than the {limit} bytes expected; refused")
+            yield block
+    finally:
+        _close(blocks)
+
+
+def _close(blocks: Iterator[bytes]) -> None:
+    close = getattr(blocks, "close", None)
+    if close is not None:
+        close()
+
+
 class DirectorySource(Source):
-    """A registry on a file system: a project directory, or its ``.mreg``."""
+    """A registry on a file system: a project directory, or its ``.mreg``.
+
+    Only regular files inside the store are read: a symbolic link that leads out of
+    it, a FIFO or a device is refused (they could leak files or block forever).
+    """
 
     def __init__(self, root: Path, location: str | None = None) -> None:
         self.root = root
         self.location = location or str(root)
 
-    def read(self, path: str) -> bytes | None:
+    def _open(self, path: str) -> BinaryIO | None:
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(os.path.join(root, path))
+        if not real.startswith(root + os.sep):
+            raise RemoteError(f"{self.location}: {printable(path)} leads outside the store; refused")
         try:
-            return (self.root / path).read_bytes()
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise RemoteError(f"cannot read {path} in {self.location}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RemoteError(f"{self.location}: {printable(path)} is not a regular file; refused")
+        return open(fd, "rb")
+
+    def read(self, path: str) -> bytes | None:
+        from .validation import MAX_LOG_SIZE
+
+        return self.read_limited(path, MAX_LOG_SIZE)
 
     def stream(self, path: str) -> Stream | None:
-        try:
-            handle = open(self.root / path, "rb")
-        except (FileNotFoundError, NotADirectoryError):
+        handle = self._open(path)
+        if handle is None:
             return None
-        except OSError as exc:
-            raise RemoteError(f"cannot read {path} in {self.location}: {exc.strerror or exc}") from None
 
         def blocks() -> Iterator[bytes]:
             with handle:
@@ -94,82 +183,47 @@ class DirectorySource(Source):
 
     def model_names(self) -> list[str]:
         models = self.root / "models"
-        names = sorted("/".join(p.parent.relative_to(models).parts) for p in models.rglob(TABLE_FILE))
-        return [name for name in names if (table := self.table(name)) is not None and table.versions]
+        return sorted("/".join(p.parent.relative_to(models).parts) for p in models.rglob(TABLE_FILE))
 
 
 class HttpSource(Source):
-    """A registry's ``.mreg`` directory served by any static web server."""
+    """A registry's ``.mreg`` directory served by any static web server.
+
+    Every request has an overall deadline, not one per read: ``timeout`` seconds,
+    plus one second per MiB the server announces for the body. Redirects must stay on
+    http(s). Errors name the URL that failed.
+    """
 
     def __init__(self, url: str, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
-        import urllib.request
+        from .httpclient import checked_url, opener
 
-        self.location = url.rstrip("/")
+        self.location = checked_url(url.rstrip("/"))
         self.timeout = timeout
         # An opener of our own, reading the proxy settings now: urlopen's shared one
         # keeps whatever the first caller in the process (torch.hub, say) saw.
-        self._opener = urllib.request.build_opener()
-
-    def _open(self, path: str):  # type: ignore[no-untyped-def]
-        import urllib.error
-        import urllib.request
-
-        from . import __version__
-
-        request = urllib.request.Request(f"{self.location}/{path}", headers={"User-Agent": f"mreg/{__version__}"})
-        try:
-            return self._opener.open(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise RemoteError(f"{self.location}/{path}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RemoteError(f"cannot reach {self.location}: {reason}") from None
+        self._opener = opener()
 
     def read(self, path: str) -> bytes | None:
-        response = self._open(path)
-        if response is None:
-            return None
-        with response:
-            return b"".join(_checked_blocks(response, self.location, path))
+        from .validation import MAX_LOG_SIZE
+
+        return self.read_limited(path, MAX_LOG_SIZE)
 
     def stream(self, path: str) -> Stream | None:
-        response = self._open(path)
-        if response is None:
-            return None
-        length = response.headers.get("Content-Length")
+        from .httpclient import get
 
-        def blocks() -> Iterator[bytes]:
-            with response:
-                yield from _checked_blocks(response, self.location, path)
-
-        return blocks(), int(length) if length and length.isdigit() else None
+        return get(self._opener, f"{self.location}/{path}", self.timeout)
 
     def model_names(self) -> list[str]:
-        data = self.read(INFO_MODELS)
+        from .validation import MAX_MODEL_LIST_SIZE
+
+        data = self.read_limited(INFO_MODELS, MAX_MODEL_LIST_SIZE)
         if data is None:
             raise RemoteError(f"{self.location} has no {INFO_MODELS}: run 'mreg update-server-info' in that registry")
-        return sorted(validate_name(line) for line in data.decode("utf-8").splitlines() if line)
-
-
-def _checked_blocks(response, location: str, path: str) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
-    """A response's body; a connection that drops early is an error, not a short file."""
-    import http.client
-
-    expected = response.headers.get("Content-Length")
-    received = 0
-    try:
-        while True:
-            block = response.read(BLOCK_SIZE)
-            if not block:
-                break
-            received += len(block)
-            yield block
-    except (http.client.HTTPException, OSError) as exc:
-        raise RemoteError(f"{location}/{path}: transfer failed after {received} bytes ({exc!r})") from None
-    if expected and expected.isdigit() and received != int(expected):
-        raise RemoteError(f"{location}/{path}: body truncated at {received} of {expected} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RemoteError(f"{self.location}/{INFO_MODELS} is not UTF-8 text; refused") from None
+        return sorted({line for line in text.splitlines() if line})
 
 
 def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> Source:
@@ -207,8 +261,43 @@ def split_locations(text: str) -> list[str]:
 
 
 def write_server_info(registry: Registry) -> None:
-    """Write ``info/models``, the list a static HTTP server cannot compute by itself."""
-    names = [name for name in registry.refs.names() if registry.refs.read(name).versions]
+    """Write ``info/models``, the list a static HTTP server cannot compute by itself.
+
+    Call it under the creation lock. The list is kept a superset of the models that
+    have versions: a new model is listed before its first version is written
+    (:func:`list_model`), a removed one is dropped after, so a kill in between
+    leaves at most a name too many, which readers skip and fsck notes.
+    """
+    _write_model_list(registry, [name for name in registry.refs.names() if _listed(registry, name)])
+
+
+def _listed(registry: Registry, name: str) -> bool:
+    """Does ``info/models`` list the model? Those with versions, and any unreadable one (fsck's business)."""
+    try:
+        return bool(registry.refs.read(name).versions)
+    except MregError:
+        return True
+
+
+def read_server_info(registry: Registry) -> list[str] | None:
+    """The names ``info/models`` lists, or None when it is missing or unreadable."""
+    try:
+        return (registry.root / INFO_MODELS).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def list_model(registry: Registry, name: str) -> None:
+    """Make sure ``info/models`` lists ``name`` (under the creation lock, before its first version)."""
+    listed = read_server_info(registry)
+    if listed is None:
+        write_server_info(registry)
+        listed = read_server_info(registry) or []
+    if name not in listed:
+        _write_model_list(registry, sorted({*listed, name}))
+
+
+def _write_model_list(registry: Registry, names: list[str]) -> None:
     target = registry.root / INFO_MODELS
     target.parent.mkdir(exist_ok=True)
     write_atomically(target, "".join(f"{name}\n" for name in names).encode("utf-8"))

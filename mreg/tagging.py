@@ -25,6 +25,9 @@ def tag(registry: Registry, ref: str, name: str, *, expected: str | None = UNSET
     validate_tag(name)
     target = registry.get(ref)
     model, version = target.name, target.version
+    if registry.refs.read(model).versions.get(version) != target.digest:
+        # Found in a fallback only: refs here cannot point at it (and nothing is created).
+        raise UnknownRefError(ref, f"{model}@{version} is not in this registry, only in a fallback; 'mreg pull' it first")
     with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
         table = update.table
         if table.versions.get(version) != target.digest:

@@ -12,6 +12,7 @@ both stores valid, and running it again finishes the job.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,10 +23,11 @@ from .fallback import fetch_object
 from .fileutil import Progress, ProgressReport, counting
 from .names import Digest, validate_name
 from .note_sync import NoteSync
-from .refs import LOG_FILE, RefTable, parse_log
+from .refs import LogEntry, RefTable
 from .registration import current_author
 from .registry import Registry
 from .remote import DirectorySource, Source, open_source
+from .validation import names_of, refuse_symlinks, text_of
 
 
 @dataclass
@@ -60,16 +62,23 @@ def push(
     if re.match(r"https?://", url):
         raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory (a mount, a share)")
     destination = Registry.open(url)
+    refuse_symlinks(destination.root)  # writes would follow a planted link out of the store
     source = DirectorySource(registry.root)
     return transfer(source, destination, names, force=force, progress=progress, message=f"push from {registry.root}")
 
 
 def clone(location: str, directory: str, *, progress: ProgressReport | None = None) -> tuple[Registry, TransferReport]:
     """Create a registry in ``directory`` holding every model of another, which it calls ``origin``."""
+    created = not (Path(directory) / ".mreg").exists()
     destination = Registry.init(directory)
     if destination.refs.names():
         raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
-    report = pull(destination, location, progress=progress)
+    try:
+        report = pull(destination, location, progress=progress)
+    except BaseException:
+        if created:  # a failed clone leaves no empty registry behind
+            shutil.rmtree(destination.root, ignore_errors=True)
+        raise
     absolute = location if re.match(r"https?://", location) else str(Path(location).expanduser().resolve())
     config_file.update(destination.root / "config", "remote.origin.url", absolute)
     return destination, report
@@ -78,6 +87,7 @@ def clone(location: str, directory: str, *, progress: ProgressReport | None = No
 def remote_url(registry: Registry, name_or_location: str) -> str:
     """A configured remote's URL (``remote.NAME.url``, as ``clone`` sets ``origin``),
     or the path or URL as given."""
+    text_of(name_or_location, "a location")
     if re.fullmatch(r"[A-Za-z0-9_-]+", name_or_location):
         return registry.config.get(f"remote.{name_or_location}.url") or name_or_location
     return name_or_location
@@ -94,7 +104,12 @@ def transfer(
 ) -> TransferReport:
     """Copy models from ``source`` into ``destination``; see the module docstring."""
     report = TransferReport(source.location, str(destination.root))
-    tables = {name: _source_table(source, validate_name(name)) for name in (names or source.model_names())}
+    names = names_of(names, "names")
+    if names:
+        tables = {name: _source_table(source, validate_name(name)) for name in names}
+    else:
+        tables = source.listed_tables()
+    logs = {name: source.log(name) for name in tables}  # checked before anything is written
     notes = NoteSync(source, destination, tables, force)  # notes travel with their versions
     problems = [p for name, table in tables.items() for p in conflicts(name, table, destination.refs.read(name), force)]
     problems += notes.conflicts()
@@ -103,7 +118,7 @@ def transfer(
     with destination.writing():
         _copy_objects(source, destination, tables, report, progress)
         for name, table in tables.items():
-            _update_refs(source, destination, name, table, force, message, report)
+            _update_refs(logs[name], destination, name, table, force, message, report)
         report.notes = notes.apply(message)
     destination.update_server_info()
     return report
@@ -137,21 +152,23 @@ def _copy_objects(
 ) -> None:
     """Fetch the manifests, then every file the destination lacks, with one progress total."""
     store = destination.objects
-    manifests = sorted({d for table in tables.values() for d in table.versions.values()})
+    manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
     missing: dict[Digest, int] = {}
-    for digest in manifests:
+    for digest, name, version in manifests:
         if not store.contains(digest):
             _fetch(source, digest, destination, report, None)
-        for entry in destination.manifest(digest).files:
+        for entry in destination.manifest(digest, expect=(name, version)).files:
             if not store.contains(entry.digest):
                 missing[entry.digest] = entry.size
     advance = counting(progress, sum(missing.values()))
-    for digest in missing:
-        _fetch(source, digest, destination, report, advance)
+    for digest, size in missing.items():
+        _fetch(source, digest, destination, report, advance, size)
 
 
-def _fetch(source: Source, digest: Digest, destination: Registry, report: TransferReport, advance: Progress | None) -> None:
-    copied = fetch_object(source, digest, destination.objects, advance)
+def _fetch(
+    source: Source, digest: Digest, destination: Registry, report: TransferReport, advance: Progress | None, size: int | None = None
+) -> None:
+    copied = fetch_object(source, digest, destination.objects, advance, size=size)
     if copied is None:
         raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
     report.objects += 1
@@ -159,10 +176,9 @@ def _fetch(source: Source, digest: Digest, destination: Registry, report: Transf
 
 
 def _update_refs(
-    source: Source, destination: Registry, name: str, theirs: RefTable, force: bool, message: str, report: TransferReport
+    log: list[LogEntry], destination: Registry, name: str, theirs: RefTable, force: bool, message: str, report: TransferReport
 ) -> None:
     """Add the versions and tags ``theirs`` has, under the model's lock (compare-and-swap)."""
-    log = source.read(f"models/{name}/{LOG_FILE}")
     with destination.updating(name, author=current_author(), message=message) as update:
         problems = conflicts(name, theirs, update.table, force)
         if problems:  # the destination changed since we looked
@@ -177,6 +193,5 @@ def _update_refs(
                 table = table.with_tag(tag, version)
                 report.tags.append(f"{name}@{tag} -> {version}")
         update.table = table
-        if log is not None:
-            update.import_log(parse_log(log.decode("utf-8", errors="replace"), f"log of '{name}'")[0])
+        update.import_log(log)
 

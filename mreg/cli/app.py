@@ -42,8 +42,10 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 
 def fail(message: str, code: int) -> NoReturn:
     """Print the one-line error and exit."""
+    from .output import safe
+
     first_line = " ".join(message.split())
-    click.echo(f"mreg: error: {first_line}", err=True)
+    click.echo(f"mreg: error: {safe(first_line)}", err=True)
     sys.exit(code)
 
 

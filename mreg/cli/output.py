@@ -30,18 +30,38 @@ def short(digest: str | None) -> str:
     return digest[:15] if digest else "-"
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def safe(text: object) -> str:
+    """Text from a manifest, a log or another store, with control characters escaped.
+
+    Escape sequences (C0, DEL, C1) and bidirectional overrides would otherwise reach
+    the terminal: they could rewrite the screen or disguise what is shown.
+    """
+    return str(text).translate(_CONTROLS)
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """``click.echo`` of one line made :func:`safe`."""
+    click.echo(safe(text), err=err)
+
+
 def echo_json(document: Any) -> None:
-    """Print one JSON document on stdout."""
+    """Print one JSON document on stdout (C1 controls escaped too, which JSON allows)."""
     import json
 
-    click.echo(json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False))
+    click.echo(json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).translate(_JSON_CONTROLS))
 
 
 def echo_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
     """Print left-aligned columns separated by two spaces."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    cells = [[safe(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def format_metrics(metrics: dict[str, float] | Any) -> str:
@@ -77,7 +97,7 @@ def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]
     if m.properties:
         lines.append("metadata:")
         lines += [f"  {key}: {compact(value)}" for key, value in sorted(m.properties.items())]
-    return lines
+    return [safe(line) for line in lines]
 
 
 def describe_log_entry(entry: LogEntry) -> str:
@@ -94,13 +114,13 @@ def describe_log_entry(entry: LogEntry) -> str:
     else:
         action = f"latest -> {entry.new or 'nothing'}" + (f"  (was {entry.old})" if entry.old else "")
     message = f'  "{entry.message}"' if entry.message and kind == "versions" else ""
-    return f"{entry.time}  {entry.author}  {action}{message}"
+    return safe(f"{entry.time}  {entry.author}  {action}{message}")
 
 
 def echo_warnings(registry: Registry) -> None:
     """Tell the user about fallback stores that failed while a command succeeded anyway."""
     for warning in registry.warnings:
-        click.echo(f"mreg: warning: {warning}", err=True)
+        echo(f"mreg: warning: {' '.join(warning.split())}", err=True)
 
 
 def compact(value: Any) -> str:

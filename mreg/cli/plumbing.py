@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from .app import Session, fail, pass_session
-from .output import ProgressBar, echo_json, echo_warnings, human_size
+from .output import ProgressBar, echo, echo_json, echo_warnings, human_size
 
 
 @click.command()
@@ -93,17 +93,18 @@ def hash_object(session: Session, file: Path, write: bool) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--repair", is_flag=True, help="Rewrite derived state (info/models) that differs from the refs.")
 @pass_session
-def fsck(session: Session, as_json: bool) -> None:
+def fsck(session: Session, as_json: bool, repair: bool) -> None:
     """Verify every object, manifest and ref; exit non-zero naming each problem."""
-    report = session.registry.fsck()
+    report = session.registry.fsck(repair=repair)
     if as_json:
         echo_json(report.to_dict())
     else:
         for problem in report.problems:
-            click.echo(f"problem: {problem}")
+            echo(f"problem: {problem}")
         for note in report.notes:
-            click.echo(f"note: {note}")
+            echo(f"note: {note}")
         click.echo(
             f"checked {report.objects} objects, {report.models} models, {report.versions} versions: "
             + ("ok" if report.ok else f"{len(report.problems)} problem(s)")

@@ -110,4 +110,4 @@ def test_ls_sort_and_metric_columns(registry: Registry, make_file) -> None:
     assert json.loads(run_cli("ls", "--sort", "acc", "--json", registry=registry).stdout)[0]["version"] == "1.1.0"
     for bad, code in ((["--limit", "-1"], 2), (["--reverse"], 2), (["--sort", "a b"], 2)):
         result = run_cli("ls", "m", *bad, registry=registry)
-        assert result.exit_code == code and result.stderr.startswith(("mreg: error:", "Usage:")), bad
+        assert result.exit_code == code and result.stderr.startswith("mreg: error:"), bad

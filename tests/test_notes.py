@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from mreg import Registry
-from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError
+from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError, RemoteError
 from mreg.notes import NOTES_FILE, DeprecatedVersionWarning, Note, warn_if_deprecated
 from mreg.transfer import clone
 
@@ -156,3 +156,14 @@ def test_load_model_warns_about_a_deprecated_version(registry: Registry) -> None
     registry.note("lin@1.0.0", deprecated="superseded by lin@2.0.0")
     with pytest.warns(DeprecatedVersionWarning, match="lin@1.0.0 is deprecated: superseded by lin@2.0.0"):
         load_model(registry, "lin@1.0.0", model=torch.nn.Linear(2, 2))
+
+
+def test_a_note_filed_under_another_version_is_refused(demo: Registry, tmp_path: Path) -> None:
+    demo.note("demo@1.0.0", message="for 1.0.0")
+    table = demo.refs.model_dir("demo") / NOTES_FILE
+    table.write_text(table.read_text().replace(demo.resolve("demo@1.0.0"), demo.resolve("demo@1.1.0")))
+    assert any("annotates another version" in p for p in demo.fsck().problems)
+    copy = Registry.init(tmp_path / "copy")
+    with pytest.raises(RemoteError, match="annotates another version"):
+        copy.pull(str(demo.root))
+    assert copy.refs.names() == []

@@ -167,3 +167,26 @@ def test_a_note_filed_under_another_version_is_refused(demo: Registry, tmp_path:
     with pytest.raises(RemoteError, match="annotates another version"):
         copy.pull(str(demo.root))
     assert copy.refs.names() == []
+
+
+def test_concurrent_notes_on_one_version_all_land(demo: Registry) -> None:
+    import threading
+
+    def note(index: int) -> None:
+        Registry(demo.root).note("demo@1.0.0", metrics={f"m{index}": float(index)})
+
+    threads = [threading.Thread(target=note, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    view = demo.get("demo@1.0.0")
+    assert dict(view.evaluation) == {f"m{i}": float(i) for i in range(4)}
+    assert len(list(history_of(demo, view))) == 4 and demo.fsck().ok
+    assert len([e for e in demo.log("demo") if e.ref == "notes/1.0.0"]) == 4
+
+
+def history_of(registry: Registry, view):
+    from mreg.notes import history, load, read_table
+
+    return history(lambda d: load(registry, d), read_table(registry, "demo")[view.digest])

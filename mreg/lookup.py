@@ -51,7 +51,7 @@ def resolve_at(ref: Ref, log: list[LogEntry]) -> Digest:
     """
     assert ref.at is not None
     what = LATEST if ref.is_latest else f"tags/{ref.tag}"
-    label = "a latest version" if ref.is_latest else f"tag '{ref.tag}'"
+    label = "latest version" if ref.is_latest else f"tag '{ref.tag}'"
     version, first = _value_at(log, what, ref.at)
     if version is None:
         since = f" (it was first set at {first})" if first else ""

@@ -55,8 +55,8 @@ class NoteSync:
                 decision = self._decide(ours.get(target), theirs)
                 if decision == "conflict":
                     found.append(self._conflict(name, target, ours[target], theirs))
-                elif decision == "take" and self._remote(theirs) is None:  # read and verified before anything is copied
-                    raise RemoteError(f"{self.source.location} lacks note object {theirs}, which its notes need")
+                elif decision == "take":  # read and verified before anything is copied
+                    self._check(target, theirs)
         return found
 
     def apply(self, message: str) -> list[str]:
@@ -93,6 +93,14 @@ class NoteSync:
     def _conflict(self, name: str, target: Digest, ours: Digest, theirs: Digest) -> str:
         version = self.versions[name][target]
         return f"the note on {name}@{version} is {ours[:15]} here but {theirs[:15]} there (use --force to replace it)"
+
+    def _check(self, target: Digest, digest: Digest) -> None:
+        """The source has the note, and it annotates the version it is filed under."""
+        note = self._remote(digest)
+        if note is None:
+            raise RemoteError(f"{self.source.location} lacks note object {digest}, which its notes need")
+        if note.target != target:
+            raise RemoteError(f"{self.source.location}: note {digest} is filed under {target} but annotates another version")
 
     def _remote(self, digest: Digest) -> Note | None:
         """A note object of the source, verified, or None when it lacks it."""

@@ -164,6 +164,7 @@ def parse_table(data: bytes, where: str) -> dict[Digest, Digest]:
 
 
 def table_path(registry: Registry, name: str) -> Path:
+    """Where a model's notes table is (``models/NAME/_notes``)."""
     return registry.refs.model_dir(name) / NOTES_FILE
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from mreg import Registry
-from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError
+from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError, RemoteError
 from mreg.notes import NOTES_FILE, DeprecatedVersionWarning, Note, warn_if_deprecated
 from mreg.transfer import clone
 
@@ -156,3 +156,37 @@ def test_load_model_warns_about_a_deprecated_version(registry: Registry) -> None
     registry.note("lin@1.0.0", deprecated="superseded by lin@2.0.0")
     with pytest.warns(DeprecatedVersionWarning, match="lin@1.0.0 is deprecated: superseded by lin@2.0.0"):
         load_model(registry, "lin@1.0.0", model=torch.nn.Linear(2, 2))
+
+
+def test_a_note_filed_under_another_version_is_refused(demo: Registry, tmp_path: Path) -> None:
+    demo.note("demo@1.0.0", message="for 1.0.0")
+    table = demo.refs.model_dir("demo") / NOTES_FILE
+    table.write_text(table.read_text().replace(demo.resolve("demo@1.0.0"), demo.resolve("demo@1.1.0")))
+    assert any("annotates another version" in p for p in demo.fsck().problems)
+    copy = Registry.init(tmp_path / "copy")
+    with pytest.raises(RemoteError, match="annotates another version"):
+        copy.pull(str(demo.root))
+    assert copy.refs.names() == []
+
+
+def test_concurrent_notes_on_one_version_all_land(demo: Registry) -> None:
+    import threading
+
+    def note(index: int) -> None:
+        Registry(demo.root).note("demo@1.0.0", metrics={f"m{index}": float(index)})
+
+    threads = [threading.Thread(target=note, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    view = demo.get("demo@1.0.0")
+    assert dict(view.evaluation) == {f"m{i}": float(i) for i in range(4)}
+    assert len(list(history_of(demo, view))) == 4 and demo.fsck().ok
+    assert len([e for e in demo.log("demo") if e.ref == "notes/1.0.0"]) == 4
+
+
+def history_of(registry: Registry, view):
+    from mreg.notes import history, load, read_table
+
+    return history(lambda d: load(registry, d), read_table(registry, "demo")[view.digest])

@@ -108,6 +108,7 @@ def test_ls_sort_and_metric_columns(registry: Registry, make_file) -> None:
     assert document[1]["notes"]["metrics"] == {"f1": 0.6}
     assert json.loads(run_cli("ls", "--json", registry=registry).stdout)[0]["metrics"] == {"acc": 0.9}
     assert json.loads(run_cli("ls", "--sort", "acc", "--json", registry=registry).stdout)[0]["version"] == "1.1.0"
+    assert json.loads(run_cli("ls", "--limit", "0", "--json", registry=registry).stdout) == []
     for bad, code in ((["--limit", "-1"], 2), (["--reverse"], 2), (["--sort", "a b"], 2)):
         result = run_cli("ls", "m", *bad, registry=registry)
-        assert result.exit_code == code and result.stderr.startswith(("mreg: error:", "Usage:")), bad
+        assert result.exit_code == code and result.stderr.startswith("mreg: error:"), bad

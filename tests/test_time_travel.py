@@ -52,6 +52,8 @@ def test_before_the_tag_existed_is_not_found(history: Registry) -> None:
         history.resolve("m@production@{2026-10-31}")
     with pytest.raises(UnknownRefError):
         history.resolve("m@staging@{2026-11-05}")
+    with pytest.raises(UnknownRefError, match="'m' had no latest version at 2026-10-31T23:59:59Z"):
+        history.resolve("m@{2026-10-31}")
     with pytest.raises(UnknownRefError):
         history.resolve("nosuch@latest@{2026-11-05}")
     result = run_cli("resolve", "m@production@{2026-10-01}", registry=history)

@@ -192,7 +192,8 @@ def list_models(session: Session, name: str | None, as_json: bool, properties: t
     """
     registry = session.registry
     meta = dict(parse_assignment(text, "metadata") for text in properties)
-    if name is None and not (any(filters.values()) or meta):
+    selective = meta or any(value is not None and value is not False and value != () for value in filters.values())
+    if name is None and not selective:
         _list_models(registry, as_json)
     else:
         views = registry.query(name=name, latest_only=name is None, properties=meta, **filters)

@@ -30,6 +30,7 @@ import argparse
 import difflib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -166,7 +167,7 @@ def check_transcripts(docs: list[Document], update: bool) -> list[str]:
             replacements[block.line] = fresh
         if update:
             rewrite(doc, replacements)
-    return problems if not update else []
+    return [] if update else problems  # an update makes the documents agree with the rerun
 
 
 def commands(lines: list[str]) -> list[tuple[str, list[str], list[str]]]:
@@ -199,14 +200,14 @@ class Session:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         self.cwd = directory
+        self.state = directory.parent / f".{directory.name}-cwd"  # where each command leaves its cwd
 
     def run(self, command: str) -> str:
         """Run one command as a user would type it; return what it printed, trailing blanks removed."""
-        state = self.cwd / ".." / f".{self.cwd.name}-cwd"
-        script = f"{{ {command}\n}} 2>&1; status=$?; pwd > {state}; exit $status"
+        script = f"{{ {command}\n}} 2>&1; status=$?; pwd > {shlex.quote(str(self.state))}; exit $status"
         done = subprocess.run(["bash", "-c", script], cwd=self.cwd, env=environment(), stdout=subprocess.PIPE,
                               text=True, timeout=COMMAND_TIMEOUT)
-        self.cwd = Path(state.read_text().strip())
+        self.cwd = Path(self.state.read_text().strip())
         return done.stdout.rstrip()
 
 
@@ -235,8 +236,8 @@ def rewrite(doc: Document, replacements: dict[int, list[str]]) -> None:
 
 
 def relative(path: Path) -> str:
-    """A path relative to the repository root, for messages."""
-    return str(path.relative_to(ROOT))
+    """A path relative to the repository root where it is inside it, for messages."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main() -> int:

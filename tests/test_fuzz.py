@@ -24,7 +24,7 @@ from mreg import Blob, Registry
 from mreg.errors import MregError
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     derandomize=True,
     deadline=None,
     database=None,

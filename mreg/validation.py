@@ -26,6 +26,7 @@ MAX_LOG_SIZE = 64 << 20  # a model's reflog
 MAX_MODEL_LIST_SIZE = 16 << 20  # info/models: ~80,000 names of 200 characters
 MAX_CHUNK_INDEX_SIZE = 16 << 20  # a .chunks index: ~200,000 chunks
 MAX_LOG_FIELD = 64 << 10  # one text field of one log line
+MAX_SMALL_FILE = 64 << 20  # any other small file read whole (Source.read)
 
 
 def table_problems(table: RefTable) -> list[str]:

@@ -526,3 +526,11 @@ def test_fsck_reports_any_damaged_object_and_never_crashes(registry: Registry, d
         assert result.exit_code != 70 and "Traceback" not in result.stderr, (args, result)
     fsck = run_cli("fsck", registry=registry)
     assert fsck.exit_code == 1 and target in fsck.stdout
+
+
+def test_diff_neutralizes_control_characters_from_manifests(registry: Registry) -> None:
+    add(registry, "m@1.0.0", b"a", message="\x1b[2J")
+    add(registry, "m@2.0.0", b"b", properties={"k": "\x1b]0;x\x07\x9b31m"})
+    result = run_cli("diff", "m@1.0.0", "m@2.0.0", registry=registry)
+    assert result.exit_code == 0, result
+    assert not any(c in result.stdout for c in "\x1b\x07\x9b") and "\\x1b" in result.stdout

@@ -252,6 +252,7 @@ def parse_time(text: str) -> str:
 
 def parse_number(text: str, what: str) -> float:
     """Parse a finite number for a metric or a threshold."""
+    _require_text(text, what)
     try:
         value = float(text)
     except ValueError:
@@ -263,6 +264,7 @@ def parse_number(text: str, what: str) -> float:
 
 def parse_assignment(text: str, what: str) -> tuple[str, str]:
     """Split ``KEY=VALUE`` and validate KEY."""
+    _require_text(text, what)
     key, sep, value = text.partition("=")
     if not sep:
         raise InvalidNameError(f"invalid {what} '{printable(text)}': expected KEY=VALUE")
@@ -271,6 +273,7 @@ def parse_assignment(text: str, what: str) -> tuple[str, str]:
 
 def parse_condition(text: str) -> tuple[str, str, float]:
     """Parse a metric threshold such as ``acc>=0.9`` into ``(name, operator, value)``."""
+    _require_text(text, "a metric condition")
     match = _CONDITION.fullmatch(text.strip())
     if match is None:
         raise InvalidNameError(

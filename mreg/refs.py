@@ -215,22 +215,24 @@ class RefUpdate:
         """Write the new table in one rename, and log every changed ref."""
         import json  # only writers and log readers need it: keep `mreg show` quick
 
-        if self._imported:
-            self._merge_log()
         diff = changes(self.original, self.table)
-        if not diff:
+        if not diff and not self._imported:
             return
         # Log first, in one write, then rename the table (git's order): a failure (a
         # full disk) leaves table and log as they were; a kill in between leaves a
         # line for a change that did not happen, never a change without its line.
         entries = [self._entry._replace(ref=ref, old=old, new=new) for ref, old, new in diff]
         log = self.directory / LOG_FILE
-        size = _file_size(log)
+        size = _file_size(log)  # None: no log yet
+        saved = log.read_bytes() if self._imported and size is not None else None
         try:
-            append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
-            write_atomically(self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp"))
+            if self._imported:
+                self._merge_log()
+            if diff:
+                append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
+                write_atomically(self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp"))
         except BaseException:
-            _truncate(log, size)
+            _restore(log, size, saved)
             raise
         self.original = self.table
 
@@ -254,17 +256,26 @@ class RefUpdate:
         self._imported = []
 
 
-def _file_size(path: Path) -> int:
+def _file_size(path: Path) -> int | None:
     try:
         return path.stat().st_size
     except FileNotFoundError:
-        return 0
+        return None
 
 
-def _truncate(path: Path, size: int) -> None:
-    """Put a log back to ``size`` bytes after a failed change (best effort: the disk may be gone)."""
+def _restore(path: Path, size: int | None, saved: bytes | None) -> None:
+    """Put a log back as it was after a failed change: its ``saved`` bytes (after a
+    merge), its first ``size`` bytes (after an append), or absent.
+
+    Best effort: the disk may be gone.
+    """
     try:
-        os.truncate(path, size)
+        if size is None:
+            path.unlink(missing_ok=True)
+        elif saved is not None:
+            write_atomically(path, saved, temp=path.with_name(LOG_FILE + ".tmp"))
+        else:
+            os.truncate(path, size)
     except OSError:
         pass
 

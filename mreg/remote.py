@@ -36,16 +36,18 @@ Stream = tuple[Iterator[bytes], "int | None"]
 class Source(ABC):
     """A registry mreg reads from but never writes to.
 
-    Subclasses provide the three abstract verbs; everything built on them here
+    Subclasses provide ``stream`` and ``model_names``; everything built on them here
     (ref tables, logs, bounded reads) validates what the store sends, so every kind
     of store gets the same checks.
     """
 
     location: str
 
-    @abstractmethod
     def read(self, path: str) -> bytes | None:
-        """A small file's bytes, or None when it does not exist."""
+        """A small file's bytes (at most ``MAX_SMALL_FILE``), or None when it does not exist."""
+        from .validation import MAX_SMALL_FILE
+
+        return self.read_limited(path, MAX_SMALL_FILE)
 
     @abstractmethod
     def stream(self, path: str) -> Stream | None:
@@ -165,11 +167,6 @@ class DirectorySource(Source):
             raise RemoteError(f"{self.location}: {printable(path)} is not a regular file; refused")
         return open(fd, "rb")
 
-    def read(self, path: str) -> bytes | None:
-        from .validation import MAX_LOG_SIZE
-
-        return self.read_limited(path, MAX_LOG_SIZE)
-
     def stream(self, path: str) -> Stream | None:
         handle = self._open(path)
         if handle is None:
@@ -202,11 +199,6 @@ class HttpSource(Source):
         # An opener of our own, reading the proxy settings now: urlopen's shared one
         # keeps whatever the first caller in the process (torch.hub, say) saw.
         self._opener = opener()
-
-    def read(self, path: str) -> bytes | None:
-        from .validation import MAX_LOG_SIZE
-
-        return self.read_limited(path, MAX_LOG_SIZE)
 
     def stream(self, path: str) -> Stream | None:
         from .httpclient import get

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInputError, RefChangedError, UnknownRefError
+from .errors import InvalidInputError, MregError, RefChangedError, UnknownRefError
 from .names import Digest, parse_name_version, validate_tag
 from .registration import current_author, now_utc
 from .views import TagChange
@@ -63,8 +63,21 @@ def remove(registry: Registry, spec: str, *, message: str = "") -> Digest:
             raise UnknownRefError(spec, f"'{model}' has no version {version}")
         update.table = update.table.without_version(version)
     if not update.table.versions:
-        registry.update_server_info()  # the model is gone from listings
+        drop_from_listing(registry)
     return digest
+
+
+def drop_from_listing(registry: Registry) -> None:
+    """Rewrite ``info/models`` without a model that lost its last version.
+
+    The removal is already committed, so a failure here (a full disk) must not turn
+    it into an error: the list stays a superset, which readers skip and
+    ``fsck --repair`` (or the next rewrite) corrects.
+    """
+    try:
+        registry.update_server_info()
+    except (OSError, MregError):
+        pass
 
 
 def _check_expected(model: str, name: str, current: str | None, expected: str | None) -> None:

@@ -69,18 +69,19 @@ def push(
 
 def clone(location: str, directory: str, *, progress: ProgressReport | None = None) -> tuple[Registry, TransferReport]:
     """Create a registry in ``directory`` holding every model of another, which it calls ``origin``."""
-    created = not (Path(directory) / ".mreg").exists()
-    destination = Registry.init(directory)
-    if destination.refs.names():
-        raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
+    store = Path(directory) / ".mreg"
+    created = not store.exists()
     try:
+        destination = Registry.init(directory)
+        if destination.refs.names():
+            raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
         report = pull(destination, location, progress=progress)
+        absolute = location if re.match(r"https?://", location) else str(Path(location).expanduser().resolve())
+        config_file.update(destination.root / "config", "remote.origin.url", absolute)
     except BaseException:
-        if created:  # a failed clone leaves no empty registry behind
-            shutil.rmtree(destination.root, ignore_errors=True)
+        if created:  # a failed clone leaves no registry behind
+            shutil.rmtree(store, ignore_errors=True)
         raise
-    absolute = location if re.match(r"https?://", location) else str(Path(location).expanduser().resolve())
-    config_file.update(destination.root / "config", "remote.origin.url", absolute)
     return destination, report
 
 
@@ -120,7 +121,6 @@ def transfer(
         for name, table in tables.items():
             _update_refs(logs[name], destination, name, table, force, message, report)
         report.notes = notes.apply(message)
-    destination.update_server_info()
     return report
 
 

@@ -26,6 +26,7 @@ MAX_LOG_SIZE = 64 << 20  # a model's reflog
 MAX_MODEL_LIST_SIZE = 16 << 20  # info/models: ~80,000 names of 200 characters
 MAX_CHUNK_INDEX_SIZE = 16 << 20  # a .chunks index: ~200,000 chunks
 MAX_LOG_FIELD = 64 << 10  # one text field of one log line
+MAX_SMALL_FILE = 64 << 20  # any other small file read whole (Source.read)
 
 
 def table_problems(table: RefTable) -> list[str]:
@@ -35,19 +36,29 @@ def table_problems(table: RefTable) -> list[str]:
     metadata twins), tags valid names that are neither ``latest`` nor version-like,
     every tag and ``latest`` pointing at a listed version.
     """
-    from .names import validate_tag
+    from .names import is_digest, validate_tag
 
-    found = table.problems()
+    found = [f"version {printable(v)} points at invalid digest '{printable(d)}'" for v, d in table.versions.items() if not is_digest(d)]
+    try:
+        parsed = [parse_version(v) for v in table.versions]  # once each: tables can hold 10^5 versions
+    except MregError as exc:
+        found.append(exc.message)
     if found:
         return found
-    for tag in table.tags:
+    keys = [version.precedence for version in parsed]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        found.append("versions are not in strictly ascending precedence (out of order, or build-metadata twins)")
+    releases = [v for v, version in zip(table.versions, parsed) if not version.is_prerelease]
+    expected = (releases or list(table.versions) or [None])[-1] if not found else table.latest
+    if table.latest != expected:
+        found.append(f"latest is {table.latest} but should be {expected}")
+    for tag, version in table.tags.items():
         try:
             validate_tag(tag)
         except MregError as exc:
             found.append(exc.message)
-    precedences = [parse_version(v).precedence for v in table.versions]
-    if len(set(precedences)) != len(precedences):
-        found.append("two versions differ only in build metadata")
+        if version not in table.versions:
+            found.append(f"tag {printable(tag)} points at missing version {printable(version)}")
     return found
 
 

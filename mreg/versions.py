@@ -59,6 +59,8 @@ def parse_version(text: str) -> Version:
     Raises:
         InvalidVersionError: when ``text`` is not a valid version.
     """
+    if not isinstance(text, str):
+        raise InvalidVersionError(f"a version must be a string, not {type(text).__name__}")
     match = _SEMVER.fullmatch(text) if len(text) <= MAX_VERSION_LENGTH else None
     if match is None:
         hint = " (drop the leading 'v')" if text[:1] in "vV" and _SEMVER.fullmatch(text[1:]) else ""

@@ -504,3 +504,33 @@ def test_the_slowest_server_cannot_outlast_the_deadline(tmp_path: Path, serve: S
         HttpSource(server.url, timeout=1.0).read_limited("x", 10_000)
     release.set()
     assert time.monotonic() - started < 5
+
+
+DAMAGE: dict[str, Callable[[Registry, str], None]] = {
+    "garbage chunk index": lambda r, d: r.objects.index_path(d).write_bytes(b"\x93garbage"),
+    "chunk index of a map": lambda r, d: r.objects.index_path(d).write_bytes(b"\x80"),
+    "a directory for a blob": lambda r, d: r.objects.object_path(d).mkdir(parents=True),
+    "a manifest of garbage": lambda r, d: r.objects.object_path(d).write_bytes(b"\xc1\xc1"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_fsck_reports_any_damaged_object_and_never_crashes(registry: Registry, damage: str) -> None:
+    manifest = add(registry, "m@1.0.0")
+    blob = registry.manifest(manifest).files[0].digest
+    target = manifest if damage == "a manifest of garbage" else blob
+    registry.objects.delete(target)
+    DAMAGE[damage](registry, target)
+    for args in (("fsck",), ("fsck", "--json"), ("gc", "--dry-run"), ("show", "m"), ("path", "m"), ("cat-file", "-p", target)):
+        result = run_cli(*args, registry=registry)
+        assert result.exit_code != 70 and "Traceback" not in result.stderr, (args, result)
+    fsck = run_cli("fsck", registry=registry)
+    assert fsck.exit_code == 1 and target in fsck.stdout
+
+
+def test_diff_neutralizes_control_characters_from_manifests(registry: Registry) -> None:
+    add(registry, "m@1.0.0", b"a", message="\x1b[2J")
+    add(registry, "m@2.0.0", b"b", properties={"k": "\x1b]0;x\x07\x9b31m"})
+    result = run_cli("diff", "m@1.0.0", "m@2.0.0", registry=registry)
+    assert result.exit_code == 0, result
+    assert not any(c in result.stdout for c in "\x1b\x07\x9b") and "\\x1b" in result.stdout

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .app import Session, pass_session
-from .output import compact, echo_json, echo_table, human_size, short
+from .output import compact, echo_json, echo_table, human_size, safe, short
 
 if TYPE_CHECKING:
     from ..diff import FileChange, TensorChange, VersionDiff
@@ -35,7 +35,7 @@ def diff(session: Session, old_ref: str, new_ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(result.to_dict())
     else:
-        click.echo("\n".join(describe_diff(result)))
+        click.echo("\n".join(safe(line) for line in describe_diff(result)))
 
 
 def describe_diff(result: VersionDiff) -> list[str]:

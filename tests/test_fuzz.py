@@ -1,0 +1,155 @@
+"""Property-based fuzzing of the grammar and of the CLI (hypothesis, derandomized).
+
+The grammar: every parser and validator either accepts its input or raises an
+``MregError``; nothing else escapes. The CLI: a random argument list either
+succeeds, or prints one ``mreg: error:`` line and exits 1-7 (1: a check failed,
+2-7: the error classes), never 70, never a traceback, and a failed command leaves
+the store byte-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import msgpack
+import pytest
+from conftest import run_cli, store_snapshot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mreg import Blob, Registry
+from mreg.errors import MregError
+
+FUZZ = settings(
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# ------------------------------------------------------------------------- the grammar
+
+ALPHABET = st.characters(codec="utf-8", exclude_categories=("Cs",))
+PIECES = st.sampled_from(["@", "/", ".", "..", "-", "+", "sha256:", "latest", "v1", "1.0.0", "0", "x", "=", ">=", "\x00", "\x1b", " "])
+TEXT = st.one_of(st.text(ALPHABET, max_size=40), st.lists(PIECES, max_size=8).map("".join))
+ANYTHING = st.one_of(TEXT, st.none(), st.integers(), st.floats(), st.binary(max_size=8), st.lists(st.integers(), max_size=3))
+
+
+def grammar() -> dict[str, Callable[[Any], object]]:
+    from mreg import names, objects, refs, registration, segments, validation, versions
+
+    return {
+        "parse_ref": names.parse_ref,
+        "parse_name_version": names.parse_name_version,
+        "validate_name": names.validate_name,
+        "validate_tag": names.validate_tag,
+        "validate_key": names.validate_key,
+        "validate_file_path": names.validate_file_path,
+        "parse_digest_prefix": names.parse_digest_prefix,
+        "parse_condition": names.parse_condition,
+        "parse_assignment": lambda v: names.parse_assignment(v, "metadata"),
+        "parse_number": lambda v: names.parse_number(v, "metric"),
+        "parse_version": versions.parse_version,
+        "parse_input_shape": registration.parse_input_shape,
+        "parse_dataset": registration.parse_dataset,
+        "parse_framework": registration.parse_framework,
+        "ref table": lambda v: validation.table_problems(refs.RefTable.parse(v if isinstance(v, str) else repr(v))),
+        "log": lambda v: refs.parse_log(v if isinstance(v, str) else repr(v), "log"),
+        "input shape list": lambda v: objects.validate_input_shape([v]),
+        "metrics": lambda v: objects.validate_metrics({"m": v}),
+        "metadata": lambda v: objects.validate_properties({"k": v}),
+    }
+
+
+@FUZZ
+@given(function=st.sampled_from(sorted(grammar())), value=ANYTHING)
+def test_the_grammar_accepts_or_raises_an_mreg_error(function: str, value: Any) -> None:
+    try:
+        grammar()[function](value)
+    except MregError:
+        pass
+
+
+@FUZZ
+@given(text=TEXT)
+def test_an_accepted_reference_reads_back_as_itself(text: str) -> None:
+    from mreg.names import format_ref, parse_ref
+
+    try:
+        ref = parse_ref(text)
+    except MregError:
+        return
+    assert parse_ref(format_ref(ref)) == ref
+
+
+MSGPACK = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1), st.floats(), TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@FUZZ
+@given(value=MSGPACK, raw=st.binary(max_size=64))
+def test_stored_objects_decode_or_raise_an_mreg_error(value: Any, raw: bytes) -> None:
+    from mreg.objects import Manifest
+    from mreg.segments import decode_chunk_index
+
+    for data in (msgpack.packb(value), raw, msgpack.packb({"kind": "mreg.chunks", "size": 0, "chunks": value})):
+        for decode in (Manifest.decode, decode_chunk_index):
+            try:
+                decode(data, "sha256:" + "0" * 64)
+            except MregError:
+                pass
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+COMMANDS = ["add", "tag", "rm", "show", "ls", "log", "resolve", "path", "cat-file", "hash-object", "fsck", "gc", "du", "config", "pull", "push", "clone", "update-server-info", "diff", "bogus"]
+TOKENS = [
+    "m", "m@1.0.0", "m@2.0.0-rc.1", "m@prod", "m@latest", "m@9.9.9", "n", "team/vision/cls@1.0.0", "sha256:", "sha256:00000000",
+    "", "@", "..", "../x", "a//b", "-", "--", "-x", "\x1b[31m", "é", "9" * 30, "1e999", "nan", "-1",
+    "a=b", "acc=0.9", "acc>=0.9", "k=v", "prod", "latest", "v1", "1.0.0", "f.bin", "dir", "/dev/null", "/nonexistent", "x" * 300,
+    "--json", "--tag", "--metric", "--meta", "--family", "--framework", "--input-shape", "--bump", "major", "-m", "-d", "-t", "-s", "-p",
+    "-w", "--dry-run", "--force", "--repair", "--add", "--unset", "--get-all", "--list", "--help", "fallback.url", "http.timeout",
+    "http://[::1", "http://a b", "http://127.0.0.1:1/x", "file:///etc/passwd",
+]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with a few models, versions, tags and files, copied for every example."""
+    root = tmp_path_factory.mktemp("fuzz") / "template"
+    registry = Registry.init(root)
+    data = {"m@1.0.0": b"one" * 100, "m@2.0.0-rc.1": b"rc" * 100, "n@0.1.0": b"n" * 10, "team/vision/cls@1.0.0": b"cls"}
+    for spec, content in data.items():
+        registry.add(spec, [Blob("model.bin", lambda content=content: [content])], tags=["prod"] if spec == "m@1.0.0" else ())
+    (root / "f.bin").write_bytes(b"file")
+    (root / "dir").mkdir()
+    (root / "dir" / "a.bin").write_bytes(b"a")
+    return root
+
+
+@FUZZ
+@given(command=st.sampled_from(COMMANDS), args=st.lists(st.sampled_from(TOKENS), max_size=5))
+def test_random_command_lines_succeed_or_fail_cleanly_leaving_the_store_as_it_was(
+    template: Path, tmp_path: Path, command: str, args: list[str]
+) -> None:
+    work = tmp_path / f"example{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(template, work / "project")
+    os.chdir(work / "project")
+    registry = Registry(work / "project" / ".mreg")
+    before = store_snapshot(registry)
+    result = run_cli(command, *args)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and result.exit_code != 70, (command, args, result)
+    if result.exit_code != 0:
+        assert 1 <= result.exit_code <= 7, (command, args, result)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mreg: error: "), (command, args, result)
+        assert store_snapshot(registry) == before, (command, args, result)
+    shutil.rmtree(work)

@@ -68,6 +68,7 @@ def test_models_page_and_its_filters(server: str) -> None:
         assert f'href="/m/{name}"' in page.text
     data = request(server, "/api/models").json()
     assert data["total"] == 3 and [m["name"] for m in data["models"]] == ["classifier", "mobilenet_v2", "resnet18"]
+    assert data["pagination"] == {"page": 1, "pages": 1, "size": 100, "rows": 3}
     assert data["families"] == ["mobilenetv2", "resnet"]
     resnet = next(m for m in data["models"] if m["name"] == "resnet18")
     assert resnet["latest"] == "2.0.0" and resnet["versions"] == 2 and resnet["tags"] == {"production": "1.0.0"}
@@ -80,6 +81,7 @@ def test_model_page_sorts_versions_by_metric_and_shows_tag_history(server: str) 
     data = request(server, "/api/m/classifier").json()
     assert [v["version"] for v in data["versions"]] == ["1.2.0", "1.1.0", "1.0.0"]
     assert data["metrics"] == ["auc", "loss"] and data["tags"] == {"production": "1.1.0", "staging": "1.2.0"}
+    assert data["series"]["auc"] == [["1.0.0", 0.81], ["1.1.0", 0.88], ["1.2.0", 0.86]]
     assert data["versions"][0]["tags"] == ["latest", "staging"]
     by_auc = request(server, "/api/m/classifier?sort=metric:auc&order=desc").json()
     assert [v["version"] for v in by_auc["versions"]] == ["1.1.0", "1.2.0", "1.0.0"]
@@ -138,6 +140,9 @@ def test_compare_shows_metrics_metadata_and_tensors(server: str) -> None:
         ("/m/resnet18@1.0", 400),
         ("/m/sha256:xyz", 400),
         ("/m/classifier?sort=nonsense", 400),
+        ("/m/classifier?page=2", 400),
+        ("/?page=0", 400),
+        ("/?page=x", 400),
         ("/compare?a=resnet18@1.0.0", 400),
         ("/compare?a=resnet18@1.0.0&b=nothing@1.0.0", 404),
         ("/no/such/page", 404),

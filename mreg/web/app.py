@@ -69,7 +69,10 @@ class Site:
 
     def models(self, request: Request) -> tuple[PageData, dict[str, Any]]:
         params = request.query_params
-        return pages.models_page(self.registry, query=params.get("q", ""), family=params.get("family", "")), {}
+        found = pages.models_page(
+            self.registry, query=params.get("q", ""), family=params.get("family", ""), page=params.get("page", "1")
+        )
+        return found, {}
 
     def reference(self, request: Request) -> tuple[PageData, dict[str, Any]]:
         ref = request.path_params["ref"]
@@ -83,15 +86,19 @@ class Site:
 
     def _model(self, request: Request, name: str) -> tuple[PageData, dict[str, Any]]:
         params = request.query_params
-        data = pages.model_page(self.registry, name, sort=params.get("sort", "version"), order=params.get("order", "desc"))
-        series = pages.metric_series(data)
+        data = pages.model_page(
+            self.registry,
+            name,
+            sort=params.get("sort", "version"),
+            order=params.get("order", "desc"),
+            page=params.get("page", "1"),
+        )
         charts = {
             metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}"))
-            for metric, points in series.items()
+            for metric, points in data["series"].items()
             if points
         }
-        choices = [row["version"] for row in pages.by_precedence(data["versions"])]
-        return data, {"template": "model.html", "charts": charts, "choices": choices}
+        return data, {"template": "model.html", "charts": charts}
 
     def compare(self, request: Request) -> tuple[PageData, dict[str, Any]]:
         params = request.query_params

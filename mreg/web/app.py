@@ -93,8 +93,8 @@ class Site:
             order=params.get("order", "desc"),
             page=params.get("page", "1"),
         )
-        charts = {
-            metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}"))
+        charts = {  # a metric only one version records gets a number, not a chart
+            metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}")) if len(points) > 1 else None
             for metric, points in data["series"].items()
             if points
         }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -34,6 +35,7 @@ from . import pages
 from .charts import metric_chart
 from .lineage import lineage_graph, render
 from .reader import ReadOnlyRegistry
+from .store_files import store_routes
 
 HERE = Path(__file__).parent
 STATUS = {ExitCode.USAGE: 400, ExitCode.NOT_FOUND: 404, ExitCode.CONFLICT: 409, ExitCode.LOCKED: 503}
@@ -104,6 +106,17 @@ class Site:
         params = request.query_params
         return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), {}
 
+    def warm_up(self) -> None:
+        """Compile the templates and read every registered manifest once, so that the first
+        visitors do not wait for it (run in a background thread at start-up)."""
+        try:
+            for template in ("models.html", "model.html", "version.html", "compare.html", "error.html"):
+                self.templates.get_template(template)
+            self.registry.models()
+            pages.children_index(self.registry)
+        except Exception as exc:  # noqa: BLE001 - the pages will report the problem when asked
+            log.warning("mreg serve: warm-up stopped: %s: %s", type(exc).__name__, exc)
+
     def html(self, template: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
         api = "/api" + (request.url.path if request.url.path != "/" else "/models")
         query = f"?{request.url.query}" if request.url.query else ""
@@ -153,11 +166,19 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def create_app(root: str | Path) -> ASGIApp:
-    """The web application for the store at ``root`` (a ``.mreg`` directory)."""
-    from .store_files import store_routes
+def create_app(root: str | Path, *, warm_up: bool = True) -> ASGIApp:
+    """The web application for the store at ``root`` (a ``.mreg`` directory).
 
+    With ``warm_up``, a background thread reads every manifest once at start-up.
+    """
     site = Site(ReadOnlyRegistry(Path(root)))
+    if warm_up:
+        threading.Thread(target=site.warm_up, name="mreg-warm-up", daemon=True).start()
+    return application(site)
+
+
+def application(site: Site) -> ASGIApp:
+    """The ASGI application serving ``site``'s pages and its store's files."""
     routes = []
     for path, api_path, build, template in (
         ("/", "/api/models", site.models, "models.html"),

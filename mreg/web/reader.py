@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from ..fallback import Fallbacks
-from ..names import Digest
+from ..names import Digest, validate_name
 from ..objects import Manifest
 from ..refs import TABLE_FILE, RefStore, RefTable
 from ..registry import Registry
@@ -27,12 +27,13 @@ class ScanningRefStore(RefStore):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
+        self._models = str(self.models_dir)
         self._tables: dict[str, tuple[tuple[int, int, int], RefTable]] = {}
 
     def read(self, name: str) -> RefTable:
         """The model's current refs; re-read only when ``_refs`` was replaced or changed."""
-        try:
-            info = os.stat(self.model_dir(name) / TABLE_FILE)
+        try:  # plain strings: pathlib costs more than the stat itself here
+            info = os.stat(os.path.join(self._models, *validate_name(name).split("/"), TABLE_FILE))
         except FileNotFoundError:
             return RefTable()
         key = (info.st_ino, info.st_mtime_ns, info.st_size)  # a rename always brings a new inode

@@ -325,6 +325,13 @@ def test_serve_failures_are_one_line(tmp_path: Path, example: Registry) -> None:
         assert_clean_failure(run_cli("serve", "--registry", str(example.root), "--port", str(port)), 1)
 
 
+def test_serve_without_the_web_extra_says_how_to_install_it(example: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install mreg` had left the extra out
+    result = run_cli("serve", "--registry", str(example.root))
+    assert_clean_failure(result, 1)
+    assert "pip install 'mreg[serve]'" in result.stderr and "uvicorn" in result.stderr
+
+
 NO_WEB = """
 import runpy, sys
 sys.argv = ["mreg", *sys.argv[1:]]

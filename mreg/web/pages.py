@@ -48,7 +48,7 @@ def model_page(
 ) -> dict[str, Any]:
     """A model's versions with their metrics (one page of them), every metric's series
     across versions, its tags, and its tag history."""
-    table = registry.table(validate_name(name))
+    table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
     rows = []
     for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
         tags = table.tags_of(version)

@@ -89,10 +89,6 @@ class ReadOnlyRegistry(Registry):
             self._manifests[digest] = manifest
         return manifest
 
-    def table(self, name: str) -> RefTable:
-        """A model's refs as one consistent snapshot (``_refs`` is replaced by rename)."""
-        return self.existing_table(name)
-
     def version_digests(self) -> list[tuple[str, str, Digest]]:
         """Every (model, version, digest) the store's refs name right now."""
         found = []

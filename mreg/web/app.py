@@ -48,6 +48,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 PageData = dict[str, Any]
+Extras = Callable[[], dict[str, Any]]  # what only the HTML page needs (charts, graphs), built on demand
 log = logging.getLogger("mreg.web")
 
 
@@ -69,24 +70,26 @@ class Site:
         self.templates.filters["signed"] = lambda value: "" if value is None else f"{value:+.4g}"
         self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
 
-    def models(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def models(self, request: Request) -> tuple[PageData, Extras]:
         params = request.query_params
         found = pages.models_page(
             self.registry, query=params.get("q", ""), family=params.get("family", ""), page=params.get("page", "1")
         )
-        return found, {}
+        return found, dict
 
-    def reference(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def reference(self, request: Request) -> tuple[PageData, Extras]:
         ref = request.path_params["ref"]
         parsed = parse_ref(ref)  # malformed: InvalidRefError, a 400
         if parsed.digest_prefix is None and "@" not in ref:
             return self._model(request, parsed.name)
         children = pages.children_index(self.registry)
         data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)
-        graph = render(lineage_graph(self.registry, data["digest"], children), ref_url)
-        return data, {"template": "version.html", "lineage_svg": graph}
+        return data, lambda: {
+            "template": "version.html",
+            "lineage_svg": render(lineage_graph(self.registry, data["digest"], children), ref_url),
+        }
 
-    def _model(self, request: Request, name: str) -> tuple[PageData, dict[str, Any]]:
+    def _model(self, request: Request, name: str) -> tuple[PageData, Extras]:
         params = request.query_params
         data = pages.model_page(
             self.registry,
@@ -95,16 +98,20 @@ class Site:
             order=params.get("order", "desc"),
             page=params.get("page", "1"),
         )
-        charts = {  # a metric only one version records gets a number, not a chart
+        return data, lambda: {"template": "model.html", "charts": self._charts(name, data)}
+
+    @staticmethod
+    def _charts(name: str, data: PageData) -> dict[str, Any]:
+        """An SVG chart per metric; a metric only one version records gets a number instead (None)."""
+        return {
             metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}")) if len(points) > 1 else None
             for metric, points in data["series"].items()
             if points
         }
-        return data, {"template": "model.html", "charts": charts}
 
-    def compare(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def compare(self, request: Request) -> tuple[PageData, Extras]:
         params = request.query_params
-        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), {}
+        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), dict
 
     def warm_up(self) -> None:
         """Compile the templates and read every registered manifest once, so that the first
@@ -121,7 +128,7 @@ class Site:
         api = "/api" + (request.url.path if request.url.path != "/" else "/models")
         query = f"?{request.url.query}" if request.url.query else ""
         body = self.templates.get_template(template).render(
-            request=request, api_url=api + query, root=str(self.registry.root), **context
+            request=request, api_url=api + query, store=self.registry.root.parent.name, **context
         )
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-cache"})
 
@@ -131,20 +138,21 @@ class Site:
         return self.html("error.html", request, status=status, status_code=status, message=message)
 
 
-def page(site: Site, build: Callable[[Request], tuple[PageData, dict[str, Any]]], template: str, api: bool) -> Callable:
+def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], template: str, api: bool) -> Callable:
     """An endpoint: ``build``'s data as HTML (with its extras) or as JSON."""
 
     def endpoint(request: Request) -> Response:
         try:
             data, extras = build(request)
+            if api:
+                return JSONResponse(data, headers={"Cache-Control": "no-cache"})
+            context = extras()
+            return site.html(context.pop("template", template), request, page=data, **context)
         except MregError as exc:
             return site.error(request, STATUS.get(exc.exit_code, 500), exc.message)
         except Exception as exc:  # noqa: BLE001 - a page never shows a traceback
             log.error("mreg serve: %s on %s: %s", type(exc).__name__, request.url.path, exc)
             return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
-        if api:
-            return JSONResponse(data, headers={"Cache-Control": "no-cache"})
-        return site.html(extras.pop("template", template), request, page=data, **extras)
 
     return endpoint
 

@@ -15,7 +15,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import assert_clean_failure, run_cli, store_snapshot
+from conftest import assert_clean_failure, flip_byte, object_file, run_cli, store_snapshot
 from test_web_registry import build_registry, served
 
 from mreg import Registry
@@ -60,15 +60,18 @@ def request(url: str, path: str, *, method: str = "GET", headers: dict[str, str]
 
 # ------------------------------------------------------------------ pages and JSON twins
 
+MODELS = ["classifier", "mobilenet_v2", "resnet18", "team/vision/detector"]
+
 
 def test_models_page_and_its_filters(server: str) -> None:
     page = request(server, "/")
     assert page.status == 200 and page.headers["Cache-Control"] == "no-cache"
-    for name in ("classifier", "mobilenet_v2", "resnet18"):
+    for name in MODELS:
         assert f'href="/m/{name}"' in page.text
     data = request(server, "/api/models").json()
-    assert data["total"] == 3 and [m["name"] for m in data["models"]] == ["classifier", "mobilenet_v2", "resnet18"]
-    assert data["families"] == ["mobilenetv2", "resnet"]
+    assert data["total"] == 4 and [m["name"] for m in data["models"]] == MODELS
+    assert data["pagination"] == {"page": 1, "pages": 1, "size": 100, "rows": 4}
+    assert data["families"] == ["detector", "mobilenetv2", "resnet"]
     resnet = next(m for m in data["models"] if m["name"] == "resnet18")
     assert resnet["latest"] == "2.0.0" and resnet["versions"] == 2 and resnet["tags"] == {"production": "1.0.0"}
     assert [m["name"] for m in request(server, "/api/models?q=NET").json()["models"]] == ["mobilenet_v2", "resnet18"]
@@ -80,6 +83,7 @@ def test_model_page_sorts_versions_by_metric_and_shows_tag_history(server: str) 
     data = request(server, "/api/m/classifier").json()
     assert [v["version"] for v in data["versions"]] == ["1.2.0", "1.1.0", "1.0.0"]
     assert data["metrics"] == ["auc", "loss"] and data["tags"] == {"production": "1.1.0", "staging": "1.2.0"}
+    assert data["series"]["auc"] == [["1.0.0", 0.81], ["1.1.0", 0.88], ["1.2.0", 0.86]]
     assert data["versions"][0]["tags"] == ["latest", "staging"]
     by_auc = request(server, "/api/m/classifier?sort=metric:auc&order=desc").json()
     assert [v["version"] for v in by_auc["versions"]] == ["1.1.0", "1.2.0", "1.0.0"]
@@ -110,6 +114,14 @@ def test_version_page_shows_lineage_files_and_snippets(server: str, example: Reg
     assert request(server, f"/api/m/{data['digest'][:20]}").json()["ref"] == "resnet18@2.0.0"
 
 
+def test_nested_model_names_are_paths_of_their_own(server: str) -> None:
+    assert request(server, "/api/m/team/vision/detector").json()["latest"] == "0.1.0"
+    version = request(server, "/m/team/vision/detector@0.1.0")
+    assert version.status == 200 and 'href="/m/team/vision/detector"' in version.text
+    assert request(server, "/models/team/vision/detector/_refs").status == 200
+    assert request(server, "/m/team/vision").status == 404
+
+
 def test_compare_shows_metrics_metadata_and_tensors(server: str) -> None:
     data = request(server, "/api/compare?a=classifier@1.1.0&b=classifier@1.2.0").json()
     assert data["old"]["ref"] == "classifier@1.1.0" and data["new"]["ref"] == "classifier@1.2.0"
@@ -138,6 +150,9 @@ def test_compare_shows_metrics_metadata_and_tensors(server: str) -> None:
         ("/m/resnet18@1.0", 400),
         ("/m/sha256:xyz", 400),
         ("/m/classifier?sort=nonsense", 400),
+        ("/m/classifier?page=2", 400),
+        ("/?page=0", 400),
+        ("/?page=x", 400),
         ("/compare?a=resnet18@1.0.0", 400),
         ("/compare?a=resnet18@1.0.0&b=nothing@1.0.0", 404),
         ("/no/such/page", 404),
@@ -227,7 +242,7 @@ def test_refs_logs_and_the_model_list_are_not_cached(server: str, example: Regis
     assert request(server, "/models/classifier/_refs", headers={"If-None-Match": refs.headers["ETag"]}).status == 304
     assert request(server, "/models/classifier/_log").body == (example.root / "models" / "classifier" / "_log").read_bytes()
     listing = request(server, "/info/models")
-    assert listing.text == "classifier\nmobilenet_v2\nresnet18\n" and listing.headers["Cache-Control"] == "no-cache"
+    assert listing.text == "".join(f"{name}\n" for name in MODELS) and listing.headers["Cache-Control"] == "no-cache"
     assert request(server, "/models/nothing/_refs").status == 404
 
 
@@ -235,7 +250,7 @@ def test_clone_pull_and_fallback_through_mreg_serve(server: str, tmp_path: Path)
     cloned = run_cli("clone", server, str(tmp_path / "copy"))
     assert cloned.exit_code == 0, cloned
     copy = Registry.open(tmp_path / "copy")
-    assert [m.name for m in copy.models()] == ["classifier", "mobilenet_v2", "resnet18"]
+    assert [m.name for m in copy.models()] == MODELS
     assert copy.resolve("classifier@production") == copy.resolve("classifier@1.1.0")
     assert copy.fsck().ok
     pulled = run_cli("pull", "origin", "--json", registry=copy)
@@ -275,6 +290,17 @@ def test_pages_stay_consistent_while_another_process_adds_and_tags(tmp_path: Pat
         writer.join()
 
 
+def test_a_damaged_store_gives_pages_that_say_so_not_tracebacks(tmp_path: Path, make_file) -> None:
+    registry = Registry.init(tmp_path / "damaged")
+    digest = registry.add("broken@1.0.0", [make_file("w", b"weights")]).digest
+    flip_byte(object_file(registry, digest), 3)
+    with served(registry.root.parent) as url:
+        assert request(url, "/api/models").json()["models"][0]["name"] == "broken"
+        assert request(url, "/api/m/broken").json()["versions"][0]["missing"] is True
+        version = request(url, "/m/broken@1.0.0")
+        assert version.status == 500 and "is corrupt" in version.text and "Traceback" not in version.text
+
+
 def test_serve_warns_when_listening_beyond_this_machine(example: Registry) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "mreg", "serve", "--registry", str(example.root), "--host", "0.0.0.0", "--port", "0"],
@@ -297,6 +323,13 @@ def test_serve_failures_are_one_line(tmp_path: Path, example: Registry) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         assert_clean_failure(run_cli("serve", "--registry", str(example.root), "--port", str(port)), 1)
+
+
+def test_serve_without_the_web_extra_says_how_to_install_it(example: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install mreg` had left the extra out
+    result = run_cli("serve", "--registry", str(example.root))
+    assert_clean_failure(result, 1)
+    assert "pip install 'mreg[serve]'" in result.stderr and "uvicorn" in result.stderr
 
 
 NO_WEB = """
@@ -360,7 +393,7 @@ def tab(browser, server: str) -> Iterator[tuple]:
 def test_browse_from_the_model_list_to_a_model_a_version_and_a_comparison(server: str, tab: tuple, tmp_path: Path) -> None:
     page, problems = tab
     page.goto(server + "/")
-    assert page.locator("#models tbody tr").count() == 3
+    assert page.locator("#models tbody tr").count() == 4
     page.screenshot(path=tmp_path / "models.png", full_page=True)
     page.fill("input[name=q]", "net")
     page.click("button[type=submit]")
@@ -409,5 +442,5 @@ def test_an_unknown_model_is_a_404_page_in_the_browser(server: str, tab: tuple) 
     assert response is not None and response.status == 404
     assert page.inner_text("h1") == "Not found" and "no-such-model" in page.inner_text(".message")
     page.click("text=Back to all models")
-    assert page.locator("#models tbody tr").count() == 3
+    assert page.locator("#models tbody tr").count() == 4
     assert [p for p in problems if "404" not in p] == []

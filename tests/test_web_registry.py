@@ -44,8 +44,9 @@ def safetensors_file(path: Path, seed: int, classes: int = 10, changed: bool = F
 
 
 def build_registry(path: Path) -> Registry:
-    """resnet18 1.0.0 (production) and 2.0.0 (a 2-class head), mobilenet_v2, and a classifier
-    with three versions and two metrics, each with lineage, datasets and metadata."""
+    """resnet18 1.0.0 (production) and 2.0.0 (a 2-class head), mobilenet_v2, a classifier
+    with three versions and two metrics, each with lineage, datasets and metadata, and a
+    model with a nested name."""
     registry = Registry.init(path)
     inputs = path / "inputs"
 
@@ -64,6 +65,7 @@ def build_registry(path: Path) -> Registry:
     for index, (auc, loss) in enumerate(((0.81, 0.52), (0.88, 0.31), (0.86, 0.29))):
         add(f"classifier@1.{index}.0", 3, classes=2, changed=index == 2, family="resnet", parents=["resnet18@2.0.0"],
             metrics={"auc": auc, "loss": loss}, message=f"classifier round {index + 1}")
+    add("team/vision/detector@0.1.0", 4, family="detector", message="a model with a nested name")
     registry.tag("resnet18@1.0.0", "production")
     registry.tag("classifier@1.1.0", "production")
     registry.tag("classifier@1.2.0", "staging")

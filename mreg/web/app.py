@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -34,6 +35,7 @@ from . import pages
 from .charts import metric_chart
 from .lineage import lineage_graph, render
 from .reader import ReadOnlyRegistry
+from .store_files import store_routes
 
 HERE = Path(__file__).parent
 STATUS = {ExitCode.USAGE: 400, ExitCode.NOT_FOUND: 404, ExitCode.CONFLICT: 409, ExitCode.LOCKED: 503}
@@ -46,6 +48,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 PageData = dict[str, Any]
+Extras = Callable[[], dict[str, Any]]  # what only the HTML page needs (charts, graphs), built on demand
 log = logging.getLogger("mreg.web")
 
 
@@ -67,41 +70,65 @@ class Site:
         self.templates.filters["signed"] = lambda value: "" if value is None else f"{value:+.4g}"
         self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
 
-    def models(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def models(self, request: Request) -> tuple[PageData, Extras]:
         params = request.query_params
-        return pages.models_page(self.registry, query=params.get("q", ""), family=params.get("family", "")), {}
+        found = pages.models_page(
+            self.registry, query=params.get("q", ""), family=params.get("family", ""), page=params.get("page", "1")
+        )
+        return found, dict
 
-    def reference(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def reference(self, request: Request) -> tuple[PageData, Extras]:
         ref = request.path_params["ref"]
         parsed = parse_ref(ref)  # malformed: InvalidRefError, a 400
         if parsed.digest_prefix is None and "@" not in ref:
             return self._model(request, parsed.name)
         children = pages.children_index(self.registry)
         data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)
-        graph = render(lineage_graph(self.registry, data["digest"], children), ref_url)
-        return data, {"template": "version.html", "lineage_svg": graph}
+        return data, lambda: {
+            "template": "version.html",
+            "lineage_svg": render(lineage_graph(self.registry, data["digest"], children), ref_url),
+        }
 
-    def _model(self, request: Request, name: str) -> tuple[PageData, dict[str, Any]]:
+    def _model(self, request: Request, name: str) -> tuple[PageData, Extras]:
         params = request.query_params
-        data = pages.model_page(self.registry, name, sort=params.get("sort", "version"), order=params.get("order", "desc"))
-        series = pages.metric_series(data)
-        charts = {
-            metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}"))
-            for metric, points in series.items()
+        data = pages.model_page(
+            self.registry,
+            name,
+            sort=params.get("sort", "version"),
+            order=params.get("order", "desc"),
+            page=params.get("page", "1"),
+        )
+        return data, lambda: {"template": "model.html", "charts": self._charts(name, data)}
+
+    @staticmethod
+    def _charts(name: str, data: PageData) -> dict[str, Any]:
+        """An SVG chart per metric; a metric only one version records gets a number instead (None)."""
+        return {
+            metric: metric_chart(metric, points, lambda version: ref_url(f"{name}@{version}")) if len(points) > 1 else None
+            for metric, points in data["series"].items()
             if points
         }
-        choices = [row["version"] for row in pages.by_precedence(data["versions"])]
-        return data, {"template": "model.html", "charts": charts, "choices": choices}
 
-    def compare(self, request: Request) -> tuple[PageData, dict[str, Any]]:
+    def compare(self, request: Request) -> tuple[PageData, Extras]:
         params = request.query_params
-        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), {}
+        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), dict
+
+    def warm_up(self) -> None:
+        """Compile the templates and read every registered manifest once, so that the first
+        visitors do not wait for it (run in a background thread at start-up)."""
+        try:
+            for template in ("models.html", "model.html", "version.html", "compare.html", "error.html"):
+                self.templates.get_template(template)
+            self.registry.models()
+            pages.children_index(self.registry)
+        except Exception as exc:  # noqa: BLE001 - the pages will report the problem when asked
+            log.warning("mreg serve: warm-up stopped: %s: %s", type(exc).__name__, exc)
 
     def html(self, template: str, request: Request, status: int = 200, **context: Any) -> HTMLResponse:
         api = "/api" + (request.url.path if request.url.path != "/" else "/models")
         query = f"?{request.url.query}" if request.url.query else ""
         body = self.templates.get_template(template).render(
-            request=request, api_url=api + query, root=str(self.registry.root), **context
+            request=request, api_url=api + query, store=self.registry.root.parent.name, **context
         )
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-cache"})
 
@@ -111,20 +138,21 @@ class Site:
         return self.html("error.html", request, status=status, status_code=status, message=message)
 
 
-def page(site: Site, build: Callable[[Request], tuple[PageData, dict[str, Any]]], template: str, api: bool) -> Callable:
+def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], template: str, api: bool) -> Callable:
     """An endpoint: ``build``'s data as HTML (with its extras) or as JSON."""
 
     def endpoint(request: Request) -> Response:
         try:
             data, extras = build(request)
+            if api:
+                return JSONResponse(data, headers={"Cache-Control": "no-cache"})
+            context = extras()
+            return site.html(context.pop("template", template), request, page=data, **context)
         except MregError as exc:
             return site.error(request, STATUS.get(exc.exit_code, 500), exc.message)
         except Exception as exc:  # noqa: BLE001 - a page never shows a traceback
             log.error("mreg serve: %s on %s: %s", type(exc).__name__, request.url.path, exc)
             return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
-        if api:
-            return JSONResponse(data, headers={"Cache-Control": "no-cache"})
-        return site.html(extras.pop("template", template), request, page=data, **extras)
 
     return endpoint
 
@@ -146,11 +174,19 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def create_app(root: str | Path) -> ASGIApp:
-    """The web application for the store at ``root`` (a ``.mreg`` directory)."""
-    from .store_files import store_routes
+def create_app(root: str | Path, *, warm_up: bool = True) -> ASGIApp:
+    """The web application for the store at ``root`` (a ``.mreg`` directory).
 
+    With ``warm_up``, a background thread reads every manifest once at start-up.
+    """
     site = Site(ReadOnlyRegistry(Path(root)))
+    if warm_up:
+        threading.Thread(target=site.warm_up, name="mreg-warm-up", daemon=True).start()
+    return application(site)
+
+
+def application(site: Site) -> ASGIApp:
+    """The ASGI application serving ``site``'s pages and its store's files."""
     routes = []
     for path, api_path, build, template in (
         ("/", "/api/models", site.models, "models.html"),

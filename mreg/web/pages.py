@@ -13,9 +13,10 @@ from ..errors import InvalidInputError, InvalidRefError, MregError
 from ..names import validate_name
 from ..objects import Manifest
 from ..refs import LogEntry
-from ..versions import parse_version
 from .reader import ReadOnlyRegistry
 
+PAGE_SIZE = 100  # rows per page: long tables are paged, charts always show every version
+LOG_SHOWN = 200  # the newest log entries a model page shows
 VERSION_SORTS = ("version", "created")
 METRIC_SORT_PREFIX = "metric:"
 
@@ -27,30 +28,38 @@ class Point(NamedTuple):
     value: float
 
 
-def models_page(registry: ReadOnlyRegistry, *, query: str = "", family: str = "") -> dict[str, Any]:
+def models_page(registry: ReadOnlyRegistry, *, query: str = "", family: str = "", page: str = "1") -> dict[str, Any]:
     """Every model (filtered by a name substring and a family), with the families to filter by."""
     summaries = registry.models()
     needle = query.strip().lower()
-    shown = [s for s in summaries if needle in s.name.lower() and (not family or s.family == family)]
+    matching = [s for s in summaries if needle in s.name.lower() and (not family or s.family == family)]
+    shown, pagination = paginate(matching, page)
     return {
         "models": [s.to_dict() for s in shown],
+        "pagination": pagination,
         "total": len(summaries),
         "families": sorted({s.family for s in summaries if s.family}),
         "filter": {"q": query, "family": family},
     }
 
 
-def model_page(registry: ReadOnlyRegistry, name: str, *, sort: str = "version", order: str = "desc") -> dict[str, Any]:
-    """A model's versions with their metrics, its tags, and its tag history."""
-    table = registry.table(validate_name(name))
+def model_page(
+    registry: ReadOnlyRegistry, name: str, *, sort: str = "version", order: str = "desc", page: str = "1"
+) -> dict[str, Any]:
+    """A model's versions with their metrics (one page of them), every metric's series
+    across versions, its tags, and its tag history."""
+    table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
     rows = []
-    for version, digest in reversed(table.versions.items()):
+    for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
         tags = table.tags_of(version)
-        rows.append(_version_row(registry, version, digest, ["latest", *tags] if version == table.latest else tags))
+        row = _version_row(registry, version, digest, ["latest", *tags] if version == table.latest else tags)
+        rows.append({**row, "rank": rank})
+    rows.reverse()
     metrics = sorted({key for row in rows for key in row["metrics"]})
     sort, order = _checked_sort(sort, order, metrics)
     entries, _ = registry.refs.log(name)
     latest = next((row for row in rows if row["version"] == table.latest), rows[0])
+    shown, pagination = paginate(_sorted_rows(rows, sort, order), page)
     return {
         "name": name,
         "latest": table.latest,
@@ -58,23 +67,29 @@ def model_page(registry: ReadOnlyRegistry, name: str, *, sort: str = "version", 
         "tags": dict(sorted(table.tags.items())),
         "metrics": metrics,
         "sort": {"key": sort, "order": order},
-        "versions": _sorted_rows(rows, sort, order),
-        "tag_history": [e.to_dict() for e in reversed(entries) if _is_tag_change(e)],
-        "log": [e.to_dict() for e in reversed(entries)],
+        "versions": shown,
+        "pagination": pagination,
+        "series": _series(rows[::-1], metrics),
+        "tag_history": [e.to_dict() for e in reversed(entries) if _is_tag_change(e)][:LOG_SHOWN],
+        "log": [e.to_dict() for e in reversed(entries)][:LOG_SHOWN],
+        "log_size": len(entries),
     }
 
 
-def by_precedence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A model page's version rows, lowest version first."""
-    return sorted(rows, key=lambda row: parse_version(row["version"]).precedence)
+def paginate(items: list, page: str) -> tuple[list, dict[str, int]]:
+    """One page of ``items`` (``page`` counts from 1, as given in a URL) and where it is."""
+    pages = max(1, -(-len(items) // PAGE_SIZE))
+    if not page.isdigit() or not 1 <= int(page) <= pages:
+        raise InvalidInputError(f"no page '{page[:20]}': pages go from 1 to {pages}")
+    start = (int(page) - 1) * PAGE_SIZE
+    return items[start : start + PAGE_SIZE], {"page": int(page), "pages": pages, "size": PAGE_SIZE, "rows": len(items)}
 
 
-def metric_series(page: dict[str, Any]) -> dict[str, list[Point]]:
-    """Each metric's values across a model page's versions, lowest version first."""
-    ordered = by_precedence(page["versions"])
+def _series(ascending: list[dict[str, Any]], metrics: list[str]) -> dict[str, list[Point]]:
+    """Each metric's values across versions (rows lowest version first)."""
     return {
-        metric: [Point(row["version"], row["metrics"][metric]) for row in ordered if metric in row["metrics"]]
-        for metric in page["metrics"]
+        metric: [Point(row["version"], row["metrics"][metric]) for row in ascending if metric in row["metrics"]]
+        for metric in metrics
     }
 
 

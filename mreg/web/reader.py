@@ -8,16 +8,59 @@ memory: a page listing a thousand versions reads each manifest once per process.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 from ..fallback import Fallbacks
-from ..names import Digest
+from ..names import Digest, validate_name
 from ..objects import Manifest
-from ..refs import RefTable
+from ..refs import TABLE_FILE, RefStore, RefTable
 from ..registry import Registry
 
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
+
+
+class ScanningRefStore(RefStore):
+    """A :class:`RefStore` for a long-running reader: lists models with a scandir walk (a
+    glob costs ~10x more) and keeps each parsed ref table until its file changes."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._models = str(self.models_dir)
+        self._tables: dict[str, tuple[tuple[int, int, int], RefTable]] = {}
+
+    def read(self, name: str) -> RefTable:
+        """The model's current refs; re-read only when ``_refs`` was replaced or changed."""
+        try:  # plain strings: pathlib costs more than the stat itself here
+            info = os.stat(os.path.join(self._models, *validate_name(name).split("/"), TABLE_FILE))
+        except FileNotFoundError:
+            return RefTable()
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)  # a rename always brings a new inode
+        cached = self._tables.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = super().read(name)  # if replaced since the stat, the key is stale and the next read re-reads
+        self._tables[name] = (key, table)
+        return table
+
+    def names(self) -> list[str]:
+        """Every model that has a ref table, sorted."""
+        found: list[str] = []
+        pending = [(str(self.models_dir), "")]
+        while pending:
+            directory, prefix = pending.pop()
+            try:
+                with os.scandir(directory) as scan:
+                    entries = list(scan)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name == TABLE_FILE and prefix:
+                    found.append(prefix)
+                elif not entry.name.startswith("_") and entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{prefix}/{entry.name}" if prefix else entry.name))
+        return sorted(found)
 
 
 class ReadOnlyRegistry(Registry):
@@ -25,6 +68,7 @@ class ReadOnlyRegistry(Registry):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
+        self.refs = ScanningRefStore(self.root)
         self._manifests: dict[str, Manifest] = {}
         self._lock = threading.Lock()
 
@@ -44,10 +88,6 @@ class ReadOnlyRegistry(Registry):
                 self._manifests.clear()
             self._manifests[digest] = manifest
         return manifest
-
-    def table(self, name: str) -> RefTable:
-        """A model's refs as one consistent snapshot (``_refs`` is replaced by rename)."""
-        return self.existing_table(name)
 
     def version_digests(self) -> list[tuple[str, str, Digest]]:
         """Every (model, version, digest) the store's refs name right now."""

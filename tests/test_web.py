@@ -114,6 +114,16 @@ def test_version_page_shows_lineage_files_and_snippets(server: str, example: Reg
     assert request(server, f"/api/m/{data['digest'][:20]}").json()["ref"] == "resnet18@2.0.0"
 
 
+def test_version_page_shows_notes_and_deprecation(server: str) -> None:
+    noted = request(server, "/api/m/classifier@1.1.0").json()["notes"]
+    assert noted["message"] == "Reviewed by the clinical team." and noted["metrics"] == {"test_auc": 0.87}
+    html = request(server, "/m/classifier@1.1.0").text
+    assert 'id="notes"' in html and "Reviewed by the clinical team." in html and "test_auc" in html
+    assert 'id="deprecated"' not in html
+    deprecated = request(server, "/m/classifier@1.0.0").text
+    assert 'id="deprecated"' in deprecated and "superseded by 1.1.0" in deprecated
+
+
 def test_nested_model_names_are_paths_of_their_own(server: str) -> None:
     assert request(server, "/api/m/team/vision/detector").json()["latest"] == "0.1.0"
     version = request(server, "/m/team/vision/detector@0.1.0")

@@ -17,6 +17,7 @@ from ..names import Digest, validate_name
 from ..objects import Manifest
 from ..refs import TABLE_FILE, RefStore, RefTable
 from ..registry import Registry
+from ..validation import manifest_check as check_manifest
 
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
 
@@ -77,12 +78,13 @@ class ReadOnlyRegistry(Registry):
         """No fallbacks: consulting one may copy objects into this store."""
         return Fallbacks([])
 
-    def manifest(self, digest: str) -> Manifest:
-        """A verified manifest, read from disk once per process."""
+    def manifest(self, digest: str, *, expect: tuple[str, str] | None = None) -> Manifest:
+        """A verified manifest, read from disk once per process (see :meth:`Registry.manifest`)."""
         cached = self._manifests.get(digest)
         if cached is not None:
+            check_manifest(digest, expect)(cached)
             return cached
-        manifest = super().manifest(digest)
+        manifest = super().manifest(digest, expect=expect)
         with self._lock:
             if len(self._manifests) >= MAX_CACHED_MANIFESTS:
                 self._manifests.clear()

@@ -28,7 +28,7 @@ Advance = Callable[[int], None]
 
 
 def _relative_to(project: Path, location: str) -> str:
-    if re.match(r"https?://", location) or Path(location).expanduser().is_absolute():
+    if re.match(r"(https?|s3|gs|az)://", location) or Path(location).expanduser().is_absolute():
         return location
     return os.path.normpath(project / location)
 
@@ -98,9 +98,10 @@ def _store_blob(
 class Fallbacks:
     """The ordered fallback stores of a registry, opened on first use."""
 
-    def __init__(self, locations: list[str], *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
+    def __init__(self, locations: list[str], *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None) -> None:
         self.locations = locations
         self.timeout = timeout
+        self.config = config  # a bucket's endpoint and region, from the remote that names it
         self.warnings: list[str] = []  # failures worth telling the user about
         self._sources: list[Source] | None = None
 
@@ -117,7 +118,7 @@ class Fallbacks:
             timeout = float(config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
         except ValueError:
             raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
-        return cls(locations, timeout=timeout)
+        return cls(locations, timeout=timeout, config=config)
 
     def __bool__(self) -> bool:
         return bool(self.locations)
@@ -128,7 +129,7 @@ class Fallbacks:
             self._sources = []
             for location in self.locations:
                 try:
-                    self._sources.append(open_source(location, timeout=self.timeout))
+                    self._sources.append(open_source(location, timeout=self.timeout, config=self.config))
                 except RemoteError as exc:
                     self.warnings.append(f"fallback skipped: {exc.message}")
         return self._sources

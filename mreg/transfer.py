@@ -4,27 +4,43 @@ A transfer copies the objects reachable from the chosen models' refs that the
 destination lacks (and only those), verified, then the refs, with their logs. A
 version both sides have under different digests is a conflict, and so is a tag
 that points elsewhere (unless forced): conflicts are found for every model before
-anything is copied, and checked again under each model's lock, so nothing is ever
-overwritten. Objects land before refs, so a transfer killed at any instant leaves
-both stores valid, and running it again finishes the job.
+anything is copied, and checked again when each model's refs change, so nothing is
+ever overwritten. Objects land before refs, so a transfer killed at any instant
+leaves both stores valid, and running it again finishes the job.
+
+The steps are the same for every kind of destination (:class:`Destination`): a
+registry on a file system changes its refs under the model's lock, a bucket by
+compare-and-swap (:mod:`mreg.buckets.destination`). Several objects are copied at
+once, by a bounded pool of threads.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence, TypeVar
 
 from . import config as config_file
+from .buckets.url import is_bucket_url
 from .errors import ConflictError, NotFoundError, RemoteError
 from .fallback import fetch_object
 from .fileutil import Progress, ProgressReport, counting
 from .names import Digest, validate_name
-from .refs import LOG_FILE, RefTable, parse_log
-from .registration import current_author
+from .refs import LOG_FILE, LogEntry, RefTable, parse_log
+from .registration import current_author, now_utc
 from .registry import Registry
 from .remote import DirectorySource, Source, open_source
+
+T = TypeVar("T")
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+"""Objects copied at once between directories (each also has a writer thread)."""
 
 
 @dataclass
@@ -42,22 +58,54 @@ class TransferReport:
         return dict(self.__dict__)
 
 
+class Destination(Protocol):
+    """Where a transfer writes: a registry on a file system, or one in a bucket."""
+
+    location: str
+
+    def table(self, name: str) -> RefTable:
+        """A model's refs there (empty when it has no such model)."""
+
+    def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
+        """Copy every object the versions in ``tables`` need and lack there; return (objects, bytes)."""
+
+    def update_refs(
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: list[LogEntry], entry: LogEntry
+    ) -> tuple[RefTable, RefTable]:
+        """Replace a model's refs ``ours`` by ``merge(ours)`` atomically, logging the
+        change (time, author, message from ``entry``) and the source's ``imported`` log;
+        return (old, new)."""
+
+    def finish(self, names: list[str]) -> None:
+        """Publish the list of models (``info/models``) after the refs changed."""
+
+    def writing(self) -> AbstractContextManager[object]:
+        """Held from the first object copied until the last ref changed (gc waits for it)."""
+
+
 def pull(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
-    """Copy models (all, or ``names``) from another registry, a directory or an HTTP URL."""
-    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout)
-    return transfer(source, registry, names, force=force, progress=progress, message=f"pull from {source.location}")
+    """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket."""
+    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout, config=registry.config)
+    destination = RegistryDestination(registry)
+    return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}")
 
 
 def push(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
-    """Copy models (all, or ``names``) into another registry on a file system."""
+    """Copy models (all, or ``names``) into another registry: a directory or a bucket."""
     url = remote_url(registry, location)
     if re.match(r"https?://", url):
-        raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory (a mount, a share)")
-    destination = Registry.open(url)
+        raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory or a bucket")
+    destination: Destination
+    if is_bucket_url(url):
+        from .buckets.destination import BucketDestination
+
+        destination = BucketDestination(url, registry.config, registry.fallbacks.timeout)
+    else:
+        destination = RegistryDestination(Registry.open(url))
     source = DirectorySource(registry.root)
     return transfer(source, destination, names, force=force, progress=progress, message=f"push from {registry.root}")
 
@@ -68,7 +116,8 @@ def clone(location: str, directory: str, *, progress: ProgressReport | None = No
     if destination.refs.names():
         raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
     report = pull(destination, location, progress=progress)
-    absolute = location if re.match(r"https?://", location) else str(Path(location).expanduser().resolve())
+    is_url = re.match(r"https?://", location) or is_bucket_url(location)
+    absolute = location if is_url else str(Path(location).expanduser().resolve())
     config_file.update(destination.root / "config", "remote.origin.url", absolute)
     return destination, report
 
@@ -83,7 +132,7 @@ def remote_url(registry: Registry, name_or_location: str) -> str:
 
 def transfer(
     source: Source,
-    destination: Registry,
+    destination: Destination,
     names: Sequence[str] = (),
     *,
     force: bool = False,
@@ -91,16 +140,19 @@ def transfer(
     message: str = "",
 ) -> TransferReport:
     """Copy models from ``source`` into ``destination``; see the module docstring."""
-    report = TransferReport(source.location, str(destination.root))
+    report = TransferReport(source.location, destination.location)
     tables = {name: _source_table(source, validate_name(name)) for name in (names or source.model_names())}
-    problems = [p for name, table in tables.items() for p in conflicts(name, table, destination.refs.read(name), force)]
+    problems = [p for name, table in tables.items() for p in conflicts(name, table, destination.table(name), force)]
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
+    entry = LogEntry(now_utc(), current_author(), "", None, None, message)
     with destination.writing():
-        _copy_objects(source, destination, tables, report, progress)
-        for name, table in tables.items():
-            _update_refs(source, destination, name, table, force, message, report)
-    destination.update_server_info()
+        report.objects, report.bytes = destination.copy_objects(source, tables, progress)
+        for name, theirs in tables.items():
+            old, new = destination.update_refs(name, partial(merged, name, theirs, force), _source_log(source, name), entry)
+            report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
+            report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
+    destination.finish(list(tables))
     return report
 
 
@@ -120,6 +172,42 @@ def conflicts(name: str, theirs: RefTable, ours: RefTable, force: bool) -> list[
     return found
 
 
+def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable:
+    """``ours`` with the versions and tags of ``theirs`` added.
+
+    Raises:
+        ConflictError: they conflict (the destination changed since it was checked).
+    """
+    problems = conflicts(name, theirs, ours, force)
+    if problems:
+        raise ConflictError("; ".join(problems))
+    table = ours
+    for version, digest in theirs.versions.items():
+        if version not in table.versions:
+            table = table.with_version(version, digest)
+    for tag, version in theirs.tags.items():
+        if table.tags.get(tag) != version:
+            table = table.with_tag(tag, version)
+    return table
+
+
+def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
+    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mreg-transfer") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def _source_table(source: Source, name: str) -> RefTable:
     table = source.table(name)
     if table is None or not table.versions:
@@ -127,51 +215,80 @@ def _source_table(source: Source, name: str) -> RefTable:
     return table
 
 
-def _copy_objects(
-    source: Source, destination: Registry, tables: dict[str, RefTable], report: TransferReport, progress: ProgressReport | None
-) -> None:
-    """Fetch the manifests, then every file the destination lacks, with one progress total."""
-    store = destination.objects
-    manifests = sorted({d for table in tables.values() for d in table.versions.values()})
-    missing: dict[Digest, int] = {}
-    for digest in manifests:
-        if not store.contains(digest):
-            _fetch(source, digest, destination, report, None)
-        for entry in destination.manifest(digest).files:
-            if not store.contains(entry.digest):
-                missing[entry.digest] = entry.size
-    advance = counting(progress, sum(missing.values()))
-    for digest in missing:
-        _fetch(source, digest, destination, report, advance)
-
-
-def _fetch(source: Source, digest: Digest, destination: Registry, report: TransferReport, advance: Progress | None) -> None:
-    copied = fetch_object(source, digest, destination.objects, advance)
-    if copied is None:
-        raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
-    report.objects += 1
-    report.bytes += copied
-
-
-def _update_refs(
-    source: Source, destination: Registry, name: str, theirs: RefTable, force: bool, message: str, report: TransferReport
-) -> None:
-    """Add the versions and tags ``theirs`` has, under the model's lock (compare-and-swap)."""
+def _source_log(source: Source, name: str) -> list[LogEntry]:
     log = source.read(f"models/{name}/{LOG_FILE}")
-    with destination.updating(name, author=current_author(), message=message) as update:
-        problems = conflicts(name, theirs, update.table, force)
-        if problems:  # the destination changed since we looked
-            raise ConflictError("; ".join(problems))
-        table = update.table
-        for version, digest in theirs.versions.items():
-            if version not in table.versions:
-                table = table.with_version(version, digest)
-                report.versions.append(f"{name}@{version}")
-        for tag, version in theirs.tags.items():
-            if table.tags.get(tag) != version:
-                table = table.with_tag(tag, version)
-                report.tags.append(f"{name}@{tag} -> {version}")
-        update.table = table
-        if log is not None:
-            update.import_log(parse_log(log.decode("utf-8", errors="replace"), f"log of '{name}'")[0])
+    return parse_log(log.decode("utf-8", errors="replace"), f"log of '{name}'")[0] if log is not None else []
 
+
+class RegistryDestination:
+    """A registry on a file system: refs change under each model's lock."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.location = str(registry.root)
+
+    def table(self, name: str) -> RefTable:
+        return self.registry.refs.read(name)
+
+    def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
+        """Fetch the manifests, then every file the registry lacks, several at once, with one progress total."""
+        store = self.registry.objects
+        manifests = sorted({d for table in tables.values() for d in table.versions.values()})
+        counter = _Counter()
+        in_parallel(partial(self._fetch, source, counter, None), [d for d in manifests if not store.contains(d)], WORKERS)
+        missing: dict[Digest, int] = {}
+        for digest in manifests:
+            for entry in self.registry.manifest(digest).files:
+                if not store.contains(entry.digest):
+                    missing[entry.digest] = entry.size
+        advance = thread_safe(counting(progress, sum(missing.values())))
+        in_parallel(partial(self._fetch, source, counter, advance), missing, WORKERS)
+        return counter.objects, counter.bytes
+
+    def writing(self) -> AbstractContextManager[object]:
+        return self.registry.writing()
+
+    def _fetch(self, source: Source, counter: _Counter, advance: Progress | None, digest: Digest) -> None:
+        copied = fetch_object(source, digest, self.registry.objects, advance)
+        if copied is None:
+            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+        counter.add(copied)
+
+    def update_refs(
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: list[LogEntry], entry: LogEntry
+    ) -> tuple[RefTable, RefTable]:
+        with self.registry.updating(name, author=entry.author, message=entry.message) as update:
+            old = update.table
+            update.table = merge(old)
+            if imported:
+                update.import_log(imported)
+        return old, update.table
+
+    def finish(self, names: list[str]) -> None:
+        self.registry.update_server_info()
+
+
+class _Counter:
+    """Objects and bytes copied, counted by several threads."""
+
+    def __init__(self) -> None:
+        self.objects = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.objects += 1
+            self.bytes += size
+
+
+def thread_safe(advance: Progress | None) -> Progress | None:
+    """A progress callback that several copying threads may call."""
+    if advance is None:
+        return None
+    lock = threading.Lock()
+
+    def locked(count: int) -> None:
+        with lock:
+            advance(count)
+
+    return locked

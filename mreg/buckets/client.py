@@ -97,8 +97,11 @@ class Bucket:
                 yield ObjectInfo(meta)
 
     def check(self) -> None:
-        """Fail now, with a clear cause, if the bucket cannot be listed (missing, denied)."""
-        self._call(lambda: obstore.list_with_delimiter(self.store, "models/"), "models/")
+        """Fail now, with a clear cause, if the bucket cannot be read (missing, credentials refused, denied).
+
+        A GET, not a listing: its error body names the cause, where a HEAD's has none.
+        """
+        self.get("info/models", 64 << 20)
 
     # ------------------------------------------------------------- writing
 

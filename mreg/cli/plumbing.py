@@ -90,12 +90,23 @@ def fsck(session: Session, as_json: bool) -> None:
 
 
 @click.command()
+@click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--grace", type=click.FloatRange(min=0), metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
-def gc(session: Session, dry_run: bool, as_json: bool) -> None:
-    """Delete objects no ref leads to, and temporary files left by interrupted writes."""
-    report = session.registry.gc(dry_run=dry_run)
+def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, as_json: bool) -> None:
+    """Delete objects no ref leads to, and temporary files left by interrupted writes.
+
+    With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
+    registry instead, sparing objects younger than the grace period.
+    """
+    if bucket is not None:
+        from .remote import collect_bucket
+
+        report = collect_bucket(session, bucket, grace, dry_run)
+    else:
+        report = session.registry.gc(dry_run=dry_run)
     if as_json:
         echo_json(report.to_dict())
         return

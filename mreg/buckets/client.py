@@ -116,10 +116,24 @@ class Bucket:
     def upload(self, path: str, blocks: Iterable[bytes]) -> None:
         """Write a large object as a multipart upload, completed only if ``blocks`` ends
         without an error (a verifier raising midway aborts it: nothing appears)."""
-        self._call(
-            lambda: obstore.put(self.store, path, blocks, use_multipart=True, chunk_size=PART_SIZE, max_concurrency=4),
-            path,
-        )
+        failures: list[BaseException] = []
+
+        def guarded() -> Iterator[bytes]:
+            try:
+                yield from blocks
+            except BaseException as exc:  # obstore wraps it: keep the original for the caller
+                failures.append(exc)
+                raise
+
+        try:
+            self._call(
+                lambda: obstore.put(self.store, path, guarded(), use_multipart=True, chunk_size=PART_SIZE, max_concurrency=4),
+                path,
+            )
+        except RemoteError:
+            if failures:
+                raise failures[0] from None
+            raise
 
     def overwrite(self, path: str, data: bytes) -> None:
         """Write an object whatever is there (only to freshen identical bytes)."""
@@ -181,14 +195,14 @@ def cause(exc: BaseException) -> str:
     code = re.search(r"<Code>([A-Za-z]+)</Code>", text)
     if code is not None:
         return _CAUSES.get(code[1], f"the service answered {code[1]}")
+    if re.search(r"token request|[Cc]redential", text):
+        return "no usable credentials (" + _first_line(text, 120) + ")"
     status = re.search(r"status code: (\d{3})", text)
     if status is not None:
         number = status[1]
         return {"403": "access denied (HTTP 403)", "401": "the credentials were refused (HTTP 401)"}.get(number, f"HTTP {number}")
     if re.search(r"error sending request|[Cc]onnection refused|dns error|timed out|tcp connect", text):
         return "cannot reach the endpoint (" + _first_line(text, 120) + ")"
-    if re.search(r"[Cc]redential|token", text):
-        return "no usable credentials (" + _first_line(text, 120) + ")"
     return _first_line(text, 200)
 
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 SCHEMES = {"s3": "S3 (or S3-compatible)", "gs": "Google Cloud Storage", "az": "Azure Blob Storage"}
 _URL = re.compile(r"(s3|gs|az)://([^/?#]*)(/[^?#]*)?", re.ASCII)
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,254}", re.ASCII)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{0,254}", re.ASCII)
 _SEGMENT = re.compile(r"[A-Za-z0-9_.+=@-]+", re.ASCII)
 SETTING_KEYS = ("endpoint", "region", "allow-http")
 """Per-remote keys a bucket reads from ``.mreg/config`` (``remote.NAME.endpoint`` ...)."""

@@ -70,10 +70,11 @@ class Destination(Protocol):
         """Copy every object the versions in ``tables`` need and lack there; return (objects, bytes)."""
 
     def update_refs(
-        self, name: str, merge: Callable[[RefTable], RefTable], imported: list[LogEntry], entry: LogEntry
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
     ) -> tuple[RefTable, RefTable]:
-        """Replace a model's refs ``ours`` by ``merge(ours)`` atomically, logging the
-        change (time, author, message from ``entry``) and the source's ``imported`` log;
+        """Replace a model's refs ``ours`` by ``merge(ours)`` atomically; when they change,
+        log the change (time, author, message from ``entry``) and merge in the source's
+        log, ``imported()`` (read only then: an unchanged model costs no log read);
         return (old, new)."""
 
     def finish(self, names: list[str]) -> None:
@@ -149,7 +150,7 @@ def transfer(
     with destination.writing():
         report.objects, report.bytes = destination.copy_objects(source, tables, progress)
         for name, theirs in tables.items():
-            old, new = destination.update_refs(name, partial(merged, name, theirs, force), _source_log(source, name), entry)
+            old, new = destination.update_refs(name, partial(merged, name, theirs, force), partial(_source_log, source, name), entry)
             report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
             report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
     destination.finish(list(tables))
@@ -255,13 +256,13 @@ class RegistryDestination:
         counter.add(copied)
 
     def update_refs(
-        self, name: str, merge: Callable[[RefTable], RefTable], imported: list[LogEntry], entry: LogEntry
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
     ) -> tuple[RefTable, RefTable]:
         with self.registry.updating(name, author=entry.author, message=entry.message) as update:
             old = update.table
             update.table = merge(old)
-            if imported:
-                update.import_log(imported)
+            if update.table != old:
+                update.import_log(imported())
         return old, update.table
 
     def finish(self, names: list[str]) -> None:

@@ -100,14 +100,15 @@ class BucketDestination:
         return self._tables[name] if name in self._tables else self.table(name)
 
     def update_refs(
-        self, name: str, merge: Callable[[RefTable], RefTable], imported: list[LogEntry], entry: LogEntry
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
     ) -> tuple[RefTable, RefTable]:
-        """Change the model's table by compare-and-swap, then log the change as one object."""
+        """Change the model's table by compare-and-swap, then log the change, with the
+        source's entries the bucket lacks, as one new object."""
         old, new = change_table(self.bucket, name, merge)
-        if old == new and not imported:
+        if old == new:
             return old, new
-        known = set(read_log(self.bucket, name)) if imported else set()
-        entries = [e for e in imported if e not in known]
+        known = set(read_log(self.bucket, name))
+        entries = [e for e in imported() if e not in known]
         entries += [entry._replace(ref=ref, old=before, new=after) for ref, before, after in changes(old, new)]
         write_log(self.bucket, name, entries)
         return old, new

@@ -1,0 +1,129 @@
+"""Push and pull of a 1 GiB model to and from a local S3 server (moto, its own process)
+vs obstore uploading / downloading the same bytes as one object (target: ratio <= 1.3
+each, paired runs), and a second push and pull of three models (target: < 200 ms).
+
+The server is the bottleneck of both sides (moto is Python), so the ratios say what
+mreg adds to moving the bytes: hashing, HEAD checks, one object per tensor, refs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import obstore
+import torch
+from obstore.store import S3Store
+
+from common import absolute, best_of, mreg, paired, report, scratch
+
+from mreg import Registry
+from mreg.pytorch import register
+
+SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
+TENSOR = 16 << 20
+BUCKET = "bench"
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT"), timeout=1).close()
+            return server, endpoint
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("moto server did not start")
+
+
+def clear(store: S3Store, prefix: str) -> None:
+    """Delete every key under ``prefix`` (the server keeps objects in memory)."""
+    paths = [meta["path"] for batch in obstore.list(store, prefix) for meta in batch]
+    for start in range(0, len(paths), 1000):
+        obstore.delete(store, paths[start : start + 1000])
+
+
+def main() -> None:
+    server, endpoint = start_server()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true"
+    )
+    store = S3Store(BUCKET, client_options={"allow_http": True})
+    try:
+        with scratch("bucket") as root:
+            run(root, store)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def run(root: Path, store: S3Store) -> None:
+    team = Registry.init(root / "team")
+    generator = torch.Generator().manual_seed(0)
+    weights = {f"layer{i}.weight": torch.randn(TENSOR // 4, generator=generator) for i in range(SIZE // TENSOR)}
+    register(team, "big@1.0.0", weights)
+    whole = root / "whole.safetensors"
+    shutil.copyfile(team.path("big@1.0.0"), whole)
+    size = whole.stat().st_size
+    print(f"   model: {size / 2**20:.0f} MiB in {len(weights)} tensors")
+    runs = iter(range(1000))
+    url = f"s3://{BUCKET}/push"
+
+    def upload_one() -> None:
+        obstore.put(store, "baseline/whole", whole)
+
+    def push() -> None:
+        mreg("--registry", str(team.root), "push", url, cwd=root)
+
+    def fresh_bucket() -> None:
+        clear(store, "push/")
+        clear(store, "baseline/")
+
+    ours, base, ratio = paired(upload_one, push, 3, prepare=fresh_bucket)
+    report(f"push {size >> 20} MiB model to S3 vs one obstore put", ours, base, "<= 1.3", ratio=ratio)
+
+    def download_one() -> None:
+        result = obstore.get(store, "baseline/whole")
+        with open(root / "downloaded", "wb") as out:
+            for block in result.stream(min_chunk_size=4 << 20):
+                out.write(block)
+
+    laptop = root / "laptop"
+
+    def fresh_registry() -> None:
+        shutil.rmtree(laptop, ignore_errors=True)
+        Registry.init(laptop)
+
+    def pull() -> None:
+        mreg("--registry", str(laptop), "pull", url, cwd=root)
+
+    upload_one()
+    ours, base, ratio = paired(download_one, pull, 3, prepare=fresh_registry)
+    report(f"pull {size >> 20} MiB model from S3 vs one obstore get", ours, base, "<= 1.3", ratio=ratio)
+    next(runs)
+
+    for i in range(3):
+        register(team, f"small{i}@1.0.0", {"w": torch.randn(256, 256, generator=generator)})
+    mreg("--registry", str(team.root), "push", url, cwd=root)
+    mreg("--registry", str(laptop), "pull", url, cwd=root)
+    names = [f"small{i}" for i in range(3)]
+    again_push = best_of(lambda: mreg("--registry", str(team.root), "push", url, *names, cwd=root), 7)
+    again_pull = best_of(lambda: mreg("--registry", str(laptop), "pull", url, *names, cwd=root), 7)
+    absolute("second push of three models (command)", 1000 * again_push, "< 200 ms")
+    absolute("second pull of three models (command)", 1000 * again_pull, "< 200 ms")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,29 +18,27 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol, Sequence, TypeVar
+from typing import Protocol, Sequence
 
 from . import config as config_file
 from .buckets.url import is_bucket_url
 from .errors import ConflictError, NotFoundError, RemoteError
-from .fallback import fetch_object
-from .fileutil import Progress, ProgressReport, counting
+from .fetching import fetch_all, thread_safe
+from .fileutil import ProgressReport, counting
 from .names import Digest, validate_name
 from .refs import LOG_FILE, LogEntry, RefTable, parse_log
 from .registration import current_author, now_utc
 from .registry import Registry
 from .remote import DirectorySource, Source, open_source
 
-T = TypeVar("T")
 WORKERS = max(2, min(4, os.cpu_count() or 2))
-"""Objects copied at once between directories (each also has a writer thread)."""
+"""Objects copied at once from a source that does not say (``Source.concurrency``);
+each also has a writer thread. Buckets ask for more: their requests wait on the network."""
 
 
 @dataclass
@@ -192,23 +190,6 @@ def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable
     return table
 
 
-def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
-    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised."""
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mreg-transfer") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        try:
-            for future in futures:
-                future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-
 def _source_table(source: Source, name: str) -> RefTable:
     table = source.table(name)
     if table is None or not table.versions:
@@ -232,28 +213,21 @@ class RegistryDestination:
         return self.registry.refs.read(name)
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
-        """Fetch the manifests, then every file the registry lacks, several at once, with one progress total."""
+        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""
         store = self.registry.objects
+        workers = getattr(source, "concurrency", WORKERS)
         manifests = sorted({d for table in tables.values() for d in table.versions.values()})
-        counter = _Counter()
-        in_parallel(partial(self._fetch, source, counter, None), [d for d in manifests if not store.contains(d)], WORKERS)
+        counter = fetch_all(source, store, [d for d in manifests if not store.contains(d)], workers)
         missing: dict[Digest, int] = {}
         for digest in manifests:
             for entry in self.registry.manifest(digest).files:
                 if not store.contains(entry.digest):
                     missing[entry.digest] = entry.size
-        advance = thread_safe(counting(progress, sum(missing.values())))
-        in_parallel(partial(self._fetch, source, counter, advance), missing, WORKERS)
-        return counter.objects, counter.bytes
+        files = fetch_all(source, store, missing, workers, thread_safe(counting(progress, sum(missing.values()))))
+        return counter.objects + files.objects, counter.bytes + files.bytes
 
     def writing(self) -> AbstractContextManager[object]:
         return self.registry.writing()
-
-    def _fetch(self, source: Source, counter: _Counter, advance: Progress | None, digest: Digest) -> None:
-        copied = fetch_object(source, digest, self.registry.objects, advance)
-        if copied is None:
-            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
-        counter.add(copied)
 
     def update_refs(
         self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
@@ -267,29 +241,3 @@ class RegistryDestination:
 
     def finish(self, names: list[str]) -> None:
         self.registry.update_server_info()
-
-
-class _Counter:
-    """Objects and bytes copied, counted by several threads."""
-
-    def __init__(self) -> None:
-        self.objects = self.bytes = 0
-        self._lock = threading.Lock()
-
-    def add(self, size: int) -> None:
-        with self._lock:
-            self.objects += 1
-            self.bytes += size
-
-
-def thread_safe(advance: Progress | None) -> Progress | None:
-    """A progress callback that several copying threads may call."""
-    if advance is None:
-        return None
-    lock = threading.Lock()
-
-    def locked(count: int) -> None:
-        with lock:
-            advance(count)
-
-    return locked

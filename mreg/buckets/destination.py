@@ -57,7 +57,7 @@ class BucketDestination:
         self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None
     ) -> tuple[int, int]:
         """Upload what the new versions need; return (objects, bytes) uploaded."""
-        from ..transfer import in_parallel, thread_safe
+        from ..fetching import in_parallel, thread_safe
 
         now = datetime.now(timezone.utc)
         manifests = sorted(
@@ -125,7 +125,7 @@ class BucketDestination:
 
     def _absent_or_stale(self, digests: list[str], now: datetime) -> dict[str, bool]:
         """The objects to upload: absent (False) or present but old enough to freshen (True)."""
-        from ..transfer import in_parallel
+        from ..fetching import in_parallel
 
         found: dict[str, bool] = {}
 

@@ -18,6 +18,9 @@ class BucketSource(Source):
     """A registry in object storage. Opening it checks that the bucket can be listed,
     so a missing bucket or refused credentials fail here, with their cause."""
 
+    concurrency = 8
+    """Objects a transfer fetches at once: requests wait on the network, not the CPU."""
+
     def __init__(self, url: BucketURL, settings: dict[str, str], timeout: float) -> None:
         self.bucket = Bucket(url, settings, timeout)
         self.location = str(url)

@@ -1,0 +1,168 @@
+"""Fetching many objects from another store at once, the chunks of one file included.
+
+A transfer's files are fetched by a bounded pool of threads. A file stored as chunks
+is not fetched chunk after chunk: its chunks join the pool like any other object,
+each verified against its own digest as it is stored, and the file's digest is
+checked as its chunks land, in order, on whichever thread stored the next one
+(reading them back from the page cache), so no thread ever waits for it. Only when
+every chunk is in and the whole matches is the chunk index written: a file is never
+visible before all its bytes are, and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from .errors import CorruptObjectError, RemoteError
+from .fallback import object_path
+from .fileutil import Progress
+from .names import Digest
+from .object_store import ObjectStore
+from .remote import Source
+from .segments import BLOCK_SIZE, decode_chunk_index
+
+T = TypeVar("T")
+
+
+def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
+    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mreg-transfer") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def thread_safe(advance: Progress | None) -> Progress | None:
+    """A progress callback that several threads may call."""
+    if advance is None:
+        return None
+    lock = threading.Lock()
+
+    def locked(count: int) -> None:
+        with lock:
+            advance(count)
+
+    return locked
+
+
+class Counter:
+    """Objects and bytes copied, counted by several threads."""
+
+    def __init__(self) -> None:
+        self.objects = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, size: int, objects: int = 1) -> None:
+        with self._lock:
+            self.objects += objects
+            self.bytes += size
+
+
+def fetch_all(source: Source, store: ObjectStore, digests: Iterable[Digest], workers: int, advance: Progress | None = None) -> Counter:
+    """Fetch stored files (blobs or chunked files) from ``source``, verified, ``workers`` at a time.
+
+    Each file is asked for as a blob first, then as a chunk index, as
+    :func:`mreg.fallback.fetch_object` does; the chunks of every chunked file are then
+    fetched together.
+
+    Raises:
+        RemoteError: the source lacks one, fails, or sends bytes that do not match.
+    """
+    counter = Counter()
+    indexes: dict[Digest, bytes] = {}
+
+    def blob_or_index(digest: Digest) -> None:
+        streamed = source.stream(object_path(digest))
+        if streamed is not None:
+            counter.add(_store_blob(source, digest, streamed[0], store, advance))
+            return
+        index = source.read(object_path(digest) + ".chunks")
+        if index is None:
+            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+        indexes[digest] = index
+
+    in_parallel(blob_or_index, digests, workers)
+    checks: dict[Digest, list[_WholeCheck]] = {}  # chunk -> the files waiting for it
+    for digest, index in indexes.items():
+        check = _WholeCheck(source.location, digest, _chunk_list(source, digest, index), store, len(index))
+        for chunk, _ in check.chunks:
+            checks.setdefault(chunk, []).append(check)
+    missing = []
+    for chunk, waiting in checks.items():
+        if store.object_path(chunk).is_file():
+            for check in waiting:
+                check.landed(chunk, counter)
+        else:
+            missing.append(chunk)
+
+    def fetch_chunk(chunk: Digest) -> None:
+        streamed = source.stream(object_path(chunk))
+        if streamed is None:
+            raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
+        counter.add(_store_blob(source, chunk, streamed[0], store, advance), objects=0)
+        for check in checks[chunk]:
+            check.landed(chunk, counter)
+
+    in_parallel(fetch_chunk, missing, workers)
+    return counter
+
+
+def _store_blob(source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Progress | None) -> int:
+    try:
+        return store.add_blob(blocks, expected=digest, progress=advance).size
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
+
+
+def _chunk_list(source: Source, digest: Digest, index: bytes) -> list[tuple[Digest, int]]:
+    try:
+        return decode_chunk_index(index, digest)
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: {exc.message}") from None
+
+
+class _WholeCheck:
+    """A chunked file being fetched: hashes its chunks in order as they land, then
+    writes its chunk index if the whole matches its digest."""
+
+    def __init__(self, location: str, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, index_size: int) -> None:
+        self.location = location
+        self.digest = digest
+        self.chunks = chunks
+        self.store = store
+        self.index_size = index_size
+        self.arrived: set[Digest] = set()
+        self.next = 0
+        self.hasher = hashlib.sha256()
+        self._lock = threading.Lock()
+
+    def landed(self, chunk: Digest, counter: Counter) -> None:
+        """Note that a chunk is stored; hash every chunk that is now next in line."""
+        with self._lock:
+            self.arrived.add(chunk)
+            while self.next < len(self.chunks) and self.chunks[self.next][0] in self.arrived:
+                with open(self.store.object_path(self.chunks[self.next][0]), "rb") as stream:
+                    while block := stream.read(BLOCK_SIZE):
+                        self.hasher.update(block)
+                self.next += 1
+                if self.next == len(self.chunks):
+                    self._finish(counter)
+
+    def _finish(self, counter: Counter) -> None:
+        if "sha256:" + self.hasher.hexdigest() != self.digest:
+            raise RemoteError(f"{self.location}: the chunks of {self.digest} do not add up to it; not cached")
+        self.store.add_chunk_index(self.digest, self.chunks)
+        counter.add(self.index_size)

@@ -3,7 +3,6 @@ round trips, remotes, fallbacks, gc, failures and hostile content."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,24 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_failure, run_cli, run_mreg, store_snapshot, weights
 from s3server import S3Server, bucket_url, s3_server  # noqa: F401 - fixtures
+from test_transfer import add, refs_of
+from test_transfer import transfer_cli as cli_json
 
-from mreg import Blob, Registry
+from mreg import Registry
 from mreg.buckets.url import parse_bucket_url
-
-
-def add(registry: Registry, spec: str, data: bytes, **options: object) -> str:
-    """Register one in-memory file as a version; return the manifest digest."""
-    return registry.add(spec, [Blob("model.bin", lambda: [data])], **options).digest  # type: ignore[arg-type]
-
-
-def cli_json(*args: str, registry: Registry) -> dict:
-    result = run_cli(*args, "--json", registry=registry)
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def refs_of(registry: Registry) -> dict[str, tuple[dict, dict]]:
-    return {name: (dict(t.versions), dict(t.tags)) for name in registry.refs.names() if (t := registry.refs.read(name)).versions}
 
 
 def raw_store(url: str):  # type: ignore[no-untyped-def]

@@ -64,19 +64,19 @@ class BucketDestination:
             {d for name, table in tables.items() for v, d in table.versions.items() if self._known(name).versions.get(v) != d}
         )
         wanted = {d: _read_verified(source, d) for d in manifests}
-        files = sorted({entry.digest for data in wanted.values() for entry in Manifest.decode(data).files})
-        blobs: dict[Digest, int | None] = {}  # blob -> size (None: unknown yet)
+        files = {entry.digest: entry.size for data in wanted.values() for entry in Manifest.decode(data).files}
+        blobs: dict[Digest, int] = {}  # every blob the files need, with its size
         indexes: dict[Digest, bytes] = {}
-        for digest in files:
+        for digest, size in sorted(files.items()):
             index = source.read(object_path(digest) + ".chunks")
             if index is None:
-                blobs[digest] = None
+                blobs[digest] = size
                 continue
             indexes[digest] = index
             blobs.update(decode_chunk_index(index, digest))
         stale = self._absent_or_stale([*blobs, *(f"{d}.chunks" for d in indexes), *manifests], now)
         todo = [d for d in blobs if d in stale]
-        advance = thread_safe(counting(progress, sum(size or 0 for d, size in blobs.items() if d in stale)))
+        advance = thread_safe(counting(progress, sum(blobs[d] for d in todo)))
         sent = [0, 0]
 
         def put_blob(digest: Digest) -> None:
@@ -93,6 +93,7 @@ class BucketDestination:
             if digest in stale:
                 self._put_small(object_path(digest), wanted[digest], stale[digest])
                 sent[0] += 1
+                sent[1] += len(wanted[digest])
         return sent[0], sent[1]
 
     def _known(self, name: str) -> RefTable:
@@ -124,7 +125,8 @@ class BucketDestination:
     # ------------------------------------------------------------- objects
 
     def _absent_or_stale(self, digests: list[str], now: datetime) -> dict[str, bool]:
-        """The objects to upload: absent (False) or present but old enough to freshen (True)."""
+        """The objects to upload (named by digest, ``.chunks`` appended for an index):
+        absent (False) or present but old enough to freshen (True)."""
         from ..fetching import in_parallel
 
         found: dict[str, bool] = {}

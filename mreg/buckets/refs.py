@@ -30,6 +30,7 @@ LOG_DIR = "_logs"
 INFO_MODELS = "info/models"
 MAX_TABLE_BYTES = 64 << 20
 MAX_LOG_BYTES = 16 << 20
+MAX_LOG_OBJECTS = 100_000
 MAX_ATTEMPTS = 50
 """Lost races before a writer gives up (each costs two requests)."""
 
@@ -87,6 +88,8 @@ def read_log(bucket: Bucket, name: str) -> list[LogEntry]:
     """A model's log, merged from its objects, oldest first, without repeats."""
     prefix = f"models/{validate_name(name)}/{LOG_DIR}/"
     keys = sorted(str(info["path"]) for info in bucket.list(prefix))
+    if len(keys) > MAX_LOG_OBJECTS:
+        raise RemoteError(f"{bucket.location}: the log of '{name}' has {len(keys)} objects, more than the {MAX_LOG_OBJECTS} allowed")
     entries: list[LogEntry] = []
     seen: set[LogEntry] = set()
     for key in keys:

@@ -13,13 +13,16 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 
 from ..errors import RemoteError, printable
-from .url import BucketURL
+from .url import BucketURL, parse_bucket_url, remote_settings
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 T = TypeVar("T")
 PART_SIZE = 16 << 20
@@ -27,17 +30,25 @@ PART_SIZE = 16 << 20
 STREAM_BLOCK = 4 << 20
 
 
-class ObjectInfo(dict):
-    """What a listing or HEAD says of a key: ``path``, ``size``, ``last_modified``, ``e_tag``."""
+ObjectInfo = Mapping[str, Any]
+"""What a listing or HEAD says of a key: ``path``, ``size``, ``last_modified``, ``e_tag``."""
 
 
 class Bucket:
     """A registry's keys under ``url``: reads, create-only and compare-and-swap writes."""
 
     def __init__(self, url: BucketURL, settings: Mapping[str, str], timeout: float) -> None:
-        self.url = url
         self.location = str(url)
         self.store = _open_store(url, settings, timeout)
+
+    @classmethod
+    def open(cls, location: str, config: Config | None, timeout: float) -> Bucket:
+        """The bucket a URL names, with the settings of the remote that has that URL,
+        checked: a missing bucket or refused credentials fail here, with their cause."""
+        url = parse_bucket_url(location)
+        bucket = cls(url, remote_settings(config, url), timeout)
+        bucket.check()
+        return bucket
 
     # ------------------------------------------------------------- reading
 
@@ -84,7 +95,7 @@ class Bucket:
     def head(self, path: str) -> ObjectInfo | None:
         """What the service knows of a key, or None when it does not exist."""
         meta = self._call(lambda: obstore.head(self.store, path), path, missing=None)
-        return ObjectInfo(meta) if meta is not None else None
+        return meta  # type: ignore[no-any-return]
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every key under ``prefix`` (relative to the registry), in no promised order."""
@@ -93,8 +104,7 @@ class Bucket:
             batch = self._call(lambda: next(batches, None), prefix)
             if batch is None:
                 return
-            for meta in batch:
-                yield ObjectInfo(meta)
+            yield from batch
 
     def check(self) -> None:
         """Fail now, with a clear cause, if the bucket cannot be read (missing, credentials refused, denied).

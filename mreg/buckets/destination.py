@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from ..config import Config
 from ..errors import CorruptObjectError, RemoteError
 from ..fallback import object_path
+from ..fetching import in_parallel, thread_safe
 from ..fileutil import Progress, ProgressReport, counting
 from ..names import Digest
 from ..objects import Manifest
@@ -29,7 +30,6 @@ from ..remote import Source
 from ..segments import decode_chunk_index
 from .client import PART_SIZE, Bucket, age
 from .refs import add_to_info, change_table, read_log, read_table, write_log
-from .url import parse_bucket_url, remote_settings
 
 FRESHEN_AFTER = timedelta(hours=12)
 """Reuse an object only if it was written more recently than this (half gc's default grace)."""
@@ -41,10 +41,8 @@ class BucketDestination:
     """A registry in a bucket that a push writes to (see :class:`mreg.transfer.Destination`)."""
 
     def __init__(self, location: str, config: Config | None, timeout: float) -> None:
-        url = parse_bucket_url(location)
-        self.bucket = Bucket(url, remote_settings(config, url), timeout)
-        self.location = str(url)
-        self.bucket.check()
+        self.bucket = Bucket.open(location, config, timeout)
+        self.location = self.bucket.location
         self._lock = threading.Lock()
         self._tables: dict[str, RefTable] = {}  # as read before the copy
 
@@ -57,8 +55,6 @@ class BucketDestination:
         self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None
     ) -> tuple[int, int]:
         """Upload what the new versions need; return (objects, bytes) uploaded."""
-        from ..fetching import in_parallel, thread_safe
-
         now = datetime.now(timezone.utc)
         manifests = sorted(
             {d for name, table in tables.items() for v, d in table.versions.items() if self._known(name).versions.get(v) != d}
@@ -127,8 +123,6 @@ class BucketDestination:
     def _absent_or_stale(self, digests: list[str], now: datetime) -> dict[str, bool]:
         """The objects to upload (named by digest, ``.chunks`` appended for an index):
         absent (False) or present but old enough to freshen (True)."""
-        from ..fetching import in_parallel
-
         found: dict[str, bool] = {}
 
         def check(name: str) -> None:

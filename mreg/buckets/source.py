@@ -9,22 +9,19 @@ from ..remote import Source, Stream
 from ..refs import LOG_FILE
 from .client import Bucket
 from .refs import MAX_TABLE_BYTES, log_text, model_names, read_log
-from .url import BucketURL, parse_bucket_url, remote_settings
 
 _LOG_PATH = re.compile(r"models/(.+)/" + LOG_FILE)
 
 
 class BucketSource(Source):
-    """A registry in object storage. Opening it checks that the bucket can be listed,
-    so a missing bucket or refused credentials fail here, with their cause."""
+    """A registry in object storage, read as another store."""
 
     concurrency = 8
     """Objects a transfer fetches at once: requests wait on the network, not the CPU."""
 
-    def __init__(self, url: BucketURL, settings: dict[str, str], timeout: float) -> None:
-        self.bucket = Bucket(url, settings, timeout)
-        self.location = str(url)
-        self.bucket.check()
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.location = bucket.location
 
     def read(self, path: str) -> bytes | None:
         """A small object's bytes; a model's ``_log`` is assembled from its log objects."""
@@ -43,6 +40,6 @@ class BucketSource(Source):
 
 
 def open_bucket_source(location: str, config: Config | None, timeout: float) -> BucketSource:
-    """A :class:`BucketSource` for a URL, with the settings of the remote that names it."""
-    url = parse_bucket_url(location)
-    return BucketSource(url, remote_settings(config, url), timeout)
+    """A :class:`BucketSource` for a URL, with the settings of the remote that names it
+    (a missing bucket or refused credentials fail here, with their cause)."""
+    return BucketSource(Bucket.open(location, config, timeout))

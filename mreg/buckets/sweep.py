@@ -25,7 +25,6 @@ from ..segments import decode_chunk_index
 from .client import Bucket, age
 from .destination import FRESHEN_AFTER
 from .refs import MAX_TABLE_BYTES, model_names, read_table
-from .url import parse_bucket_url, remote_settings
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
 _HEX = frozenset("0123456789abcdef")
@@ -41,9 +40,7 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
         RemoteError: a ref's manifest is missing or corrupt: gc must not guess, and
             deletes nothing.
     """
-    url = parse_bucket_url(location)
-    bucket = Bucket(url, remote_settings(config, url), timeout)
-    bucket.check()
+    bucket = Bucket.open(location, config, timeout)
     now = datetime.now(timezone.utc)
     listed = {digest: info for info in bucket.list("objects/") if (digest := _digest_of(str(info["path"]))) is not None}
     reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX})

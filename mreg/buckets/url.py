@@ -28,10 +28,6 @@ class BucketURL(NamedTuple):
     def __str__(self) -> str:
         return f"{self.scheme}://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
 
-    def key(self, path: str) -> str:
-        """The full key of a registry path, as the service names it."""
-        return f"{self.prefix}/{path}" if self.prefix else path
-
 
 def is_bucket_url(text: str) -> bool:
     """True for ``s3://``, ``gs://`` and ``az://`` URLs (well-formed or not)."""

@@ -111,10 +111,11 @@ def push(
 
 def clone(location: str, directory: str, *, progress: ProgressReport | None = None) -> tuple[Registry, TransferReport]:
     """Create a registry in ``directory`` holding every model of another, which it calls ``origin``."""
+    source = open_source(location)  # first: a source that cannot be read leaves no new registry behind
     destination = Registry.init(directory)
     if destination.refs.names():
         raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
-    report = pull(destination, location, progress=progress)
+    report = transfer(source, RegistryDestination(destination), progress=progress, message=f"pull from {source.location}")
     is_url = re.match(r"https?://", location) or is_bucket_url(location)
     absolute = location if is_url else str(Path(location).expanduser().resolve())
     config_file.update(destination.root / "config", "remote.origin.url", absolute)

@@ -145,21 +145,45 @@ class _WholeCheck:
         self.store = store
         self.index_size = index_size
         self.arrived: set[Digest] = set()
-        self.next = 0
+        self.next = 0  # the first chunk not hashed yet
         self.hasher = hashlib.sha256()
+        self._hashing = False  # a thread is hashing: the others only note their chunk
+        self._finished = False
         self._lock = threading.Lock()
 
     def landed(self, chunk: Digest, counter: Counter) -> None:
-        """Note that a chunk is stored; hash every chunk that is now next in line."""
+        """Note that a chunk is stored; unless another thread is at it, hash every
+        chunk that is now next in line (a thread never waits for another's hashing)."""
         with self._lock:
             self.arrived.add(chunk)
-            while self.next < len(self.chunks) and self.chunks[self.next][0] in self.arrived:
-                with open(self.store.object_path(self.chunks[self.next][0]), "rb") as stream:
+            if self._hashing:
+                return
+            self._hashing = True
+        try:
+            while (following := self._next_arrived()) is not None:
+                with open(self.store.object_path(following), "rb") as stream:
                     while block := stream.read(BLOCK_SIZE):
                         self.hasher.update(block)
-                self.next += 1
-                if self.next == len(self.chunks):
-                    self._finish(counter)
+                with self._lock:
+                    self.next += 1
+        except BaseException:
+            with self._lock:
+                self._hashing = False
+            raise
+        with self._lock:  # _next_arrived stopped the hashing; finish exactly once
+            finish = self.next == len(self.chunks) and not self._finished
+            self._finished = self._finished or finish
+        if finish:
+            self._finish(counter)
+
+    def _next_arrived(self) -> Digest | None:
+        """The next chunk to hash if it has landed; else None, and hashing stops (under the lock,
+        so a chunk landing now is hashed by the thread that brought it)."""
+        with self._lock:
+            if self.next < len(self.chunks) and self.chunks[self.next][0] in self.arrived:
+                return self.chunks[self.next][0]
+            self._hashing = False
+            return None
 
     def _finish(self, counter: Counter) -> None:
         if "sha256:" + self.hasher.hexdigest() != self.digest:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import obstore
@@ -90,11 +91,20 @@ def run(root: Path, store: S3Store) -> None:
         mreg("--registry", str(team.root), "push", url, cwd=root)
 
     def fresh_bucket() -> None:
-        clear(store, "push/")
-        clear(store, "baseline/")
+        for prefix in ("push/", "baseline/", "blobs/"):
+            clear(store, prefix)
 
     ours, base, ratio = paired(upload_one, push, 3, prepare=fresh_bucket)
     report(f"push {size >> 20} MiB model to S3 vs one obstore put", ours, base, "<= 1.3", ratio=ratio)
+    blobs = [p for p in team.objects.objects_dir.rglob("*") if p.is_file()]
+
+    def upload_blobs() -> None:
+        """The same bytes as the objects mreg stores, 8 puts in flight, nothing else."""
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda blob: obstore.put(store, f"blobs/{blob.name}", blob, use_multipart=False), blobs))
+
+    ours, base, ratio = paired(upload_blobs, push, 3, prepare=fresh_bucket)
+    report(f"  (vs obstore putting its {len(blobs)} objects, 8 at once)", ours, base, "-", ratio=ratio)
 
     def download_one() -> None:
         result = obstore.get(store, "baseline/whole")
@@ -115,6 +125,23 @@ def run(root: Path, store: S3Store) -> None:
     upload_one()
     ours, base, ratio = paired(download_one, pull, 3, prepare=fresh_registry)
     report(f"pull {size >> 20} MiB model from S3 vs one obstore get", ours, base, "<= 1.3", ratio=ratio)
+    upload_blobs()
+    (root / "blobs").mkdir()
+
+    def download_blobs() -> None:
+        """The same objects, 8 gets in flight, each written and fsynced, nothing else."""
+
+        def get(blob: Path) -> None:
+            with open(root / "blobs" / blob.name, "wb") as out:
+                for block in obstore.get(store, f"blobs/{blob.name}").stream(min_chunk_size=4 << 20):
+                    out.write(block)
+                os.fsync(out.fileno())
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(get, blobs))
+
+    ours, base, ratio = paired(download_blobs, pull, 3, prepare=fresh_registry)
+    report(f"  (vs obstore getting its {len(blobs)} objects, 8 at once)", ours, base, "-", ratio=ratio)
 
     for i in range(3):
         register(team, f"small{i}@1.0.0", {"w": torch.randn(256, 256, generator=generator)})

@@ -28,6 +28,9 @@ T = TypeVar("T")
 PART_SIZE = 16 << 20
 """Bytes per part of a multipart upload (and the size above which one is used)."""
 STREAM_BLOCK = 4 << 20
+CONCURRENCY = max(4, 2 * (os.cpu_count() or 2))
+"""Requests in flight at once. They wait on the network more than on the CPU, but each
+byte is also hashed and written here: on 2 cores, 4 moved the most (measured)."""
 
 
 ObjectInfo = Mapping[str, Any]

@@ -28,13 +28,11 @@ from ..objects import Manifest
 from ..refs import LogEntry, RefTable, changes
 from ..remote import Source
 from ..segments import decode_chunk_index
-from .client import PART_SIZE, Bucket, age
+from .client import CONCURRENCY, PART_SIZE, Bucket, age
 from .refs import add_to_info, change_table, read_log, read_table, write_log
 
 FRESHEN_AFTER = timedelta(hours=12)
 """Reuse an object only if it was written more recently than this (half gc's default grace)."""
-WORKERS = 8
-"""Objects in flight at once."""
 
 
 class BucketDestination:
@@ -81,7 +79,7 @@ class BucketDestination:
                 sent[0] += 1
                 sent[1] += size
 
-        in_parallel(put_blob, todo, WORKERS)
+        in_parallel(put_blob, todo, CONCURRENCY)
         for digest, index in indexes.items():  # after their chunks
             if f"{digest}.chunks" in stale:
                 self._put_small(object_path(digest) + ".chunks", index, stale[f"{digest}.chunks"])
@@ -131,7 +129,7 @@ class BucketDestination:
                 with self._lock:
                     found[name] = info is not None
 
-        in_parallel(check, digests, WORKERS * 2)
+        in_parallel(check, digests, 2 * CONCURRENCY)  # HEADs move no bytes
         return found
 
     def _put_small(self, path: str, data: bytes, freshen: bool) -> None:

@@ -7,7 +7,7 @@ import re
 from ..config import Config
 from ..remote import Source, Stream
 from ..refs import LOG_FILE
-from .client import Bucket
+from .client import CONCURRENCY, Bucket
 from .refs import MAX_TABLE_BYTES, log_text, model_names, read_log
 
 _LOG_PATH = re.compile(r"models/(.+)/" + LOG_FILE)
@@ -16,8 +16,8 @@ _LOG_PATH = re.compile(r"models/(.+)/" + LOG_FILE)
 class BucketSource(Source):
     """A registry in object storage, read as another store."""
 
-    concurrency = 8
-    """Objects a transfer fetches at once: requests wait on the network, not the CPU."""
+    concurrency = CONCURRENCY
+    """Objects a transfer fetches at once."""
 
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket

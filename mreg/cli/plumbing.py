@@ -101,6 +101,8 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
     registry instead, sparing objects younger than the grace period.
     """
+    if grace is not None and bucket is None:
+        raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
     if bucket is not None:
         from .remote import collect_bucket
 

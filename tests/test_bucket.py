@@ -228,3 +228,32 @@ def test_commands_that_touch_no_bucket_never_import_obstore(registry: Registry) 
 
     completed = subprocess.run([sys.executable, "-c", code], cwd=registry.root.parent, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_reused_old_objects_are_freshened_and_gc_never_guesses(
+    origin: Registry, bucket_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push rewrites an existing object older than the freshen age instead of trusting it to
+    outlive gc; gc with a ref whose manifest is gone deletes nothing."""
+    import obstore
+
+    from mreg.buckets import destination
+
+    from mreg.buckets.client import Bucket
+
+    origin.push(bucket_url, ["team/tok"])
+    blob = origin.file_entry("team/tok@0.1.0", "data.bin").digest
+    rewritten: list[str] = []
+    overwrite = Bucket.overwrite
+    monkeypatch.setattr(Bucket, "overwrite", lambda self, path, data: (rewritten.append(path), overwrite(self, path, data)))
+    monkeypatch.setattr(destination, "FRESHEN_AFTER", destination.timedelta(0))
+    origin.add("team/tok@0.2.0", [origin.root.parent.parent / "files"])  # the same files again
+    origin.push(bucket_url, ["team/tok"])
+    assert f"objects/{blob[7:9]}/{blob[9:]}" in rewritten
+
+    manifest = origin.resolve("team/tok@0.1.0")
+    obstore.delete(raw_store(bucket_url), f"objects/{manifest[7:9]}/{manifest[9:]}")
+    before = keys(bucket_url)
+    result = run_cli("gc", bucket_url, "--grace", "0", registry=origin)
+    assert_clean_failure(result, 7)
+    assert "missing" in result.stderr and keys(bucket_url) == before

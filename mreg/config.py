@@ -18,6 +18,7 @@ from .fileutil import FileLock, write_atomically
 
 _SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]', re.ASCII)
 _ENTRY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=\s*(.*))?", re.ASCII)
+_SECRET_KEY = re.compile(r"secret|passw|token|credential|access-key|account-key|sas|private", re.ASCII | re.IGNORECASE)
 _KEY = re.compile(r"([A-Za-z0-9-]+)(?:\.(.+))?\.([A-Za-z][A-Za-z0-9-]*)", re.ASCII)
 
 
@@ -105,6 +106,8 @@ def update(path: Path, name: str, value: str | None, *, add: bool = False) -> Co
     section, subsection, key = parse_key(name)
     if value is not None and ("\n" in value or "\0" in value):
         raise InvalidInputError("config values are one line of text")
+    if value is not None:
+        _refuse_secret_or_bad_url(key, value)
     with FileLock(path.with_name(path.name + ".lock"), what="the config file"):
         config = Config.load(path)
         same = [i for i, e in enumerate(config.entries) if (e.section, e.subsection, e.key) == (section, subsection, key)]
@@ -118,6 +121,21 @@ def update(path: Path, name: str, value: str | None, *, add: bool = False) -> Co
         written = Config(path, entries)
         write_atomically(path, written.encode().encode("utf-8"))
     return written
+
+
+def _refuse_secret_or_bad_url(key: str, value: str) -> None:
+    """Secrets stay out of ``.mreg/config`` (it is copied, shared, committed); bucket URLs must parse."""
+    if _SECRET_KEY.search(key):
+        raise InvalidInputError(
+            f"'{printable(key)}' looks like a secret, and mreg never writes secrets to its config: "
+            "use the provider's environment variables or files (AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, "
+            "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY)"
+        )
+    if key == "url":
+        from .buckets.url import is_bucket_url, parse_bucket_url
+
+        if is_bucket_url(value):
+            parse_bucket_url(value)
 
 
 def _parse(text: str, path: Path) -> list[Entry]:

@@ -30,7 +30,7 @@ Advance = Callable[[int], None]
 
 
 def _relative_to(project: Path, location: str) -> str:
-    if re.match(r"https?://", location) or Path(location).expanduser().is_absolute():
+    if re.match(r"(https?|s3|gs|az)://", location) or Path(location).expanduser().is_absolute():
         return location
     return os.path.normpath(project / location)
 
@@ -57,21 +57,13 @@ def fetch_object(
             that digest.
     """
     limit = MAX_MANIFEST_SIZE if size is None else size
-    where = f"{source.location}/{object_path(digest)}"
-    streamed = source.stream(object_path(digest))
-    if streamed is not None:
-        blocks, announced = streamed
-        if announced is not None and announced > limit:
-            getattr(blocks, "close", lambda: None)()
-            raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
-        copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance)
-        if size is not None and copied != size:
-            raise RemoteError(f"{where} has {copied} bytes, but its manifest says {size}; refused")
+    copied = fetch_blob(source, digest, store, advance, limit=limit, size=size)
+    if copied is not None:
         return copied
-    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
-    if index is None:
+    found = fetch_index(source, digest, limit)
+    if found is None:
         return None
-    chunks = _checked_index(source, digest, index, limit)
+    index, chunks = found
     whole = BackgroundHash()
     try:
         copied = len(index) + _fetch_chunks(source, digest, chunks, store, advance, whole)
@@ -81,6 +73,54 @@ def fetch_object(
         whole.close()
     store.add_chunk_index(digest, chunks)
     return copied
+
+
+def fetch_blob(
+    source: Source,
+    digest: Digest,
+    store: ObjectStore,
+    advance: Advance | None = None,
+    *,
+    limit: int,
+    size: int | None = None,
+    also: Any = None,
+) -> int | None:
+    """Copy one blob from ``source``, verified, reading at most ``limit`` bytes (exactly
+    ``size`` when given); None when ``source`` does not have it as a blob.
+
+    Raises:
+        RemoteError: the source failed, or sent too many bytes or bytes that do not match.
+    """
+    streamed = source.stream(object_path(digest))
+    if streamed is None:
+        return None
+    where = f"{source.location}/{object_path(digest)}"
+    blocks, announced = streamed
+    if announced is not None and announced > limit:
+        getattr(blocks, "close", lambda: None)()
+        raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
+    copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance, also=also)
+    if size is not None and copied != size:
+        raise RemoteError(f"{where} has {copied} bytes, but {size} are expected; refused")
+    return copied
+
+
+def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list[tuple[Digest, int]]] | None:
+    """A chunked file's index from ``source``: its bytes and its checked chunks (None: no index there)."""
+    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
+    if index is None:
+        return None
+    return index, _checked_index(source, digest, index, limit)
+
+
+def check_local_chunk(source: Source, digest: Digest, chunk: Digest, size: int, store: ObjectStore) -> bool:
+    """True when ``chunk`` is already stored here, with the size the index of ``digest`` gives it."""
+    path = store.object_path(chunk)
+    if not path.is_file():
+        return False
+    if path.stat().st_size != size:
+        raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
+    return True
 
 
 def _checked_index(source: Source, digest: Digest, index: bytes, limit: int) -> list[tuple[Digest, int]]:
@@ -101,20 +141,13 @@ def _fetch_chunks(
     """Store the chunks missing here, feeding every chunk's bytes to ``whole``; return bytes copied."""
     copied = 0
     for chunk, size in chunks:
-        path = store.object_path(chunk)
-        if path.is_file():
-            if path.stat().st_size != size:
-                raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
+        if check_local_chunk(source, digest, chunk, size, store):
             for block in store.iter_bytes(chunk):
                 whole.update(block)
             continue
-        streamed = source.stream(object_path(chunk))
-        if streamed is None:
+        got = fetch_blob(source, chunk, store, advance, limit=size, size=size, also=whole)
+        if got is None:
             raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
-        where = f"{source.location}/{object_path(chunk)}"
-        got = _store_blob(source, chunk, bounded(streamed[0], size, where), store, advance, also=whole)
-        if got != size:
-            raise RemoteError(f"{where} has {got} bytes, but the chunk index of {digest} says {size}; refused")
         copied += got
     return copied
 
@@ -150,9 +183,10 @@ def _store_blob(
 class Fallbacks:
     """The ordered fallback stores of a registry, opened on first use."""
 
-    def __init__(self, locations: list[str], *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
+    def __init__(self, locations: list[str], *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None) -> None:
         self.locations = locations
         self.timeout = timeout
+        self.config = config  # a bucket's endpoint and region, from the remote that names it
         self.warnings: list[str] = []  # failures worth telling the user about
         self._sources: list[Source] | None = None
 
@@ -169,7 +203,7 @@ class Fallbacks:
             timeout = float(config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
         except ValueError:
             raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
-        return cls(locations, timeout=timeout)
+        return cls(locations, timeout=timeout, config=config)
 
     def __bool__(self) -> bool:
         return bool(self.locations)
@@ -180,7 +214,7 @@ class Fallbacks:
             self._sources = []
             for location in self.locations:
                 try:
-                    self._sources.append(open_source(location, timeout=self.timeout))
+                    self._sources.append(open_source(location, timeout=self.timeout, config=self.config))
                 except RemoteError as exc:
                     self.warnings.append(f"fallback skipped: {exc.message}")
         return self._sources

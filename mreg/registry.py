@@ -540,13 +540,13 @@ class Registry:
         return disk_usage(self)
 
     def pull(self, source: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
-        """Copy models from another registry (a path, an http(s) URL or a remote name)."""
+        """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name)."""
         from .transfer import pull
 
         return pull(self, source, names, force=force)
 
     def push(self, destination: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
-        """Copy models into another registry on a file system."""
+        """Copy models into another registry: a path, a bucket URL (s3://, gs://, az://) or a remote name."""
         from .transfer import push
 
         return push(self, destination, names, force=force)

@@ -25,9 +25,11 @@ from .refs import LOG_FILE, TABLE_FILE, LogEntry, RefTable, parse_log
 from .segments import read_blocks
 
 if TYPE_CHECKING:
+    from .config import Config
     from .registry import Registry
 
 INFO_MODELS = "info/models"
+URL_SCHEMES = ("http", "https", "s3", "gs", "az")
 DEFAULT_HTTP_TIMEOUT = 30.0
 Stream = tuple[Iterator[bytes], "int | None"]
 """A file's bytes in blocks, and its size when known."""
@@ -218,14 +220,20 @@ class HttpSource(Source):
         return sorted({line for line in text.splitlines() if line})
 
 
-def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> Source:
-    """A Source for a path or an ``http(s)://`` URL.
+def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None) -> Source:
+    """A Source for a path, an ``http(s)://`` URL or a bucket (``s3://``, ``gs://``, ``az://``).
+
+    ``config`` gives a bucket the endpoint and region of the remote that names it.
 
     Raises:
-        RemoteError: a path that holds no registry.
+        RemoteError: a path that holds no registry, or a bucket that cannot be read.
     """
     if re.match(r"https?://", location):
         return HttpSource(location, timeout=timeout)
+    if re.match(r"(s3|gs|az)://", location):
+        from .buckets.source import open_bucket_source  # imports obstore: only when a bucket is used
+
+        return open_bucket_source(location, config, timeout)
     path = Path(location).expanduser()
     for candidate in (path / ".mreg", path):
         if (candidate / "objects").is_dir() and (candidate / "models").is_dir():
@@ -236,13 +244,14 @@ def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT) -> Sour
 def split_locations(text: str) -> list[str]:
     """Split an ``os.pathsep``-separated list of paths and URLs.
 
-    On POSIX the separator is ``:``, which URLs also contain (``http://host:8000/x``),
-    so a scheme, and a port right after a host, are joined back to their URL.
+    On POSIX the separator is ``:``, which URLs also contain (``http://host:8000/x``,
+    ``s3://bucket/prefix``), so a scheme, and a port right after a host, are joined
+    back to their URL.
     """
     entries: list[str] = []
     for part in text.split(os.pathsep):
         previous = entries[-1] if entries else ""
-        inside_url = previous in ("http", "https") or (
+        inside_url = previous in URL_SCHEMES or (
             re.fullmatch(r"https?://[^/]*", previous) is not None and re.match(r"\d+(/|$)", part) is not None
         )
         if inside_url:

@@ -4,30 +4,44 @@ A transfer copies the objects reachable from the chosen models' refs that the
 destination lacks (and only those), verified, then the refs, with their logs. A
 version both sides have under different digests is a conflict, and so is a tag
 that points elsewhere (unless forced): conflicts are found for every model before
-anything is copied, and checked again under each model's lock, so nothing is ever
-overwritten. Objects land before refs, so a transfer killed at any instant leaves
-both stores valid, and running it again finishes the job.
+anything is copied, and checked again when each model's refs change, so nothing is
+ever overwritten. Objects land before refs, so a transfer killed at any instant
+leaves both stores valid, and running it again finishes the job.
+
+The steps are the same for every kind of destination (:class:`Destination`): a
+registry on a file system changes its refs under the model's lock, a bucket by
+compare-and-swap (:mod:`mreg.buckets.destination`). Several objects are copied at
+once, by a bounded pool of threads.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from . import config as config_file
+from .buckets.url import is_bucket_url
 from .errors import ConflictError, NotFoundError, RemoteError
-from .fallback import fetch_object
-from .fileutil import Progress, ProgressReport, counting
+from .fetching import fetch_all, thread_safe
+from .fileutil import ProgressReport, counting
 from .names import Digest, validate_name
 from .note_sync import NoteSync
 from .refs import LogEntry, RefTable
-from .registration import current_author
+from .registration import current_author, now_utc
 from .registry import Registry
 from .remote import DirectorySource, Source, open_source
 from .validation import names_of, refuse_symlinks, text_of
+
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+"""Objects copied at once from a source that does not say (``Source.concurrency``);
+each also has a writer thread. Buckets ask for more: their requests wait on the network."""
 
 
 @dataclass
@@ -46,37 +60,73 @@ class TransferReport:
         return dict(self.__dict__)
 
 
+class Destination(Protocol):
+    """Where a transfer writes: a registry on a file system, or one in a bucket."""
+
+    location: str
+
+    def table(self, name: str) -> RefTable:
+        """A model's refs there (empty when it has no such model)."""
+
+    def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
+        """Copy every object the versions in ``tables`` need and lack there; return (objects, bytes)."""
+
+    def update_refs(
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
+    ) -> tuple[RefTable, RefTable]:
+        """Replace a model's refs ``ours`` by ``merge(ours)`` atomically; when they change,
+        log the change (time, author, message from ``entry``) and merge in the source's
+        log, ``imported()`` (read only then: an unchanged model costs no log read);
+        return (old, new)."""
+
+    def finish(self, names: list[str]) -> None:
+        """Publish the list of models (``info/models``) after the refs changed."""
+
+    def writing(self) -> AbstractContextManager[object]:
+        """Held from the first object copied until the last ref changed (gc waits for it)."""
+
+
 def pull(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
-    """Copy models (all, or ``names``) from another registry, a directory or an HTTP URL."""
-    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout)
-    return transfer(source, registry, names, force=force, progress=progress, message=f"pull from {source.location}")
+    """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket."""
+    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout, config=registry.config)
+    destination = RegistryDestination(registry)
+    return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}")
 
 
 def push(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
-    """Copy models (all, or ``names``) into another registry on a file system."""
+    """Copy models (all, or ``names``) into another registry: a directory or a bucket."""
     url = remote_url(registry, location)
     if re.match(r"https?://", url):
-        raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory (a mount, a share)")
-    destination = Registry.open(url)
-    refuse_symlinks(destination.root)  # writes would follow a planted link out of the store
+        raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory or a bucket")
+    destination: Destination
+    if is_bucket_url(url):
+        from .buckets.destination import BucketDestination
+
+        destination = BucketDestination(url, registry.config, registry.fallbacks.timeout)
+    else:
+        target = Registry.open(url)
+        refuse_symlinks(target.root)  # writes would follow a planted link out of the store
+        destination = RegistryDestination(target)
     source = DirectorySource(registry.root)
     return transfer(source, destination, names, force=force, progress=progress, message=f"push from {registry.root}")
 
 
 def clone(location: str, directory: str, *, progress: ProgressReport | None = None) -> tuple[Registry, TransferReport]:
     """Create a registry in ``directory`` holding every model of another, which it calls ``origin``."""
+    source = open_source(location)  # first: a source that cannot be read leaves no new registry behind
     store = Path(directory) / ".mreg"
     created = not store.exists()
     try:
         destination = Registry.init(directory)
         if destination.refs.names():
             raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
-        report = pull(destination, location, progress=progress)
-        absolute = location if re.match(r"https?://", location) else str(Path(location).expanduser().resolve())
+        report = transfer(source, RegistryDestination(destination), progress=progress, message=f"pull from {source.location}")
+        is_url = re.match(r"https?://", location) or is_bucket_url(location)
+        absolute = location if is_url else str(Path(location).expanduser().resolve())
         config_file.update(destination.root / "config", "remote.origin.url", absolute)
     except BaseException:
         if created:  # a failed clone leaves no registry behind
@@ -96,7 +146,7 @@ def remote_url(registry: Registry, name_or_location: str) -> str:
 
 def transfer(
     source: Source,
-    destination: Registry,
+    destination: Destination,
     names: Sequence[str] = (),
     *,
     force: bool = False,
@@ -104,23 +154,31 @@ def transfer(
     message: str = "",
 ) -> TransferReport:
     """Copy models from ``source`` into ``destination``; see the module docstring."""
-    report = TransferReport(source.location, str(destination.root))
+    report = TransferReport(source.location, destination.location)
     names = names_of(names, "names")
     if names:
         tables = {name: _source_table(source, validate_name(name)) for name in names}
     else:
         tables = source.listed_tables()
-    logs = {name: source.log(name) for name in tables}  # checked before anything is written
-    notes = NoteSync(source, destination, tables, force)  # notes travel with their versions
-    problems = [p for name, table in tables.items() for p in conflicts(name, table, destination.refs.read(name), force)]
-    problems += notes.conflicts()
+    ours = {name: destination.table(name) for name in tables}
+    problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
+    notes = NoteSync(source, destination.registry, tables, force) if isinstance(destination, RegistryDestination) else None
+    problems += notes.conflicts() if notes is not None else []
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
+    # Logs are read, and checked, before anything is written; only those of the models that
+    # change, so a second transfer of the same state reads no log.
+    logs = {name: source.log(name) for name, table in tables.items() if merged(name, table, force, ours[name]) != ours[name]}
+    entry = LogEntry(now_utc(), current_author(), "", None, None, message)
     with destination.writing():
-        _copy_objects(source, destination, tables, report, progress)
-        for name, table in tables.items():
-            _update_refs(logs[name], destination, name, table, force, message, report)
-        report.notes = notes.apply(message)
+        report.objects, report.bytes = destination.copy_objects(source, tables, progress)
+        for name, theirs in tables.items():
+            imported = partial(logs.get, name, [])
+            old, new = destination.update_refs(name, partial(merged, name, theirs, force), imported, entry)
+            report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
+            report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
+        report.notes = notes.apply(message) if notes is not None else []
+    destination.finish(list(tables))
     return report
 
 
@@ -140,6 +198,25 @@ def conflicts(name: str, theirs: RefTable, ours: RefTable, force: bool) -> list[
     return found
 
 
+def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable:
+    """``ours`` with the versions and tags of ``theirs`` added.
+
+    Raises:
+        ConflictError: they conflict (the destination changed since it was checked).
+    """
+    problems = conflicts(name, theirs, ours, force)
+    if problems:
+        raise ConflictError("; ".join(problems))
+    table = ours
+    for version, digest in theirs.versions.items():
+        if version not in table.versions:
+            table = table.with_version(version, digest)
+    for tag, version in theirs.tags.items():
+        if table.tags.get(tag) != version:
+            table = table.with_tag(tag, version)
+    return table
+
+
 def _source_table(source: Source, name: str) -> RefTable:
     table = source.table(name)
     if table is None or not table.versions:
@@ -147,51 +224,42 @@ def _source_table(source: Source, name: str) -> RefTable:
     return table
 
 
-def _copy_objects(
-    source: Source, destination: Registry, tables: dict[str, RefTable], report: TransferReport, progress: ProgressReport | None
-) -> None:
-    """Fetch the manifests, then every file the destination lacks, with one progress total."""
-    store = destination.objects
-    manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
-    missing: dict[Digest, int] = {}
-    for digest, name, version in manifests:
-        if not store.contains(digest):
-            _fetch(source, digest, destination, report, None)
-        for entry in destination.manifest(digest, expect=(name, version)).files:
-            if not store.contains(entry.digest):
-                missing[entry.digest] = entry.size
-    advance = counting(progress, sum(missing.values()))
-    for digest, size in missing.items():
-        _fetch(source, digest, destination, report, advance, size)
+class RegistryDestination:
+    """A registry on a file system: refs change under each model's lock."""
 
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.location = str(registry.root)
 
-def _fetch(
-    source: Source, digest: Digest, destination: Registry, report: TransferReport, advance: Progress | None, size: int | None = None
-) -> None:
-    copied = fetch_object(source, digest, destination.objects, advance, size=size)
-    if copied is None:
-        raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
-    report.objects += 1
-    report.bytes += copied
+    def table(self, name: str) -> RefTable:
+        return self.registry.refs.read(name)
 
+    def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
+        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""
+        store = self.registry.objects
+        workers = getattr(source, "concurrency", WORKERS)
+        manifests = {d: (name, v) for name, table in tables.items() for v, d in table.versions.items()}
+        counter = fetch_all(source, store, {d: None for d in sorted(manifests) if not store.contains(d)}, workers)
+        missing: dict[Digest, int | None] = {}
+        for digest, expect in sorted(manifests.items()):
+            for entry in self.registry.manifest(digest, expect=expect).files:
+                if not store.contains(entry.digest):
+                    missing[entry.digest] = entry.size
+        files = fetch_all(source, store, missing, workers, thread_safe(counting(progress, sum(missing.values()))))
+        return counter.objects + files.objects, counter.bytes + files.bytes
 
-def _update_refs(
-    log: list[LogEntry], destination: Registry, name: str, theirs: RefTable, force: bool, message: str, report: TransferReport
-) -> None:
-    """Add the versions and tags ``theirs`` has, under the model's lock (compare-and-swap)."""
-    with destination.updating(name, author=current_author(), message=message) as update:
-        problems = conflicts(name, theirs, update.table, force)
-        if problems:  # the destination changed since we looked
-            raise ConflictError("; ".join(problems))
-        table = update.table
-        for version, digest in theirs.versions.items():
-            if version not in table.versions:
-                table = table.with_version(version, digest)
-                report.versions.append(f"{name}@{version}")
-        for tag, version in theirs.tags.items():
-            if table.tags.get(tag) != version:
-                table = table.with_tag(tag, version)
-                report.tags.append(f"{name}@{tag} -> {version}")
-        update.table = table
-        update.import_log(log)
+    def writing(self) -> AbstractContextManager[object]:
+        return self.registry.writing()
 
+    def update_refs(
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
+    ) -> tuple[RefTable, RefTable]:
+        with self.registry.updating(name, author=entry.author, message=entry.message) as update:
+            old = update.table
+            update.table = merge(old)
+            if update.table != old:
+                update.import_log(imported())
+        return old, update.table
+
+    def finish(self, names: list[str]) -> None:
+        self.registry.update_server_info()

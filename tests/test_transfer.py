@@ -350,3 +350,23 @@ def test_info_models_is_kept_current_and_update_server_info_rewrites_it(registry
     result = run_cli("pull", serve(other.root).url, registry=registry)
     assert_clean_failure(result, code=7)
     assert "update-server-info" in result.stderr
+
+
+def test_a_chunk_index_that_lies_is_refused(tmp_path: Path) -> None:
+    """A source whose .chunks lists real chunks in the wrong order: the pull fails (exit 7), nothing is kept."""
+    from mreg.pytorch import register
+    from mreg.segments import encode_chunk_index
+
+    source = Registry.init(tmp_path / "source")
+    digest = register(source, "net@1.0.0", weights()).digest
+    entry = source.manifest(digest).files[0]
+    chunks = source.objects.chunks(entry.digest)
+    assert len(chunks) > 1
+    index = source.objects.index_path(entry.digest)
+    index.chmod(0o644)
+    index.write_bytes(encode_chunk_index(entry.size, [chunks[1], chunks[0], *chunks[2:]]))
+    copy = Registry.init(tmp_path / "copy")
+    result = run_cli("pull", str(source.root), registry=copy)
+    assert_clean_failure(result, 7)
+    assert "do not add up" in result.stderr
+    assert not copy.objects.contains(entry.digest) and copy.refs.names() == []

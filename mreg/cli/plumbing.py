@@ -114,17 +114,29 @@ def fsck(session: Session, as_json: bool, repair: bool) -> None:
 
 
 @click.command()
+@click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--grace", type=click.FloatRange(min=0), metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
-def gc(session: Session, dry_run: bool, as_json: bool) -> None:
+def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, as_json: bool) -> None:
     """Delete objects no ref leads to, and temporary files left by interrupted writes.
+
+    With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
+    registry instead, sparing objects younger than the grace period.
 
     Also trims .mreg/cache/ (files assembled by 'mreg path'): copies nothing refers
     to go, then the least recently used until it fits in cache.maxsize (default 1G;
     set it with 'mreg config cache.maxsize 512M').
     """
-    report = session.registry.gc(dry_run=dry_run)
+    if grace is not None and bucket is None:
+        raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
+    if bucket is not None:
+        from .remote import collect_bucket
+
+        report = collect_bucket(session, bucket, grace, dry_run)
+    else:
+        report = session.registry.gc(dry_run=dry_run)
     if as_json:
         echo_json(report.to_dict())
         return

@@ -11,6 +11,7 @@ from .app import Session, fail, init_path, pass_session
 from .output import ProgressBar, echo_json, human_size
 
 if TYPE_CHECKING:
+    from ..maintenance import GcReport
     from ..transfer import TransferReport
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
@@ -32,6 +33,9 @@ def config(session: Session, key: str | None, value: str | None, mode: str | Non
       mreg config fallback.url                  print the last value
       mreg config --add fallback.url /mnt/team  add a fallback store (tried in order)
       mreg config remote.team.url /mnt/team     set a value (a remote for push/pull)
+      mreg config remote.s3.url s3://bucket/reg a remote in a bucket; with it:
+      mreg config remote.s3.endpoint URL        an S3-compatible endpoint (MinIO, R2)
+      mreg config remote.s3.region eu-west-1    its region (secrets: environment only)
       mreg config --unset fallback.url          remove every value
     """
     registry = session.registry
@@ -60,7 +64,8 @@ def config(session: Session, key: str | None, value: str | None, mode: str | Non
 @json_option
 @pass_session
 def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_json: bool) -> None:
-    """Copy models (all, or NAMEs) from another registry: a path, an http(s) URL or a remote name.
+    """Copy models (all, or NAMEs) from another registry: a path, an http(s) URL, a bucket
+    (s3://, gs://, az://) or a remote name.
 
     Only the objects this registry lacks are copied, and each is verified against its
     digest. A version that differs on the two sides stops the pull before anything is
@@ -80,7 +85,13 @@ def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_
 @json_option
 @pass_session
 def push(session: Session, destination: str, names: tuple[str, ...], force: bool, as_json: bool) -> None:
-    """Copy models (all, or NAMEs) into another registry on a file system (a path or remote name)."""
+    """Copy models (all, or NAMEs) into another registry: a path, a bucket (s3://, gs://,
+    az://) or a remote name.
+
+    Only what the destination lacks is copied, verified as it is read; refs change
+    last, by compare-and-swap, so a push killed midway leaves nothing behind that
+    a later push, pull or clone trips over.
+    """
     from ..transfer import push as push_models
 
     with ProgressBar("pushing") as progress:
@@ -111,6 +122,29 @@ def update_server_info(session: Session) -> None:
     mreg keeps it current itself; run this after copying a store by other means.
     """
     session.registry.update_server_info()
+
+
+def collect_bucket(session: Session, location: str, grace_hours: float | None, dry_run: bool) -> GcReport:
+    """``mreg gc BUCKET``: sweep a registry in a bucket (a URL, or a remote's name here)."""
+    from datetime import timedelta
+
+    from ..buckets import is_bucket_url
+    from ..buckets.sweep import DEFAULT_GRACE, collect
+    from ..errors import InvalidInputError, RegistryNotFoundError
+    from ..remote import DEFAULT_HTTP_TIMEOUT
+    from ..transfer import remote_url
+
+    try:
+        registry = session.registry
+    except RegistryNotFoundError:
+        registry = None  # a bucket needs no local registry to be swept
+    url = remote_url(registry, location) if registry is not None else location
+    if not is_bucket_url(url):
+        raise InvalidInputError(f"'{url}' is not a bucket URL (s3://, gs://, az://): run gc in that registry instead")
+    config = registry.config if registry is not None else None
+    timeout = registry.fallbacks.timeout if registry is not None else DEFAULT_HTTP_TIMEOUT
+    grace = timedelta(hours=grace_hours) if grace_hours is not None else DEFAULT_GRACE
+    return collect(url, config, timeout, grace=grace, dry_run=dry_run)
 
 
 def _print_report(report: TransferReport, as_json: bool) -> None:

@@ -1,0 +1,186 @@
+"""Fetching many objects from another store at once, the chunks of one file included.
+
+A transfer's files are fetched by a bounded pool of threads. A file stored as chunks
+is not fetched chunk after chunk: its chunks join the pool like any other object,
+each verified against its own digest as it is stored, and the file's digest is
+checked as its chunks land, in order, on whichever thread stored the next one
+(reading them back from the page cache), so no thread ever waits for it. Only when
+every chunk is in and the whole matches is the chunk index written: a file is never
+visible before all its bytes are, and verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from .errors import RemoteError
+from .fallback import check_local_chunk, fetch_blob, fetch_index
+from .fileutil import Progress
+from .names import Digest
+from .object_store import ObjectStore
+from .objects import MAX_MANIFEST_SIZE
+from .remote import Source
+from .segments import BLOCK_SIZE
+
+T = TypeVar("T")
+
+
+def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
+    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mreg-transfer") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def thread_safe(advance: Progress | None) -> Progress | None:
+    """A progress callback that several threads may call."""
+    if advance is None:
+        return None
+    lock = threading.Lock()
+
+    def locked(count: int) -> None:
+        with lock:
+            advance(count)
+
+    return locked
+
+
+class Counter:
+    """Objects and bytes copied, counted by several threads."""
+
+    def __init__(self) -> None:
+        self.objects = self.bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, size: int, objects: int = 1) -> None:
+        with self._lock:
+            self.objects += objects
+            self.bytes += size
+
+
+def fetch_all(
+    source: Source, store: ObjectStore, files: Mapping[Digest, int | None], workers: int, advance: Progress | None = None
+) -> Counter:
+    """Fetch stored files (blobs or chunked files) from ``source``, verified, ``workers`` at a time.
+
+    ``files`` maps each digest to its declared size (None for a manifest, which must
+    be small): no more is read, as :func:`mreg.fallback.fetch_object` reads. Each file
+    is asked for as a blob first, then as a chunk index; the chunks of every chunked
+    file are then fetched together.
+
+    Raises:
+        RemoteError: the source lacks one, fails, or sends bytes that do not match.
+    """
+    counter = Counter()
+    indexes: dict[Digest, tuple[bytes, list[tuple[Digest, int]]]] = {}
+
+    def blob_or_index(digest: Digest) -> None:
+        size = files[digest]
+        limit = MAX_MANIFEST_SIZE if size is None else size
+        copied = fetch_blob(source, digest, store, advance, limit=limit, size=size)
+        if copied is not None:
+            counter.add(copied)
+            return
+        found = fetch_index(source, digest, limit)
+        if found is None:
+            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+        indexes[digest] = found
+
+    in_parallel(blob_or_index, files, workers)
+    checks: dict[Digest, list[_WholeCheck]] = {}  # chunk -> the files waiting for it
+    sizes: dict[Digest, int] = {}
+    for digest, (index, chunks) in indexes.items():
+        check = _WholeCheck(source.location, digest, chunks, store, len(index))
+        for chunk, size in check.chunks:
+            checks.setdefault(chunk, []).append(check)
+            sizes[chunk] = size
+    missing = []
+    for chunk, waiting in checks.items():
+        if check_local_chunk(source, waiting[0].digest, chunk, sizes[chunk], store):
+            for check in waiting:
+                check.landed(chunk, counter)
+        else:
+            missing.append(chunk)
+
+    def fetch_chunk(chunk: Digest) -> None:
+        copied = fetch_blob(source, chunk, store, advance, limit=sizes[chunk], size=sizes[chunk])
+        if copied is None:
+            raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
+        counter.add(copied, objects=0)
+        for check in checks[chunk]:
+            check.landed(chunk, counter)
+
+    in_parallel(fetch_chunk, missing, workers)
+    return counter
+
+
+class _WholeCheck:
+    """A chunked file being fetched: hashes its chunks in order as they land, then
+    writes its chunk index if the whole matches its digest."""
+
+    def __init__(self, location: str, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, index_size: int) -> None:
+        self.location = location
+        self.digest = digest
+        self.chunks = chunks
+        self.store = store
+        self.index_size = index_size
+        self.arrived: set[Digest] = set()
+        self.next = 0  # the first chunk not hashed yet
+        self.hasher = hashlib.sha256()
+        self._hashing = False  # a thread is hashing: the others only note their chunk
+        self._finished = False
+        self._lock = threading.Lock()
+
+    def landed(self, chunk: Digest, counter: Counter) -> None:
+        """Note that a chunk is stored; unless another thread is at it, hash every
+        chunk that is now next in line (a thread never waits for another's hashing)."""
+        with self._lock:
+            self.arrived.add(chunk)
+            if self._hashing:
+                return
+            self._hashing = True
+        try:
+            while (following := self._next_arrived()) is not None:
+                with open(self.store.object_path(following), "rb") as stream:
+                    while block := stream.read(BLOCK_SIZE):
+                        self.hasher.update(block)
+                with self._lock:
+                    self.next += 1
+        except BaseException:
+            with self._lock:
+                self._hashing = False
+            raise
+        with self._lock:  # _next_arrived stopped the hashing; finish exactly once
+            finish = self.next == len(self.chunks) and not self._finished
+            self._finished = self._finished or finish
+        if finish:
+            self._finish(counter)
+
+    def _next_arrived(self) -> Digest | None:
+        """The next chunk to hash if it has landed; else None, and hashing stops (under the lock,
+        so a chunk landing now is hashed by the thread that brought it)."""
+        with self._lock:
+            if self.next < len(self.chunks) and self.chunks[self.next][0] in self.arrived:
+                return self.chunks[self.next][0]
+            self._hashing = False
+            return None
+
+    def _finish(self, counter: Counter) -> None:
+        if "sha256:" + self.hasher.hexdigest() != self.digest:
+            raise RemoteError(f"{self.location}: the chunks of {self.digest} do not add up to it; not cached")
+        self.store.add_chunk_index(self.digest, self.chunks)
+        counter.add(self.index_size)

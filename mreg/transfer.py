@@ -238,11 +238,11 @@ class RegistryDestination:
         """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""
         store = self.registry.objects
         workers = getattr(source, "concurrency", WORKERS)
-        manifests = {d: (name, v) for name, table in tables.items() for v, d in table.versions.items()}
-        counter = fetch_all(source, store, {d: None for d in sorted(manifests) if not store.contains(d)}, workers)
+        manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
+        counter = fetch_all(source, store, {d: None for d, _, _ in manifests if not store.contains(d)}, workers)
         missing: dict[Digest, int | None] = {}
-        for digest, expect in sorted(manifests.items()):
-            for entry in self.registry.manifest(digest, expect=expect).files:
+        for digest, name, version in manifests:  # each ref's manifest must be that version's
+            for entry in self.registry.manifest(digest, expect=(name, version)).files:
                 if not store.contains(entry.digest):
                     missing[entry.digest] = entry.size
         files = fetch_all(source, store, missing, workers, thread_safe(counting(progress, sum(missing.values()))))
@@ -262,4 +262,5 @@ class RegistryDestination:
         return old, update.table
 
     def finish(self, names: list[str]) -> None:
-        self.registry.update_server_info()
+        """Nothing to do: :meth:`Registry.updating` lists a new model before its first version,
+        so nothing can fail once the refs are written."""

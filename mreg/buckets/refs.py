@@ -96,8 +96,11 @@ def read_log(bucket: Bucket, name: str) -> list[LogEntry]:
         got = bucket.get(key, MAX_LOG_BYTES)
         if got is None:
             continue  # removed since the listing
-        for entry in parse_log(got[0].decode("utf-8", errors="replace"), f"log of '{name}'")[0]:
-            if entry not in seen and all(isinstance(v, (str, type(None))) for v in entry):
+        found, problems = parse_log(got[0].decode("utf-8", errors="replace"), f"log of '{name}' in {bucket.location}")
+        if problems:
+            raise RemoteError(f"{problems[0]}; refused")
+        for entry in found:
+            if entry not in seen:
                 seen.add(entry)
                 entries.append(entry)
     entries.sort(key=lambda e: e.time)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from ..config import Config
 from ..remote import Source, Stream
-from ..refs import LOG_FILE
+from ..refs import LogEntry
 from .client import CONCURRENCY, Bucket
-from .refs import MAX_TABLE_BYTES, log_text, model_names, read_log
-
-_LOG_PATH = re.compile(r"models/(.+)/" + LOG_FILE)
+from .refs import model_names, read_log
 
 
 class BucketSource(Source):
@@ -23,14 +19,9 @@ class BucketSource(Source):
         self.bucket = bucket
         self.location = bucket.location
 
-    def read(self, path: str) -> bytes | None:
-        """A small object's bytes; a model's ``_log`` is assembled from its log objects."""
-        log = _LOG_PATH.fullmatch(path)
-        if log is not None:
-            entries = read_log(self.bucket, log[1])
-            return log_text(entries) if entries else None
-        got = self.bucket.get(path, MAX_TABLE_BYTES)
-        return got[0] if got is not None else None
+    def log(self, name: str) -> list[LogEntry]:
+        """A model's log, assembled from its log objects, every line checked."""
+        return read_log(self.bucket, name)
 
     def stream(self, path: str) -> Stream | None:
         return self.bucket.stream(path)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, BinaryIO, Callable, NamedTuple
 
 from .formats import FormatError
 
 MAX_PICKLE = 64 << 20  # bytes of pickle we agree to interpret
+_U32 = struct.Struct("<I")
 MAX_DEPTH = 200  # containers nested deeper than this are refused
 # torch dtype name -> bytes per element
 ITEMSIZE = {
@@ -109,10 +110,42 @@ class AttributedDict(OrderedDict):  # type: ignore[type-arg]
         self.attributes: dict[str, Any] = {}
 
 
-class Stream(Protocol):
-    def read(self, count: int, /) -> bytes: ...
+class Buffer:
+    """Pickle bytes: all of them, or a stream read ahead in blocks up to a limit.
 
-    def readline(self) -> bytes: ...
+    ``offset + pos`` is the position in the stream of the next byte to interpret.
+    """
+
+    def __init__(self, data: bytes = b"", stream: BinaryIO | None = None, limit: int = MAX_PICKLE) -> None:
+        if len(data) > limit:
+            raise FormatError(f"checkpoint pickle is larger than {limit} bytes")
+        self.data, self.pos, self.offset = data, 0, 0
+        self.stream, self.left = stream, limit - len(data)
+
+    def ensure(self, count: int, strict: bool = True) -> None:
+        """Make ``count`` bytes from ``pos`` available (strict: or fail)."""
+        missing = self.pos + count - len(self.data)
+        if missing > 0 and self.stream is not None and self.left > 0:
+            more = self.stream.read(min(self.left, max(missing, 1 << 16)))
+            self.left -= len(more)
+            self.offset += self.pos
+            self.data, self.pos = self.data[self.pos :] + more, 0
+            missing = count - len(self.data)
+        if strict and missing > 0:
+            raise FormatError(f"checkpoint pickle is truncated or larger than {MAX_PICKLE} bytes")
+
+    def read(self, count: int) -> bytes:
+        self.ensure(count)
+        start = self.pos
+        self.pos += count
+        return self.data[start : self.pos]
+
+    def readline(self) -> bytes:
+        self.ensure(256, strict=False)
+        end = self.data.find(b"\n", self.pos, self.pos + 256)
+        if end < 0:
+            raise FormatError("malformed pickle: a GLOBAL name longer than 256 bytes")
+        return self.read(end + 1 - self.pos)
 
 
 class StorageArg(NamedTuple):
@@ -141,8 +174,8 @@ StorageCallback = Callable[[str, int], None]
 class Machine:
     """Runs one pickle from ``stream``; ``on_storage(key, nbytes)`` is told of each new storage."""
 
-    def __init__(self, stream: Stream, on_storage: StorageCallback) -> None:
-        self.stream = stream
+    def __init__(self, buffer: Buffer, on_storage: StorageCallback) -> None:
+        self.buffer = buffer
         self.on_storage = on_storage
         self.stack: list[Any] = []
         self.marks: list[int] = []
@@ -157,30 +190,73 @@ class Machine:
             FormatError: it is malformed or truncated.
         """
         try:
-            while True:
-                code = self._read(1)
-                if code == b".":
-                    if len(self.stack) != 1 or self.marks:
-                        raise FormatError(f"{what} pickle ends with a malformed stack")
-                    return self.stack.pop()
-                handler = _OPCODES.get(code)
-                if handler is None:
-                    raise UnsafeCheckpointError(f"pickle opcode {code!r} is not used by weights-only checkpoints")
-                handler(self)
+            self._run()
+            if len(self.stack) != 1 or self.marks:
+                raise FormatError(f"{what} pickle ends with a malformed stack")
+            return self.stack.pop()
         except FormatError:
             raise
         except (IndexError, KeyError, TypeError, ValueError, AttributeError, RecursionError, OverflowError, struct.error) as exc:
             raise FormatError(f"malformed {what} pickle ({type(exc).__name__})") from None
 
+    def _run(self) -> None:
+        """The interpreter loop; the opcodes torch.save emits most are handled inline (speed)."""
+        buffer, stack, memo = self.buffer, self.stack, self.memo
+        push = stack.append
+        data, pos = buffer.data, buffer.pos
+        while True:
+            if pos + 9 > len(data):  # every inline opcode's argument fits in 9 bytes
+                buffer.pos = pos
+                buffer.ensure(9, strict=False)
+                data, pos = buffer.data, buffer.pos
+            code = data[pos]
+            pos += 1
+            if code == 0x71:  # BINPUT
+                memo[data[pos]] = stack[-1]
+                pos += 1
+            elif code == 0x68:  # BINGET
+                push(memo[data[pos]])
+                pos += 1
+            elif code == 0x72:  # LONG_BINPUT
+                memo[_U32.unpack_from(data, pos)[0]] = stack[-1]
+                pos += 4
+            elif code == 0x6A:  # LONG_BINGET
+                push(memo[_U32.unpack_from(data, pos)[0]])
+                pos += 4
+            elif code == 0x4B:  # BININT1
+                push(data[pos])
+                pos += 1
+            elif code == 0x28:  # MARK
+                self.marks.append(len(stack))
+            elif code == 0x58 and pos + 4 + _U32.unpack_from(data, pos)[0] <= len(data):  # BINUNICODE, whole in the buffer
+                end = pos + 4 + _U32.unpack_from(data, pos)[0]
+                push(data[pos + 4 : end].decode("utf-8", "surrogatepass"))
+                pos = end
+            elif code == 0x74:  # TUPLE
+                push(tuple(self._pop_mark()))
+            elif code == 0x29:  # EMPTY_TUPLE
+                push(())
+            elif code == 0x85:  # TUPLE1
+                stack[-1] = (stack[-1],)
+            elif code == 0x86:  # TUPLE2
+                stack[-2:] = [(stack[-2], stack[-1])]
+            elif code == 0x89:  # NEWFALSE
+                push(False)
+            elif code == 0x2E:  # STOP
+                buffer.pos = pos
+                return
+            else:
+                handler = _OPCODES.get(bytes((code,)))
+                if handler is None:
+                    raise UnsafeCheckpointError(f"pickle opcode {bytes((code,))!r} is not used by weights-only checkpoints")
+                buffer.pos = pos
+                handler(self)
+                data, pos = buffer.data, buffer.pos
+
     # ------------------------------------------------------------- reading
 
     def _read(self, count: int) -> bytes:
-        if count > MAX_PICKLE:
-            raise FormatError(f"pickle item larger than {MAX_PICKLE} bytes")
-        data = self.stream.read(count)
-        if len(data) != count:
-            raise FormatError("checkpoint pickle is truncated")
-        return data
+        return self.buffer.read(count)
 
     def _int(self, fmt: str) -> int:
         data = self._read(struct.calcsize(fmt))
@@ -253,8 +329,8 @@ class Machine:
         target.update(items)
 
     def global_text(self) -> None:
-        module = self.stream.readline().decode("utf-8").rstrip("\n")
-        name = self.stream.readline().decode("utf-8").rstrip("\n")
+        module = self.buffer.readline().decode("utf-8").rstrip("\n")
+        name = self.buffer.readline().decode("utf-8").rstrip("\n")
         self.push(_resolve(module, name))
 
     def global_stack(self) -> None:

@@ -20,7 +20,6 @@ element count and bytes).
 
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from .checkpoint_pickle import (  # noqa: F401 - re-exported: the types a descri
     MAX_DEPTH,
     MAX_PICKLE,
     AttributedDict,
+    Buffer,
     Device,
     Dtype,
     Machine,
@@ -131,7 +131,7 @@ def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
             else:
                 raise FormatError(f"storage '{key}' is compressed in a way mreg does not read")
 
-        root = Machine(io.BytesIO(data), storage).load()
+        root = Machine(Buffer(data), storage).load()
     if any(s.member is None and s.start + s.nbytes > size for s in storages.values()):
         raise FormatError("a storage runs past the end of the file")
     return Checkpoint(root, storages, legacy=False)
@@ -169,10 +169,10 @@ def inflate_member(stream: BinaryIO, storage: Storage) -> bytes:
 
 
 def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
-    budget = _Budget(stream, min(size, MAX_PICKLE))
+    buffer = Buffer(stream=stream, limit=min(size, MAX_PICKLE))
 
     def header(what: str) -> Any:
-        return Machine(budget, _no_storages).load(what)
+        return Machine(buffer, _no_storages).load(what)
 
     if header("magic number") != LEGACY_MAGIC:
         raise FormatError("not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)")
@@ -182,11 +182,11 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
     if not isinstance(info, dict) or info.get("little_endian") is not True:
         raise FormatError("checkpoint stores big-endian tensors, which mreg cannot read")
     declared: dict[str, int] = {}
-    root = Machine(budget, declared.__setitem__).load()
+    root = Machine(buffer, declared.__setitem__).load()
     keys = header("storage list")
     if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared) or len(keys) != len(declared):
         raise FormatError("legacy checkpoint's storage list does not match its tensors")
-    position = stream.tell()
+    position = buffer.offset + buffer.pos
     storages = {}
     for key in keys:
         stream.seek(position)
@@ -205,22 +205,3 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
 
 def _no_storages(key: str, nbytes: int) -> None:
     raise FormatError("a legacy checkpoint header refers to a storage")
-
-
-class _Budget:
-    """A stream that refuses to be read past a byte budget."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self.stream, self.left = stream, limit
-
-    def read(self, count: int) -> bytes:
-        if count > self.left:
-            raise FormatError(f"checkpoint pickle is larger than {MAX_PICKLE} bytes or truncated")
-        data = self.stream.read(count)
-        self.left -= len(data)
-        return data
-
-    def readline(self) -> bytes:
-        line = self.stream.readline(min(self.left, 1024))
-        self.left -= len(line)
-        return line

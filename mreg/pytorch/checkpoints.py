@@ -20,9 +20,9 @@ import torch
 from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_member
 from ..errors import InvalidInputError
 from ..formats import FormatError
-from ..segments import Segment, SegmentReader
+from ..segments import Segment
 from ..weights import describe_checkpoint
-from .tensors import MappedFile
+from .tensors import MappedFile, MappedReader
 
 
 def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> Any:
@@ -43,7 +43,7 @@ def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", n
 def load_segments(segments: Sequence[Segment], *, device: str | torch.device = "cpu", name: str = "") -> Any:
     """Load a checkpoint held by ``segments`` (a stored file, whole or chunked)."""
     mapped = MappedFile(segments)
-    with io.BufferedReader(SegmentReader(list(segments))) as stream:
+    with io.BufferedReader(MappedReader(mapped)) as stream:
         checkpoint = describe_checkpoint(stream, mapped.size, name)
         bases = {key: _storage_bytes(mapped, stream, storage, name) for key, storage in checkpoint.storages.items()}
     return _Builder(checkpoint, bases, torch.device(device)).build(checkpoint.root, 0)

@@ -61,19 +61,22 @@ class Checkpoint:
                 yield path, value
 
 
-def leaves(value: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots."""
+def leaves(value: Any, prefix: str = "", depth: int = 0, atomic: tuple[type, ...] = (Size,)) -> Iterator[tuple[str, Any]]:
+    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots.
+
+    Tuples of an ``atomic`` type (sizes) are leaves, not containers.
+    """
     if depth > MAX_DEPTH:
         raise FormatError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
     if isinstance(value, dict):
         items: Any = value.items()
-    elif isinstance(value, (list, tuple)) and not isinstance(value, Size):
+    elif isinstance(value, (list, tuple)) and not isinstance(value, atomic):
         items = enumerate(value)
     else:
         yield prefix, value
         return
     for key, inner in items:
-        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1, atomic)
 
 
 def is_checkpoint_zip(head: bytes) -> bool:

@@ -583,7 +583,7 @@ _GLOBALS: dict[str, Any] = {
 
 def _resolve(module: str, name: str) -> Any:
     """A dtype as itself; anything else in the table wrapped with its name; the rest refused."""
-    qualified = f"{module}.{name}"
+    qualified = f"{'builtins' if module == '__builtin__' else module}.{name}"  # protocol 2 writes Python 2 names
     value = _GLOBALS.get(qualified)
     if value is None:
         raise UnsafeCheckpointError(f"Unsupported global: GLOBAL {qualified} is not a tensor, a storage or plain data")

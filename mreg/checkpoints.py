@@ -108,8 +108,8 @@ def read_checkpoint(stream: BinaryIO, size: int) -> Checkpoint:
 
 
 def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
-    spans = {name: (start, end) for name, start, end in stored_member_spans(stream)}
     with zipfile.ZipFile(stream) as archive:
+        spans = {name: (start, end) for name, start, end in stored_member_spans(stream, archive)}
         members = {info.filename: info for info in archive.infolist()}
         pickles = [name for name in members if name.count("/") == 1 and name.endswith("/data.pkl")]
         if len(pickles) != 1:

@@ -25,21 +25,20 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
-from .checkpoint_pickle import (  # noqa: F401 - re-exported: the types a description is made of
+from .checkpoint_globals import (  # noqa: F401 - re-exported: the types a description is made of
     ITEMSIZE,
     MAX_DEPTH,
     MAX_PICKLE,
     AttributedDict,
-    Buffer,
     Device,
     Dtype,
-    Machine,
     Size,
     SparseRef,
     Storage,
     TensorRef,
     UnsafeCheckpointError,
 )
+from .checkpoint_pickle import Buffer, Machine
 from .formats import ZIP_ERRORS, FormatError, stored_member_spans
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

@@ -194,8 +194,12 @@ def encode_safetensors_header(
     return struct.pack("<Q", len(text)) + text
 
 
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError)
-"""What :mod:`zipfile` raises on a damaged archive (besides OSError)."""
+ZIP_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError,
+    RuntimeError,  # an encrypted member
+    OSError,  # a seek before the start of the file
+)  # fmt: skip
+"""What :mod:`zipfile` raises on a damaged archive."""
 
 
 def zip_member_spans(path: Path) -> list[tuple[str, int, int]]:

@@ -272,3 +272,30 @@ def test_users_import_torchvision_after_mreg_pytorch() -> None:
     code = "import mreg.pytorch, torchvision; print(torchvision.models.resnet18().fc.out_features)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == "1000", completed.stderr
+
+
+def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:
+    """Seeded byte flips in the pickle, the local headers and the zip directory."""
+    import random
+
+    from mreg.chunking import file_cuts
+
+    original = tmp_path / "original.pt"
+    views_and_more = {"w": torch.arange(6.0).reshape(2, 3), "n": {"t": (torch.ones(2).t(),), "x": [1, None]}, "p": torch.nn.Parameter(torch.ones(2))}
+    torch.save(views_and_more, original)
+    pristine = original.read_bytes()
+    legacy = tmp_path / "legacy.pt"
+    torch.save(views_and_more, legacy, _use_new_zipfile_serialization=False)
+    flipped = tmp_path / "flipped.pt"
+    generator = random.Random(0)
+    for round_ in range(300):
+        data = bytearray(pristine if round_ % 3 else legacy.read_bytes())
+        for _ in range(generator.randint(1, 3)):
+            where = len(data) - 1 - generator.randrange(min(len(data), 1200)) if round_ % 2 else generator.randrange(len(data))
+            data[where] = generator.randrange(256)
+        flipped.write_bytes(bytes(data))
+        file_cuts(flipped, len(data))  # never raises: a damaged zip is merely not cut
+        try:
+            load_checkpoint(flipped)
+        except InvalidInputError:
+            pass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 import zipfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from .checkpoint_globals import (  # noqa: F401 - re-exported: the types a description is made of
     ITEMSIZE,
@@ -150,21 +150,29 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
     return data
 
 
-def inflate_member(stream: BinaryIO, storage: Storage) -> bytes:
-    """The bytes of a deflated storage member, checked against its size and CRC.
+def inflate_members(stream: BinaryIO, storages: Iterable[Storage]) -> dict[str, bytes]:
+    """The bytes of the deflated storages among ``storages``, checked against their size and CRC.
 
     Raises:
-        FormatError: the member inflates to other bytes than it declares.
+        FormatError: a member inflates to other bytes than it declares.
     """
-    assert storage.member is not None
+    wanted = [storage for storage in storages if storage.member is not None]
+    if not wanted:
+        return {}
+    inflated = {}
     try:
-        with zipfile.ZipFile(stream) as archive, archive.open(storage.member) as member:
-            data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
+        with zipfile.ZipFile(stream) as archive:
+            for storage in wanted:
+                with archive.open(str(storage.member)) as member:
+                    data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
+                if len(data) != storage.nbytes:
+                    raise FormatError(f"storage '{storage.key}' inflates to {len(data)} bytes, not {storage.nbytes}")
+                inflated[storage.key] = data
     except (*ZIP_ERRORS, KeyError) as exc:
-        raise FormatError(f"storage '{storage.key}' cannot be inflated ({exc})") from None
-    if len(data) != storage.nbytes:
-        raise FormatError(f"storage '{storage.key}' inflates to {len(data)} bytes, not {storage.nbytes}")
-    return data
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"a storage cannot be inflated ({exc})") from None
+    return inflated
 
 
 # --------------------------------------------------------------- legacy layout

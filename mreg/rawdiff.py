@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from .checkpoints import ITEMSIZE, SparseRef, TensorRef, inflate_member, leaves
+from .checkpoints import ITEMSIZE, SparseRef, TensorRef, inflate_members, leaves
 from .diff import TensorChange, TensorDiff, TensorSpec
 from .formats import header_length, is_safetensors_name, parse_safetensors
 from .objects import FileEntry
@@ -59,7 +59,8 @@ def raw_leaves(registry: Registry, entry: FileEntry) -> dict[str, Leaf]:
                 for t in layout.tensors
             }
         checkpoint = describe_checkpoint(stream, entry.size, entry.path)
-        storages = {key: _storage(stream, s) for key, s in checkpoint.storages.items()}
+        inflated = inflate_members(stream, checkpoint.storages.values())
+        storages = {key: inflated[key] if s.member else _span(stream, s.start, s.nbytes) for key, s in checkpoint.storages.items()}
         result = {}
         for name, value in leaves(checkpoint.root):
             if isinstance(value, TensorRef):
@@ -76,10 +77,6 @@ def raw_leaves(registry: Registry, entry: FileEntry) -> dict[str, Leaf]:
 def _span(stream: BinaryIO, start: int, size: int) -> bytes:
     stream.seek(start)
     return stream.read(size)
-
-
-def _storage(stream: BinaryIO, storage: Any) -> bytes:
-    return inflate_member(stream, storage) if storage.member else _span(stream, storage.start, storage.nbytes)
 
 
 def _elements(data: bytes, ref: TensorRef) -> bytes:

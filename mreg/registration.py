@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, 
 
 from .errors import ConflictError, InputFileError, InvalidInputError, InvalidNameError, VersionConflictError, printable
 from .fileutil import ProgressReport, counting
-from .formats import is_weights_name
 from .names import Digest, is_digest, parse_name_version, validate_file_path, validate_tag
 from .objects import (
     Dataset,
@@ -143,6 +142,7 @@ def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict
 
 def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
     """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
+    from .formats import is_weights_name
     from .weights import describe_weights
 
     weights = [entry for entry in entries if is_weights_name(entry.path)]

@@ -219,6 +219,12 @@ def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode(encoding)
 
 
+def _bytes(data: Any = b"") -> bytes:
+    if not isinstance(data, bytes):  # never bytearray(n): n zero bytes would be allocated
+        raise FormatError("malformed bytearray value")
+    return data
+
+
 def _device(*args: Any) -> Device:
     if not args or not all(isinstance(a, (str, int)) for a in args):
         raise FormatError("malformed device")
@@ -233,7 +239,7 @@ GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": lambda *args: AttributedDict(*args),
     "collections.Counter": lambda *args: Counter(*args),
     "builtins.set": _set,
-    "builtins.bytearray": lambda *args: bytearray(_encode(*args) if args and isinstance(args[0], str) else bytes(*args[:1])),
+    "builtins.bytearray": lambda *args: bytearray(_encode(*args) if args and isinstance(args[0], str) else _bytes(*args)),
     "builtins.complex": lambda real=0.0, imag=0.0: complex(float(real), float(imag)),
     "_codecs.encode": _encode,
     "torch.Size": lambda items=(): Size(_shape(tuple(items), "size")),

@@ -51,7 +51,6 @@ class Checkpoint:
 
     root: Any
     storages: dict[str, Storage]
-    legacy: bool
 
     def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
         """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
@@ -136,7 +135,7 @@ def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
         root = Machine(Buffer(data), storage).load()
     if any(s.member is None and s.start + s.nbytes > size for s in storages.values()):
         raise FormatError("a storage runs past the end of the file")
-    return Checkpoint(root, storages, legacy=False)
+    return Checkpoint(root, storages)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -210,7 +209,7 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
         (elements,) = struct.unpack("<q", count)
         if elements < 0 or (declared[key] and declared[key] % elements) or (elements == 0) != (declared[key] == 0):
             raise FormatError(f"storage '{key}' announces {elements} elements for {declared[key]} bytes")
-    return Checkpoint(root, storages, legacy=True)
+    return Checkpoint(root, storages)
 
 
 def _no_storages(key: str, nbytes: int) -> None:

@@ -166,14 +166,6 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
 
 
-def read_safetensors_layout(path: Path) -> SafetensorsLayout:
-    """Read only the header of a safetensors file."""
-    with open(path, "rb") as stream:
-        prefix = stream.read(8)
-        head = prefix + stream.read(header_length(prefix))
-    return parse_safetensors(head, path.stat().st_size)
-
-
 def encode_safetensors_header(
     tensors: Sequence[tuple[str, str, Sequence[int], int]], metadata: dict[str, str] | None = None
 ) -> bytes:

@@ -299,3 +299,12 @@ def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:
             load_checkpoint(flipped)
         except InvalidInputError:
             pass
+
+
+def test_diff_json_stays_valid_when_a_metric_delta_overflows(registry: Registry, make_file) -> None:
+    registry.add("m@1.0.0", [make_file("a.txt", "a")], metrics={"loss": -1e308})
+    registry.add("m@2.0.0", [make_file("b.txt", "b")], metrics={"loss": 1e308})
+    result = run_cli("diff", "m@1.0.0", "m@2.0.0", "--json", registry=registry)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
+    assert report["metrics"] == [{"name": "loss", "old": -1e308, "new": 1e308, "delta": None}]

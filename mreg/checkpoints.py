@@ -43,6 +43,7 @@ from .formats import ZIP_ERRORS, FormatError, stored_member_spans
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+NOT_A_CHECKPOINT = "neither a zip archive nor a legacy torch.save stream"
 DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than this: larger claims are lies
 
 @dataclass(frozen=True)
@@ -178,13 +179,17 @@ def inflate_members(stream: BinaryIO, storages: Iterable[Storage]) -> dict[str, 
 
 
 def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
+    head = stream.read(2)
+    if len(head) != 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:  # a legacy stream opens with a pickle
+        raise FormatError(NOT_A_CHECKPOINT)
+    stream.seek(0)
     buffer = Buffer(stream=stream, limit=min(size, MAX_PICKLE))
 
     def header(what: str) -> Any:
         return Machine(buffer, _no_storages).load(what)
 
     if header("magic number") != LEGACY_MAGIC:
-        raise FormatError("not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)")
+        raise FormatError(NOT_A_CHECKPOINT)
     if header("protocol version") != LEGACY_PROTOCOL:
         raise FormatError("legacy checkpoint of an unknown protocol version")
     info = header("system information")

@@ -251,6 +251,7 @@ def test_pt_files_are_added_shown_and_diffed_without_torch(registry: Registry, t
     assert diffed.returncode == 0, diffed.stderr
     tensors = json.loads(diffed.stdout)["files"][0]["tensors"]
     assert [c["name"] for c in tensors["changed"]] == ["b"] and tensors["unchanged"] == 2
+    assert tensors["changed"][0]["max_abs_diff"] == 1.0  # measured in Python for common dtypes
     evil = tmp_path / "evil.pt"
     write_zip_checkpoint(evil, legit_pickle_with({"w": (print, ("x",))}), {})
     refused = run_without_torch(tmp_path, "add", "evil@1.0.0", str(evil))
@@ -308,3 +309,22 @@ def test_diff_json_stays_valid_when_a_metric_delta_overflows(registry: Registry,
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
     assert report["metrics"] == [{"name": "loss", "old": -1e308, "new": 1e308, "delta": None}]
+
+
+@pytest.mark.parametrize("options", [{}, {"_use_new_zipfile_serialization": False}])
+def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, tmp_path: Path, options: dict) -> None:
+    from mreg.pytorch.diff import compare_weight_files
+    from mreg.rawdiff import compare_raw
+
+    base = torch.arange(12.0).reshape(3, 4)
+    old = {"w": base, "view": base[:, ::2], "i": torch.tensor([2**62, 0]), "h": torch.ones(3, dtype=torch.float16), "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3}}
+    new = {"w": base + 0.5, "view": base[:, ::2], "i": torch.tensor([2**62 + 5, 0]), "h": torch.ones(3, dtype=torch.float16) * 3, "n": {"x": torch.tensor([float("nan"), float("inf")]), "epoch": 3}}
+    for version, content in (("1.0.0", old), ("2.0.0", new)):
+        path = tmp_path / version / "model.pt"
+        path.parent.mkdir()
+        torch.save(content, path, **options)
+        registry.add(f"m@{version}", [path])
+    entries = registry.file_entry("m@1.0.0"), registry.file_entry("m@2.0.0")
+    with_torch, without = compare_weight_files(registry, *entries), compare_raw(registry, *entries)
+    assert with_torch.to_dict() == without.to_dict()
+    assert {c.old.name: c.max_abs_diff for c in without.changed} == {"w": 0.5, "i": 5, "h": 2.0, "n.x": None}

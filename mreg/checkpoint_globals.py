@@ -122,9 +122,8 @@ class Global(NamedTuple):
 
 
 def label(value: Any) -> str:
+    """How an error names a value the pickle tried to call or use."""
     return value.name if isinstance(value, Global) else type(value).__name__
-
-
 
 
 @dataclass(frozen=True)

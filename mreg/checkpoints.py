@@ -46,6 +46,7 @@ LEGACY_PROTOCOL = 1001
 NOT_A_CHECKPOINT = "neither a zip archive nor a legacy torch.save stream"
 DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than this: larger claims are lies
 
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint's object tree and the storages its tensors live in."""

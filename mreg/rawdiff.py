@@ -75,7 +75,7 @@ def raw_leaves(registry: Registry, entry: FileEntry, files: ExitStack) -> dict[s
     if is_safetensors_name(entry.path):
         prefix = stream.read(8)
         layout = parse_safetensors(prefix + stream.read(header_length(prefix)), entry.size)
-        return {t.name: _leaf(TensorSpec(t.name, DTYPE_NAMES[t.dtype], t.shape), _reader(stream, t.start, t.nbytes)) for t in layout.tensors}
+        return {t.name: _leaf(TensorSpec(t.name, DTYPE_NAMES[t.dtype], t.shape), _Span(stream, t.start, t.nbytes)) for t in layout.tensors}
     checkpoint = describe_checkpoint(stream, entry.size, entry.path)
     inflated = inflate_members(stream, checkpoint.storages.values())
     result = {}
@@ -92,16 +92,33 @@ def raw_leaves(registry: Registry, entry: FileEntry, files: ExitStack) -> dict[s
 
 
 def _leaf(spec: TensorSpec, values: Values) -> Leaf:
+    if isinstance(values, _Span):  # hashed in blocks: a large tensor is never held whole
+        return Leaf(spec, values.digest(), values.size, values)
     data = values()
     return Leaf(spec, _digest(data), len(data), values)
 
 
-def _reader(stream: BinaryIO, start: int, size: int) -> Values:
-    def read() -> bytes:
-        stream.seek(start)
-        return stream.read(size)
+class _Span:
+    """Reads (or hashes) ``size`` bytes of a stream from ``start``."""
 
-    return read
+    def __init__(self, stream: BinaryIO, start: int, size: int) -> None:
+        self.stream, self.start, self.size = stream, start, size
+
+    def __call__(self) -> bytes:
+        self.stream.seek(self.start)
+        return self.stream.read(self.size)
+
+    def digest(self) -> bytes:
+        hasher = hashlib.sha256()
+        self.stream.seek(self.start)
+        left = self.size
+        while left > 0:
+            block = self.stream.read(min(left, 8 << 20))
+            if not block:
+                break
+            hasher.update(block)
+            left -= len(block)
+        return hasher.digest()
 
 
 def _tensor_reader(stream: BinaryIO, storage: Storage, inflated: dict[str, bytes], ref: TensorRef) -> Values:
@@ -111,11 +128,11 @@ def _tensor_reader(stream: BinaryIO, storage: Storage, inflated: dict[str, bytes
     for dim in reversed(ref.shape):
         contiguous.insert(0, step)
         step *= dim
-    whole = (lambda: inflated[storage.key]) if storage.member else _reader(stream, storage.start, storage.nbytes)
+    whole = (lambda: inflated[storage.key]) if storage.member else _Span(stream, storage.start, storage.nbytes)
     if ref.numel == 0 or tuple(contiguous) == ref.stride:
         if storage.member:
             return lambda: inflated[storage.key][ref.offset * size : (ref.offset + ref.numel) * size]
-        return _reader(stream, storage.start + ref.offset * size, ref.numel * size)
+        return _Span(stream, storage.start + ref.offset * size, ref.numel * size)
     if ref.numel > GATHER_LIMIT:  # rare and large: compare the layout and the storage instead
         return lambda: repr((ref.offset, ref.stride)).encode() + whole()
 

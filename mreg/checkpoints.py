@@ -20,31 +20,32 @@ element count and bytes).
 
 from __future__ import annotations
 
-import io
 import struct
 import zipfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
-from .checkpoint_pickle import (  # noqa: F401 - re-exported: the types a description is made of
+from .checkpoint_globals import (  # noqa: F401 - re-exported: the types a description is made of
     ITEMSIZE,
     MAX_DEPTH,
     MAX_PICKLE,
     AttributedDict,
     Device,
     Dtype,
-    Machine,
     Size,
     SparseRef,
     Storage,
     TensorRef,
     UnsafeCheckpointError,
 )
+from .checkpoint_pickle import Buffer, Machine
 from .formats import ZIP_ERRORS, FormatError, stored_member_spans
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+NOT_A_CHECKPOINT = "neither a zip archive nor a legacy torch.save stream"
 DEFLATE_MAX_RATIO = 1032  # deflate cannot inflate more than this: larger claims are lies
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -52,7 +53,6 @@ class Checkpoint:
 
     root: Any
     storages: dict[str, Storage]
-    legacy: bool
 
     def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
         """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
@@ -61,19 +61,22 @@ class Checkpoint:
                 yield path, value
 
 
-def leaves(value: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots."""
+def leaves(value: Any, prefix: str = "", depth: int = 0, atomic: tuple[type, ...] = (Size,)) -> Iterator[tuple[str, Any]]:
+    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots.
+
+    Tuples of an ``atomic`` type (sizes) are leaves, not containers.
+    """
     if depth > MAX_DEPTH:
         raise FormatError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
     if isinstance(value, dict):
         items: Any = value.items()
-    elif isinstance(value, (list, tuple)) and not isinstance(value, Size):
+    elif isinstance(value, (list, tuple)) and not isinstance(value, atomic):
         items = enumerate(value)
     else:
         yield prefix, value
         return
     for key, inner in items:
-        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1, atomic)
 
 
 def is_checkpoint_zip(head: bytes) -> bool:
@@ -105,8 +108,8 @@ def read_checkpoint(stream: BinaryIO, size: int) -> Checkpoint:
 
 
 def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
-    spans = {name: (start, end) for name, start, end in stored_member_spans(stream)}
     with zipfile.ZipFile(stream) as archive:
+        spans = {name: (start, end) for name, start, end in stored_member_spans(stream, archive)}
         members = {info.filename: info for info in archive.infolist()}
         pickles = [name for name in members if name.count("/") == 1 and name.endswith("/data.pkl")]
         if len(pickles) != 1:
@@ -131,10 +134,10 @@ def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
             else:
                 raise FormatError(f"storage '{key}' is compressed in a way mreg does not read")
 
-        root = Machine(io.BytesIO(data), storage).load()
+        root = Machine(Buffer(data), storage).load()
     if any(s.member is None and s.start + s.nbytes > size for s in storages.values()):
         raise FormatError("a storage runs past the end of the file")
-    return Checkpoint(root, storages, legacy=False)
+    return Checkpoint(root, storages)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
@@ -148,45 +151,57 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
     return data
 
 
-def inflate_member(stream: BinaryIO, storage: Storage) -> bytes:
-    """The bytes of a deflated storage member, checked against its size and CRC.
+def inflate_members(stream: BinaryIO, storages: Iterable[Storage]) -> dict[str, bytes]:
+    """The bytes of the deflated storages among ``storages``, checked against their size and CRC.
 
     Raises:
-        FormatError: the member inflates to other bytes than it declares.
+        FormatError: a member inflates to other bytes than it declares.
     """
-    assert storage.member is not None
+    wanted = [storage for storage in storages if storage.member is not None]
+    if not wanted:
+        return {}
+    inflated = {}
     try:
-        with zipfile.ZipFile(stream) as archive, archive.open(storage.member) as member:
-            data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
+        with zipfile.ZipFile(stream) as archive:
+            for storage in wanted:
+                with archive.open(str(storage.member)) as member:
+                    data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
+                if len(data) != storage.nbytes:
+                    raise FormatError(f"storage '{storage.key}' inflates to {len(data)} bytes, not {storage.nbytes}")
+                inflated[storage.key] = data
     except (*ZIP_ERRORS, KeyError) as exc:
-        raise FormatError(f"storage '{storage.key}' cannot be inflated ({exc})") from None
-    if len(data) != storage.nbytes:
-        raise FormatError(f"storage '{storage.key}' inflates to {len(data)} bytes, not {storage.nbytes}")
-    return data
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"a storage cannot be inflated ({exc})") from None
+    return inflated
 
 
 # --------------------------------------------------------------- legacy layout
 
 
 def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
-    budget = _Budget(stream, min(size, MAX_PICKLE))
+    head = stream.read(2)
+    if len(head) != 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:  # a legacy stream opens with a pickle
+        raise FormatError(NOT_A_CHECKPOINT)
+    stream.seek(0)
+    buffer = Buffer(stream=stream, limit=min(size, MAX_PICKLE))
 
     def header(what: str) -> Any:
-        return Machine(budget, _no_storages).load(what)
+        return Machine(buffer, _no_storages).load(what)
 
     if header("magic number") != LEGACY_MAGIC:
-        raise FormatError("not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save stream)")
+        raise FormatError(NOT_A_CHECKPOINT)
     if header("protocol version") != LEGACY_PROTOCOL:
         raise FormatError("legacy checkpoint of an unknown protocol version")
     info = header("system information")
     if not isinstance(info, dict) or info.get("little_endian") is not True:
         raise FormatError("checkpoint stores big-endian tensors, which mreg cannot read")
     declared: dict[str, int] = {}
-    root = Machine(budget, declared.__setitem__).load()
+    root = Machine(buffer, declared.__setitem__).load()
     keys = header("storage list")
     if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared) or len(keys) != len(declared):
         raise FormatError("legacy checkpoint's storage list does not match its tensors")
-    position = stream.tell()
+    position = buffer.offset + buffer.pos
     storages = {}
     for key in keys:
         stream.seek(position)
@@ -200,27 +215,8 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
         (elements,) = struct.unpack("<q", count)
         if elements < 0 or (declared[key] and declared[key] % elements) or (elements == 0) != (declared[key] == 0):
             raise FormatError(f"storage '{key}' announces {elements} elements for {declared[key]} bytes")
-    return Checkpoint(root, storages, legacy=True)
+    return Checkpoint(root, storages)
 
 
 def _no_storages(key: str, nbytes: int) -> None:
     raise FormatError("a legacy checkpoint header refers to a storage")
-
-
-class _Budget:
-    """A stream that refuses to be read past a byte budget."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self.stream, self.left = stream, limit
-
-    def read(self, count: int) -> bytes:
-        if count > self.left:
-            raise FormatError(f"checkpoint pickle is larger than {MAX_PICKLE} bytes or truncated")
-        data = self.stream.read(count)
-        self.left -= len(data)
-        return data
-
-    def readline(self) -> bytes:
-        line = self.stream.readline(min(self.left, 1024))
-        self.left -= len(line)
-        return line

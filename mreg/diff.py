@@ -32,7 +32,7 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class MetricChange:
-    """A metric that differs; ``delta`` is new - old when both exist."""
+    """A metric that differs; ``delta`` is new - old when both exist (and it is finite)."""
 
     name: str
     old: float | None
@@ -40,7 +40,10 @@ class MetricChange:
 
     @property
     def delta(self) -> float | None:
-        return None if self.old is None or self.new is None else self.new - self.old
+        if self.old is None or self.new is None:
+            return None
+        delta = self.new - self.old
+        return delta if math.isfinite(delta) else None  # 1e308 - -1e308 overflows: JSON has no infinity
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "old": self.old, "new": self.new, "delta": self.delta}

@@ -166,14 +166,6 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
 
 
-def read_safetensors_layout(path: Path) -> SafetensorsLayout:
-    """Read only the header of a safetensors file."""
-    with open(path, "rb") as stream:
-        prefix = stream.read(8)
-        head = prefix + stream.read(header_length(prefix))
-    return parse_safetensors(head, path.stat().st_size)
-
-
 def encode_safetensors_header(
     tensors: Sequence[tuple[str, str, Sequence[int], int]], metadata: dict[str, str] | None = None
 ) -> bytes:
@@ -194,8 +186,12 @@ def encode_safetensors_header(
     return struct.pack("<Q", len(text)) + text
 
 
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError)
-"""What :mod:`zipfile` raises on a damaged archive (besides OSError)."""
+ZIP_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError,
+    RuntimeError,  # an encrypted member
+    OSError,  # a seek before the start of the file
+)  # fmt: skip
+"""What :mod:`zipfile` raises on a damaged archive."""
 
 
 def zip_member_spans(path: Path) -> list[tuple[str, int, int]]:
@@ -211,24 +207,26 @@ def zip_member_spans(path: Path) -> list[tuple[str, int, int]]:
         return []
 
 
-def stored_member_spans(stream: BinaryIO) -> list[tuple[str, int, int]]:
-    """:func:`zip_member_spans` of an open, seekable stream.
+def stored_member_spans(stream: BinaryIO, archive: zipfile.ZipFile | None = None) -> list[tuple[str, int, int]]:
+    """:func:`zip_member_spans` of an open, seekable stream (``archive``: the stream, already opened as a zip).
 
     Raises:
         zipfile.BadZipFile (or another of ``ZIP_ERRORS``): a damaged archive.
     """
-    if not zipfile.is_zipfile(stream):
-        return []
+    if archive is None:
+        if not zipfile.is_zipfile(stream):
+            return []
+        with zipfile.ZipFile(stream) as opened:
+            return stored_member_spans(stream, opened)
     spans = []
-    with zipfile.ZipFile(stream) as archive:
-        for info in archive.infolist():
-            if info.compress_type != zipfile.ZIP_STORED:
-                continue
-            stream.seek(info.header_offset)
-            local = stream.read(30)
-            if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                raise zipfile.BadZipFile(f"member '{info.filename}' has no local header")
-            name_length, extra_length = struct.unpack("<HH", local[26:30])
-            start = info.header_offset + 30 + name_length + extra_length
-            spans.append((info.filename, start, start + info.compress_size))
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            continue
+        stream.seek(info.header_offset)
+        local = stream.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"member '{info.filename}' has no local header")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_length + extra_length
+        spans.append((info.filename, start, start + info.compress_size))
     return spans

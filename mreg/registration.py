@@ -25,7 +25,6 @@ from .errors import (
     printable,
 )
 from .fileutil import ProgressReport, counting
-from .formats import is_weights_name
 from .names import Digest, is_digest, parse_name_version, validate_file_path, validate_tag
 from .objects import (
     Dataset,
@@ -159,6 +158,7 @@ def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict
 
 def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
     """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
+    from .formats import is_weights_name
     from .weights import describe_weights
 
     weights = [entry for entry in entries if is_weights_name(entry.path)]

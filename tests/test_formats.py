@@ -98,6 +98,13 @@ def test_every_safetensors_dtype_round_trips(registry: Registry, tmp_path: Path)
     assert registry.get("ours").manifest.properties == registry.get("every").manifest.properties
     back = safetensors_torch.load_file(str(registry.path("ours")))
     assert_same(dict(sorted(back.items())), dict(sorted(original.items())))
+    changed = dict(original, **{"I64.matrix": original["I64.matrix"] ^ 1})  # every value moves by exactly 1
+    safetensors_torch.save_file(changed, str(written))
+    assert run_cli("add", "every@2.0.0", str(written), registry=registry).exit_code == 0
+    result = run_cli("diff", "every@1.0.0", "every@2.0.0", "--json", registry=registry)
+    tensors = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))["files"][0]["tensors"]
+    assert [(c["name"], c["max_abs_diff"]) for c in tensors["changed"]] == [("I64.matrix", 1)]
+    assert tensors["unchanged"] == len(original) - 1
     assert registry.fsck().ok
 
 

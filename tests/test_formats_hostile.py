@@ -251,6 +251,7 @@ def test_pt_files_are_added_shown_and_diffed_without_torch(registry: Registry, t
     assert diffed.returncode == 0, diffed.stderr
     tensors = json.loads(diffed.stdout)["files"][0]["tensors"]
     assert [c["name"] for c in tensors["changed"]] == ["b"] and tensors["unchanged"] == 2
+    assert tensors["changed"][0]["max_abs_diff"] == 1.0  # measured in Python for common dtypes
     evil = tmp_path / "evil.pt"
     write_zip_checkpoint(evil, legit_pickle_with({"w": (print, ("x",))}), {})
     refused = run_without_torch(tmp_path, "add", "evil@1.0.0", str(evil))
@@ -272,3 +273,58 @@ def test_users_import_torchvision_after_mreg_pytorch() -> None:
     code = "import mreg.pytorch, torchvision; print(torchvision.models.resnet18().fc.out_features)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == "1000", completed.stderr
+
+
+def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:
+    """Seeded byte flips in the pickle, the local headers and the zip directory."""
+    import random
+
+    from mreg.chunking import file_cuts
+
+    original = tmp_path / "original.pt"
+    views_and_more = {"w": torch.arange(6.0).reshape(2, 3), "n": {"t": (torch.ones(2).t(),), "x": [1, None]}, "p": torch.nn.Parameter(torch.ones(2))}
+    torch.save(views_and_more, original)
+    pristine = original.read_bytes()
+    legacy = tmp_path / "legacy.pt"
+    torch.save(views_and_more, legacy, _use_new_zipfile_serialization=False)
+    flipped = tmp_path / "flipped.pt"
+    generator = random.Random(0)
+    for round_ in range(300):
+        data = bytearray(pristine if round_ % 3 else legacy.read_bytes())
+        for _ in range(generator.randint(1, 3)):
+            where = len(data) - 1 - generator.randrange(min(len(data), 1200)) if round_ % 2 else generator.randrange(len(data))
+            data[where] = generator.randrange(256)
+        flipped.write_bytes(bytes(data))
+        file_cuts(flipped, len(data))  # never raises: a damaged zip is merely not cut
+        try:
+            load_checkpoint(flipped)
+        except InvalidInputError:
+            pass
+
+
+def test_diff_json_stays_valid_when_a_metric_delta_overflows(registry: Registry, make_file) -> None:
+    registry.add("m@1.0.0", [make_file("a.txt", "a")], metrics={"loss": -1e308})
+    registry.add("m@2.0.0", [make_file("b.txt", "b")], metrics={"loss": 1e308})
+    result = run_cli("diff", "m@1.0.0", "m@2.0.0", "--json", registry=registry)
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"invalid JSON: {c}"))
+    assert report["metrics"] == [{"name": "loss", "old": -1e308, "new": 1e308, "delta": None}]
+
+
+@pytest.mark.parametrize("options", [{}, {"_use_new_zipfile_serialization": False}])
+def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, tmp_path: Path, options: dict) -> None:
+    from mreg.pytorch.diff import compare_weight_files
+    from mreg.rawdiff import compare_raw
+
+    base = torch.arange(12.0).reshape(3, 4)
+    old = {"w": base, "view": base[:, ::2], "i": torch.tensor([2**62, 0]), "h": torch.ones(3, dtype=torch.float16), "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3}}
+    new = {"w": base + 0.5, "view": base[:, ::2], "i": torch.tensor([2**62 + 5, 0]), "h": torch.ones(3, dtype=torch.float16) * 3, "n": {"x": torch.tensor([float("nan"), float("inf")]), "epoch": 3}}
+    for version, content in (("1.0.0", old), ("2.0.0", new)):
+        path = tmp_path / version / "model.pt"
+        path.parent.mkdir()
+        torch.save(content, path, **options)
+        registry.add(f"m@{version}", [path])
+    entries = registry.file_entry("m@1.0.0"), registry.file_entry("m@2.0.0")
+    with_torch, without = compare_weight_files(registry, *entries), compare_raw(registry, *entries)
+    assert with_torch.to_dict() == without.to_dict()
+    assert {c.old.name: c.max_abs_diff for c in without.changed} == {"w": 0.5, "i": 5, "h": 2.0, "n.x": None}

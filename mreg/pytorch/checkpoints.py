@@ -10,19 +10,18 @@ Tensors that shared a storage when saved share it again.
 
 from __future__ import annotations
 
-import io
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_member
+from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_members
 from ..errors import InvalidInputError
 from ..formats import FormatError
-from ..segments import Segment, SegmentReader
+from ..segments import Segment
 from ..weights import describe_checkpoint
-from .tensors import MappedFile
+from .tensors import MappedFile, MappedReader
 
 
 def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> Any:
@@ -43,19 +42,20 @@ def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", n
 def load_segments(segments: Sequence[Segment], *, device: str | torch.device = "cpu", name: str = "") -> Any:
     """Load a checkpoint held by ``segments`` (a stored file, whole or chunked)."""
     mapped = MappedFile(segments)
-    with io.BufferedReader(SegmentReader(list(segments))) as stream:
+    with MappedReader(mapped) as stream:  # unbuffered: reads copy straight from the maps
         checkpoint = describe_checkpoint(stream, mapped.size, name)
-        bases = {key: _storage_bytes(mapped, stream, storage, name) for key, storage in checkpoint.storages.items()}
+        try:
+            inflated = inflate_members(stream, checkpoint.storages.values())
+        except FormatError as exc:
+            raise InvalidInputError(f"cannot read '{name}' as a PyTorch checkpoint: {exc.message}") from None
+    bases = {key: _storage_bytes(mapped, storage, inflated) for key, storage in checkpoint.storages.items()}
     return _Builder(checkpoint, bases, torch.device(device)).build(checkpoint.root, 0)
 
 
-def _storage_bytes(mapped: MappedFile, stream: io.BufferedReader, storage: Storage, name: str) -> torch.Tensor:
+def _storage_bytes(mapped: MappedFile, storage: Storage, inflated: dict[str, bytes]) -> torch.Tensor:
     if storage.member is None:
         return mapped.tensor(storage.start, storage.start + storage.nbytes, torch.uint8)
-    try:
-        data = inflate_member(stream, storage)
-    except FormatError as exc:
-        raise InvalidInputError(f"cannot read '{name}' as a PyTorch checkpoint: {exc.message}") from None
+    data = inflated[storage.key]
     return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 

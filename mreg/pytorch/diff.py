@@ -10,13 +10,12 @@ for integers), and positions whose NaN or infinity changed are counted.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from ..checkpoints import MAX_DEPTH
+from ..checkpoints import leaves
 from ..diff import TensorChange, TensorDiff, TensorSpec, VersionDiff, diff_versions
-from ..errors import InvalidInputError
 from ..formats import is_safetensors_name
 from ..objects import FileEntry
 from ..registry import Registry
@@ -58,21 +57,7 @@ def read_leaves(registry: Registry, entry: FileEntry) -> dict[str, Any]:
     segments = registry.segments(entry)
     if is_safetensors_name(entry.path):
         return dict(read_safetensors(segments))
-    return dict(_leaves(load_segments(segments, name=entry.path), "", 0))
-
-
-def _leaves(value: Any, prefix: str, depth: int) -> Iterator[tuple[str, Any]]:
-    if depth > MAX_DEPTH:
-        raise InvalidInputError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
-        items = enumerate(value)
-    else:
-        yield prefix, value
-        return
-    for key, inner in items:
-        yield from _leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+    return dict(leaves(load_segments(segments, name=entry.path), atomic=(torch.Size,)))
 
 
 def compare(a: Any, b: Any) -> Comparison:

@@ -69,12 +69,13 @@ def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIME
     models = import_torchvision().models
     weights = models.get_model_weights(name).DEFAULT
     builder = TorchvisionBuilder(name)
-    checksum = None
     try:
-        _verify_cached(weights.url)  # a planted file is refused before torch reads it
+        checksum = _verify_cached(weights.url)  # a planted file is refused before torch reads it
         with _socket_timeout(timeout):
             model = models.get_model(name, weights=weights)
-        checksum = _verify_cached(weights.url)  # and a fresh download is checked whole
+        checksum = checksum or _verify_cached(weights.url)  # and a fresh download is checked whole
+        if checksum is None:
+            raise CheckpointMismatch("the checkpoint is not in the torch hub cache, so its hash cannot be checked")
         pretrained, reason = True, None
     except (OSError, RuntimeError, CheckpointMismatch) as exc:  # URLError is an OSError
         reason = f"could not load the published checkpoint: {' '.join(str(exc).split()) or type(exc).__name__}"
@@ -82,7 +83,7 @@ def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIME
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = models.get_model(name, weights=None)
-        pretrained = False
+        pretrained, checksum = False, None
     return PretrainedModel(
         model=model.eval(),
         builder=builder,

@@ -9,9 +9,10 @@ is written to; the tensors are writable and never change the store.
 from __future__ import annotations
 
 import bisect
+import io
 import mmap
 import os
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -108,6 +109,34 @@ class MappedFile:
             start = stop
             index += 1
         return b"".join(parts)
+
+
+class MappedReader(io.RawIOBase):
+    """A seekable, read-only file over a :class:`MappedFile` (reads copy from the maps)."""
+
+    def __init__(self, mapped: MappedFile) -> None:
+        super().__init__()
+        self.mapped, self.position = mapped, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.mapped.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.mapped.read(self.position, min(self.position + len(buffer), self.mapped.size))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 def read_safetensors(segments: Sequence[Segment], *, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

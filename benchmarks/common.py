@@ -6,7 +6,10 @@ Every benchmark measures its baseline in the same run and prints the ratio
 
 from __future__ import annotations
 
+import hashlib
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +57,44 @@ def paired(
         our_times.append(mine)
         ratios.append(mine / base)
     return statistics.median(our_times), statistics.median(base_times), statistics.median(ratios)
+
+
+def hash_and_copy(source: str | Path, destination: str | Path) -> str:
+    """The floor for commands that store bytes: SHA-256 every byte once with hashlib, then copy the file.
+
+    Nothing is fsynced, and the copy is the kernel's (``shutil.copyfile``), so mreg
+    pays for durability and for reading the bytes in Python on top of this.
+    """
+    hasher = hashlib.sha256()
+    with open(source, "rb") as stream:
+        while block := stream.read(4 << 20):
+            hasher.update(block)
+    shutil.copyfile(source, destination)
+    return hasher.hexdigest()
+
+
+def floor_command(source: Path, destination: Path) -> list[str]:
+    """:func:`hash_and_copy` as a process, to pair with an mreg command (both pay Python's start)."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.hash_and_copy(*sys.argv[1:])"
+    return [sys.executable, "-c", code, str(source), str(destination)]
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def safetensors_file(path: Path, size: int) -> Path:
+    """Write a safetensors file of about ``size`` bytes: 10 MB float32 tensors of random values."""
+    from safetensors.numpy import save_file
+
+    import numpy
+
+    count = max(1, size // (10 << 20))
+    generator = numpy.random.default_rng(0)
+    save_file({f"layer{i}.weight": generator.standard_normal((1024, 2560), dtype=numpy.float32) for i in range(count)}, str(path))
+    return path
 
 
 def run(command: list[str], **kwargs: object) -> None:

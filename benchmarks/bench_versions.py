@@ -6,7 +6,8 @@ version with an `acc` metric spread over 0..1), as adds would leave them. The fi
 query after building fills the metadata index (`.mreg/index.sqlite`) from the
 manifests; that one-off cost is printed too, and so is the same query with the
 index deleted before each run (what every query cost before the index existed).
-Commands run as real processes, with mreg's bytecode compiled as pip would.
+Commands run as real processes, with mreg's bytecode compiled as pip would; the
+start of a bare Python that imports click and msgpack is printed as a reference.
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ def measure(label: str, root: Path, name: str, metric: str) -> None:
     def without_index() -> None:
         index.unlink(missing_ok=True)
         fresh().query(name=name, metrics=[metric])
+        fresh().query(latest_only=True, metrics=[metric])
 
-    absolute(f"{label}: ls --metric without the index (every manifest)", 1000 * best_of(without_index, 3), "none")
+    absolute(f"{label}: both ls --metric without the index (every manifest)", 1000 * best_of(without_index, 3), "none")
+    startup = [sys.executable, "-c", "import click, msgpack"]
+    started = 1000 * best_of(lambda: subprocess.run(startup, check=True), 11)
+    absolute(f"{label}: reference: python -c 'import click, msgpack'", started, "none")
 
 
 def main() -> None:

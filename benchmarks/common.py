@@ -58,24 +58,29 @@ def paired(
     return statistics.median(our_times), statistics.median(base_times), statistics.median(ratios)
 
 
-def hash_and_copy(source: str | Path, destination: str | Path) -> str:
+def hash_and_copy(source: str | Path, destination: str | Path, durable: str = "") -> str:
     """The floor for commands that store bytes: SHA-256 every byte once with hashlib, then copy the file.
 
-    Nothing is fsynced, and the copy is the kernel's (``shutil.copyfile``), so mreg
-    pays for durability and for reading the bytes in Python on top of this.
+    The copy is the kernel's (``shutil.copyfile``); with ``durable`` it is also
+    fsynced, as mreg must before it calls bytes stored. Without, nothing reaches the
+    disk while it is timed.
     """
     hasher = hashlib.sha256()
     with open(source, "rb") as stream:
         while block := stream.read(4 << 20):
             hasher.update(block)
     shutil.copyfile(source, destination)
+    if durable:
+        fd = os.open(destination, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
     return hasher.hexdigest()
 
 
-def floor_command(source: Path, destination: Path) -> list[str]:
+def floor_command(source: Path, destination: Path, durable: bool = False) -> list[str]:
     """:func:`hash_and_copy` as a process, to pair with an mreg command (both pay Python's start)."""
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.hash_and_copy(*sys.argv[1:])"
-    return [sys.executable, "-c", code, str(source), str(destination)]
+    return [sys.executable, "-c", code, str(source), str(destination), *(["durable"] if durable else [])]
 
 
 def children_cpu() -> float:

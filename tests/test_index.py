@@ -117,3 +117,12 @@ def test_model_names_are_found_at_any_depth(registry: Registry, make_file) -> No
         registry.add(f"{name}@1.0.0", [make_file("w.bin", name)])
     assert registry.refs.names() == ["a", "team/b", "team/deep/c"]
     assert [m.name for m in registry.models()] == ["a", "team/b", "team/deep/c"]
+
+
+def test_a_damaged_derived_column_is_a_miss_not_a_crash(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 2)
+    expected = registry.disk_usage().to_dict()
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET files = 'garbage', size = 'x'")
+    connection.close()
+    assert Registry.open(registry.root).disk_usage().to_dict() == expected

@@ -82,7 +82,7 @@ def test_models_page_and_its_filters(server: str) -> None:
 def test_model_page_sorts_versions_by_metric_and_shows_tag_history(server: str) -> None:
     data = request(server, "/api/m/classifier").json()
     assert [v["version"] for v in data["versions"]] == ["1.2.0", "1.1.0", "1.0.0"]
-    assert data["metrics"] == ["auc", "loss"] and data["tags"] == {"production": "1.1.0", "staging": "1.2.0"}
+    assert data["metrics"] == ["auc", "loss", "test_auc"] and data["tags"] == {"production": "1.1.0", "staging": "1.2.0"}
     assert data["series"]["auc"] == [["1.0.0", 0.81], ["1.1.0", 0.88], ["1.2.0", 0.86]]
     assert data["versions"][0]["tags"] == ["latest", "staging"]
     by_auc = request(server, "/api/m/classifier?sort=metric:auc&order=desc").json()
@@ -122,6 +122,10 @@ def test_version_page_shows_notes_and_deprecation(server: str) -> None:
     assert 'id="deprecated"' not in html
     deprecated = request(server, "/m/classifier@1.0.0").text
     assert 'id="deprecated"' in deprecated and "superseded by 1.1.0" in deprecated
+    rows = {row["version"]: row for row in request(server, "/api/m/classifier").json()["versions"]}
+    assert rows["1.1.0"]["metrics"]["test_auc"] == 0.87 and rows["1.1.0"]["noted"] == ["test_auc"]
+    assert rows["1.0.0"]["deprecated"] == "superseded by 1.1.0" and rows["1.2.0"]["deprecated"] is None
+    assert 'class="pill deprecated"' in request(server, "/m/classifier").text
 
 
 def test_nested_model_names_are_paths_of_their_own(server: str) -> None:
@@ -262,6 +266,7 @@ def test_clone_pull_and_fallback_through_mreg_serve(server: str, tmp_path: Path)
     copy = Registry.open(tmp_path / "copy")
     assert [m.name for m in copy.models()] == MODELS
     assert copy.resolve("classifier@production") == copy.resolve("classifier@1.1.0")
+    assert copy.get("classifier@1.1.0").note.message == "Reviewed by the clinical team."  # notes travel too
     assert copy.fsck().ok
     pulled = run_cli("pull", "origin", "--json", registry=copy)
     assert pulled.exit_code == 0 and json.loads(pulled.stdout)["objects"] == 0, pulled

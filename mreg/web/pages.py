@@ -11,6 +11,7 @@ from typing import Any, Iterable, NamedTuple
 
 from ..errors import InvalidInputError, InvalidRefError, MregError
 from ..names import validate_name
+from ..notes import Note, load as load_note, read_table as read_notes
 from ..objects import Manifest
 from ..refs import LogEntry
 from .reader import ReadOnlyRegistry
@@ -49,10 +50,13 @@ def model_page(
     """A model's versions with their metrics (one page of them), every metric's series
     across versions, its tags, and its tag history."""
     table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
+    notes = read_notes(registry, name)
     rows = []
     for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
         tags = table.tags_of(version)
         row = _version_row(registry, version, digest, ["latest", *tags] if version == table.latest else tags)
+        if digest in notes:
+            row = _with_note(row, load_note(registry, notes[digest]))
         rows.append({**row, "rank": rank})
     rows.reverse()
     metrics = sorted({key for row in rows for key in row["metrics"]})
@@ -193,7 +197,9 @@ def manifest_or_none(registry: ReadOnlyRegistry, digest: str) -> Manifest | None
 
 def _version_row(registry: ReadOnlyRegistry, version: str, digest: str, tags: list[str]) -> dict[str, Any]:
     manifest = manifest_or_none(registry, digest)
-    row: dict[str, Any] = {"version": version, "digest": digest, "tags": tags, "missing": manifest is None}
+    row: dict[str, Any] = {
+        "version": version, "digest": digest, "tags": tags, "missing": manifest is None, "noted": [], "deprecated": None
+    }
     if manifest is None:
         return {**row, "metrics": {}, "family": None, "created": "", "author": "", "message": "", "size": 0}
     return {
@@ -205,6 +211,12 @@ def _version_row(registry: ReadOnlyRegistry, version: str, digest: str, tags: li
         "message": manifest.lineage.message,
         "size": sum(f.size for f in manifest.files),
     }
+
+
+def _with_note(row: dict[str, Any], note: Note) -> dict[str, Any]:
+    """A version's row with what its note adds: evaluation metrics (a noted value wins,
+    being the newer measurement, as in ``mreg ls``) and a deprecation."""
+    return {**row, "metrics": {**row["metrics"], **note.metrics}, "noted": sorted(note.metrics), "deprecated": note.deprecated}
 
 
 def _checked_sort(sort: str, order: str, metrics: Iterable[str]) -> tuple[str, str]:

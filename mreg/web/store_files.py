@@ -2,7 +2,7 @@
 
 ``objects/ab/cdef...`` (and ``.chunks``) never change: they are served with
 ``Cache-Control: immutable``, an ETag made of the digest, and Range requests.
-``models/NAME/_refs``, ``models/NAME/_log`` and ``info/models`` change: they are
+``models/NAME/_refs``, ``_log``, ``_notes`` and ``info/models`` change: they are
 read whole in one go (``_refs`` is replaced by rename, so the read is a consistent
 snapshot), served with ``no-cache`` and an ETag of their content. Every path is
 checked against the store's grammar before any file name is built from it, so no
@@ -21,6 +21,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ..errors import InvalidNameError
+from ..notes import NOTES_FILE
 from ..refs import LOG_FILE, TABLE_FILE
 from .reader import ReadOnlyRegistry
 
@@ -28,7 +29,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 _FANOUT = re.compile(r"[0-9a-f]{2}")
 _OBJECT = re.compile(r"[0-9a-f]{62}(?:\.chunks)?")
-MODEL_FILES = (TABLE_FILE, LOG_FILE)
+MODEL_FILES = (TABLE_FILE, LOG_FILE, NOTES_FILE)
 
 
 def store_routes(registry: ReadOnlyRegistry) -> list[Route]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .maintenance import file_objects
+from .notes import reachable as reachable_notes
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -80,6 +81,9 @@ def disk_usage(registry: Registry) -> UsageReport:
             for file, size in manifests[digest][1]:
                 logical += size
                 objects |= needs[file]
+        noted = reachable_notes(registry, name)  # notes and their history, which gc keeps
+        sizes.update((d, store.stored_size(d)) for d in noted if d not in sizes)
+        objects |= noted
         everything |= objects
         models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
     unreachable = sum(store.stored_size(d) for d in set(store.iter_digests()) - everything)

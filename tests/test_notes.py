@@ -91,7 +91,9 @@ def test_gc_keeps_notes_and_their_history_and_fsck_checks_them(demo: Registry) -
     second = demo.note("demo@1.0.0", message="two").new
     assert demo.gc().objects == []
     assert demo.objects.contains(first) and demo.objects.contains(second)
+    assert demo.disk_usage().unreachable == 0  # du agrees with gc: notes are kept
     demo.note("demo@1.0.0", remove=True)
+    assert demo.disk_usage().unreachable > 0
     assert set(demo.gc().objects) == {first, second}
     demo.note("demo@1.0.0", message="three")
     table = demo.refs.model_dir("demo") / NOTES_FILE

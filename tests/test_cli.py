@@ -172,7 +172,7 @@ def test_hash_object(registry: Registry, make_file) -> None:
 
 def test_fsck_and_gc_output(demo: Registry) -> None:
     human = run_cli("fsck")
-    assert human.exit_code == 0 and human.stdout == "checked 8 objects, 1 models, 4 versions: ok\n"
+    assert human.exit_code == 0 and human.stdout == "checked 8 objects, 1 model, 4 versions: ok\n"
     document = json.loads(run_cli("fsck", "--json").stdout)
     assert document == {"ok": True, "objects": 8, "models": 1, "versions": 4, "problems": [], "notes": []}
     parent = demo.resolve("demo@1.0.0")

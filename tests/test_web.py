@@ -344,7 +344,7 @@ def test_serve_without_the_web_extra_says_how_to_install_it(example: Registry, m
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install mreg` had left the extra out
     result = run_cli("serve", "--registry", str(example.root))
     assert_clean_failure(result, 1)
-    assert "pip install 'mreg[serve]'" in result.stderr and "uvicorn" in result.stderr
+    assert "pip install -e '.[serve]'" in result.stderr and "uvicorn" in result.stderr
 
 
 NO_WEB = """

@@ -25,6 +25,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 model``, ``2 models``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def short(digest: str | None) -> str:
     """``sha256:abcdef0123...`` -> ``sha256:abcdef01`` (what git calls an abbreviated id)."""
     return digest[:15] if digest else "-"

@@ -9,7 +9,7 @@ import click
 
 from ..errors import ExitCode
 from .app import Session, fail, pass_session
-from .output import ProgressBar, echo, echo_json, echo_warnings, human_size
+from .output import ProgressBar, echo, echo_json, echo_warnings, human_size, plural
 
 
 @click.command()
@@ -106,7 +106,7 @@ def fsck(session: Session, as_json: bool, repair: bool) -> None:
         for note in report.notes:
             echo(f"note: {note}")
         click.echo(
-            f"checked {report.objects} objects, {report.models} models, {report.versions} versions: "
+            f"checked {plural(report.objects, 'object')}, {plural(report.models, 'model')}, {plural(report.versions, 'version')}: "
             + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
         )
     if not report.ok:

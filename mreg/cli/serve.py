@@ -36,7 +36,7 @@ def serve(session: Session, registry_path: str | None, host: str, port: int) -> 
 
         from ..web import create_app
     except ImportError as exc:
-        fail(f"mreg serve needs the web extra (missing {exc.name}): pip install 'mreg[serve]'", ExitCode.FAILURE)
+        fail(f"mreg serve needs the web extra (missing {exc.name}): pip install -e '.[serve]' in mreg's checkout (requirements.txt includes it)", ExitCode.FAILURE)
     registry = Session(registry_path).registry if registry_path else session.registry
     listener = _listen(host, port)
     bound = listener.getsockname()[1]

@@ -160,7 +160,7 @@ def _summary(registry: Registry, name: str, table: RefTable, source: str | None)
     assert table.latest is not None
     digest = table.versions[table.latest]
     try:
-        manifest = registry.manifest(digest)
+        manifest = registry.manifest(digest, expect=(name, table.latest))
         family, metrics = manifest.family, dict(manifest.metrics)
     except MregError:  # a missing or broken manifest is for fsck to report
         family, metrics = None, {}

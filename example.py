@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import warnings
 from datetime import datetime, timedelta
 
 import torch
@@ -101,7 +102,9 @@ def step(title: str, command: str) -> None:
 
 def fetch(name: str) -> PretrainedModel:
     """Pretrained weights from torchvision, or, offline, the architecture with random weights."""
-    model = fetch_pretrained(name)
+    with warnings.catch_warnings():  # the fallback's warning is printed below, in this script's words
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model = fetch_pretrained(name)
     if model.pretrained:
         print(f"   {name}: published weights {model.properties['torchvision_weights']} (hash checked)")
     else:

@@ -6,7 +6,10 @@ Every benchmark measures its baseline in the same run and prints the ratio
 
 from __future__ import annotations
 
+import hashlib
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def best_of(function: Callable[[], object], repeat: int = 5) -> float:
@@ -54,6 +56,49 @@ def paired(
         our_times.append(mine)
         ratios.append(mine / base)
     return statistics.median(our_times), statistics.median(base_times), statistics.median(ratios)
+
+
+def hash_and_copy(source: str | Path, destination: str | Path, durable: str = "") -> str:
+    """The floor for commands that store bytes: SHA-256 every byte once with hashlib, then copy the file.
+
+    The copy is the kernel's (``shutil.copyfile``); with ``durable`` it is also
+    fsynced, as mreg must before it calls bytes stored. Without, nothing reaches the
+    disk while it is timed.
+    """
+    hasher = hashlib.sha256()
+    with open(source, "rb") as stream:
+        while block := stream.read(4 << 20):
+            hasher.update(block)
+    shutil.copyfile(source, destination)
+    if durable:
+        fd = os.open(destination, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return hasher.hexdigest()
+
+
+def floor_command(source: Path, destination: Path, durable: bool = False) -> list[str]:
+    """:func:`hash_and_copy` as a process, to pair with an mreg command (both pay Python's start)."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.hash_and_copy(*sys.argv[1:])"
+    return [sys.executable, "-c", code, str(source), str(destination), *(["durable"] if durable else [])]
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def safetensors_file(path: Path, size: int) -> Path:
+    """Write a safetensors file of about ``size`` bytes: 10 MB float32 tensors of random values."""
+    from safetensors.numpy import save_file
+
+    import numpy
+
+    count = max(1, size // (10 << 20))
+    generator = numpy.random.default_rng(0)
+    save_file({f"layer{i}.weight": generator.standard_normal((1024, 2560), dtype=numpy.float32) for i in range(count)}, str(path))
+    return path
 
 
 def run(command: list[str], **kwargs: object) -> None:
@@ -94,5 +139,7 @@ def compile_package() -> None:
     Some environments set PYTHONDONTWRITEBYTECODE; without this, an editable install
     would recompile mreg on every start and the CLI timings would measure the compiler.
     """
+    import mreg  # the copy on PYTHONPATH, which the timed commands run
+
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    run([sys.executable, "-m", "compileall", "-q", str(REPOSITORY / "mreg")], env=env)
+    run([sys.executable, "-m", "compileall", "-q", str(Path(mreg.__file__).parent)], env=env)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import os
 import time
 from pathlib import Path
@@ -119,9 +120,21 @@ def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return function  # type: ignore[no-any-return]
 
 
+_process_token: str | None = None
+_temp_counter = itertools.count()
+
+
 def unique_temp_path(directory: Path, prefix: str) -> Path:
-    """A fresh name in ``directory`` that no other process will pick."""
-    return directory / f"{prefix}-{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    """A fresh name in ``directory`` that no other process will pick.
+
+    A random token drawn once per process (``os.urandom`` can take milliseconds on
+    a busy virtual machine, and a chunked write needs one name per chunk) plus a
+    counter; the pid keeps forked children apart.
+    """
+    global _process_token
+    if _process_token is None:
+        _process_token = os.urandom(6).hex()
+    return directory / f"{prefix}-{os.getpid()}-{_process_token}-{next(_temp_counter)}.tmp"
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:

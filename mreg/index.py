@@ -63,8 +63,13 @@ class MetadataIndex:
 
     def files(self, digests: Iterable[Digest]) -> dict[Digest, tuple[int, FileSizes]]:
         """For each cached manifest among ``digests``: its own size, and its files' digests and sizes."""
-        query = "SELECT digest, size, files FROM manifests WHERE digest IN ({})"
-        return {Digest(d): (size, _parse_files(files)) for d, size, files in self._select(query, digests)}
+        found = {}
+        for digest, size, files in self._select("SELECT digest, size, files FROM manifests WHERE digest IN ({})", digests):
+            try:
+                found[Digest(digest)] = (int(size), _parse_files(files))
+            except (ValueError, TypeError, AttributeError):
+                continue  # a damaged entry is a miss; fsck reports it
+        return found
 
     # ------------------------------------------------------------------ writing
 

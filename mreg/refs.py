@@ -292,9 +292,11 @@ class RefStore:
 
     def read(self, name: str) -> RefTable:
         """The model's current refs (empty when the model does not exist)."""
-        path = self.model_dir(name) / TABLE_FILE
+        # Plain strings, not pathlib: `ls` and `du` read a thousand tables.
+        path = os.path.join(self.models_dir, *validate_name(name).split("/"), TABLE_FILE)
         try:
-            text = path.read_text(encoding="ascii")
+            with open(path, encoding="ascii") as stream:
+                text = stream.read()
         except FileNotFoundError:
             return RefTable()
         except (UnicodeDecodeError, OSError) as exc:
@@ -303,9 +305,8 @@ class RefStore:
 
     def names(self) -> list[str]:
         """Every model that has a ref table, sorted."""
-        found = []
-        for table in self.models_dir.rglob(TABLE_FILE):
-            found.append("/".join(table.parent.relative_to(self.models_dir).parts))
+        found: list[str] = []
+        _find_tables(str(self.models_dir), "", found)
         return sorted(found)
 
     @contextmanager
@@ -348,6 +349,19 @@ class RefStore:
             if entry is not None:
                 entries.append(entry)
         return entries
+
+
+def _find_tables(directory: str, prefix: str, found: list[str]) -> None:
+    """Add the names of the models under ``directory`` (one scandir per directory)."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name == TABLE_FILE and prefix and entry.is_file():
+            found.append(prefix[:-1])
+        elif not entry.name.startswith("_") and entry.is_dir(follow_symlinks=False):
+            _find_tables(entry.path, prefix + entry.name + "/", found)
 
 
 def parse_log(text: str, where: str) -> tuple[list[LogEntry], list[str]]:

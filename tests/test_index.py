@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 
 from mreg import Registry
 from mreg.index import INDEX_FILE, _trusted_manifest
@@ -89,3 +91,38 @@ def test_log_shows_the_newest_entries(registry: Registry, make_file) -> None:
     result = run_cli("log", "demo", "-n", "1", "--json", registry=registry)
     assert result.exit_code == 0
     assert '"tags/production"' in result.stdout and "versions/" not in result.stdout
+
+
+SHOW_MODULES = """
+import runpy, sys
+sys.argv = ["mreg", *sys.argv[1:]]
+try:
+    runpy.run_module("mreg", run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code
+print("SQLITE:" + str("sqlite3" in sys.modules), file=sys.stderr)
+"""
+
+
+def test_show_does_not_import_sqlite(registry: Registry, make_file, tmp_path) -> None:
+    _add_versions(registry, make_file, 1)
+    registry.query(name="demo")  # the index exists, but show has no use for it
+    completed = subprocess.run([sys.executable, "-c", SHOW_MODULES, "show", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.strip().splitlines()[-1] == "SQLITE:False"
+
+
+def test_model_names_are_found_at_any_depth(registry: Registry, make_file) -> None:
+    for name in ("a", "team/b", "team/deep/c"):
+        registry.add(f"{name}@1.0.0", [make_file("w.bin", name)])
+    assert registry.refs.names() == ["a", "team/b", "team/deep/c"]
+    assert [m.name for m in registry.models()] == ["a", "team/b", "team/deep/c"]
+
+
+def test_a_damaged_derived_column_is_a_miss_not_a_crash(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 2)
+    expected = registry.disk_usage().to_dict()
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET files = 'garbage', size = 'x'")
+    connection.close()
+    assert Registry.open(registry.root).disk_usage().to_dict() == expected

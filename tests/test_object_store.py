@@ -191,3 +191,30 @@ def test_delete(store: ObjectStore) -> None:
     store.delete(digest)
     assert not store.contains(digest)
     store.delete(digest)  # deleting twice is harmless
+
+
+def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    numpy = pytest.importorskip("numpy")
+    from safetensors.numpy import save
+
+    data = save({f"t{i:02d}": numpy.full(8192, i, dtype=numpy.float32) for i in range(40)})  # 32 KiB tensors: chunks
+    synced: list[int] = []  # inodes of the directories fsynced
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            synced.append(status.st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    stored = store.add_stream([data])
+    chunks = store.chunks(stored.digest)
+    assert len(chunks) >= 40
+    fanouts = {os.stat(store.object_path(digest).parent).st_ino for digest, _ in chunks}
+    # objects/ gains a fan-out per new directory: synced once for the whole batch (and
+    # once more for the index's), not once per new fan-out
+    assert synced.count(os.stat(store.objects_dir).st_ino) <= 2
+    assert all(synced.count(fanout) <= 2 for fanout in fanouts)  # a chunk's, and maybe the index's
+    assert b"".join(store.iter_bytes(stored.digest)) == data
+    assert store.temp_files() == []

@@ -427,8 +427,13 @@ def test_browse_from_the_model_list_to_a_model_a_version_and_a_comparison(server
     assert page.inner_text("h1").replace("\n", "") == "classifier@1.2.0"
     assert page.locator("#files tbody tr").count() == 1 and page.locator("svg.lineage .node").count() == 3  # parent and grandparent
     assert "auc" in page.inner_text(".metrics") and "staging" in page.inner_text(".page-head .tags")
-    page.click("button[data-copy='#snippet-python']")
-    page.wait_for_function("document.querySelector(\"button[data-copy='#snippet-python']\").textContent !== 'copy'")
+    copy = page.locator("button[data-copy='#snippet-python']")
+    copy.click()
+    # A locator assertion polls through the protocol: the page's CSP forbids the eval
+    # that a string wait_for_function needs.
+    from playwright.sync_api import expect
+
+    expect(copy).not_to_have_text("copy")
     page.screenshot(path=tmp_path / "version.png", full_page=True)
     page.click("#parents a")
     page.wait_for_url("**/m/resnet18@2.0.0")

@@ -5,10 +5,8 @@ Both are whole processes, timed alternately so that machine noise hits both alik
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
-from common import compile_package, mreg, paired, report, scratch
+from common import compile_package, mreg, report, scratch, show_startup
 
 PAIRS = 51
 
@@ -19,13 +17,7 @@ def main() -> None:
         (root / "weights.bin").write_bytes(b"weights" * 1000)
         mreg("init", cwd=root)
         mreg("add", "demo@1.0.0", "weights.bin", "--metric", "acc=0.9", "--family", "demo", cwd=root)
-        baseline = [sys.executable, "-c", "import click, msgpack"]
-        show = [sys.executable, "-m", "mreg", "show", "demo"]
-        ours, base, ratio = paired(
-            lambda: subprocess.run(baseline, cwd=root, check=True, stdout=subprocess.DEVNULL),
-            lambda: subprocess.run(show, cwd=root, check=True, stdout=subprocess.DEVNULL),
-            PAIRS,
-        )
+        ours, base, ratio = show_startup(root, "demo", PAIRS)
         report("mreg show REF (process wall time)", ours, base, "<= 1.5", ratio=ratio)
 
 

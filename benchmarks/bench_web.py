@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import absolute, compile_package, paired, report, scratch
+from common import absolute, compile_package, report, scratch, show_startup
 
 MODELS = 1000
 VERSIONS = 1000
@@ -127,18 +127,12 @@ def measure(directory: Path) -> None:
     for label, path in (("models page, 1,000 models", "/"), ("model page, 1,000 versions", "/m/big")):
         times = time_page(root, path)
         absolute(f"{label}: first request, no warm-up", times["cold"] * 1000, "none")
-        absolute(f"  start-up warm-up (background thread)", times["warm-up"] * 1000, "none")
-        absolute(f"  first request after the warm-up", times["first"] * 1000, "< 200 ms")
-        absolute(f"  later requests (median)", times["warm"] * 1000, "< 200 ms")
+        absolute("  start-up warm-up (background thread)", times["warm-up"] * 1000, "none")
+        absolute("  first request after the warm-up", times["first"] * 1000, "< 200 ms")
+        absolute("  later requests (median)", times["warm"] * 1000, "< 200 ms")
     imported = show_imports(root)
     print(f"web modules imported by 'mreg show': {', '.join(imported) or 'none'}")
-    baseline = [sys.executable, "-c", "import click, msgpack"]
-    show = [sys.executable, "-m", "mreg", "show", "big@production"]
-    ours, base, ratio = paired(
-        lambda: subprocess.run(baseline, cwd=directory, check=True, stdout=subprocess.DEVNULL),
-        lambda: subprocess.run(show, cwd=directory, check=True, stdout=subprocess.DEVNULL),
-        PAIRS,
-    )
+    ours, base, ratio = show_startup(directory, "big@production", PAIRS)
     report("mreg show REF (process wall time)", ours, base, "<= 1.5, as before", ratio=ratio)
 
 

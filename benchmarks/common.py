@@ -143,3 +143,15 @@ def compile_package() -> None:
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     run([sys.executable, "-m", "compileall", "-q", str(Path(mreg.__file__).parent)], env=env)
+
+
+def show_startup(directory: Path, ref: str, pairs: int) -> tuple[float, float, float]:
+    """``mreg show REF`` against ``python -c "import click, msgpack"``, as whole processes,
+    paired: (mreg's median, the baseline's median, the median per-pair ratio)."""
+    baseline = [sys.executable, "-c", "import click, msgpack"]
+    show = [sys.executable, "-m", "mreg", "show", ref]
+    return paired(
+        lambda: subprocess.run(baseline, cwd=directory, check=True, stdout=subprocess.DEVNULL),
+        lambda: subprocess.run(show, cwd=directory, check=True, stdout=subprocess.DEVNULL),
+        pairs,
+    )

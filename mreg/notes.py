@@ -32,10 +32,9 @@ from .errors import (
     UnknownRefError,
     printable,
 )
-from .fileutil import append_line, write_atomically
 from .names import Digest, is_digest
 from .objects import canonical_encode, validate_metrics
-from .refs import LOG_FILE, LogEntry
+from .refs import LOG_FILE, LogEntry, log_then_replace
 from .registration import current_author, now_utc
 from .tagging import UNSET
 
@@ -289,13 +288,9 @@ def _checked_text(text: str, what: str) -> str:
 
 
 def write_table(registry: Registry, name: str, table: Mapping[str, str], entries: list[LogEntry]) -> None:
-    """Replace ``_notes`` and log the changes (the caller holds the model's lock)."""
-    import json
-
+    """Log the changes, then replace ``_notes`` (the caller holds the model's lock)."""
     path = table_path(registry, name)
-    write_atomically(path, encode_table(table), temp=path.with_name(NOTES_FILE + ".tmp"))
-    for entry in entries:
-        append_line(path.with_name(LOG_FILE), json.dumps(entry.to_dict(), sort_keys=True))
+    log_then_replace(path.with_name(LOG_FILE), entries, path, encode_table(table))
 
 
 # --------------------------------------------------------------------- for readers

@@ -256,6 +256,23 @@ class RefUpdate:
         self._imported = []
 
 
+def log_then_replace(log: Path, entries: list[LogEntry], target: Path, data: bytes) -> None:
+    """Append ``entries`` to ``log`` in one write, then replace ``target`` with ``data``
+    (git's order, as :meth:`RefUpdate.commit` does): a failure puts the log back, and a
+    kill in between leaves a line for a change that did not happen, never a change
+    without its line. The caller holds the lock that covers both files."""
+    import json
+
+    size = _file_size(log)
+    try:
+        if entries:
+            append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
+        write_atomically(target, data, temp=target.with_name(target.name + ".tmp"))
+    except BaseException:
+        _restore(log, size, None)
+        raise
+
+
 def _file_size(path: Path) -> int | None:
     try:
         return path.stat().st_size

@@ -36,15 +36,8 @@ class NoteSync:
     def __init__(self, source: Source, destination: Registry, tables: Mapping[str, RefTable], force: bool) -> None:
         self.source, self.destination, self.force = source, destination, force
         self._objects: dict[Digest, bytes | None] = {}
-        self.incoming: dict[str, dict[Digest, Digest]] = {}
         self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
-        for name, table in tables.items():
-            data = source.read(f"models/{name}/{NOTES_FILE}")
-            if data is not None:
-                if len(data) > MAX_TABLE_SIZE:
-                    raise RemoteError(f"{source.location}: the notes of '{name}' are larger than {MAX_TABLE_SIZE} bytes")
-                notes = parse_table(data, f"notes of '{name}' in {source.location}")
-                self.incoming[name] = {t: n for t, n in notes.items() if t in self.versions[name]}
+        self.incoming = incoming_notes(source, tables)
 
     def conflicts(self) -> list[str]:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
@@ -129,3 +122,22 @@ class NoteSync:
                 self.destination.objects.add_bytes(data)
         if not self.destination.objects.contains(head):
             raise RemoteError(f"{self.source.location} lacks note object {head}, which its notes need")
+
+
+def incoming_notes(source: Source, tables: Mapping[str, RefTable]) -> dict[str, dict[Digest, Digest]]:
+    """The notes ``source`` has on the versions in ``tables``: model -> manifest -> note digest.
+
+    Raises:
+        RemoteError: a notes table is too large or malformed.
+    """
+    found = {}
+    for name, table in tables.items():
+        data = source.read(f"models/{name}/{NOTES_FILE}")
+        if data is None:
+            continue
+        if len(data) > MAX_TABLE_SIZE:
+            raise RemoteError(f"{source.location}: the notes of '{name}' are larger than {MAX_TABLE_SIZE} bytes")
+        notes = parse_table(data, f"notes of '{name}' in {source.location}")
+        targets = set(table.versions.values())
+        found[name] = {t: n for t, n in notes.items() if t in targets}
+    return found

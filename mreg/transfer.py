@@ -32,7 +32,7 @@ from .errors import ConflictError, NotFoundError, RemoteError
 from .fetching import fetch_all, thread_safe
 from .fileutil import ProgressReport, counting
 from .names import Digest, validate_name
-from .note_sync import NoteSync
+from .note_sync import NoteSync, incoming_notes
 from .refs import LogEntry, RefTable
 from .registration import current_author, now_utc
 from .registry import Registry
@@ -55,6 +55,7 @@ class TransferReport:
     versions: list[str] = field(default_factory=list)  # name@version, new at the destination
     tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
     notes: list[str] = field(default_factory=list)  # name@version whose note came over
+    notes_left: list[str] = field(default_factory=list)  # name@version whose note the destination cannot keep
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -164,6 +165,10 @@ def transfer(
     problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
     notes = NoteSync(source, destination.registry, tables, force) if isinstance(destination, RegistryDestination) else None
     problems += notes.conflicts() if notes is not None else []
+    if notes is None:  # buckets do not keep notes yet: say which stay behind
+        for name, found in incoming_notes(source, tables).items():
+            versions = {d: v for v, d in tables[name].versions.items()}
+            report.notes_left += sorted(f"{name}@{versions[t]}" for t in found)
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
     # Logs are read, and checked, before anything is written; only those of the models that

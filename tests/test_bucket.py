@@ -47,6 +47,14 @@ def origin(tmp_path: Path) -> Registry:
     return a
 
 
+def test_a_push_to_a_bucket_names_the_notes_it_leaves_behind(origin: Registry, bucket_url: str) -> None:
+    origin.note("net@1.1.0", message="evaluated", metrics={"test_acc": 0.9})
+    pushed = run_cli("push", bucket_url, registry=origin)
+    assert pushed.exit_code == 0, pushed
+    assert "mreg: warning: the notes on net@1.1.0 were not copied" in pushed.stderr
+    assert cli_json("push", bucket_url, registry=origin)["notes_left"] == ["net@1.1.0"]
+
+
 def test_push_clone_pull_round_trip_is_byte_identical(origin: Registry, bucket_url: str, tmp_path: Path) -> None:
     """push -> bucket -> clone and pull: same digests, tags, bytes and log; again: nothing moves."""
     before = store_snapshot(origin)

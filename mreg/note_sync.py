@@ -1,12 +1,16 @@
 """Notes in push, pull and clone: checked before anything is copied, applied after the refs.
 
 :mod:`mreg.transfer` calls :class:`NoteSync`; the rules live here, beside the notes
-(:mod:`mreg.notes`).
+(:mod:`mreg.notes`). Where the notes go is a :class:`NoteHome`: a registry on a file
+system (:class:`RegistryNotes`, changed under the model's lock) or a bucket
+(:class:`mreg.buckets.notes.BucketNotes`, changed by compare-and-swap).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Mapping, Protocol
 
 from .errors import ConflictError, RemoteError
 from .names import Digest
@@ -22,6 +26,49 @@ if TYPE_CHECKING:
     from .registry import Registry
     from .remote import Source
 
+NoteChange = Callable[[dict[Digest, Digest]], tuple[dict[Digest, Digest], list[LogEntry]]]
+"""Given a model's notes, their new value and the log entries of the change."""
+
+
+class NoteHome(Protocol):
+    """Where a transfer writes notes: their tables, their objects, and atomic changes."""
+
+    def notes(self, name: str) -> dict[Digest, Digest]:
+        """A model's notes there: manifest digest -> note digest."""
+
+    def note_bytes(self, digest: Digest) -> bytes | None:
+        """A note object's bytes there (verified), or None when it lacks it."""
+
+    def add_note_object(self, data: bytes) -> None:
+        """Store a note object (create-only: the same bytes may already be there)."""
+
+    def change_notes(self, name: str, change: NoteChange) -> None:
+        """Replace a model's notes by ``change(notes)`` atomically and log the change;
+        ``change`` may run more than once (once per lost race) and may raise."""
+
+
+class RegistryNotes:
+    """The notes of a registry on a file system: changed under the model's lock."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def notes(self, name: str) -> dict[Digest, Digest]:
+        return read_table(self.registry, name)
+
+    def note_bytes(self, digest: Digest) -> bytes | None:
+        store = self.registry.objects
+        return store.read_bytes(digest) if store.contains(digest) else None
+
+    def add_note_object(self, data: bytes) -> None:
+        self.registry.objects.add_bytes(data)
+
+    def change_notes(self, name: str, change: NoteChange) -> None:
+        with self.registry.refs.update(name, author=current_author(), message="", time=now_utc()):  # the model's lock
+            table, entries = change(read_table(self.registry, name))
+            if entries:
+                write_table(self.registry, name, table, entries)
+
 
 class NoteSync:
     """The notes a transfer brings along, checked before anything is copied and
@@ -33,7 +80,7 @@ class NoteSync:
     forced, as for tags. Removals do not travel, as tag removals do not.
     """
 
-    def __init__(self, source: Source, destination: Registry, tables: Mapping[str, RefTable], force: bool) -> None:
+    def __init__(self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], force: bool) -> None:
         self.source, self.destination, self.force = source, destination, force
         self._objects: dict[Digest, bytes | None] = {}
         self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
@@ -43,7 +90,7 @@ class NoteSync:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
         found = []
         for name, notes in self.incoming.items():
-            ours = read_table(self.destination, name)
+            ours = self.destination.notes(name)
             for target, theirs in notes.items():
                 decision = self._decide(ours.get(target), theirs)
                 if decision == "conflict":
@@ -55,24 +102,31 @@ class NoteSync:
     def apply(self, message: str) -> list[str]:
         """Take the incoming notes that win; return ``name@version`` of each note changed."""
         changed = []
-        author, time = current_author(), now_utc()
+        template = LogEntry(now_utc(), current_author(), "", None, None, message)
         for name, notes in self.incoming.items():
-            with self.destination.refs.update(name, author=author, message=message, time=time):
-                ours = read_table(self.destination, name)
-                entries = []
-                for target, theirs in sorted(notes.items()):
-                    decision = self._decide(ours.get(target), theirs)
-                    if decision == "conflict":  # the destination changed since we looked
-                        raise ConflictError(self._conflict(name, target, ours[target], theirs))
-                    if decision == "take":
-                        self._store(theirs)
-                        version = self.versions[name][target]
-                        entries.append(LogEntry(time, author, f"notes/{version}", ours.get(target), theirs, message))
-                        changed.append(f"{name}@{version}")
-                        ours[target] = theirs
-                if entries:
-                    write_table(self.destination, name, ours, entries)
+            written: list[LogEntry] = []
+            self.destination.change_notes(name, partial(self._merged, name, notes, template, written))
+            changed += [f"{name}@{entry.ref.removeprefix('notes/')}" for entry in written]
         return changed
+
+    def _merged(
+        self, name: str, notes: Mapping[Digest, Digest], template: LogEntry, written: list[LogEntry], ours: dict[Digest, Digest]
+    ) -> tuple[dict[Digest, Digest], list[LogEntry]]:
+        """``ours`` with the incoming notes that win, and the log entries of the change
+        (kept in ``written`` too: when this runs again after a lost race, the last run
+        is the one that was written)."""
+        table, entries = dict(ours), []
+        for target, theirs in sorted(notes.items()):
+            decision = self._decide(table.get(target), theirs)
+            if decision == "conflict":  # the destination changed since we looked
+                raise ConflictError(self._conflict(name, target, table[target], theirs))
+            if decision == "take":
+                self._store(theirs)
+                version = self.versions[name][target]
+                entries.append(template._replace(ref=f"notes/{version}", old=table.get(target), new=theirs))
+                table[target] = theirs
+        written[:] = entries
+        return table, entries
 
     def _decide(self, ours: Digest | None, theirs: Digest) -> str:
         if ours == theirs:
@@ -111,16 +165,16 @@ class NoteSync:
         return self._objects[digest]
 
     def _local(self, digest: Digest) -> Note | None:
-        store = self.destination.objects
-        return Note.decode(store.read_bytes(digest), digest) if store.contains(digest) else None
+        data = self.destination.note_bytes(digest)
+        return Note.decode(data, digest) if data is not None else None
 
     def _store(self, head: Digest) -> None:
         """Copy a note and the history the destination lacks (objects before the table)."""
         for digest in history(self._remote, head):
             data = self._remote_bytes(digest)
-            if data is not None and not self.destination.objects.contains(digest):
-                self.destination.objects.add_bytes(data)
-        if not self.destination.objects.contains(head):
+            if data is not None and self.destination.note_bytes(digest) is None:
+                self.destination.add_note_object(data)
+        if self.destination.note_bytes(head) is None:
             raise RemoteError(f"{self.source.location} lacks note object {head}, which its notes need")
 
 

@@ -32,7 +32,7 @@ from .errors import ConflictError, NotFoundError, RemoteError
 from .fetching import fetch_all, thread_safe
 from .fileutil import ProgressReport, counting
 from .names import Digest, validate_name
-from .note_sync import NoteSync, incoming_notes
+from .note_sync import NoteHome, NoteSync, RegistryNotes
 from .refs import LogEntry, RefTable
 from .registration import current_author, now_utc
 from .registry import Registry
@@ -55,7 +55,6 @@ class TransferReport:
     versions: list[str] = field(default_factory=list)  # name@version, new at the destination
     tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
     notes: list[str] = field(default_factory=list)  # name@version whose note came over
-    notes_left: list[str] = field(default_factory=list)  # name@version whose note the destination cannot keep
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,6 +78,9 @@ class Destination(Protocol):
         log the change (time, author, message from ``entry``) and merge in the source's
         log, ``imported()`` (read only then: an unchanged model costs no log read);
         return (old, new)."""
+
+    def note_home(self) -> NoteHome:
+        """Where the notes of the transferred versions go."""
 
     def finish(self, names: list[str]) -> None:
         """Publish the list of models (``info/models``) after the refs changed."""
@@ -163,12 +165,8 @@ def transfer(
         tables = source.listed_tables()
     ours = {name: destination.table(name) for name in tables}
     problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
-    notes = NoteSync(source, destination.registry, tables, force) if isinstance(destination, RegistryDestination) else None
-    problems += notes.conflicts() if notes is not None else []
-    if notes is None:  # buckets do not keep notes yet: say which stay behind
-        for name, found in incoming_notes(source, tables).items():
-            versions = {d: v for v, d in tables[name].versions.items()}
-            report.notes_left += sorted(f"{name}@{versions[t]}" for t in found)
+    notes = NoteSync(source, destination.note_home(), tables, force)  # notes travel with their versions
+    problems += notes.conflicts()
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
     # Logs are read, and checked, before anything is written; only those of the models that
@@ -182,7 +180,7 @@ def transfer(
             old, new = destination.update_refs(name, partial(merged, name, theirs, force), imported, entry)
             report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
             report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
-        report.notes = notes.apply(message) if notes is not None else []
+        report.notes = notes.apply(message)
     destination.finish(list(tables))
     return report
 
@@ -265,6 +263,9 @@ class RegistryDestination:
             if update.table != old:
                 update.import_log(imported())
         return old, update.table
+
+    def note_home(self) -> NoteHome:
+        return RegistryNotes(self.registry)
 
     def finish(self, names: list[str]) -> None:
         """Nothing to do: :meth:`Registry.updating` lists a new model before its first version,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,27 @@ def origin(tmp_path: Path) -> Registry:
     return a
 
 
-def test_a_push_to_a_bucket_names_the_notes_it_leaves_behind(origin: Registry, bucket_url: str) -> None:
+def test_notes_travel_through_a_bucket(origin: Registry, bucket_url: str, tmp_path: Path) -> None:
+    """push a note, clone it back; a changed note pushes again; both sides changing it conflict."""
     origin.note("net@1.1.0", message="evaluated", metrics={"test_acc": 0.9})
-    pushed = run_cli("push", bucket_url, registry=origin)
-    assert pushed.exit_code == 0, pushed
-    assert "mreg: warning: the notes on net@1.1.0 were not copied" in pushed.stderr
-    assert cli_json("push", bucket_url, registry=origin)["notes_left"] == ["net@1.1.0"]
+    pushed = cli_json("push", bucket_url, registry=origin)
+    assert pushed["notes"] == ["net@1.1.0"]
+    assert run_cli("clone", bucket_url, str(tmp_path / "c")).exit_code == 0
+    copy = Registry.open(tmp_path / "c")
+    note = copy.get("net@1.1.0").note
+    assert note is not None and note.message == "evaluated" and dict(note.metrics) == {"test_acc": 0.9}
+    assert copy.fsck().ok
+    assert cli_json("push", bucket_url, registry=origin)["notes"] == []  # nothing new: nothing moves
+    origin.note("net@1.1.0", deprecated="superseded")
+    assert cli_json("push", bucket_url, registry=origin)["notes"] == ["net@1.1.0"]
+    assert cli_json("pull", "origin", registry=copy)["notes"] == ["net@1.1.0"]
+    assert copy.get("net@1.1.0").deprecated == "superseded"
+    copy.note("net@1.1.0", message="the copy's view")
+    origin.note("net@1.1.0", message="the origin's view")
+    assert cli_json("push", bucket_url, registry=origin)["notes"] == ["net@1.1.0"]
+    conflict = run_cli("push", bucket_url, registry=copy)
+    assert_clean_failure(conflict, 4)
+    assert "the note on net@1.1.0" in conflict.stderr
 
 
 def test_push_clone_pull_round_trip_is_byte_identical(origin: Registry, bucket_url: str, tmp_path: Path) -> None:
@@ -128,9 +144,11 @@ def test_bucket_as_fallback(origin: Registry, bucket_url: str, tmp_path: Path, m
 
 
 def test_gc_sweeps_unreachable_old_objects_only(origin: Registry, bucket_url: str) -> None:
-    """gc BUCKET keeps what refs reach; an unreachable object goes only once older than the grace."""
+    """gc BUCKET keeps what refs and notes reach; an unreachable object goes only once older than the grace."""
     import obstore
 
+    origin.note("net@1.0.0", message="first")
+    origin.note("net@1.0.0", message="second")  # the first stays as its history
     cli_json("push", bucket_url, registry=origin)
     stray = b"left by an interrupted push"
     import hashlib
@@ -148,7 +166,7 @@ def test_gc_sweeps_unreachable_old_objects_only(origin: Registry, bucket_url: st
     assert set(before) - set(keys(bucket_url)) == {f"objects/{hexdigest[:2]}/{hexdigest[2:]}"}
     clone = Registry.init(origin.root.parent.parent / "g")
     cli_json("pull", bucket_url, registry=clone)
-    assert clone.fsck().ok
+    assert clone.fsck().ok and clone.get("net@1.0.0").note.message == "second"
 
 
 @pytest.mark.parametrize("case", ["no bucket", "closed port", "bad key", "bad secret", "forbidden"])
@@ -254,7 +272,7 @@ def test_reused_old_objects_are_freshened_and_gc_never_guesses(
     rewritten: list[str] = []
     overwrite = Bucket.overwrite
     monkeypatch.setattr(Bucket, "overwrite", lambda self, path, data: (rewritten.append(path), overwrite(self, path, data)))
-    monkeypatch.setattr(destination, "FRESHEN_AFTER", destination.timedelta(0))
+    monkeypatch.setattr(destination, "FRESHEN_AFTER", timedelta(0))
     origin.add("team/tok@0.2.0", [origin.root.parent.parent / "files"])  # the same files again
     origin.push(bucket_url, ["team/tok"])
     assert f"objects/{blob[7:9]}/{blob[9:]}" in rewritten

@@ -312,6 +312,10 @@ def _user_agent() -> str:
     return f"mreg/{__version__}"
 
 
+FRESHEN_AFTER = timedelta(hours=12)
+"""Reuse an object only if it was written more recently than this (half gc's default grace)."""
+
+
 def age(info: Mapping[str, Any], now: datetime) -> timedelta:
     """How long ago a key was last written."""
     modified = info.get("last_modified")

@@ -16,7 +16,7 @@ import hashlib
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from ..config import Config
 from ..errors import CorruptObjectError, RemoteError
@@ -28,11 +28,10 @@ from ..objects import Manifest
 from ..refs import LogEntry, RefTable, changes
 from ..remote import Source
 from ..segments import decode_chunk_index
-from .client import CONCURRENCY, PART_SIZE, Bucket, age
+from .client import CONCURRENCY, FRESHEN_AFTER, PART_SIZE, Bucket, age
+from .notes import BucketNotes
 from .refs import add_to_info, change_table, read_log, read_table, write_log
 
-FRESHEN_AFTER = timedelta(hours=12)
-"""Reuse an object only if it was written more recently than this (half gc's default grace)."""
 
 
 class BucketDestination:
@@ -111,6 +110,10 @@ class BucketDestination:
     def writing(self) -> AbstractContextManager[object]:
         """No lock exists in a bucket: gc spares young objects instead (see the module doc)."""
         return nullcontext()
+
+    def note_home(self) -> BucketNotes:
+        """Notes go to the bucket's ``_notes`` tables by compare-and-swap."""
+        return BucketNotes(self.bucket)
 
     def finish(self, names: list[str]) -> None:
         """List the models in ``info/models``, for readers over plain HTTP."""

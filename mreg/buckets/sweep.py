@@ -22,8 +22,9 @@ from ..names import Digest
 from ..objects import Manifest
 from ..object_store import CHUNKS_SUFFIX
 from ..segments import decode_chunk_index
-from .client import Bucket, age
-from .destination import FRESHEN_AFTER
+from .client import FRESHEN_AFTER, Bucket, age
+from ..notes import history
+from .notes import BucketNotes
 from .refs import MAX_TABLE_BYTES, model_names, read_table
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
@@ -56,9 +57,13 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
 
 
 def _mark(bucket: Bucket, chunked: set[Digest]) -> set[Digest]:
-    """Every object a ref table leads to: manifests, files, the chunks of chunked files."""
+    """Every object a ref table leads to: manifests, files, the chunks of chunked files,
+    and the notes on them with their history."""
     reachable: set[Digest] = set()
+    notes = BucketNotes(bucket)
     for name in model_names(bucket):
+        for head in notes.notes(name).values():
+            reachable.update(history(notes.note, head))
         for digest in read_table(bucket, name)[0].versions.values():
             reachable.add(digest)
             for entry in Manifest.decode(_read(bucket, digest, verify=True), digest).files:

@@ -157,12 +157,6 @@ def _print_report(report: TransferReport, as_json: bool) -> None:
         click.echo(f"tag {tag}")
     for noted in report.notes:
         click.echo(f"note on {noted}")
-    if report.notes_left:
-        click.echo(
-            f"mreg: warning: the notes on {', '.join(report.notes_left)} were not copied: "
-            f"{report.destination} cannot keep notes yet (buckets do not)",
-            err=True,
-        )
     if not (report.objects or report.versions or report.tags or report.notes):
         click.echo(f"{report.destination} is up to date with {report.source}")
     else:

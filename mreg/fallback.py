@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from .config import Config
-from .errors import CorruptObjectError, InvalidInputError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
+from .errors import InvalidInputError, MregError, ObjectNotFoundError, RemoteError, UnknownRefError
 from .names import Digest, Ref
 from .object_store import ObjectStore
 from .objects import MAX_MANIFEST_SIZE, Manifest, sha256_digest
 from .refs import RefTable
-from .remote import DEFAULT_HTTP_TIMEOUT, Source, bounded, open_source, split_locations
-from .validation import MAX_CHUNK_INDEX_SIZE
-from .segments import BackgroundHash, decode_chunk_index
+from .fetching import WORKERS, fetch_all
+from .remote import DEFAULT_HTTP_TIMEOUT, Source, object_path, open_source, split_locations
 
 Advance = Callable[[int], None]
 
@@ -35,15 +34,11 @@ def _relative_to(project: Path, location: str) -> str:
     return os.path.normpath(project / location)
 
 
-def object_path(digest: str) -> str:
-    """An object's path inside any store: ``objects/ab/cdef...``."""
-    return f"objects/{digest[7:9]}/{digest[9:]}"
-
-
 def fetch_object(
     source: Source, digest: Digest, store: ObjectStore, advance: Advance | None = None, *, size: int | None = None
 ) -> int | None:
-    """Copy a stored file (a blob, or an index and its chunks) from ``source``, verified.
+    """Copy a stored file (a blob, or an index and its chunks) from ``source``, verified,
+    as :func:`mreg.fetching.fetch_all` fetches a transfer's files.
 
     ``size`` is the file's size when a manifest declares it: no more is read, and
     the fetched file must have exactly that size. Without it the object must be
@@ -56,100 +51,8 @@ def fetch_object(
             the declared size or a valid chunk index; then nothing is kept under
             that digest.
     """
-    limit = MAX_MANIFEST_SIZE if size is None else size
-    copied = fetch_blob(source, digest, store, advance, limit=limit, size=size)
-    if copied is not None:
-        return copied
-    found = fetch_index(source, digest, limit)
-    if found is None:
-        return None
-    index, chunks = found
-    whole = BackgroundHash()
-    try:
-        copied = len(index) + _fetch_chunks(source, digest, chunks, store, advance, whole)
-        if "sha256:" + whole.hexdigest() != digest:
-            raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached")
-    finally:
-        whole.close()
-    store.add_chunk_index(digest, chunks)
-    return copied
-
-
-def fetch_blob(
-    source: Source,
-    digest: Digest,
-    store: ObjectStore,
-    advance: Advance | None = None,
-    *,
-    limit: int,
-    size: int | None = None,
-    also: Any = None,
-) -> int | None:
-    """Copy one blob from ``source``, verified, reading at most ``limit`` bytes (exactly
-    ``size`` when given); None when ``source`` does not have it as a blob.
-
-    Raises:
-        RemoteError: the source failed, or sent too many bytes or bytes that do not match.
-    """
-    streamed = source.stream(object_path(digest))
-    if streamed is None:
-        return None
-    where = f"{source.location}/{object_path(digest)}"
-    blocks, announced = streamed
-    if announced is not None and announced > limit:
-        getattr(blocks, "close", lambda: None)()
-        raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
-    copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance, also=also)
-    if size is not None and copied != size:
-        raise RemoteError(f"{where} has {copied} bytes, but {size} are expected; refused")
-    return copied
-
-
-def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list[tuple[Digest, int]]] | None:
-    """A chunked file's index from ``source``: its bytes and its checked chunks (None: no index there)."""
-    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
-    if index is None:
-        return None
-    return index, _checked_index(source, digest, index, limit)
-
-
-def check_local_chunk(source: Source, digest: Digest, chunk: Digest, size: int, store: ObjectStore) -> bool:
-    """True when ``chunk`` is already stored here, with the size the index of ``digest`` gives it."""
-    path = store.object_path(chunk)
-    if not path.is_file():
-        return False
-    if path.stat().st_size != size:
-        raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
-    return True
-
-
-def _checked_index(source: Source, digest: Digest, index: bytes, limit: int) -> list[tuple[Digest, int]]:
-    """A fetched chunk index's chunks: well formed, not empty, adding up to at most ``limit``."""
-    try:
-        chunks = decode_chunk_index(index, digest)
-    except CorruptObjectError as exc:
-        raise RemoteError(f"{source.location}: {exc.message}") from None
-    total = sum(n for _, n in chunks)
-    if not chunks or total > limit:
-        raise RemoteError(f"{source.location}: the chunk index of {digest} lists {len(chunks)} chunks of {total} bytes, not the {limit} expected; refused")
-    return chunks
-
-
-def _fetch_chunks(
-    source: Source, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, advance: Advance | None, whole: BackgroundHash
-) -> int:
-    """Store the chunks missing here, feeding every chunk's bytes to ``whole``; return bytes copied."""
-    copied = 0
-    for chunk, size in chunks:
-        if check_local_chunk(source, digest, chunk, size, store):
-            for block in store.iter_bytes(chunk):
-                whole.update(block)
-            continue
-        got = fetch_blob(source, chunk, store, advance, limit=size, size=size, also=whole)
-        if got is None:
-            raise RemoteError(f"{source.location}: chunk {chunk} of {digest} is missing there")
-        copied += got
-    return copied
+    fetched = fetch_all(source, store, {digest: size}, WORKERS, advance)
+    return None if fetched.missing else fetched.bytes
 
 
 def fetch_manifest(source: Source, digest: Digest, check: Callable[[Manifest], None] | None = None) -> tuple[bytes, Manifest] | None:
@@ -169,15 +72,6 @@ def fetch_manifest(source: Source, digest: Digest, check: Callable[[Manifest], N
     except MregError as exc:
         raise RemoteError(f"{source.location}: {exc.message}; not cached") from None
     return data, manifest
-
-
-def _store_blob(
-    source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Advance | None, also: Any = None
-) -> int:
-    try:
-        return store.add_blob(blocks, expected=digest, progress=advance, also=also).size
-    except CorruptObjectError as exc:
-        raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
 
 
 class Fallbacks:

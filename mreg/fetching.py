@@ -1,6 +1,9 @@
-"""Fetching many objects from another store at once, the chunks of one file included.
+"""Fetching objects from another store, verified and bounded, several at once.
 
-A transfer's files are fetched by a bounded pool of threads. A file stored as chunks
+The one way mreg copies objects in: a transfer's files and a fallback's single file
+alike are fetched by a bounded pool of threads. Every read stops at the size a
+manifest or a chunk index declares (a manifest: at most ``MAX_MANIFEST_SIZE``), and
+a chunk index is checked before any chunk is asked for. A file stored as chunks
 is not fetched chunk after chunk: its chunks join the pool like any other object,
 each verified against its own digest as it is stored, and the file's digest is
 checked as its chunks land, in order, on whichever thread stored the next one
@@ -12,21 +15,26 @@ visible before all its bytes are, and verified.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from .errors import RemoteError
-from .fallback import check_local_chunk, fetch_blob, fetch_index
+from .errors import CorruptObjectError, RemoteError
 from .fileutil import Progress
 from .names import Digest
 from .object_store import ObjectStore
 from .objects import MAX_MANIFEST_SIZE
-from .remote import Source
-from .segments import BLOCK_SIZE
+from .remote import Source, bounded, object_path
+from .segments import BLOCK_SIZE, decode_chunk_index
+from .validation import MAX_CHUNK_INDEX_SIZE
 
 T = TypeVar("T")
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+"""Objects fetched at once from a source that does not say (``Source.concurrency``);
+each also has a writer thread. Buckets ask for more: their requests wait on the network."""
 
 
 def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
@@ -64,7 +72,12 @@ class Counter:
 
     def __init__(self) -> None:
         self.objects = self.bytes = 0
+        self.missing: list[Digest] = []  # files the source does not have
         self._lock = threading.Lock()
+
+    def lacks(self, digest: Digest) -> None:
+        with self._lock:
+            self.missing.append(digest)
 
     def add(self, size: int, objects: int = 1) -> None:
         with self._lock:
@@ -82,8 +95,11 @@ def fetch_all(
     is asked for as a blob first, then as a chunk index; the chunks of every chunked
     file are then fetched together.
 
+    The returned counter lists the files ``source`` does not have in ``missing``.
+
     Raises:
-        RemoteError: the source lacks one, fails, or sends bytes that do not match.
+        RemoteError: the source fails, lacks a chunk an index names, or sends bytes
+            that do not match.
     """
     counter = Counter()
     indexes: dict[Digest, tuple[bytes, list[tuple[Digest, int]]]] = {}
@@ -97,7 +113,8 @@ def fetch_all(
             return
         found = fetch_index(source, digest, limit)
         if found is None:
-            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+            counter.lacks(digest)
+            return
         indexes[digest] = found
 
     in_parallel(blob_or_index, files, workers)
@@ -126,6 +143,75 @@ def fetch_all(
 
     in_parallel(fetch_chunk, missing, workers)
     return counter
+
+
+def fetch_blob(
+    source: Source,
+    digest: Digest,
+    store: ObjectStore,
+    advance: Progress | None = None,
+    *,
+    limit: int,
+    size: int | None = None,
+    also: Any = None,
+) -> int | None:
+    """Copy one blob from ``source``, verified, reading at most ``limit`` bytes (exactly
+    ``size`` when given); None when ``source`` does not have it as a blob.
+
+    Raises:
+        RemoteError: the source failed, or sent too many bytes or bytes that do not match.
+    """
+    streamed = source.stream(object_path(digest))
+    if streamed is None:
+        return None
+    where = f"{source.location}/{object_path(digest)}"
+    blocks, announced = streamed
+    if announced is not None and announced > limit:
+        getattr(blocks, "close", lambda: None)()
+        raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
+    copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance, also=also)
+    if size is not None and copied != size:
+        raise RemoteError(f"{where} has {copied} bytes, but {size} are expected; refused")
+    return copied
+
+
+def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list[tuple[Digest, int]]] | None:
+    """A chunked file's index from ``source``: its bytes and its checked chunks (None: no index there)."""
+    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
+    if index is None:
+        return None
+    return index, _checked_index(source, digest, index, limit)
+
+
+def check_local_chunk(source: Source, digest: Digest, chunk: Digest, size: int, store: ObjectStore) -> bool:
+    """True when ``chunk`` is already stored here, with the size the index of ``digest`` gives it."""
+    path = store.object_path(chunk)
+    if not path.is_file():
+        return False
+    if path.stat().st_size != size:
+        raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
+    return True
+
+
+def _checked_index(source: Source, digest: Digest, index: bytes, limit: int) -> list[tuple[Digest, int]]:
+    """A fetched chunk index's chunks: well formed, not empty, adding up to at most ``limit``."""
+    try:
+        chunks = decode_chunk_index(index, digest)
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: {exc.message}") from None
+    total = sum(n for _, n in chunks)
+    if not chunks or total > limit:
+        raise RemoteError(f"{source.location}: the chunk index of {digest} lists {len(chunks)} chunks of {total} bytes, not the {limit} expected; refused")
+    return chunks
+
+
+def _store_blob(
+    source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Progress | None, also: Any = None
+) -> int:
+    try:
+        return store.add_blob(blocks, expected=digest, progress=advance, also=also).size
+    except CorruptObjectError as exc:
+        raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
 
 
 class _WholeCheck:

@@ -17,6 +17,7 @@ from .names import Digest
 from .notes import MAX_NOTE_SIZE, NOTES_FILE, Note, history, parse_table, read_table, write_table
 from .objects import sha256_digest
 from .refs import LogEntry
+from .remote import object_path
 from .registration import current_author, now_utc
 
 MAX_TABLE_SIZE = 64 << 20  # 450,000 notes
@@ -156,8 +157,6 @@ class NoteSync:
 
     def _remote_bytes(self, digest: Digest) -> bytes | None:
         if digest not in self._objects:
-            from .fallback import object_path
-
             data = self.source.read(object_path(digest))
             if data is not None and (len(data) > MAX_NOTE_SIZE or sha256_digest(data) != digest):
                 raise RemoteError(f"{self.source.location}: note object {digest} is corrupt")

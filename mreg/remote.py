@@ -35,6 +35,11 @@ Stream = tuple[Iterator[bytes], "int | None"]
 """A file's bytes in blocks, and its size when known."""
 
 
+def object_path(digest: str) -> str:
+    """An object's path inside any store: ``objects/ab/cdef...``."""
+    return f"objects/{digest[7:9]}/{digest[9:]}"
+
+
 class Source(ABC):
     """A registry mreg reads from but never writes to.
 

@@ -210,29 +210,6 @@ class _Background:
         self._queue.task_done()
 
 
-class BackgroundHash:
-    """A SHA-256 computed on a thread of its own, which may lag behind its caller.
-
-    A fetch checks a chunked file's whole digest while it stores the chunks one by
-    one; on its own thread that hash never holds up the per-chunk work.
-    """
-
-    def __init__(self, backlog: int = 16) -> None:
-        self._hash = hashlib.sha256()
-        self._background = _Background(backlog)
-
-    def update(self, block: Block) -> None:
-        self._background.submit(partial(self._hash.update, block))
-
-    def hexdigest(self) -> str:
-        """Wait for every block, then return the digest."""
-        self._background.drain()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._background.stop()
-
-
 class SegmentWriter:
     """Writes a stream into blobs, starting a new one at each cut point.
 

@@ -16,7 +16,6 @@ once, by a bounded pool of threads.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import Protocol, Sequence
 from . import config as config_file
 from .buckets.url import is_bucket_url
 from .errors import ConflictError, NotFoundError, RemoteError
-from .fetching import fetch_all, thread_safe
+from .fetching import WORKERS, Counter, fetch_all, thread_safe
 from .fileutil import ProgressReport, counting
 from .names import Digest, validate_name
 from .note_sync import NoteHome, NoteSync, RegistryNotes
@@ -39,9 +38,6 @@ from .registry import Registry
 from .remote import DirectorySource, Source, open_source
 from .validation import names_of, refuse_symlinks, text_of
 
-WORKERS = max(2, min(4, os.cpu_count() or 2))
-"""Objects copied at once from a source that does not say (``Source.concurrency``);
-each also has a writer thread. Buckets ask for more: their requests wait on the network."""
 
 
 @dataclass
@@ -227,6 +223,14 @@ def _source_table(source: Source, name: str) -> RefTable:
     return table
 
 
+def _complete(source: Source, fetched: Counter) -> Counter:
+    """``fetched``, if the source had every object its refs need."""
+    if fetched.missing:
+        digest = fetched.missing[0]
+        raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+    return fetched
+
+
 class RegistryDestination:
     """A registry on a file system: refs change under each model's lock."""
 
@@ -242,13 +246,13 @@ class RegistryDestination:
         store = self.registry.objects
         workers = getattr(source, "concurrency", WORKERS)
         manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
-        counter = fetch_all(source, store, {d: None for d, _, _ in manifests if not store.contains(d)}, workers)
-        missing: dict[Digest, int | None] = {}
+        counter = _complete(source, fetch_all(source, store, {d: None for d, _, _ in manifests if not store.contains(d)}, workers))
+        wanted: dict[Digest, int] = {}
         for digest, name, version in manifests:  # each ref's manifest must be that version's
             for entry in self.registry.manifest(digest, expect=(name, version)).files:
                 if not store.contains(entry.digest):
-                    missing[entry.digest] = entry.size
-        files = fetch_all(source, store, missing, workers, thread_safe(counting(progress, sum(missing.values()))))
+                    wanted[entry.digest] = entry.size
+        files = _complete(source, fetch_all(source, store, wanted, workers, thread_safe(counting(progress, sum(wanted.values())))))
         return counter.objects + files.objects, counter.bytes + files.bytes
 
     def writing(self) -> AbstractContextManager[object]:

@@ -20,13 +20,12 @@ from datetime import datetime, timezone
 
 from ..config import Config
 from ..errors import CorruptObjectError, RemoteError
-from ..fallback import object_path
 from ..fetching import in_parallel, thread_safe
 from ..fileutil import Progress, ProgressReport, counting
 from ..names import Digest
 from ..objects import Manifest
 from ..refs import LogEntry, RefTable, changes
-from ..remote import Source
+from ..remote import Source, object_path
 from ..segments import decode_chunk_index
 from .client import CONCURRENCY, FRESHEN_AFTER, PART_SIZE, Bucket, age
 from .notes import BucketNotes

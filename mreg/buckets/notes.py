@@ -14,11 +14,11 @@ import time
 from datetime import datetime, timezone
 
 from ..errors import ConflictError, RemoteError
-from ..fallback import object_path
 from ..names import Digest, validate_name
 from ..note_sync import MAX_TABLE_SIZE, NoteChange
 from ..notes import MAX_NOTE_SIZE, NOTES_FILE, Note, encode_table, parse_table
 from ..objects import sha256_digest
+from ..remote import object_path
 from .client import FRESHEN_AFTER, Bucket, age
 from .refs import MAX_ATTEMPTS, write_log
 

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 
 from ..config import Config
 from ..errors import CorruptObjectError, RemoteError
-from ..fallback import object_path
 from ..maintenance import GcReport
 from ..names import Digest
 from ..objects import Manifest
@@ -24,6 +23,7 @@ from ..object_store import CHUNKS_SUFFIX
 from ..segments import decode_chunk_index
 from .client import FRESHEN_AFTER, Bucket, age
 from ..notes import history
+from ..remote import object_path
 from .notes import BucketNotes
 from .refs import MAX_TABLE_BYTES, model_names, read_table
 

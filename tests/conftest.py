@@ -14,7 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 from click.testing import CliRunner, Result
@@ -79,6 +79,33 @@ def run_mreg(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
         timeout=timeout,
     )
     return Invocation(completed.returncode, completed.stdout, completed.stderr)
+
+
+LOADED_MODULES = """
+import runpy, sys
+prefixes = sys.argv[1].split(",")
+sys.argv = ["mreg", *sys.argv[2:]]
+code = 0
+try:
+    runpy.run_module("mreg", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+loaded = sorted(m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+print("LOADED:" + ",".join(loaded), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def modules_loaded_by(*args: str, cwd: Path, prefixes: Sequence[str]) -> tuple[Invocation, list[str]]:
+    """Run ``mreg ARGS`` in a fresh interpreter: what it did, and which modules named by
+    ``prefixes`` (each a package, with its submodules) it imported."""
+    completed = subprocess.run(
+        [sys.executable, "-c", LOADED_MODULES, ",".join(prefixes), *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    lines = completed.stderr.strip().splitlines()
+    report = lines[-1] if lines and lines[-1].startswith("LOADED:") else "LOADED:(no report)"
+    loaded = [m for m in report.removeprefix("LOADED:").split(",") if m]
+    return Invocation(completed.returncode, completed.stdout, completed.stderr), loaded
 
 
 def store_snapshot(registry: Registry) -> dict[str, str]:

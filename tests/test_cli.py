@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
 
-from conftest import assert_clean_failure, run_cli, run_cli_raw, store_snapshot
+from conftest import assert_clean_failure, run_cli, modules_loaded_by, run_cli_raw, store_snapshot
 from mreg import Registry
 from mreg.cli import cli
 
@@ -243,27 +241,12 @@ def test_no_arguments_prints_help_and_version() -> None:
     assert run_cli("--version").stdout.startswith("mreg ")
 
 
-NO_TORCH = """
-import runpy, sys
-sys.argv = ["mreg", *sys.argv[1:]]
-try:
-    runpy.run_module("mreg", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code or 0
-loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
-print("TORCH:" + ",".join(loaded), file=sys.stderr)
-sys.exit(code)
-"""
-
-
 def test_read_commands_do_not_import_torch(demo: Registry, tmp_path: Path) -> None:
     digest = demo.resolve("demo")
     for args in (["--help"], ["ls"], ["show", "demo"], ["show", digest[:15], "--json"], ["log", "demo"], ["resolve", "demo@prod"]):
-        completed = subprocess.run(
-            [sys.executable, "-c", NO_TORCH, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
-        )
-        assert completed.returncode == 0, (args, completed.stderr)
-        assert completed.stderr.strip().splitlines()[-1] == "TORCH:", (args, completed.stderr)
+        result, loaded = modules_loaded_by(*args, cwd=tmp_path, prefixes=["torch"])
+        assert result.exit_code == 0, (args, result.stderr)
+        assert loaded == [], (args, result.stderr)
 
 
 @pytest.mark.parametrize("name, content", [("tokenizer.bin", b"a"), ("notes.pt", b"hello")])

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 
 from mreg import Registry
 from mreg.index import INDEX_FILE, _trusted_manifest
 from mreg.objects import Dataset, FileEntry, Framework, Lineage, Manifest
 
-from conftest import run_cli
+from conftest import modules_loaded_by, run_cli
 
 
 def _add_versions(registry: Registry, make_file, count: int) -> None:
@@ -93,23 +91,12 @@ def test_log_shows_the_newest_entries(registry: Registry, make_file) -> None:
     assert '"tags/production"' in result.stdout and "versions/" not in result.stdout
 
 
-SHOW_MODULES = """
-import runpy, sys
-sys.argv = ["mreg", *sys.argv[1:]]
-try:
-    runpy.run_module("mreg", run_name="__main__")
-except SystemExit as exc:
-    assert not exc.code
-print("SQLITE:" + str("sqlite3" in sys.modules), file=sys.stderr)
-"""
-
-
 def test_show_does_not_import_sqlite(registry: Registry, make_file, tmp_path) -> None:
     _add_versions(registry, make_file, 1)
     registry.query(name="demo")  # the index exists, but show has no use for it
-    completed = subprocess.run([sys.executable, "-c", SHOW_MODULES, "show", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stderr.strip().splitlines()[-1] == "SQLITE:False"
+    result, loaded = modules_loaded_by("show", "demo", cwd=tmp_path, prefixes=["sqlite3"])
+    assert result.exit_code == 0, result.stderr
+    assert loaded == []
 
 
 def test_model_names_are_found_at_any_depth(registry: Registry, make_file) -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import assert_clean_failure, flip_byte, object_file, run_cli, store_snapshot
+from conftest import assert_clean_failure, flip_byte, modules_loaded_by, object_file, run_cli, store_snapshot
 from test_web_registry import build_registry, served
 
 from mreg import Registry
@@ -347,26 +347,13 @@ def test_serve_without_the_web_extra_says_how_to_install_it(example: Registry, m
     assert "pip install -e '.[serve]'" in result.stderr and "uvicorn" in result.stderr
 
 
-NO_WEB = """
-import runpy, sys
-sys.argv = ["mreg", *sys.argv[1:]]
-try:
-    runpy.run_module("mreg", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code or 0
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn", "jinja2") or m.startswith("mreg.web"))
-print("WEB:" + ",".join(loaded), file=sys.stderr)
-sys.exit(code)
-"""
-
-
 def test_other_commands_never_import_the_web_stack(example: Registry, tmp_path: Path) -> None:
     for args in (["show", "classifier"], ["serve", "--help"]):
-        completed = subprocess.run(
-            [sys.executable, "-c", NO_WEB, "--registry", str(example.root), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        result, loaded = modules_loaded_by(
+            "--registry", str(example.root), *args, cwd=tmp_path, prefixes=["starlette", "uvicorn", "jinja2", "mreg.web"]
         )
-        assert completed.returncode == 0, (args, completed.stderr)
-        assert completed.stderr.strip().splitlines()[-1] == "WEB:", (args, completed.stderr)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert loaded == [], (args, result.stderr)
 
 
 # ------------------------------------------------------------------ in a real browser

@@ -116,11 +116,6 @@ def write_log(bucket: Bucket, name: str, entries: Iterable[LogEntry]) -> None:
     bucket.create(key, lines.encode("utf-8"))
 
 
-def log_text(entries: Iterable[LogEntry]) -> bytes:
-    """Entries as the text of a directory's ``_log``."""
-    return "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in entries).encode("utf-8")
-
-
 def add_to_info(bucket: Bucket, names: Iterable[str]) -> None:
     """Add models to ``info/models`` (for static HTTP readers), by compare-and-swap."""
     wanted = set(names)

@@ -22,9 +22,9 @@ from ..validation import manifest_check as check_manifest
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
 
 
-class ScanningRefStore(RefStore):
-    """A :class:`RefStore` for a long-running reader: lists models with a scandir walk (a
-    glob costs ~10x more) and keeps each parsed ref table until its file changes."""
+class CachingRefStore(RefStore):
+    """A :class:`RefStore` for a long-running reader: keeps each parsed ref table until
+    its file changes."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -45,31 +45,13 @@ class ScanningRefStore(RefStore):
         self._tables[name] = (key, table)
         return table
 
-    def names(self) -> list[str]:
-        """Every model that has a ref table, sorted."""
-        found: list[str] = []
-        pending = [(str(self.models_dir), "")]
-        while pending:
-            directory, prefix = pending.pop()
-            try:
-                with os.scandir(directory) as scan:
-                    entries = list(scan)
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name == TABLE_FILE and prefix:
-                    found.append(prefix)
-                elif not entry.name.startswith("_") and entry.is_dir(follow_symlinks=False):
-                    pending.append((entry.path, f"{prefix}/{entry.name}" if prefix else entry.name))
-        return sorted(found)
-
 
 class ReadOnlyRegistry(Registry):
     """A :class:`Registry` that resolves only what this store holds, and caches manifests."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.refs = ScanningRefStore(self.root)
+        self.refs = CachingRefStore(self.root)
         self._manifests: dict[str, Manifest] = {}
         self._lock = threading.Lock()
 

@@ -378,10 +378,11 @@ class Registry:
 
         return export(self, ref, directory, link=link)
 
-    def segments(self, entry: FileEntry) -> list[Segment]:
-        """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
+    def segments(self, entry: FileEntry, *, check: bool = True) -> list[Segment]:
+        """The local blobs that hold a registered file's bytes (fetched if needed), in order
+        (``check``: see :meth:`ObjectStore.segments`)."""
         self._ensure_local(entry.digest, size=entry.size)
-        return self.objects.segments(entry.digest)
+        return self.objects.segments(entry.digest, check=check)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
 
 from mreg import InvalidInputError, Registry  # noqa: E402
+from mreg.errors import ObjectNotFoundError  # noqa: E402
 from mreg.pytorch import (  # noqa: E402
     TorchvisionBuilder,
     describe,
@@ -23,6 +24,7 @@ from mreg.pytorch import (  # noqa: E402
     load_state_dict,
     register,
 )
+from mreg.pytorch.tensors import SMALL_SEGMENT  # noqa: E402
 
 
 class TinyNet(torch.nn.Module):
@@ -95,6 +97,50 @@ def test_loaded_tensors_are_writable_without_changing_the_store(registry: Regist
     loaded["head.weight"].add_(1.0)
     assert store_snapshot(registry) == before
     assert registry.fsck().ok
+
+
+def chunked_state_dict() -> dict[str, torch.Tensor]:
+    """Tensors stored as chunks of both kinds: one read into memory, one memory-mapped."""
+    generator = torch.Generator().manual_seed(1)
+    return {
+        "small": torch.randn(64, 128, generator=generator),  # 32 KiB: a chunk below SMALL_SEGMENT
+        "large": torch.randn(256, 256, generator=generator),  # 256 KiB: a mapped chunk
+        "bias": torch.randn(4, generator=generator),  # in a glue chunk
+        "view": torch.arange(8192.0)[::2],  # not contiguous, in a checkpoint
+    }
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "pt"])
+def test_chunked_loads_are_private_copies(registry: Registry, tmp_path: Path, kind: str) -> None:
+    original = chunked_state_dict()
+    if kind == "pt":
+        path = tmp_path / "weights.pt"
+        torch.save(original, path)
+        registry.add("m@1.0.0", [path])
+    else:
+        register(registry, "m@1.0.0", original)
+    digest = registry.file_entry("m").digest
+    sizes = [size for _, size in registry.objects.chunks(digest)]  # raises unless stored as chunks
+    assert min(sizes) < SMALL_SEGMENT <= max(sizes)
+    before = store_snapshot(registry)
+    loaded = load_state_dict(registry, "m")
+    for tensor in loaded.values():
+        tensor.add_(1.0)
+    assert store_snapshot(registry) == before
+    again = load_state_dict(registry, "m")  # a second load never sees the first one's writes
+    for name, tensor in original.items():
+        assert torch.equal(again[name], tensor), name
+        assert torch.equal(loaded[name], tensor + 1.0), name
+    assert registry.fsck().ok
+
+
+def test_a_missing_chunk_fails_the_load_cleanly(registry: Registry) -> None:
+    register(registry, "m@1.0.0", chunked_state_dict())
+    chunks = registry.objects.chunks(registry.file_entry("m").digest)
+    missing = max(chunks, key=lambda chunk: chunk[1])[0]
+    registry.objects.object_path(missing).unlink()
+    with pytest.raises(ObjectNotFoundError, match=missing):
+        load_state_dict(registry, "m")
 
 
 def test_load_model_needs_an_architecture_when_none_is_recorded(registry: Registry) -> None:

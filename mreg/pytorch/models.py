@@ -131,11 +131,9 @@ def read_weights(
     registry: Registry, entry: FileEntry, *, device: str | torch.device = "cpu", label: str = ""
 ) -> dict[str, torch.Tensor]:
     """Load one stored weight file (safetensors or a PyTorch checkpoint) as a state dict."""
-    segments = registry.segments(entry)
     label = label or entry.path
-    if is_safetensors_name(entry.path):
-        return read_safetensors(segments, device=device)
-    return as_state_dict(load_segments(segments, device=device, name=label), label)
+    loaded = _read_file(registry, entry, device=device, label=label)
+    return loaded if is_safetensors_name(entry.path) else as_state_dict(loaded, label)
 
 
 def load_object(
@@ -148,9 +146,15 @@ def load_object(
     """
     digest = registry.resolve(ref)
     entry = registry.file_entry(digest, file or _weights_file(registry, digest))
+    return _read_file(registry, entry, device=device, label=f"{ref}:{entry.path}")
+
+
+def _read_file(registry: Registry, entry: FileEntry, *, device: str | torch.device, label: str) -> Any:
+    # Each segment is opened as it is mapped, which reports a missing chunk: no stat first.
+    segments = registry.segments(entry, check=False)
     if is_safetensors_name(entry.path):
-        return read_safetensors(registry.segments(entry), device=device)
-    return load_segments(registry.segments(entry), device=device, name=f"{ref}:{entry.path}")
+        return read_safetensors(segments, device=device)
+    return load_segments(segments, device=device, name=label)
 
 
 def load_model(

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import CorruptObjectError, InvalidInputError, ObjectNotFoundError
 from ..formats import DTYPES, FormatError, encode_safetensors_header, header_length, parse_safetensors
 from ..object_store import Segment
 from ..weights import TensorFacts, summarize
@@ -26,6 +26,10 @@ TORCH_TO_SAFETENSORS = {getattr(torch, name): code for code, (_, name) in DTYPES
 SAFETENSORS_TO_TORCH = {code: dtype for dtype, code in TORCH_TO_SAFETENSORS.items()}
 
 StateDict = Mapping[str, torch.Tensor]
+# Segments smaller than this are read into memory rather than mapped: one read costs
+# less than a map, its unmapping and its first page fault (a ResNet-18 has a dozen
+# such chunks: headers, biases, norms).
+SMALL_SEGMENT = 64 << 10
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -69,23 +73,20 @@ def safetensors_blocks(state_dict: StateDict, metadata: dict[str, str] | None = 
 
 
 class MappedFile:
-    """A stored file's segments, memory-mapped copy-on-write on first use."""
+    """A stored file's segments, each made private on first use: read when small, else
+    memory-mapped copy-on-write. Either way, writing to them never changes the store."""
 
     def __init__(self, segments: Sequence[Segment]) -> None:
         self.segments = list(segments)
         self.size = sum(s.size for s in self.segments)
         self._starts = [s.start for s in self.segments]
-        self._maps: dict[int, mmap.mmap] = {}
+        self._buffers: dict[int, mmap.mmap | bytearray] = {}
 
-    def _map(self, index: int) -> mmap.mmap:
-        mapped = self._maps.get(index)
-        if mapped is None:
-            fd = os.open(self.segments[index].path, os.O_RDONLY)  # no buffered file object: only the map
-            try:
-                mapped = self._maps[index] = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
-            finally:
-                os.close(fd)
-        return mapped
+    def _buffer(self, index: int) -> mmap.mmap | bytearray:
+        buffer = self._buffers.get(index)
+        if buffer is None:
+            buffer = self._buffers[index] = private_bytes(self.segments[index])
+        return buffer
 
     def tensor(self, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
         """A 1-D tensor over bytes ``[start, end)``; zero-copy when one segment holds them."""
@@ -95,7 +96,7 @@ class MappedFile:
         index = bisect.bisect_right(self._starts, start) - 1
         segment = self.segments[index]
         if end <= segment.start + segment.size:
-            return torch.frombuffer(self._map(index), dtype=dtype, count=count, offset=start - segment.start)
+            return torch.frombuffer(self._buffer(index), dtype=dtype, count=count, offset=start - segment.start)
         return torch.frombuffer(bytearray(self.read(start, end)), dtype=dtype, count=count)
 
     def read(self, start: int, end: int) -> bytes:
@@ -105,10 +106,28 @@ class MappedFile:
         while start < end:
             segment = self.segments[index]
             stop = min(end, segment.start + segment.size)
-            parts.append(self._map(index)[start - segment.start : stop - segment.start])
+            parts.append(self._buffer(index)[start - segment.start : stop - segment.start])
             start = stop
             index += 1
         return b"".join(parts)
+
+
+def private_bytes(segment: Segment) -> mmap.mmap | bytearray:
+    """A segment's bytes as writable memory of this process alone: read when small, else
+    mapped copy-on-write (one open, and no buffered file object)."""
+    try:
+        fd = os.open(segment.path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ObjectNotFoundError(segment.digest) from None
+    try:
+        if segment.size >= SMALL_SEGMENT:
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+        data = bytearray(segment.size)
+        if os.readv(fd, [data]) != segment.size:
+            raise CorruptObjectError(segment.digest, "it is shorter than its chunk index says")
+        return data
+    finally:
+        os.close(fd)
 
 
 class MappedReader(io.RawIOBase):

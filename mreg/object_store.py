@@ -244,11 +244,11 @@ class ObjectStore:
             return [Segment(path, 0, os.stat(path).st_size, Digest(digest))]
         except FileNotFoundError:
             pass
-        # Plain strings and os.path: a load maps dozens of chunks, and pathlib costs.
+        # Plain strings: a load maps dozens of chunks, and pathlib (even os.path.join) costs.
         objects = str(self.objects_dir)
         segments, start = [], 0
         for chunk, size in self.chunks(digest):
-            chunk_path = os.path.join(objects, chunk[7:9], chunk[9:])
+            chunk_path = f"{objects}{os.sep}{chunk[7:9]}{os.sep}{chunk[9:]}"
             if check and not os.path.isfile(chunk_path):
                 raise CorruptObjectError(digest, f"its chunk {chunk} is missing")
             segments.append(Segment(chunk_path, start, size, chunk))

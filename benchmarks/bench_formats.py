@@ -4,7 +4,8 @@
   process, paired runs (target: ratio <= 1.3; the `.pt` add must not import torch).
 - Loading a checkpoint registered as `.pt` vs `torch.load(weights_only=True)` of the
   original file, at ResNet-18 size (45 MB) and at 2 GB (target: ratio <= 1.0), each
-  also with every tensor read once (a mapped file is read only when touched).
+  also with every tensor read once (a mapped file is read only when touched), and
+  against `torch.load(mmap=True)`, which like mreg reads no tensor until touched.
 - The same `.pt` stored as chunks vs as one whole blob (target: load ratio <= 1.1).
 
 Weights are random (there is no network here). Set MREG_BENCH_BIG=0 to skip 2 GB.
@@ -19,6 +20,7 @@ import sys
 
 import torch
 
+from bench_weights import touch
 from common import compile_package, paired, report, scratch
 from common import mreg as run_mreg
 
@@ -28,11 +30,6 @@ from mreg.pytorch import TorchvisionBuilder, load_state_dict
 
 BIG = int(os.environ.get("MREG_BENCH_BIG", 2 << 30))
 PAIRS = int(os.environ.get("MREG_BENCH_PAIRS", 11))
-
-
-def touch(state_dict: dict[str, torch.Tensor]) -> float:
-    """Read every byte of every tensor."""
-    return float(sum(t.float().sum() for t in state_dict.values()))
 
 
 def resnet18() -> dict[str, torch.Tensor]:
@@ -78,6 +75,10 @@ def load_pt(root, state: dict[str, torch.Tensor], label: str, pairs: int) -> Non
     registry.add("m@1.0.0", [path])
     ours, base, ratio = paired(lambda: torch.load(path, weights_only=True), lambda: load_state_dict(registry, "m"), pairs)
     report(f".pt {label}: load_state_dict vs torch.load", ours, base, "<= 1.0", ratio=ratio)
+    ours, base, ratio = paired(
+        lambda: torch.load(path, weights_only=True, mmap=True), lambda: load_state_dict(registry, "m"), pairs
+    )
+    report("  ... vs torch.load(mmap=True): neither reads", ours, base, "none", ratio=ratio)
     ours, base, ratio = paired(
         lambda: touch(torch.load(path, weights_only=True)), lambda: touch(load_state_dict(registry, "m")), max(3, pairs // 4)
     )

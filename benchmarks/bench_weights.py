@@ -22,8 +22,17 @@ BUILDER = TorchvisionBuilder("resnet18")
 
 
 def touch(state_dict: dict[str, torch.Tensor]) -> float:
-    """Read every byte of every tensor (a mapped file is only read when touched)."""
-    return float(sum(t.float().sum() for t in state_dict.values()))
+    """Read every byte of every tensor (a mapped file is only read when touched).
+
+    On one thread: with torch's pool of intra-op threads the sums' time on a shared
+    machine depends on the neighbours far more than on how the tensors were loaded.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return float(sum(t.float().sum() for t in state_dict.values()))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def load_speed(root) -> None:  # type: ignore[no-untyped-def]

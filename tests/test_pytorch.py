@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
 
 from mreg import InvalidInputError, Registry  # noqa: E402
-from mreg.errors import ObjectNotFoundError  # noqa: E402
+from mreg.errors import NotFoundError, ObjectNotFoundError  # noqa: E402
 from mreg.pytorch import (  # noqa: E402
     TorchvisionBuilder,
     describe,
@@ -141,6 +141,17 @@ def test_a_missing_chunk_fails_the_load_cleanly(registry: Registry) -> None:
     registry.objects.object_path(missing).unlink()
     with pytest.raises(ObjectNotFoundError, match=missing):
         load_state_dict(registry, "m")
+
+
+def test_the_weight_file_to_load_is_named_when_there_are_several(registry: Registry, tmp_path: Path) -> None:
+    torch.save({"w": torch.ones(2)}, tmp_path / "a.pt")
+    torch.save({"w": torch.zeros(3)}, tmp_path / "b.pt")
+    registry.add("two@1.0.0", [tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(InvalidInputError, match=r"two has 2 weight files \(a.pt, b.pt\): pass file="):
+        load_state_dict(registry, "two")
+    assert torch.equal(load_state_dict(registry, "two", file="b.pt")["w"], torch.zeros(3))
+    with pytest.raises(NotFoundError, match="two@1.0.0 has no file 'c.pt'"):
+        load_state_dict(registry, "two@1.0.0", file="c.pt")
 
 
 def test_load_model_needs_an_architecture_when_none_is_recorded(registry: Registry) -> None:

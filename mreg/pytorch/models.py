@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NotFoundError
 from ..formats import is_safetensors_name, is_weights_name
 from ..notes import warn_if_deprecated
 from ..objects import Dataset, FileEntry, Framework
@@ -122,8 +122,7 @@ def load_state_dict(
     (``.safetensors``, ``.pt``, ``.pth``). On the CPU the tensors are memory-mapped
     copy-on-write: writing to them never changes the registry.
     """
-    digest = registry.resolve(ref)  # resolve once: a tag may move meanwhile
-    entry = registry.file_entry(digest, file or _weights_file(registry, digest))
+    entry = _weights_entry(registry, ref, file)
     return read_weights(registry, entry, device=device, label=f"{ref}:{entry.path}")
 
 
@@ -144,8 +143,7 @@ def load_object(
     Unlike :func:`load_state_dict`, a nested checkpoint (model, optimizer, epoch...)
     comes back as saved; a safetensors file comes back as its state dict.
     """
-    digest = registry.resolve(ref)
-    entry = registry.file_entry(digest, file or _weights_file(registry, digest))
+    entry = _weights_entry(registry, ref, file)
     return _read_file(registry, entry, device=device, label=f"{ref}:{entry.path}")
 
 
@@ -212,10 +210,20 @@ def _load_into(model: torch.nn.Module, state_dict: StateDict, *, strict: bool, a
         raise InvalidInputError(f"the weights do not fit the architecture: {exc}") from None
 
 
-def _weights_file(registry: Registry, ref: str) -> str:
-    files = [f.path for f in registry.get(ref).files if is_weights_name(f.path)]
-    if len(files) != 1:
-        raise InvalidInputError(
-            f"{ref} has {len(files)} weight files ({', '.join(files) or 'none'}): pass file= to choose one"
-        )
-    return files[0]
+def _weights_entry(registry: Registry, ref: str, file: str | None) -> FileEntry:
+    """The entry of the file to load: ``file``, or the version's one weight file.
+
+    The reference is resolved once (a tag may move meanwhile) and the manifest read
+    once: a load is a few milliseconds, and each extra read of it cost a fifth of one.
+    """
+    manifest = registry.manifest(registry.resolve(ref))
+    if file is not None:
+        entry = next((f for f in manifest.files if f.path == file), None)
+        if entry is None:
+            raise NotFoundError(f"{ref} has no file '{file}'")
+        return entry
+    weights = [f for f in manifest.files if is_weights_name(f.path)]
+    if len(weights) != 1:
+        names = ", ".join(f.path for f in weights) or "none"
+        raise InvalidInputError(f"{ref} has {len(weights)} weight files ({names}): pass file= to choose one")
+    return weights[0]

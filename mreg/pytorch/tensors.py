@@ -3,7 +3,8 @@
 Writing streams the header and then each tensor's bytes straight into the object
 store (no temporary file). Reading memory-maps the stored objects copy-on-write and
 wraps the tensors around the mapped bytes, so loading copies nothing until a tensor
-is written to; the tensors are writable and never change the store.
+is written to (chunks under 64 KiB are read instead: cheaper than a map); the tensors
+are writable and never change the store.
 """
 
 from __future__ import annotations

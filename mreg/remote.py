@@ -14,7 +14,7 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -76,19 +76,45 @@ class Source(ABC):
             raise RemoteError(f"{where} has {size} bytes, more than the {limit} allowed; refused")
         return b"".join(bounded(blocks, limit, where))
 
+    readers = 1
+    """Small files :meth:`read_all` reads at once: more where each read waits on a network."""
+
+    def read_all(self, paths: Sequence[str], limit: int) -> dict[str, bytes | None]:
+        """Several files' bytes (None for each that does not exist), ``readers`` at a time,
+        each bounded by ``limit`` as :meth:`read_limited` is."""
+        from .fetching import in_parallel  # it imports this module
+
+        found: dict[str, bytes | None] = {}
+
+        def read(path: str) -> None:
+            found[path] = self.read_limited(path, limit)
+
+        in_parallel(read, paths, self.readers)
+        return {path: found[path] for path in paths}
+
     def table(self, name: str) -> RefTable | None:
         """A model's refs here, validated as local input is, or None if it has no such model.
 
         Raises:
             RemoteError: the name, or the table, is invalid (the message names the model).
         """
-        from .validation import MAX_TABLE_SIZE, checked_table
+        return self.tables([name])[name]
 
-        try:
-            validate_name(name)
-        except InvalidNameError:
-            raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
-        data = self.read_limited(f"models/{name}/{TABLE_FILE}", MAX_TABLE_SIZE)
+    def tables(self, names: Sequence[str]) -> dict[str, RefTable | None]:
+        """Several models' refs, read at once (see :meth:`table`)."""
+        from .validation import MAX_TABLE_SIZE
+
+        for name in names:
+            try:
+                validate_name(name)
+            except InvalidNameError:
+                raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
+        found = self.read_all([f"models/{name}/{TABLE_FILE}" for name in names], MAX_TABLE_SIZE)
+        return {name: self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]) for name in names}
+
+    def _parsed_table(self, name: str, data: bytes | None) -> RefTable | None:
+        from .validation import checked_table
+
         if data is None:
             return None
         try:
@@ -117,12 +143,8 @@ class Source(ABC):
 
     def listed_tables(self) -> dict[str, RefTable]:
         """Every model listed here that has versions, with its validated refs."""
-        found = {}
-        for name in self.model_names():
-            table = self.table(name)
-            if table is not None and table.versions:  # a listed name may be gone
-                found[name] = table
-        return found
+        found = self.tables(self.model_names())
+        return {name: table for name, table in found.items() if table is not None and table.versions}  # a listed name may be gone
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -198,6 +220,9 @@ class HttpSource(Source):
     http(s). Errors name the URL that failed.
     """
 
+    readers = 8
+    """Small files read at once (each request opens its own connection)."""
+
     def __init__(self, url: str, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
         from .httpclient import checked_url, opener
 
@@ -225,10 +250,12 @@ class HttpSource(Source):
         return sorted({line for line in text.splitlines() if line})
 
 
-def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None) -> Source:
+def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None, check: bool = True) -> Source:
     """A Source for a path, an ``http(s)://`` URL or a bucket (``s3://``, ``gs://``, ``az://``).
 
-    ``config`` gives a bucket the endpoint and region of the remote that names it.
+    ``config`` gives a bucket the endpoint and region of the remote that names it. A
+    bucket is checked with one request (missing, credentials refused) unless ``check``
+    is False: then its first read fails the same way.
 
     Raises:
         RemoteError: a path that holds no registry, or a bucket that cannot be read.
@@ -238,7 +265,7 @@ def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config:
     if re.match(r"(s3|gs|az)://", location):
         from .buckets.source import open_bucket_source  # imports obstore: only when a bucket is used
 
-        return open_bucket_source(location, config, timeout)
+        return open_bucket_source(location, config, timeout, check=check)
     path = Path(location).expanduser()
     for candidate in (path / ".mreg", path):
         if (candidate / "objects").is_dir() and (candidate / "models").is_dir():

@@ -61,8 +61,8 @@ class Destination(Protocol):
 
     location: str
 
-    def table(self, name: str) -> RefTable:
-        """A model's refs there (empty when it has no such model)."""
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        """Models' refs there (empty for each it has not)."""
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
         """Copy every object the versions in ``tables`` need and lack there; return (objects, bytes)."""
@@ -89,7 +89,8 @@ def pull(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
     """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket."""
-    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout, config=registry.config)
+    url = remote_url(registry, location)
+    source = open_source(url, timeout=registry.fallbacks.timeout, config=registry.config, check=False)  # the first read checks
     destination = RegistryDestination(registry)
     return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}")
 
@@ -155,25 +156,24 @@ def transfer(
     """Copy models from ``source`` into ``destination``; see the module docstring."""
     report = TransferReport(source.location, destination.location)
     names = names_of(names, "names")
-    if names:
-        tables = {name: _source_table(source, validate_name(name)) for name in names}
-    else:
-        tables = source.listed_tables()
-    ours = {name: destination.table(name) for name in tables}
+    tables = _source_tables(source, [validate_name(name) for name in names]) if names else source.listed_tables()
+    ours = destination.tables(list(tables))
     problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
     notes = NoteSync(source, destination.note_home(), tables, force)  # notes travel with their versions
     problems += notes.conflicts()
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
-    # Logs are read, and checked, before anything is written; only those of the models that
-    # change, so a second transfer of the same state reads no log.
-    logs = {name: source.log(name) for name, table in tables.items() if merged(name, table, force, ours[name]) != ours[name]}
-    entry = LogEntry(now_utc(), current_author(), "", None, None, message)
+    # Only the models whose refs change are written, and only their logs are read (and
+    # checked) before anything is written: a second transfer of the same state reads no
+    # log and takes no lock. Were the destination changed meanwhile, the transfer is
+    # ordered before that change, as a no-op.
+    changing = [name for name, table in tables.items() if merged(name, table, force, ours[name]) != ours[name]]
+    logs = {name: source.log(name) for name in changing}
     with destination.writing():
         report.objects, report.bytes = destination.copy_objects(source, tables, progress)
-        for name, theirs in tables.items():
-            imported = partial(logs.get, name, [])
-            old, new = destination.update_refs(name, partial(merged, name, theirs, force), imported, entry)
+        entry = LogEntry(now_utc(), current_author() if changing else "", "", None, None, message)  # git config: a process
+        for name in changing:
+            old, new = destination.update_refs(name, partial(merged, name, tables[name], force), partial(logs.get, name, []), entry)
             report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
             report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
         report.notes = notes.apply(message)
@@ -216,11 +216,12 @@ def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable
     return table
 
 
-def _source_table(source: Source, name: str) -> RefTable:
-    table = source.table(name)
-    if table is None or not table.versions:
-        raise NotFoundError(f"no model named '{name}' in {source.location}")
-    return table
+def _source_tables(source: Source, names: list[str]) -> dict[str, RefTable]:
+    found = source.tables(names)
+    for name, table in found.items():
+        if table is None or not table.versions:
+            raise NotFoundError(f"no model named '{name}' in {source.location}")
+    return found  # type: ignore[return-value]
 
 
 def _complete(source: Source, fetched: Counter) -> Counter:
@@ -238,8 +239,8 @@ class RegistryDestination:
         self.registry = registry
         self.location = str(registry.root)
 
-    def table(self, name: str) -> RefTable:
-        return self.registry.refs.read(name)
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        return {name: self.registry.refs.read(name) for name in names}
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
         """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""

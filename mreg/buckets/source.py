@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..config import Config
+from ..fetching import in_parallel
 from ..remote import Source, Stream
 from ..refs import LogEntry
-from .client import CONCURRENCY, Bucket
+from .client import CONCURRENCY, READERS, Bucket
 from .refs import model_names, read_log
 
 
@@ -14,6 +15,7 @@ class BucketSource(Source):
 
     concurrency = CONCURRENCY
     """Objects a transfer fetches at once."""
+    readers = READERS
 
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
@@ -27,10 +29,17 @@ class BucketSource(Source):
         return self.bucket.stream(path)
 
     def model_names(self) -> list[str]:
-        return model_names(self.bucket)
+        """Every model with a table, by listing ``models/``, with :meth:`Bucket.check` at
+        the same time: its error names the cause where a listing's may not (moto answers
+        a listing by a user denied access with a signature error)."""
+        names: list[str] = []
+        steps = [self.bucket.check, lambda: names.extend(model_names(self.bucket))]
+        in_parallel(lambda step: step(), steps, len(steps))  # the first step's error first
+        return names
 
 
-def open_bucket_source(location: str, config: Config | None, timeout: float) -> BucketSource:
+def open_bucket_source(location: str, config: Config | None, timeout: float, *, check: bool = True) -> BucketSource:
     """A :class:`BucketSource` for a URL, with the settings of the remote that names it
-    (a missing bucket or refused credentials fail here, with their cause)."""
-    return BucketSource(Bucket.open(location, config, timeout))
+    (a missing bucket or refused credentials fail here, with their cause, or with
+    ``check=False`` at the first read)."""
+    return BucketSource(Bucket.open(location, config, timeout, check=check))

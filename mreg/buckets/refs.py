@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from ..errors import ConflictError, CorruptRefsError, RemoteError
 from ..names import validate_name
 from ..refs import TABLE_FILE, LogEntry, RefTable, parse_log
-from .client import Bucket
+from .client import Bucket, ObjectInfo
 
 LOG_DIR = "_logs"
 INFO_MODELS = "info/models"
@@ -72,15 +72,20 @@ def change_table(bucket: Bucket, name: str, change: Callable[[RefTable], RefTabl
 
 def model_names(bucket: Bucket) -> list[str]:
     """Every model with a table in the bucket, found by listing ``models/``."""
+    return names_listed(bucket.location, bucket.list("models/"))
+
+
+def names_listed(location: str, listing: Iterable[ObjectInfo]) -> list[str]:
+    """The models whose tables a listing of ``models/`` shows, names checked."""
     names = []
-    for info in bucket.list("models/"):
+    for info in listing:
         path = str(info["path"])
         if path.endswith("/" + TABLE_FILE):
             name = path[len("models/") : -len(TABLE_FILE) - 1]
             try:
                 names.append(validate_name(name))
             except ValueError:
-                raise RemoteError(f"{bucket.location}: a ref table has an invalid model name ({path[:80]!r})") from None
+                raise RemoteError(f"{location}: a ref table has an invalid model name ({path[:80]!r})") from None
     return sorted(names)
 
 

@@ -115,6 +115,50 @@ def test_new_versions_push_only_new_objects_and_moved_tags(origin: Registry, buc
     assert laptop.resolve("net@prod") == origin.resolve("net@2.0.0")
 
 
+def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every request mreg makes from now on, as (verb, key under the registry's prefix)."""
+    import obstore
+
+    made: list[tuple[str, str]] = []
+    for verb in ("get", "head", "list", "put", "delete"):
+
+        def logged(store, path="", *args, _verb=verb, _call=getattr(obstore, verb), **kwargs):  # type: ignore[no-untyped-def]
+            made.append((_verb, str(path)))
+            return _call(store, path, *args, **kwargs)
+
+        monkeypatch.setattr(obstore, verb, logged)
+    return made
+
+
+def test_second_push_and_pull_read_only_the_tables(origin: Registry, bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transfer of the same state again: one request per model's table (and notes table
+    where the bucket has one) and the model list, nothing written; a change in the bucket
+    is still seen by the next pull."""
+    origin.note("net@1.1.0", message="evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    laptop = Registry.init(tmp_path / "laptop")
+    cli_json("pull", bucket_url, registry=laptop)
+    made = record_requests(monkeypatch)
+    tables = [("get", "models/net/_refs"), ("get", "models/team/tok/_refs")]
+
+    pushed = cli_json("push", bucket_url, registry=origin)
+    assert (pushed["objects"], pushed["versions"], pushed["tags"], pushed["notes"]) == (0, [], [], [])
+    assert sorted(made) == sorted([("get", "info/models"), ("get", "models/net/_notes"), *tables])
+    made.clear()
+    pulled = cli_json("pull", bucket_url, registry=laptop)
+    assert (pulled["objects"], pulled["versions"], pulled["tags"], pulled["notes"]) == (0, [], [], [])
+    assert sorted(made) == sorted([("list", "models/"), ("get", "models/net/_notes"), *tables])
+    made.clear()
+    named = cli_json("pull", bucket_url, "team/tok", registry=laptop)
+    assert named["versions"] == [] and sorted(made) == [("get", "models/team/tok/_notes"), ("get", "models/team/tok/_refs")]
+
+    origin.tag("net@1.0.0", "stable")
+    origin.note("net@1.1.0", message="re-evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    pulled = cli_json("pull", bucket_url, registry=laptop)
+    assert pulled["tags"] == ["net@stable -> 1.0.0"] and pulled["notes"] == ["net@1.1.0"]
+
+
 def test_named_remote_with_endpoint_in_config(origin: Registry, bucket_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """remote.NAME.url/endpoint/allow-http reach the server with no AWS_ENDPOINT_URL; secrets are refused."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):

@@ -81,12 +81,14 @@ class NoteSync:
     forced, as for tags. Removals do not travel, as tag removals do not.
     """
 
-    def __init__(self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], force: bool) -> None:
+    def __init__(
+        self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], notes: Mapping[str, bytes], force: bool
+    ) -> None:
         self.source, self.destination, self.force = source, destination, force
         self._objects: dict[Digest, bytes | None] = {}
         self._ours: dict[str, dict[Digest, Digest]] = {}  # the destination's notes, as conflicts() read them
         self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
-        self.incoming = incoming_notes(source, tables)
+        self.incoming = incoming_notes(source.location, tables, notes)
 
     def conflicts(self) -> list[str]:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
@@ -190,20 +192,15 @@ class NoteSync:
             raise RemoteError(f"{self.source.location} lacks note object {head}, which its notes need")
 
 
-def incoming_notes(source: Source, tables: Mapping[str, RefTable]) -> dict[str, dict[Digest, Digest]]:
-    """The notes ``source`` has on the versions in ``tables``: model -> manifest -> note digest.
+def incoming_notes(location: str, tables: Mapping[str, RefTable], notes: Mapping[str, bytes]) -> dict[str, dict[Digest, Digest]]:
+    """The notes another registry has on the versions in ``tables``: model -> manifest ->
+    note digest, from its notes tables' bytes (``notes``: model -> bytes, read bounded).
 
     Raises:
-        RemoteError: a notes table is too large or malformed.
+        RemoteError: a notes table is malformed.
     """
-    paths = {name: f"models/{name}/{NOTES_FILE}" for name in tables}
-    read = source.read_all(list(paths.values()), MAX_TABLE_SIZE)  # at once: a request each on a network
     found = {}
-    for name, table in tables.items():
-        data = read[paths[name]]
-        if data is None:
-            continue
-        notes = parse_table(data, f"notes of '{name}' in {source.location}")
-        targets = set(table.versions.values())
-        found[name] = {t: n for t, n in notes.items() if t in targets}
+    for name, data in notes.items():
+        targets = set(tables[name].versions.values())
+        found[name] = {t: n for t, n in parse_table(data, f"notes of '{name}' in {location}").items() if t in targets}
     return found

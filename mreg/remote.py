@@ -14,9 +14,9 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from .errors import CorruptRefsError, InvalidNameError, MregError, RemoteError, printable
 from .fileutil import write_atomically
@@ -38,6 +38,13 @@ Stream = tuple[Iterator[bytes], "int | None"]
 def object_path(digest: str) -> str:
     """An object's path inside any store: ``objects/ab/cdef...``."""
     return f"objects/{digest[7:9]}/{digest[9:]}"
+
+
+class RemoteModel(NamedTuple):
+    """A model as another registry has it: its refs, and its notes table's bytes (unchecked)."""
+
+    table: RefTable | None
+    notes: bytes | None
 
 
 class Source(ABC):
@@ -79,18 +86,18 @@ class Source(ABC):
     readers = 1
     """Small files :meth:`read_all` reads at once: more where each read waits on a network."""
 
-    def read_all(self, paths: Sequence[str], limit: int) -> dict[str, bytes | None]:
+    def read_all(self, limits: Mapping[str, int]) -> dict[str, bytes | None]:
         """Several files' bytes (None for each that does not exist), ``readers`` at a time,
-        each bounded by ``limit`` as :meth:`read_limited` is."""
+        each bounded by its limit in ``limits`` as :meth:`read_limited` is."""
         from .fetching import in_parallel  # it imports this module
 
         found: dict[str, bytes | None] = {}
 
         def read(path: str) -> None:
-            found[path] = self.read_limited(path, limit)
+            found[path] = self.read_limited(path, limits[path])
 
-        in_parallel(read, paths, self.readers)
-        return {path: found[path] for path in paths}
+        in_parallel(read, limits, self.readers)
+        return {path: found[path] for path in limits}
 
     def table(self, name: str) -> RefTable | None:
         """A model's refs here, validated as local input is, or None if it has no such model.
@@ -98,10 +105,13 @@ class Source(ABC):
         Raises:
             RemoteError: the name, or the table, is invalid (the message names the model).
         """
-        return self.tables([name])[name]
+        return self.models([name], noted=())[name].table
 
-    def tables(self, names: Sequence[str]) -> dict[str, RefTable | None]:
-        """Several models' refs, read at once (see :meth:`table`)."""
+    def models(self, names: Sequence[str], noted: Container[str] | None = None) -> dict[str, RemoteModel]:
+        """Several models' refs (see :meth:`table`), with the notes tables of those in
+        ``noted`` (default: all), every file read at once."""
+        from .note_sync import MAX_TABLE_SIZE as MAX_NOTES_SIZE
+        from .notes import NOTES_FILE
         from .validation import MAX_TABLE_SIZE
 
         for name in names:
@@ -109,8 +119,17 @@ class Source(ABC):
                 validate_name(name)
             except InvalidNameError:
                 raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
-        found = self.read_all([f"models/{name}/{TABLE_FILE}" for name in names], MAX_TABLE_SIZE)
-        return {name: self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]) for name in names}
+        limits = {f"models/{name}/{TABLE_FILE}": MAX_TABLE_SIZE for name in names}
+        limits.update({f"models/{name}/{NOTES_FILE}": MAX_NOTES_SIZE for name in names if noted is None or name in noted})
+        found = self.read_all(limits)
+        return {
+            name: RemoteModel(self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]), found.get(f"models/{name}/{NOTES_FILE}"))
+            for name in names
+        }
+
+    def listed_models(self) -> dict[str, RemoteModel]:
+        """Every model listed here that has versions, with its validated refs and its notes table."""
+        return with_versions(self.models(self.model_names()))
 
     def _parsed_table(self, name: str, data: bytes | None) -> RefTable | None:
         from .validation import checked_table
@@ -141,13 +160,13 @@ class Source(ABC):
             raise RemoteError(f"{problems[0]}; refused")
         return entries
 
-    def listed_tables(self) -> dict[str, RefTable]:
-        """Every model listed here that has versions, with its validated refs."""
-        found = self.tables(self.model_names())
-        return {name: table for name, table in found.items() if table is not None and table.versions}  # a listed name may be gone
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+def with_versions(models: dict[str, RemoteModel]) -> dict[str, RemoteModel]:
+    """The models that have versions (a listed name may be gone)."""
+    return {name: model for name, model in models.items() if model.table is not None and model.table.versions}
 
 
 def bounded(blocks: Iterator[bytes], limit: int, where: str) -> Iterator[bytes]:

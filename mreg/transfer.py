@@ -35,7 +35,7 @@ from .note_sync import NoteHome, NoteSync, RegistryNotes
 from .refs import LogEntry, RefTable
 from .registration import current_author, now_utc
 from .registry import Registry
-from .remote import DirectorySource, Source, open_source
+from .remote import DirectorySource, RemoteModel, Source, open_source
 from .validation import names_of, refuse_symlinks, text_of
 
 
@@ -156,10 +156,12 @@ def transfer(
     """Copy models from ``source`` into ``destination``; see the module docstring."""
     report = TransferReport(source.location, destination.location)
     names = names_of(names, "names")
-    tables = _source_tables(source, [validate_name(name) for name in names]) if names else source.listed_tables()
+    models = _source_models(source, [validate_name(name) for name in names]) if names else source.listed_models()
+    tables = {name: model.table for name, model in models.items() if model.table is not None}
     ours = destination.tables(list(tables))
     problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
-    notes = NoteSync(source, destination.note_home(), tables, force)  # notes travel with their versions
+    incoming = {name: model.notes for name, model in models.items() if model.notes is not None}
+    notes = NoteSync(source, destination.note_home(), tables, incoming, force)  # notes travel with their versions
     problems += notes.conflicts()
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
@@ -216,12 +218,12 @@ def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable
     return table
 
 
-def _source_tables(source: Source, names: list[str]) -> dict[str, RefTable]:
-    found = source.tables(names)
-    for name, table in found.items():
-        if table is None or not table.versions:
+def _source_models(source: Source, names: list[str]) -> dict[str, RemoteModel]:
+    found = source.models(names)
+    for name, model in found.items():
+        if model.table is None or not model.table.versions:
             raise NotFoundError(f"no model named '{name}' in {source.location}")
-    return found  # type: ignore[return-value]
+    return found
 
 
 def _complete(source: Source, fetched: Counter) -> Counter:

@@ -327,3 +327,46 @@ def test_reused_old_objects_are_freshened_and_gc_never_guesses(
     result = run_cli("gc", bucket_url, "--grace", "0", registry=origin)
     assert_clean_failure(result, 7)
     assert "missing" in result.stderr and keys(bucket_url) == before
+
+
+def test_fsck_of_a_bucket_finds_what_refs_lack_and_changes_nothing(origin: Registry, bucket_url: str) -> None:
+    """`mreg fsck BUCKET`: clean after a push; a missing chunk, manifest or note object, a
+    file of the wrong size and a spoiled chunk index are each named, exit 1; no key changes."""
+    import obstore
+
+    origin.note("net@1.1.0", message="evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    clean = cli_json("fsck", bucket_url, registry=origin)
+    assert (clean["models"], clean["versions"], clean["problems"]) == (2, 3, [])
+    store = raw_store(bucket_url)
+    weights = origin.manifest(origin.resolve("net@1.1.0")).files[0].digest
+    index = f"objects/{weights[7:9]}/{weights[9:]}.chunks"
+    original_index = bytes(obstore.get(store, index).bytes())
+    data = origin.file_entry("team/tok@0.1.0", "data.bin").digest
+    from mreg.notes import read_table as read_notes
+
+    manifest = origin.resolve("net@1.0.0")
+    note = read_notes(origin, "net")[origin.resolve("net@1.1.0")]
+    spoiled = {
+        f"objects/{data[7:9]}/{data[9:]}": b"short",
+        index: b"not an index",
+    }
+    for key, value in spoiled.items():
+        obstore.put(store, key, value)
+    for digest in (manifest, note):
+        obstore.delete(store, f"objects/{digest[7:9]}/{digest[9:]}")
+    before = keys(bucket_url)
+    result = run_cli("fsck", bucket_url, registry=origin)
+    assert result.exit_code == 1, result.stderr
+    assert f"net@1.0.0: manifest {manifest} is missing" in result.stdout
+    assert f"team/tok@0.1.0: data.bin: object {data} has 5 bytes, not 20000" in result.stdout
+    assert "chunk index cannot be read" in result.stdout and f"note object {note} is missing" in result.stdout
+    assert keys(bucket_url) == before
+    assert run_cli("fsck", bucket_url, "--repair", registry=origin).exit_code == 2
+
+    from mreg.segments import decode_chunk_index
+
+    obstore.put(store, index, original_index)
+    chunk = decode_chunk_index(original_index, weights)[-1][0]
+    obstore.delete(store, f"objects/{chunk[7:9]}/{chunk[9:]}")
+    assert f"chunk {chunk} of {weights} is missing" in run_cli("fsck", bucket_url, registry=origin).stdout

@@ -240,15 +240,23 @@ class RegistryDestination:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.location = str(registry.root)
+        self._tables: dict[str, RefTable] = {}  # as read before the copy
 
     def tables(self, names: list[str]) -> dict[str, RefTable]:
-        return {name: self.registry.refs.read(name) for name in names}
+        """Models' refs here (remembered: the copy skips the versions they hold)."""
+        self._tables.update({name: self.registry.refs.read(name) for name in names})
+        return {name: self._tables[name] for name in names}
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
-        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""
+        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total.
+
+        A version the registry already had with the same digest is skipped: objects land
+        before refs, so its objects are here (a second pull of 10,000 versions reads no manifest).
+        """
         store = self.registry.objects
         workers = getattr(source, "concurrency", WORKERS)
-        manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
+        known = {(name, v, d) for name, table in self._tables.items() for v, d in table.versions.items()}
+        manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items() if (name, v, d) not in known)
         counter = _complete(source, fetch_all(source, store, {d: None for d, _, _ in manifests if not store.contains(d)}, workers))
         wanted: dict[Digest, int] = {}
         for digest, name, version in manifests:  # each ref's manifest must be that version's

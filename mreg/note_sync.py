@@ -13,6 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Mapping, Protocol
 
 from .errors import ConflictError, RemoteError
+from .fetching import in_parallel
 from .names import Digest
 from .notes import MAX_NOTE_SIZE, NOTES_FILE, Note, history, parse_table, read_table, write_table
 from .objects import sha256_digest
@@ -93,8 +94,10 @@ class NoteSync:
     def conflicts(self) -> list[str]:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
         found = []
+        readers = getattr(self.destination, "readers", 1)  # a bucket: one request each, read at once
+        in_parallel(lambda name: self._ours.__setitem__(name, self.destination.notes(name)), list(self.incoming), readers)
         for name, notes in self.incoming.items():
-            ours = self._ours[name] = self.destination.notes(name)
+            ours = self._ours[name]
             for target, theirs in notes.items():
                 decision = self._decide(ours.get(target), theirs)
                 if decision == "conflict":

@@ -155,3 +155,26 @@ def show_startup(directory: Path, ref: str, pairs: int) -> tuple[float, float, f
         lambda: subprocess.run(show, cwd=directory, check=True, stdout=subprocess.DEVNULL),
         pairs,
     )
+
+
+def startup_pairs(commands: dict[str, list[str]], cwd: Path, pairs: int) -> dict[str, tuple[float, float, float]]:
+    """Each command against ``python -c "import click, msgpack"``, as whole processes, the
+    baseline and the commands run in turn ``pairs`` times: per command, (its median, the
+    baseline's median, the median per-pair ratio)."""
+    baseline = [sys.executable, "-c", "import click, msgpack"]
+    times: dict[str, list[float]] = {name: [] for name in ["", *commands]}
+    ratios: dict[str, list[float]] = {name: [] for name in commands}
+
+    def timed(command: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - started
+
+    for _ in range(pairs):
+        base = timed(baseline)
+        times[""].append(base)
+        for name, command in commands.items():
+            times[name].append(timed(command))
+            ratios[name].append(times[name][-1] / base)
+    base_median = statistics.median(times[""])
+    return {name: (statistics.median(times[name]), base_median, statistics.median(ratios[name])) for name in commands}

@@ -19,7 +19,6 @@ import os
 import threading
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from .errors import CorruptObjectError, RemoteError
@@ -38,20 +37,46 @@ each also has a writer thread. Buckets ask for more: their requests wait on the 
 
 
 def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
-    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised."""
+    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised.
+
+    Plain threads, not concurrent.futures: importing that (and the logging it pulls in)
+    costs a command that moves nothing a tenth of its time.
+    """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         for item in items:
             work(item)
         return
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="mreg-transfer") as pool:
-        futures = [pool.submit(work, item) for item in items]
-        try:
-            for future in futures:
-                future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    positions = iter(range(len(items)))
+    lock = threading.Lock()
+    failures: list[tuple[int, BaseException]] = []
+
+    def run() -> None:
+        while True:
+            with lock:
+                position = None if failures else next(positions, None)
+            if position is None:
+                return
+            try:
+                work(items[position])
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                with lock:
+                    failures.append((position, exc))
+
+    threads = [threading.Thread(target=run, name="mreg-transfer", daemon=True) for _ in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException as exc:  # Ctrl-C: start nothing more, let the running items end
+        with lock:
+            failures.append((-1, exc))
+        for thread in threads:
+            thread.join()
+        raise
+    if failures:
+        raise min(failures, key=lambda failure: failure[0])[1]
 
 
 def thread_safe(advance: Progress | None) -> Progress | None:

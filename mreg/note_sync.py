@@ -13,6 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Mapping, Protocol
 
 from .errors import ConflictError, RemoteError
+from .fetching import in_parallel
 from .names import Digest
 from .notes import MAX_NOTE_SIZE, NOTES_FILE, Note, history, parse_table, read_table, write_table
 from .objects import sha256_digest
@@ -81,17 +82,22 @@ class NoteSync:
     forced, as for tags. Removals do not travel, as tag removals do not.
     """
 
-    def __init__(self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], force: bool) -> None:
+    def __init__(
+        self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], notes: Mapping[str, bytes], force: bool
+    ) -> None:
         self.source, self.destination, self.force = source, destination, force
         self._objects: dict[Digest, bytes | None] = {}
+        self._ours: dict[str, dict[Digest, Digest]] = {}  # the destination's notes, as conflicts() read them
         self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
-        self.incoming = incoming_notes(source, tables)
+        self.incoming = incoming_notes(source.location, tables, notes)
 
     def conflicts(self) -> list[str]:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
         found = []
+        readers = getattr(self.destination, "readers", 1)  # a bucket: one request each, read at once
+        in_parallel(lambda name: self._ours.__setitem__(name, self.destination.notes(name)), list(self.incoming), readers)
         for name, notes in self.incoming.items():
-            ours = self.destination.notes(name)
+            ours = self._ours[name]
             for target, theirs in notes.items():
                 decision = self._decide(ours.get(target), theirs)
                 if decision == "conflict":
@@ -101,14 +107,26 @@ class NoteSync:
         return found
 
     def apply(self, message: str) -> list[str]:
-        """Take the incoming notes that win; return ``name@version`` of each note changed."""
+        """Take the incoming notes that win; return ``name@version`` of each note changed.
+
+        A model whose notes :meth:`conflicts` found with nothing to take is left alone
+        (ordered before any change made to them since, as a no-op).
+        """
+        changing = [name for name, notes in self.incoming.items() if self._takes(name, notes)]
+        if not changing:
+            return []
         changed = []
         template = LogEntry(now_utc(), current_author(), "", None, None, message)
-        for name, notes in self.incoming.items():
+        for name in changing:
             written: list[LogEntry] = []
-            self.destination.change_notes(name, partial(self._merged, name, notes, template, written))
+            self.destination.change_notes(name, partial(self._merged, name, self.incoming[name], template, written))
             changed += [f"{name}@{entry.ref.removeprefix('notes/')}" for entry in written]
         return changed
+
+    def _takes(self, name: str, notes: Mapping[Digest, Digest]) -> bool:
+        """Would any incoming note of the model be taken (unknown until :meth:`conflicts` ran)?"""
+        ours = self._ours.get(name)
+        return ours is None or any(self._decide(ours.get(target), theirs) != "keep" for target, theirs in notes.items())
 
     def _merged(
         self, name: str, notes: Mapping[Digest, Digest], template: LogEntry, written: list[LogEntry], ours: dict[Digest, Digest]
@@ -177,20 +195,15 @@ class NoteSync:
             raise RemoteError(f"{self.source.location} lacks note object {head}, which its notes need")
 
 
-def incoming_notes(source: Source, tables: Mapping[str, RefTable]) -> dict[str, dict[Digest, Digest]]:
-    """The notes ``source`` has on the versions in ``tables``: model -> manifest -> note digest.
+def incoming_notes(location: str, tables: Mapping[str, RefTable], notes: Mapping[str, bytes]) -> dict[str, dict[Digest, Digest]]:
+    """The notes another registry has on the versions in ``tables``: model -> manifest ->
+    note digest, from its notes tables' bytes (``notes``: model -> bytes, read bounded).
 
     Raises:
-        RemoteError: a notes table is too large or malformed.
+        RemoteError: a notes table is malformed.
     """
     found = {}
-    for name, table in tables.items():
-        data = source.read(f"models/{name}/{NOTES_FILE}")
-        if data is None:
-            continue
-        if len(data) > MAX_TABLE_SIZE:
-            raise RemoteError(f"{source.location}: the notes of '{name}' are larger than {MAX_TABLE_SIZE} bytes")
-        notes = parse_table(data, f"notes of '{name}' in {source.location}")
-        targets = set(table.versions.values())
-        found[name] = {t: n for t, n in notes.items() if t in targets}
+    for name, data in notes.items():
+        targets = set(tables[name].versions.values())
+        found[name] = {t: n for t, n in parse_table(data, f"notes of '{name}' in {location}").items() if t in targets}
     return found

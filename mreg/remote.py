@@ -14,9 +14,9 @@ import os
 import re
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Container, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from .errors import CorruptRefsError, InvalidNameError, MregError, RemoteError, printable
 from .fileutil import write_atomically
@@ -38,6 +38,13 @@ Stream = tuple[Iterator[bytes], "int | None"]
 def object_path(digest: str) -> str:
     """An object's path inside any store: ``objects/ab/cdef...``."""
     return f"objects/{digest[7:9]}/{digest[9:]}"
+
+
+class RemoteModel(NamedTuple):
+    """A model as another registry has it: its refs, and its notes table's bytes (unchecked)."""
+
+    table: RefTable | None
+    notes: bytes | None
 
 
 class Source(ABC):
@@ -76,19 +83,57 @@ class Source(ABC):
             raise RemoteError(f"{where} has {size} bytes, more than the {limit} allowed; refused")
         return b"".join(bounded(blocks, limit, where))
 
+    readers = 1
+    """Small files :meth:`read_all` reads at once: more where each read waits on a network."""
+
+    def read_all(self, limits: Mapping[str, int]) -> dict[str, bytes | None]:
+        """Several files' bytes (None for each that does not exist), ``readers`` at a time,
+        each bounded by its limit in ``limits`` as :meth:`read_limited` is."""
+        from .fetching import in_parallel  # it imports this module
+
+        found: dict[str, bytes | None] = {}
+
+        def read(path: str) -> None:
+            found[path] = self.read_limited(path, limits[path])
+
+        in_parallel(read, limits, self.readers)
+        return {path: found[path] for path in limits}
+
     def table(self, name: str) -> RefTable | None:
         """A model's refs here, validated as local input is, or None if it has no such model.
 
         Raises:
             RemoteError: the name, or the table, is invalid (the message names the model).
         """
-        from .validation import MAX_TABLE_SIZE, checked_table
+        return self.models([name], noted=())[name].table
 
-        try:
-            validate_name(name)
-        except InvalidNameError:
-            raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
-        data = self.read_limited(f"models/{name}/{TABLE_FILE}", MAX_TABLE_SIZE)
+    def models(self, names: Sequence[str], noted: Container[str] | None = None) -> dict[str, RemoteModel]:
+        """Several models' refs (see :meth:`table`), with the notes tables of those in
+        ``noted`` (default: all), every file read at once."""
+        from .note_sync import MAX_TABLE_SIZE as MAX_NOTES_SIZE
+        from .notes import NOTES_FILE
+        from .validation import MAX_TABLE_SIZE
+
+        for name in names:
+            try:
+                validate_name(name)
+            except InvalidNameError:
+                raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
+        limits = {f"models/{name}/{TABLE_FILE}": MAX_TABLE_SIZE for name in names}
+        limits.update({f"models/{name}/{NOTES_FILE}": MAX_NOTES_SIZE for name in names if noted is None or name in noted})
+        found = self.read_all(limits)
+        return {
+            name: RemoteModel(self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]), found.get(f"models/{name}/{NOTES_FILE}"))
+            for name in names
+        }
+
+    def listed_models(self) -> dict[str, RemoteModel]:
+        """Every model listed here that has versions, with its validated refs and its notes table."""
+        return with_versions(self.models(self.model_names()))
+
+    def _parsed_table(self, name: str, data: bytes | None) -> RefTable | None:
+        from .validation import checked_table
+
         if data is None:
             return None
         try:
@@ -115,17 +160,13 @@ class Source(ABC):
             raise RemoteError(f"{problems[0]}; refused")
         return entries
 
-    def listed_tables(self) -> dict[str, RefTable]:
-        """Every model listed here that has versions, with its validated refs."""
-        found = {}
-        for name in self.model_names():
-            table = self.table(name)
-            if table is not None and table.versions:  # a listed name may be gone
-                found[name] = table
-        return found
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+def with_versions(models: dict[str, RemoteModel]) -> dict[str, RemoteModel]:
+    """The models that have versions (a listed name may be gone)."""
+    return {name: model for name, model in models.items() if model.table is not None and model.table.versions}
 
 
 def bounded(blocks: Iterator[bytes], limit: int, where: str) -> Iterator[bytes]:
@@ -198,6 +239,9 @@ class HttpSource(Source):
     http(s). Errors name the URL that failed.
     """
 
+    readers = 8
+    """Small files read at once (each request opens its own connection)."""
+
     def __init__(self, url: str, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
         from .httpclient import checked_url, opener
 
@@ -225,10 +269,12 @@ class HttpSource(Source):
         return sorted({line for line in text.splitlines() if line})
 
 
-def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None) -> Source:
+def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None, check: bool = True) -> Source:
     """A Source for a path, an ``http(s)://`` URL or a bucket (``s3://``, ``gs://``, ``az://``).
 
-    ``config`` gives a bucket the endpoint and region of the remote that names it.
+    ``config`` gives a bucket the endpoint and region of the remote that names it. A
+    bucket is checked with one request (missing, credentials refused) unless ``check``
+    is False: then its first read fails the same way.
 
     Raises:
         RemoteError: a path that holds no registry, or a bucket that cannot be read.
@@ -238,7 +284,7 @@ def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config:
     if re.match(r"(s3|gs|az)://", location):
         from .buckets.source import open_bucket_source  # imports obstore: only when a bucket is used
 
-        return open_bucket_source(location, config, timeout)
+        return open_bucket_source(location, config, timeout, check=check)
     path = Path(location).expanduser()
     for candidate in (path / ".mreg", path):
         if (candidate / "objects").is_dir() and (candidate / "models").is_dir():

@@ -35,7 +35,7 @@ from .note_sync import NoteHome, NoteSync, RegistryNotes
 from .refs import LogEntry, RefTable
 from .registration import current_author, now_utc
 from .registry import Registry
-from .remote import DirectorySource, Source, open_source
+from .remote import DirectorySource, RemoteModel, Source, open_source
 from .validation import names_of, refuse_symlinks, text_of
 
 
@@ -61,8 +61,8 @@ class Destination(Protocol):
 
     location: str
 
-    def table(self, name: str) -> RefTable:
-        """A model's refs there (empty when it has no such model)."""
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        """Models' refs there (empty for each it has not)."""
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
         """Copy every object the versions in ``tables`` need and lack there; return (objects, bytes)."""
@@ -89,7 +89,8 @@ def pull(
     registry: Registry, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
     """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket."""
-    source = open_source(remote_url(registry, location), timeout=registry.fallbacks.timeout, config=registry.config)
+    url = remote_url(registry, location)
+    source = open_source(url, timeout=registry.fallbacks.timeout, config=registry.config, check=False)  # the first read checks
     destination = RegistryDestination(registry)
     return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}")
 
@@ -155,25 +156,26 @@ def transfer(
     """Copy models from ``source`` into ``destination``; see the module docstring."""
     report = TransferReport(source.location, destination.location)
     names = names_of(names, "names")
-    if names:
-        tables = {name: _source_table(source, validate_name(name)) for name in names}
-    else:
-        tables = source.listed_tables()
-    ours = {name: destination.table(name) for name in tables}
+    models = _source_models(source, [validate_name(name) for name in names]) if names else source.listed_models()
+    tables = {name: model.table for name, model in models.items() if model.table is not None}
+    ours = destination.tables(list(tables))
     problems = [p for name, table in tables.items() for p in conflicts(name, table, ours[name], force)]
-    notes = NoteSync(source, destination.note_home(), tables, force)  # notes travel with their versions
+    incoming = {name: model.notes for name, model in models.items() if model.notes is not None}
+    notes = NoteSync(source, destination.note_home(), tables, incoming, force)  # notes travel with their versions
     problems += notes.conflicts()
     if problems:
         raise ConflictError("nothing was transferred: " + "; ".join(problems))
-    # Logs are read, and checked, before anything is written; only those of the models that
-    # change, so a second transfer of the same state reads no log.
-    logs = {name: source.log(name) for name, table in tables.items() if merged(name, table, force, ours[name]) != ours[name]}
-    entry = LogEntry(now_utc(), current_author(), "", None, None, message)
+    # Only the models whose refs change are written, and only their logs are read (and
+    # checked) before anything is written: a second transfer of the same state reads no
+    # log and takes no lock. Were the destination changed meanwhile, the transfer is
+    # ordered before that change, as a no-op.
+    changing = [name for name, table in tables.items() if merged(name, table, force, ours[name]) != ours[name]]
+    logs = {name: source.log(name) for name in changing}
     with destination.writing():
         report.objects, report.bytes = destination.copy_objects(source, tables, progress)
-        for name, theirs in tables.items():
-            imported = partial(logs.get, name, [])
-            old, new = destination.update_refs(name, partial(merged, name, theirs, force), imported, entry)
+        entry = LogEntry(now_utc(), current_author() if changing else "", "", None, None, message)  # git config: a process
+        for name in changing:
+            old, new = destination.update_refs(name, partial(merged, name, tables[name], force), partial(logs.get, name, []), entry)
             report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
             report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
         report.notes = notes.apply(message)
@@ -216,11 +218,12 @@ def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable
     return table
 
 
-def _source_table(source: Source, name: str) -> RefTable:
-    table = source.table(name)
-    if table is None or not table.versions:
-        raise NotFoundError(f"no model named '{name}' in {source.location}")
-    return table
+def _source_models(source: Source, names: list[str]) -> dict[str, RemoteModel]:
+    found = source.models(names)
+    for name, model in found.items():
+        if model.table is None or not model.table.versions:
+            raise NotFoundError(f"no model named '{name}' in {source.location}")
+    return found
 
 
 def _complete(source: Source, fetched: Counter) -> Counter:
@@ -237,15 +240,23 @@ class RegistryDestination:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.location = str(registry.root)
+        self._tables: dict[str, RefTable] = {}  # as read before the copy
 
-    def table(self, name: str) -> RefTable:
-        return self.registry.refs.read(name)
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        """Models' refs here (remembered: the copy skips the versions they hold)."""
+        self._tables.update({name: self.registry.refs.read(name) for name in names})
+        return {name: self._tables[name] for name in names}
 
     def copy_objects(self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None) -> tuple[int, int]:
-        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total."""
+        """Fetch the manifests, then every file the registry lacks, several objects at once, with one progress total.
+
+        A version the registry already had with the same digest is skipped: objects land
+        before refs, so its objects are here (a second pull of 10,000 versions reads no manifest).
+        """
         store = self.registry.objects
         workers = getattr(source, "concurrency", WORKERS)
-        manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items())
+        known = {(name, v, d) for name, table in self._tables.items() for v, d in table.versions.items()}
+        manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items() if (name, v, d) not in known)
         counter = _complete(source, fetch_all(source, store, {d: None for d, _, _ in manifests if not store.contains(d)}, workers))
         wanted: dict[Digest, int] = {}
         for digest, name, version in manifests:  # each ref's manifest must be that version's

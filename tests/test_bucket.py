@@ -115,6 +115,50 @@ def test_new_versions_push_only_new_objects_and_moved_tags(origin: Registry, buc
     assert laptop.resolve("net@prod") == origin.resolve("net@2.0.0")
 
 
+def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every request mreg makes from now on, as (verb, key under the registry's prefix)."""
+    import obstore
+
+    made: list[tuple[str, str]] = []
+    for verb in ("get", "head", "list", "put", "delete"):
+
+        def logged(store, path="", *args, _verb=verb, _call=getattr(obstore, verb), **kwargs):  # type: ignore[no-untyped-def]
+            made.append((_verb, str(path)))
+            return _call(store, path, *args, **kwargs)
+
+        monkeypatch.setattr(obstore, verb, logged)
+    return made
+
+
+def test_second_push_and_pull_read_only_the_tables(origin: Registry, bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transfer of the same state again: one request per model's table (and notes table
+    where the bucket has one) and the model list, nothing written; a change in the bucket
+    is still seen by the next pull."""
+    origin.note("net@1.1.0", message="evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    laptop = Registry.init(tmp_path / "laptop")
+    cli_json("pull", bucket_url, registry=laptop)
+    made = record_requests(monkeypatch)
+    tables = [("get", "models/net/_refs"), ("get", "models/team/tok/_refs")]
+
+    pushed = cli_json("push", bucket_url, registry=origin)
+    assert (pushed["objects"], pushed["versions"], pushed["tags"], pushed["notes"]) == (0, [], [], [])
+    assert sorted(made) == sorted([("get", "info/models"), ("get", "models/net/_notes"), *tables])
+    made.clear()
+    pulled = cli_json("pull", bucket_url, registry=laptop)
+    assert (pulled["objects"], pulled["versions"], pulled["tags"], pulled["notes"]) == (0, [], [], [])
+    assert sorted(made) == sorted([("list", "models/"), ("get", "models/net/_notes"), *tables])
+    made.clear()
+    named = cli_json("pull", bucket_url, "team/tok", registry=laptop)
+    assert named["versions"] == [] and sorted(made) == [("get", "models/team/tok/_notes"), ("get", "models/team/tok/_refs")]
+
+    origin.tag("net@1.0.0", "stable")
+    origin.note("net@1.1.0", message="re-evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    pulled = cli_json("pull", bucket_url, registry=laptop)
+    assert pulled["tags"] == ["net@stable -> 1.0.0"] and pulled["notes"] == ["net@1.1.0"]
+
+
 def test_named_remote_with_endpoint_in_config(origin: Registry, bucket_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """remote.NAME.url/endpoint/allow-http reach the server with no AWS_ENDPOINT_URL; secrets are refused."""
     for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):
@@ -283,3 +327,46 @@ def test_reused_old_objects_are_freshened_and_gc_never_guesses(
     result = run_cli("gc", bucket_url, "--grace", "0", registry=origin)
     assert_clean_failure(result, 7)
     assert "missing" in result.stderr and keys(bucket_url) == before
+
+
+def test_fsck_of_a_bucket_finds_what_refs_lack_and_changes_nothing(origin: Registry, bucket_url: str) -> None:
+    """`mreg fsck BUCKET`: clean after a push; a missing chunk, manifest or note object, a
+    file of the wrong size and a spoiled chunk index are each named, exit 1; no key changes."""
+    import obstore
+
+    origin.note("net@1.1.0", message="evaluated")
+    cli_json("push", bucket_url, registry=origin)
+    clean = cli_json("fsck", bucket_url, registry=origin)
+    assert (clean["models"], clean["versions"], clean["problems"]) == (2, 3, [])
+    store = raw_store(bucket_url)
+    weights = origin.manifest(origin.resolve("net@1.1.0")).files[0].digest
+    index = f"objects/{weights[7:9]}/{weights[9:]}.chunks"
+    original_index = bytes(obstore.get(store, index).bytes())
+    data = origin.file_entry("team/tok@0.1.0", "data.bin").digest
+    from mreg.notes import read_table as read_notes
+
+    manifest = origin.resolve("net@1.0.0")
+    note = read_notes(origin, "net")[origin.resolve("net@1.1.0")]
+    spoiled = {
+        f"objects/{data[7:9]}/{data[9:]}": b"short",
+        index: b"not an index",
+    }
+    for key, value in spoiled.items():
+        obstore.put(store, key, value)
+    for digest in (manifest, note):
+        obstore.delete(store, f"objects/{digest[7:9]}/{digest[9:]}")
+    before = keys(bucket_url)
+    result = run_cli("fsck", bucket_url, registry=origin)
+    assert result.exit_code == 1, result.stderr
+    assert f"net@1.0.0: manifest {manifest} is missing" in result.stdout
+    assert f"team/tok@0.1.0: data.bin: object {data} has 5 bytes, not 20000" in result.stdout
+    assert "chunk index cannot be read" in result.stdout and f"note object {note} is missing" in result.stdout
+    assert keys(bucket_url) == before
+    assert run_cli("fsck", bucket_url, "--repair", registry=origin).exit_code == 2
+
+    from mreg.segments import decode_chunk_index
+
+    obstore.put(store, index, original_index)
+    chunk = decode_chunk_index(original_index, weights)[-1][0]
+    obstore.delete(store, f"objects/{chunk[7:9]}/{chunk[9:]}")
+    assert f"chunk {chunk} of {weights} is missing" in run_cli("fsck", bucket_url, registry=origin).stdout

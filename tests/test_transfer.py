@@ -123,6 +123,23 @@ def test_only_missing_objects_and_chosen_models_are_copied(origin: Registry, tmp
     assert_same_models(origin, b)
 
 
+def test_a_second_pull_reads_only_tables(origin: Registry, tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pulling the same state again asks the server for the model list and each model's
+    refs and notes tables only, and reads no manifest here."""
+    b = Registry.init(tmp_path / "b")
+    server = serve(origin.root)
+    pull(b, server.url)
+    server.requests.clear()
+    read: list[str] = []
+    manifest = Registry.manifest
+    monkeypatch.setattr(Registry, "manifest", lambda self, digest, **kw: (read.append(digest), manifest(self, digest, **kw))[1])
+    again = pull(b, server.url)
+    assert (again.objects, again.versions, again.tags) == (0, [], [])
+    names = origin.refs.names()
+    assert sorted(server.requests) == sorted(["/info/models", *(f"/models/{n}/{f}" for n in names for f in ("_refs", "_notes"))])
+    assert read == []
+
+
 @pytest.mark.parametrize("kind", ["dir", "http"])
 def test_chunked_weights_travel_by_pull_fetching_only_missing_chunks(tmp_path: Path, serve: Serve, kind: str) -> None:
     """Chunk indexes and chunks arrive; chunks the destination has are not fetched again."""

@@ -27,9 +27,9 @@ from ..objects import Manifest
 from ..refs import LogEntry, RefTable, changes
 from ..remote import Source, object_path
 from ..segments import decode_chunk_index
-from .client import CONCURRENCY, FRESHEN_AFTER, PART_SIZE, Bucket, age
+from .client import CONCURRENCY, FRESHEN_AFTER, PART_SIZE, READERS, Bucket, age
 from .notes import BucketNotes
-from .refs import add_to_info, change_table, read_log, read_table, write_log
+from .refs import add_to_info, change_table, listed_models, read_log, read_table, write_log
 
 
 
@@ -37,15 +37,25 @@ class BucketDestination:
     """A registry in a bucket that a push writes to (see :class:`mreg.transfer.Destination`)."""
 
     def __init__(self, location: str, config: Config | None, timeout: float) -> None:
-        self.bucket = Bucket.open(location, config, timeout)
+        self.bucket = Bucket.open(location, config, timeout, check=False)  # checked by tables()
         self.location = self.bucket.location
         self._lock = threading.Lock()
         self._tables: dict[str, RefTable] = {}  # as read before the copy
+        self._listed: set[str] | None = None  # the models info/models listed then
 
-    def table(self, name: str) -> RefTable:
-        """A model's table in the bucket (remembered: the copy skips what it holds)."""
-        self._tables[name] = read_table(self.bucket, name)[0]
-        return self._tables[name]
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        """Models' tables in the bucket (remembered: the copy skips what they hold),
+        read at once, with ``info/models``: a missing bucket or refused credentials
+        fail here even when there is no model to read."""
+
+        def read(name: str | None) -> None:
+            if name is None:
+                self._listed = listed_models(self.bucket)
+            else:
+                self._tables[name] = read_table(self.bucket, name)[0]
+
+        in_parallel(read, [None, *names], READERS)
+        return {name: self._tables[name] for name in names}
 
     def copy_objects(
         self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None
@@ -90,7 +100,7 @@ class BucketDestination:
 
     def _known(self, name: str) -> RefTable:
         """The table read before the copy: the objects of its versions are in the bucket."""
-        return self._tables[name] if name in self._tables else self.table(name)
+        return self._tables[name] if name in self._tables else self.tables([name])[name]
 
     def update_refs(
         self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
@@ -116,7 +126,7 @@ class BucketDestination:
 
     def finish(self, names: list[str]) -> None:
         """List the models in ``info/models``, for readers over plain HTTP."""
-        add_to_info(self.bucket, names)
+        add_to_info(self.bucket, names, self._listed)
 
     # ------------------------------------------------------------- objects
 
@@ -131,7 +141,7 @@ class BucketDestination:
                 with self._lock:
                     found[name] = info is not None
 
-        in_parallel(check, digests, 2 * CONCURRENCY)  # HEADs move no bytes
+        in_parallel(check, digests, READERS)
         return found
 
     def _put_small(self, path: str, data: bytes, freshen: bool) -> None:

@@ -19,12 +19,15 @@ from ..note_sync import MAX_TABLE_SIZE, NoteChange
 from ..notes import MAX_NOTE_SIZE, NOTES_FILE, Note, encode_table, parse_table
 from ..objects import sha256_digest
 from ..remote import object_path
-from .client import FRESHEN_AFTER, Bucket, age
+from .client import FRESHEN_AFTER, READERS, Bucket, age
 from .refs import MAX_ATTEMPTS, write_log
 
 
 class BucketNotes:
     """The notes of a registry in a bucket (a :class:`mreg.note_sync.NoteHome`)."""
+
+    readers = READERS
+    """Notes tables :class:`mreg.note_sync.NoteSync` reads at once."""
 
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket

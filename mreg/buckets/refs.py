@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from ..errors import ConflictError, CorruptRefsError, RemoteError
 from ..names import validate_name
 from ..refs import TABLE_FILE, LogEntry, RefTable, parse_log
-from .client import Bucket
+from .client import Bucket, ObjectInfo
 
 LOG_DIR = "_logs"
 INFO_MODELS = "info/models"
@@ -72,15 +72,20 @@ def change_table(bucket: Bucket, name: str, change: Callable[[RefTable], RefTabl
 
 def model_names(bucket: Bucket) -> list[str]:
     """Every model with a table in the bucket, found by listing ``models/``."""
+    return names_listed(bucket.location, bucket.list("models/"))
+
+
+def names_listed(location: str, listing: Iterable[ObjectInfo]) -> list[str]:
+    """The models whose tables a listing of ``models/`` shows, names checked."""
     names = []
-    for info in bucket.list("models/"):
+    for info in listing:
         path = str(info["path"])
         if path.endswith("/" + TABLE_FILE):
             name = path[len("models/") : -len(TABLE_FILE) - 1]
             try:
                 names.append(validate_name(name))
             except ValueError:
-                raise RemoteError(f"{bucket.location}: a ref table has an invalid model name ({path[:80]!r})") from None
+                raise RemoteError(f"{location}: a ref table has an invalid model name ({path[:80]!r})") from None
     return sorted(names)
 
 
@@ -116,16 +121,31 @@ def write_log(bucket: Bucket, name: str, entries: Iterable[LogEntry]) -> None:
     bucket.create(key, lines.encode("utf-8"))
 
 
-def add_to_info(bucket: Bucket, names: Iterable[str]) -> None:
-    """Add models to ``info/models`` (for static HTTP readers), by compare-and-swap."""
+def listed_models(bucket: Bucket) -> set[str]:
+    """The models ``info/models`` lists (empty when it is missing)."""
+    return _info(bucket)[0]
+
+
+def add_to_info(bucket: Bucket, names: Iterable[str], listed: set[str] | None = None) -> None:
+    """Add models to ``info/models`` (for static HTTP readers), by compare-and-swap.
+
+    ``listed``: what it listed when last read; nothing is read or written when that
+    has every name already (mreg only ever adds to it).
+    """
     wanted = set(names)
+    if listed is not None and wanted <= listed:
+        return
     for _ in range(MAX_ATTEMPTS):
-        got = bucket.get(INFO_MODELS, MAX_TABLE_BYTES)
-        data, etag = got if got is not None else (b"", None)
-        listed = {line for line in data.decode("utf-8", errors="replace").splitlines() if line}
+        listed, etag = _info(bucket)
         if wanted <= listed:
             return
         text = "".join(f"{n}\n" for n in sorted(listed | wanted))
         if bucket.swap(INFO_MODELS, text.encode("utf-8"), etag):
             return
         time.sleep(random.uniform(0, 0.05))
+
+
+def _info(bucket: Bucket) -> tuple[set[str], str | None]:
+    got = bucket.get(INFO_MODELS, MAX_TABLE_BYTES)
+    data, etag = got if got is not None else (b"", None)
+    return {line for line in data.decode("utf-8", errors="replace").splitlines() if line}, etag

@@ -43,7 +43,7 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
     """
     bucket = Bucket.open(location, config, timeout)
     now = datetime.now(timezone.utc)
-    listed = {digest: info for info in bucket.list("objects/") if (digest := _digest_of(str(info["path"]))) is not None}
+    listed = {digest: info for info in bucket.list("objects/") if (digest := digest_of(str(info["path"]))) is not None}
     reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX})
     report = GcReport(dry_run)
     for (digest, suffix), info in sorted(listed.items()):
@@ -86,7 +86,7 @@ def _read(bucket: Bucket, digest: Digest, *, suffix: str = "", verify: bool = Fa
     return got[0]
 
 
-def _digest_of(path: str) -> tuple[Digest, str] | None:
+def digest_of(path: str) -> tuple[Digest, str] | None:
     """``objects/ab/cdef…[.chunks]`` -> (digest, suffix); None for any other key (never deleted)."""
     parts = path.split("/")
     if len(parts) != 3 or len(parts[1]) != 2:

@@ -92,12 +92,25 @@ def hash_object(session: Session, file: Path, write: bool) -> None:
 
 
 @click.command()
+@click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--repair", is_flag=True, help="Rewrite derived state (info/models) that differs from the refs.")
 @pass_session
-def fsck(session: Session, as_json: bool, repair: bool) -> None:
-    """Verify every object, manifest and ref; exit non-zero naming each problem."""
-    report = session.registry.fsck(repair=repair)
+def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> None:
+    """Verify every object, manifest and ref; exit non-zero naming each problem.
+
+    With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) fsck checks that
+    registry instead, changing nothing: every ref's manifest and every file and chunk
+    it needs are there, with their sizes.
+    """
+    if bucket is not None:
+        if repair:
+            raise click.UsageError("--repair applies to a registry on disk; fsck of a BUCKET changes nothing")
+        from .remote import check_bucket
+
+        report = check_bucket(session, bucket)
+    else:
+        report = session.registry.fsck(repair=repair)
     if as_json:
         echo_json(report.to_dict())
     else:

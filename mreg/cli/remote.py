@@ -11,7 +11,8 @@ from .app import Session, fail, init_path, pass_session
 from .output import ProgressBar, echo_json, human_size
 
 if TYPE_CHECKING:
-    from ..maintenance import GcReport
+    from ..config import Config
+    from ..maintenance import FsckReport, GcReport
     from ..transfer import TransferReport
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
@@ -128,8 +129,24 @@ def collect_bucket(session: Session, location: str, grace_hours: float | None, d
     """``mreg gc BUCKET``: sweep a registry in a bucket (a URL, or a remote's name here)."""
     from datetime import timedelta
 
-    from ..buckets import is_bucket_url
     from ..buckets.sweep import DEFAULT_GRACE, collect
+
+    grace = timedelta(hours=grace_hours) if grace_hours is not None else DEFAULT_GRACE
+    url, config, timeout = _bucket(session, location, "gc")
+    return collect(url, config, timeout, grace=grace, dry_run=dry_run)
+
+
+def check_bucket(session: Session, location: str) -> FsckReport:
+    """``mreg fsck BUCKET``: check a registry in a bucket (a URL, or a remote's name here)."""
+    from ..buckets.check import check
+
+    return check(*_bucket(session, location, "fsck"))
+
+
+def _bucket(session: Session, location: str, command: str) -> tuple[str, Config | None, float]:
+    """The URL a bucket argument names, with the config and timeout to reach it (a bucket
+    needs no registry here)."""
+    from ..buckets import is_bucket_url
     from ..errors import InvalidInputError, RegistryNotFoundError
     from ..remote import DEFAULT_HTTP_TIMEOUT
     from ..transfer import remote_url
@@ -137,14 +154,13 @@ def collect_bucket(session: Session, location: str, grace_hours: float | None, d
     try:
         registry = session.registry
     except RegistryNotFoundError:
-        registry = None  # a bucket needs no local registry to be swept
+        registry = None
     url = remote_url(registry, location) if registry is not None else location
     if not is_bucket_url(url):
-        raise InvalidInputError(f"'{url}' is not a bucket URL (s3://, gs://, az://): run gc in that registry instead")
-    config = registry.config if registry is not None else None
-    timeout = registry.fallbacks.timeout if registry is not None else DEFAULT_HTTP_TIMEOUT
-    grace = timedelta(hours=grace_hours) if grace_hours is not None else DEFAULT_GRACE
-    return collect(url, config, timeout, grace=grace, dry_run=dry_run)
+        raise InvalidInputError(f"'{url}' is not a bucket URL (s3://, gs://, az://): run {command} in that registry instead")
+    if registry is None:
+        return url, None, DEFAULT_HTTP_TIMEOUT
+    return url, registry.config, registry.fallbacks.timeout
 
 
 def _print_report(report: TransferReport, as_json: bool) -> None:

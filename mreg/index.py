@@ -1,45 +1,120 @@
 """The metadata index: a cache of manifests in SQLite, for queries over many versions.
 
-``.mreg/index.sqlite`` maps a manifest's digest to its bytes, its model's name and
-its files' digests and sizes. Manifests are immutable, so an entry never goes stale;
-entries are added whenever a manifest is read in a batch and missing, and an index
-that is missing or corrupt is simply rebuilt (deleted, then refilled as queries
-read manifests). It is never the source of truth: refs say which versions exist,
-objects hold their bytes, and every body read from the index is checked against its
-digest, so a damaged entry is a cache miss, never a wrong answer. ``fsck`` checks
-the derived columns (name, files) against the bodies.
+``.mreg/index.sqlite`` maps a manifest's digest to a *row*: every field of the
+manifest and its own size, as one positional msgpack array that is cheap to decode
+(queries filter and sort on rows, and rebuild a :class:`Manifest` only for what
+they return). Manifests are immutable, so a row never goes stale; rows are added
+whenever a manifest is read in a batch and missing, and an index that is missing,
+corrupt or of another schema is simply rebuilt.
+
+It is never the source of truth: refs say which versions exist, objects hold their
+bytes. A row is written only from a manifest that was read from its object and
+fully validated, and it carries a *seal*: BLAKE2b of the row keyed by its digest.
+Every read checks the seal (about 1 µs), so a damaged row, or one moved to another
+digest, is a cache miss that is read from the object again and rewritten, never a
+wrong answer. ``fsck`` re-derives every row from its manifest object and reports
+any that differ.
 
 Concurrency: SQLite in WAL mode, with a busy timeout; a write that still fails is
 skipped (the next query refills it). ``synchronous=NORMAL`` skips the fsync per
-commit: after a power loss the index may lose its newest entries, never its
+commit: after a power loss the index may lose its newest rows, never its
 consistency. ``sqlite3`` is imported only here, by commands that read many
 versions, so ``mreg show`` does not pay for it.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import msgpack
 
+from .errors import MregError
 from .names import Digest
 from .objects import Dataset, FileEntry, Framework, Lineage, Manifest
 
 INDEX_FILE = "index.sqlite"
-SCHEMA = 2
+SCHEMA = 3
 _BATCH = 900  # under SQLite's oldest limit of 999 parameters per statement
 _TIMEOUT = 5.0  # seconds to wait for another writer; then skip the write
 
 _TABLES = """
-CREATE TABLE IF NOT EXISTS manifests (
-    digest TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, files TEXT NOT NULL, body BLOB NOT NULL
+CREATE TABLE manifests (
+    digest TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT, row BLOB NOT NULL, seal BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX manifests_by_name ON manifests (name);
+CREATE TABLE metrics (
+    digest TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (digest, key)
 ) WITHOUT ROWID;
 """
+_DROP = "DROP TABLE IF EXISTS manifests; DROP TABLE IF EXISTS metrics;"
+_SQL_OPERATORS = frozenset((">=", "<=", ">", "<", "==", "!="))
 
-FileSizes = tuple[tuple[Digest, int], ...]
+Condition = tuple[str, str, float]
+
+
+class ManifestRow(NamedTuple):
+    """A manifest as the index stores it: plain fields, cheap to decode and to filter on.
+
+    Sequences are lists (``framework`` is ``[name, version]``, each file
+    ``[path, digest, size]``, each dataset ``[name, digest, uri]``); :meth:`manifest`
+    rebuilds the :class:`Manifest`.
+    """
+
+    size: int  # of the manifest object itself
+    name: str
+    version: str
+    family: str | None
+    framework: Any
+    architecture: str | None
+    input_shape: Any
+    metrics: dict[str, float]
+    properties: dict[str, Any]
+    files: Any
+    datasets: Any
+    parents: Any
+    created: str
+    author: str
+    message: str
+
+    @classmethod
+    def of(cls, manifest: Manifest, size: int) -> ManifestRow:
+        """The row of a validated manifest whose object is ``size`` bytes."""
+        lineage = manifest.lineage
+        return cls(
+            size, manifest.name, manifest.version, manifest.family, manifest.framework, manifest.architecture,
+            manifest.input_shape, dict(manifest.metrics), dict(manifest.properties), manifest.files,
+            lineage.datasets, lineage.parents, lineage.created, lineage.author, lineage.message,
+        )  # fmt: skip
+
+    @property
+    def total_size(self) -> int:
+        """The bytes of the version's files."""
+        return sum(file[2] for file in self.files)
+
+    def manifest(self) -> Manifest:
+        """The manifest this row was made from.
+
+        The row was made from a validated manifest and its seal checked, so only
+        the shape is rebuilt: the frozen dataclasses are filled without running
+        their validating ``__init__`` (queries rebuild thousands).
+        tests/test_index.py checks this equals :meth:`Manifest.decode`.
+        """
+        framework, shape = self.framework, self.input_shape
+        lineage = _filled(Lineage, {
+            "datasets": tuple(Dataset(*d) for d in self.datasets), "parents": tuple(self.parents),
+            "created": self.created, "author": self.author, "message": self.message,
+        })  # fmt: skip
+        return _filled(Manifest, {
+            "name": self.name, "version": self.version, "files": tuple(FileEntry(*f) for f in self.files),
+            "family": self.family, "framework": Framework(*framework) if framework is not None else None,
+            "architecture": self.architecture, "input_shape": tuple(shape) if shape is not None else None,
+            "metrics": self.metrics, "properties": self.properties, "lineage": lineage,
+        })  # fmt: skip
 
 
 class MetadataIndex:
@@ -51,47 +126,68 @@ class MetadataIndex:
 
     # ------------------------------------------------------------------ reading
 
-    def manifests(self, digests: Iterable[Digest]) -> dict[Digest, Manifest]:
-        """The cached manifests among ``digests`` (the others are simply absent)."""
+    def rows(self, digests: Iterable[Digest]) -> dict[Digest, ManifestRow]:
+        """The cached rows among ``digests`` whose seal holds (the others are simply absent)."""
         found = {}
-        for digest, body in self._select("SELECT digest, body FROM manifests WHERE digest IN ({})", digests):
-            if hashlib.sha256(body).hexdigest() == digest[7:]:
-                manifest = _trusted_manifest(body)
-                if manifest is not None:
-                    found[Digest(digest)] = manifest
+        with without_gc():
+            for digest, row, seal in self._select("SELECT digest, row, seal FROM manifests WHERE digest IN ({})", digests):
+                if seal == _seal(digest, row):
+                    try:
+                        found[Digest(digest)] = ManifestRow._make(msgpack.unpackb(row))
+                    except (ValueError, TypeError, msgpack.UnpackException):
+                        continue  # cannot happen to a sealed row; a miss all the same
         return found
 
-    def files(self, digests: Iterable[Digest]) -> dict[Digest, tuple[int, FileSizes]]:
-        """For each cached manifest among ``digests``: its own size, and its files' digests and sizes."""
-        found = {}
-        for digest, size, files in self._select("SELECT digest, size, files FROM manifests WHERE digest IN ({})", digests):
-            try:
-                found[Digest(digest)] = (int(size), _parse_files(files))
-            except (ValueError, TypeError, AttributeError):
-                continue  # a damaged entry is a miss; fsck reports it
-        return found
+    def named(self, name: str) -> set[Digest]:
+        """The digests of the rows filed under model ``name``."""
+        return self._digests("SELECT group_concat(digest, ' ') FROM manifests WHERE name = ?", (name,))
+
+    def matching(self, name: str, family: str | None, conditions: Iterable[Condition]) -> set[Digest]:
+        """The digests of ``name``'s rows whose family and registered metrics pass every condition.
+
+        These come from the plain columns, which are not sealed: a caller checks the
+        rows of what it returns, and ``fsck`` checks that the columns agree with the rows.
+        """
+        sql, parameters = ["SELECT group_concat(digest, ' ') FROM manifests AS m WHERE name = ?"], [name]
+        if family is not None:
+            sql.append("AND family = ?")
+            parameters.append(family)
+        for key, op, threshold in conditions:
+            assert op in _SQL_OPERATORS
+            sql.append(f"AND EXISTS (SELECT 1 FROM metrics WHERE digest = m.digest AND key = ? AND value {'=' if op == '==' else op} ?)")
+            parameters += [key, threshold]
+        return self._digests(" ".join(sql), parameters)
+
+    def metric_values(self, name: str, key: str) -> dict[Digest, float]:
+        """The registered value of metric ``key`` of each of ``name``'s rows that has it (plain columns)."""
+        sql = "SELECT m.digest, x.value FROM manifests AS m JOIN metrics AS x ON x.digest = m.digest WHERE m.name = ? AND x.key = ?"
+        return {Digest(d): value for d, value in self._query(sql, (name, key))}
 
     # ------------------------------------------------------------------ writing
 
-    def record(self, entries: Iterable[tuple[Digest, Manifest, bytes]]) -> None:
-        """Cache manifests that were read and validated: ``(digest, manifest, bytes)``."""
-        rows = list(entries)
+    def record(self, rows: Iterable[tuple[Digest, ManifestRow]]) -> None:
+        """Cache the rows of manifests that were read and validated (replacing damaged ones)."""
+        rows = list(rows)
         if not rows:
             return
         try:
             connection = self._connect()
             with connection:
-                connection.executemany(
-                    "INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?)",
-                    [(d, m.name, len(body), _format_files(m), body) for d, m, body in rows],
-                )
+                connection.executemany("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?, ?)", [_columns(d, r) for d, r in rows])
+                connection.executemany("DELETE FROM metrics WHERE digest = ?", [(d,) for d, _ in rows])
+                connection.executemany("INSERT INTO metrics VALUES (?, ?, ?)", [(d, *item) for d, r in rows for item in r.metrics.items()])
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
 
     # ----------------------------------------------------------------- checking
 
-    def problems(self) -> list[str]:
-        """Entries whose derived columns disagree with their manifest (fsck)."""
+    def problems(self, read_object: Callable[[Digest], bytes | None]) -> list[str]:
+        """Rows whose seal fails or that disagree with their manifest (fsck).
+
+        ``read_object(digest)`` gives a manifest object's verified bytes, or None
+        when it is no longer stored (its row is then never asked for, unless the
+        same manifest comes back).
+        """
         if not self.path.exists():
             return []
         found = []
@@ -100,9 +196,14 @@ class MetadataIndex:
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 return [f"metadata index {self.path} is corrupt ({check}); delete it to rebuild it"]
-            for digest, name, size, files, body in connection.execute("SELECT * FROM manifests"):
-                if _entry_problem(digest, (name, size, files), body):
+            metrics: dict[str, dict[str, float]] = {}
+            for digest, key, value in connection.execute("SELECT digest, key, value FROM metrics").fetchall():
+                metrics.setdefault(digest, {})[key] = value
+            for digest, name, family, row, seal in connection.execute("SELECT * FROM manifests").fetchall():
+                columns = (name, family, metrics.pop(digest, {}))
+                if _row_problem(digest, row, seal, read_object) or not _columns_agree(columns, row):
                     found.append(f"metadata index entry {digest} disagrees with its manifest; delete {self.path} to rebuild it")
+            found += [f"metadata index has metrics of {digest} but no entry; delete {self.path} to rebuild it" for digest in metrics]
         except sqlite3.DatabaseError as exc:
             return [f"metadata index {self.path} is unreadable ({exc}); delete it to rebuild it"]
         return found
@@ -128,6 +229,19 @@ class MetadataIndex:
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
 
+    def _digests(self, query: str, parameters: Iterable[Any]) -> set[Digest]:
+        """The digests a ``group_concat(digest, ' ')`` query gives (one string: 10,000
+        rows of one column cost more as tuples)."""
+        found = self._query(query, parameters)
+        return set(found[0][0].split(" ")) if found and found[0][0] else set()  # type: ignore[arg-type]
+
+    def _query(self, query: str, parameters: Iterable[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._connect().execute(query, tuple(parameters)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
+            return []
+
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None, check_same_thread=False)
@@ -135,7 +249,7 @@ class MetadataIndex:
                 if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.executescript(  # a cache: an index of another schema is rebuilt
-                        f"BEGIN IMMEDIATE; DROP TABLE IF EXISTS manifests; {_TABLES} PRAGMA user_version={SCHEMA}; COMMIT;"
+                        f"BEGIN IMMEDIATE; {_DROP} {_TABLES} PRAGMA user_version={SCHEMA}; COMMIT;"
                     )
                 connection.execute("PRAGMA synchronous=NORMAL")
             except BaseException:
@@ -157,54 +271,63 @@ class MetadataIndex:
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
 
-def _entry_problem(digest: str, columns: tuple[str, int, str], body: bytes) -> bool:
-    if hashlib.sha256(body).hexdigest() != digest[7:]:
-        return True
-    try:
-        manifest = Manifest.decode(body, digest)
-    except Exception:  # noqa: BLE001 - any failure means the entry is wrong
-        return True
-    return columns != (manifest.name, len(body), _format_files(manifest))
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cycle collector while thousands of rows or manifests are built.
 
-
-def _format_files(manifest: Manifest) -> str:
-    """The files column: ``digest size`` per file, one a line."""
-    return "\n".join(f"{f.digest} {f.size}" for f in manifest.files)
-
-
-def _parse_files(text: str) -> FileSizes:
-    pairs = (line.split(" ") for line in text.split("\n") if line)
-    return tuple((Digest(digest), int(size)) for digest, size in pairs)
-
-
-def _trusted_manifest(body: bytes) -> Manifest | None:
-    """Rebuild a manifest that was validated before it was cached (None if that fails).
-
-    The bytes hash to a digest that ``record`` stored after a full
-    :meth:`Manifest.decode`, so only the shape is rebuilt: the frozen dataclasses
-    are filled without running their validating ``__init__`` (half the cost, and
-    queries rebuild thousands). tests/test_index.py checks this equals ``decode``.
+    Each container allocated counts towards the next collection, and each full
+    collection walks every object alive: building 10,000 rows would trigger dozens,
+    for nothing (rows and manifests hold no cycles). Nested uses are harmless.
     """
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        raw = msgpack.unpackb(body, raw=False)
-        del raw["kind"], raw["schema"]
-        lineage = raw.pop("lineage")
-        lineage["datasets"] = tuple(Dataset(d["name"], d["digest"], d["uri"]) for d in lineage["datasets"])
-        lineage["parents"] = tuple(lineage["parents"])
-        raw["lineage"] = _filled(Lineage, lineage)
-        raw["files"] = tuple(FileEntry(f["path"], f["digest"], f["size"]) for f in raw["files"])
-        if raw["framework"] is not None:
-            raw["framework"] = Framework(raw["framework"]["name"], raw["framework"]["version"])
-        if raw["input_shape"] is not None:
-            raw["input_shape"] = tuple(raw["input_shape"])
-        return _filled(Manifest, raw)
-    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException):
-        return None
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _seal(digest: str, row: bytes) -> bytes:
+    """SHA-256 of a manifest's digest and its row (16 bytes): a row damaged or filed
+    under another digest fails it."""
+    return hashlib.sha256(digest.encode() + row).digest()[:16]
+
+
+def _columns(digest: Digest, row: ManifestRow) -> tuple[str, str, str | None, bytes, bytes]:
+    """A ``manifests`` row: the digest, the plain columns queries filter on, the sealed row."""
+    packed = _pack(row)
+    return digest, row.name, row.family, packed, _seal(digest, packed)
+
+
+def _pack(row: ManifestRow) -> bytes:
+    return msgpack.packb(list(row), use_bin_type=True)
+
+
+def _row_problem(digest: str, row: bytes, seal: bytes, read_object: Callable[[Digest], bytes | None]) -> bool:
+    """True when a row's seal fails or it is not the row of its (stored) manifest."""
+    if seal != _seal(digest, row):
+        return True
+    try:
+        data = read_object(Digest(digest))
+        if data is None:
+            return False
+        manifest = Manifest.decode(data, digest)
+    except MregError:
+        return False  # a damaged object: the object check reports it
+    return msgpack.unpackb(row) != msgpack.unpackb(_pack(ManifestRow.of(manifest, len(data))))
+
+
+def _columns_agree(columns: tuple[str, str | None, dict[str, float]], row: bytes) -> bool:
+    """True when the plain columns (name, family, metrics) say what the sealed row says."""
+    try:
+        decoded = ManifestRow._make(msgpack.unpackb(row))
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return False
+    return columns == (decoded.name, decoded.family, decoded.metrics)
 
 
 def _filled(cls: type, fields: dict[str, Any]) -> Any:
-    if fields.keys() != cls.__dataclass_fields__.keys():  # type: ignore[attr-defined]
-        raise KeyError("fields")
     instance = object.__new__(cls)
     instance.__dict__.update(fields)
     return instance

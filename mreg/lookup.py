@@ -118,10 +118,14 @@ def find_object(store: ObjectStore, text: str) -> Digest:
     return candidates[0]
 
 
-def list_versions(registry: Registry, name: str) -> list[VersionEntry]:
-    """Every version of a model here and in the fallbacks, highest precedence first."""
-    local = registry.refs.read(name)
-    entries = {v: VersionEntry(name, v, d, tuple(local.tags_of(v))) for v, d in local.versions.items()}
+def list_versions(registry: Registry, name: str, *, local: RefTable | None = None) -> list[VersionEntry]:
+    """Every version of a model here and in the fallbacks, highest precedence first
+    (``local``: the model's refs here, if the caller has read them)."""
+    local = registry.refs.read(name) if local is None else local
+    tags: dict[str, list[str]] = {}
+    for tag in sorted(local.tags):
+        tags.setdefault(local.tags[tag], []).append(tag)
+    entries = {v: VersionEntry(name, v, d, tuple(tags.get(v, ()))) for v, d in local.versions.items()}
     if registry.fallbacks:
         for source, table in registry.fallbacks.tables(name):
             for version, digest in table.versions.items():

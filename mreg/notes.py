@@ -310,16 +310,18 @@ def warn_if_deprecated(registry: Registry, ref: str) -> None:
         warnings.warn(message, DeprecatedVersionWarning, stacklevel=3)
 
 
-def annotator(registry: Registry, name: str) -> Callable[[ModelVersion], ModelVersion]:
-    """A function that gives a view of this model the note it has here (the model's
-    notes are read once; views from fallbacks have none)."""
+def note_finder(registry: Registry, name: str) -> Callable[[Digest], Note | None]:
+    """A function that gives the note a version of this model has here, by manifest
+    digest (the model's notes are read once; notes are loaded only for noted versions)."""
     table = read_table(registry, name)
+    if not table:
+        return lambda digest: None
 
-    def with_note(view: ModelVersion) -> ModelVersion:
-        digest = table.get(view.digest)
-        return view._replace(note=load(registry, digest)) if digest is not None else view
+    def find(digest: Digest) -> Note | None:
+        note = table.get(digest)
+        return load(registry, note) if note is not None else None
 
-    return with_note
+    return find
 
 
 def check(registry: Registry, name: str) -> tuple[set[Digest], list[str]]:

@@ -62,15 +62,15 @@ class UsageReport:
 def disk_usage(registry: Registry) -> UsageReport:
     """Measure logical and stored bytes, per model and for the whole store.
 
-    Manifests come in one batch from the metadata index, and each file's objects
+    Manifests come in one batch from the metadata index (rows, never decoded), and each file's objects
     are looked up once however many versions share it.
     """
     store = registry.objects
     tables = {name: registry.refs.read(name).versions for name in registry.refs.names()}
     tables = {name: versions for name, versions in tables.items() if versions}
-    manifests = registry.file_sizes(d for versions in tables.values() for d in versions.values())
-    sizes = {digest: size for digest, (size, _) in manifests.items()}
-    needs = {f: file_objects(registry, f) for f in {f for _, files in manifests.values() for f, _ in files}}
+    rows = registry.manifest_rows(d for versions in tables.values() for d in versions.values())
+    sizes = {digest: row.size for digest, row in rows.items()}
+    needs = {f: file_objects(registry, f) for f in {file[1] for row in rows.values() for file in row.files}}
     for objects in needs.values():
         sizes.update((d, store.stored_size(d)) for d in objects if d not in sizes)
     models, everything = [], set()
@@ -78,7 +78,7 @@ def disk_usage(registry: Registry) -> UsageReport:
         objects = set(versions.values())
         logical = 0
         for digest in versions.values():
-            for file, size in manifests[digest][1]:
+            for _, file, size in rows[digest].files:
                 logical += size
                 objects |= needs[file]
         noted = reachable_notes(registry, name)  # notes and their history, which gc keeps

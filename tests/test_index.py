@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from mreg import Registry
-from mreg.index import INDEX_FILE, _trusted_manifest
+import msgpack
+
+from mreg.index import INDEX_FILE, ManifestRow
 from mreg.objects import Dataset, FileEntry, Framework, Lineage, Manifest
 
 from conftest import modules_loaded_by, run_cli
@@ -29,8 +31,11 @@ def test_cached_manifests_equal_decoded_ones() -> None:
         properties={"notes": ["x", {"y": 1.5}], "flag": True, "none": None},
         lineage=Lineage((Dataset("imagenet", None, "s3://x"),), ("sha256:" + "c" * 64,), "2026-01-01T00:00:00Z", "me", "why"),
     )
-    assert _trusted_manifest(manifest.encode()) == manifest
-    assert _trusted_manifest(b"\x81\xa1k\x01") is None
+    data = manifest.encode()
+    row = ManifestRow.of(Manifest.decode(data), len(data))
+    stored = ManifestRow._make(msgpack.unpackb(msgpack.packb(list(row))))  # as the index gives it back
+    assert stored.manifest() == Manifest.decode(data)
+    assert stored.total_size == 7
 
 
 def test_queries_fill_the_index_and_agree_with_the_manifests(registry: Registry, make_file) -> None:
@@ -59,18 +64,86 @@ def test_a_corrupt_index_is_rebuilt(registry: Registry, make_file) -> None:
     assert Registry.open(registry.root).fsck().ok  # and the index was rebuilt
 
 
+def _rows(registry: Registry) -> dict[str, tuple[bytes, bytes]]:
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        rows = {d: (row, seal) for d, row, seal in connection.execute("SELECT digest, row, seal FROM manifests")}
+    connection.close()
+    return rows
+
+
+def _set_row(registry: Registry, digest: str, row: bytes, seal: bytes) -> None:
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET row = ?, seal = ? WHERE digest = ?", (row, seal, digest))
+    connection.close()
+
+
 def test_a_wrong_entry_is_never_served_and_fsck_reports_it(registry: Registry, make_file) -> None:
     _add_versions(registry, make_file, 2)
+    expected = [(v.version, v.digest) for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    digest, other = registry.resolve("demo@1.0.0"), registry.resolve("demo@1.0.1")
+    rows = _rows(registry)
+    _set_row(registry, digest, *rows[other])  # another version's sealed row, filed under this digest
+    fresh = Registry.open(registry.root)
+    assert any("metadata index entry" in p for p in fresh.fsck().problems)
+    assert fresh.manifests([digest])[digest].version == "1.0.0"
+    assert _rows(registry)[digest] == rows[digest]  # the miss was read again and rewritten
+    assert Registry.open(registry.root).fsck().ok
+
+
+def test_a_damaged_row_is_a_miss_for_every_query(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 4)
+    registry.tag("demo@1.0.1", "production")
+    queries = {
+        "ls --metric": lambda r: [(v.version, v.digest, v.tags) for v in r.query(name="demo", metrics=["acc>=0.5"])],
+        "ls --sort": lambda r: [v.version for v in r.query(name="demo", sort="acc", limit=2)],
+        "ls latest": lambda r: [v.version for v in r.query(latest_only=True, metrics=["acc>0.1"])],
+        "models": lambda r: r.models(),
+        "du": lambda r: r.disk_usage().to_dict(),
+    }
+    expected = {label: query(registry) for label, query in queries.items()}
+    rows = _rows(registry)
+    for digest, (row, seal) in rows.items():  # metrics changed without a new seal: acc 0.0 -> 0.99
+        values = msgpack.unpackb(row)
+        values[7] = {"acc": 0.99 - values[7]["acc"]}
+        values[0] = 1
+        _set_row(registry, digest, msgpack.packb(values), seal)
+    assert {label: query(Registry.open(registry.root)) for label, query in queries.items()} == expected
+    assert _rows(registry) == rows  # each was read from its manifest again and rewritten
+    problems = Registry.open(registry.root).fsck().problems
+    assert problems == []
+
+
+def test_fsck_reports_a_sealed_row_that_disagrees_with_its_manifest(registry: Registry, make_file) -> None:
+    from mreg.index import _seal
+
+    _add_versions(registry, make_file, 1)
     registry.query(name="demo")
     digest = registry.resolve("demo@1.0.0")
-    other = registry.manifest(registry.resolve("demo@1.0.1")).encode()
-    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
-        connection.execute("UPDATE manifests SET body = ?, files = '' WHERE digest = ?", (other, digest))
+    values = msgpack.unpackb(_rows(registry)[digest][0])
+    values[3] = "another-family"  # as a writer with a bug would leave it, sealed
+    row = msgpack.packb(values)
+    _set_row(registry, digest, row, _seal(digest, row))
+    problems = Registry.open(registry.root).fsck().problems
+    assert [p for p in problems if "metadata index entry" in p and digest in p]
+
+
+def test_an_index_of_an_older_schema_is_rebuilt(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 3)
+    expected = [v.version for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    registry.index.close()
+    (registry.root / INDEX_FILE).unlink()
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:  # schema 2: bodies, names and files
+        connection.executescript(
+            "CREATE TABLE manifests (digest TEXT PRIMARY KEY, name TEXT, size INTEGER, files TEXT, body BLOB) WITHOUT ROWID;"
+            "PRAGMA user_version=2;"
+        )
+        for digest in registry.refs.read("demo").versions.values():
+            connection.execute("INSERT INTO manifests VALUES (?, 'demo', 1, '', x'00')", (digest,))
     connection.close()
     fresh = Registry.open(registry.root)
-    assert fresh.manifests([digest])[digest].version == "1.0.0"
-    problems = fresh.fsck().problems
-    assert any("metadata index entry" in p for p in problems)
+    assert [v.version for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
+    assert len(_rows(registry)) == 3
+    assert fresh.fsck().ok
 
 
 def test_du_counts_from_the_index(registry: Registry, make_file) -> None:
@@ -110,6 +183,6 @@ def test_a_damaged_derived_column_is_a_miss_not_a_crash(registry: Registry, make
     _add_versions(registry, make_file, 2)
     expected = registry.disk_usage().to_dict()
     with sqlite3.connect(registry.root / INDEX_FILE) as connection:
-        connection.execute("UPDATE manifests SET files = 'garbage', size = 'x'")
+        connection.execute("UPDATE manifests SET row = x'c1', seal = 'x'")
     connection.close()
     assert Registry.open(registry.root).disk_usage().to_dict() == expected

@@ -44,7 +44,8 @@ _TIMEOUT = 5.0  # seconds to wait for another writer; then skip the write
 
 _TABLES = """
 CREATE TABLE manifests (
-    digest TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT, row BLOB NOT NULL, seal BLOB NOT NULL
+    digest TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT, size INTEGER NOT NULL, total INTEGER NOT NULL,
+    files TEXT NOT NULL, row BLOB NOT NULL, seal BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX manifests_by_name ON manifests (name);
 CREATE TABLE metrics (
@@ -158,6 +159,15 @@ class MetadataIndex:
             parameters += [key, threshold]
         return self._digests(" ".join(sql), parameters)
 
+    def file_lists(self) -> dict[Digest, tuple[int, int, list[Digest]]]:
+        """Every row's manifest size, its files' total size and their digests (plain columns, for ``du``)."""
+        try:
+            found = self._connect().execute("SELECT digest, size, total, files FROM manifests").fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
+            return {}
+        return {digest: (size, total, files.split()) for digest, size, total, files in found}
+
     def metric_values(self, name: str, key: str) -> dict[Digest, float]:
         """The registered value of metric ``key`` of each of ``name``'s rows that has it (plain columns)."""
         sql = "SELECT m.digest, x.value FROM manifests AS m JOIN metrics AS x ON x.digest = m.digest WHERE m.name = ? AND x.key = ?"
@@ -173,7 +183,7 @@ class MetadataIndex:
         try:
             connection = self._connect()
             with connection:
-                connection.executemany("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?, ?)", [_columns(d, r) for d, r in rows])
+                connection.executemany("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [_columns(d, r) for d, r in rows])
                 connection.executemany("DELETE FROM metrics WHERE digest = ?", [(d,) for d, _ in rows])
                 connection.executemany("INSERT INTO metrics VALUES (?, ?, ?)", [(d, *item) for d, r in rows for item in r.metrics.items()])
         except sqlite3.DatabaseError as exc:
@@ -199,8 +209,8 @@ class MetadataIndex:
             metrics: dict[str, dict[str, float]] = {}
             for digest, key, value in connection.execute("SELECT digest, key, value FROM metrics").fetchall():
                 metrics.setdefault(digest, {})[key] = value
-            for digest, name, family, row, seal in connection.execute("SELECT * FROM manifests").fetchall():
-                columns = (name, family, metrics.pop(digest, {}))
+            for digest, *plain, row, seal in connection.execute("SELECT * FROM manifests").fetchall():
+                columns = (tuple(plain), metrics.pop(digest, {}))
                 if _row_problem(digest, row, seal, read_object) or not _columns_agree(columns, row):
                     found.append(f"metadata index entry {digest} disagrees with its manifest; delete {self.path} to rebuild it")
             found += [f"metadata index has metrics of {digest} but no entry; delete {self.path} to rebuild it" for digest in metrics]
@@ -294,10 +304,16 @@ def _seal(digest: str, row: bytes) -> bytes:
     return hashlib.sha256(digest.encode() + row).digest()[:16]
 
 
-def _columns(digest: Digest, row: ManifestRow) -> tuple[str, str, str | None, bytes, bytes]:
-    """A ``manifests`` row: the digest, the plain columns queries filter on, the sealed row."""
+def _columns(digest: Digest, row: ManifestRow) -> tuple[Any, ...]:
+    """A ``manifests`` row: the digest, the plain columns queries filter on and ``du``
+    sums, the sealed row."""
     packed = _pack(row)
-    return digest, row.name, row.family, packed, _seal(digest, packed)
+    return (digest, *_plain(row), packed, _seal(digest, packed))
+
+
+def _plain(row: ManifestRow) -> tuple[str, str | None, int, int, str]:
+    """The plain columns: name, family, the manifest's size, its files' total size and digests."""
+    return row.name, row.family, row.size, row.total_size, " ".join(file[1] for file in row.files)
 
 
 def _pack(row: ManifestRow) -> bytes:
@@ -318,13 +334,13 @@ def _row_problem(digest: str, row: bytes, seal: bytes, read_object: Callable[[Di
     return msgpack.unpackb(row) != msgpack.unpackb(_pack(ManifestRow.of(manifest, len(data))))
 
 
-def _columns_agree(columns: tuple[str, str | None, dict[str, float]], row: bytes) -> bool:
-    """True when the plain columns (name, family, metrics) say what the sealed row says."""
+def _columns_agree(columns: tuple[tuple[Any, ...], dict[str, float]], row: bytes) -> bool:
+    """True when the plain columns and the metrics table say what the sealed row says."""
     try:
         decoded = ManifestRow._make(msgpack.unpackb(row))
     except (ValueError, TypeError, msgpack.UnpackException):
         return False
-    return columns == (decoded.name, decoded.family, decoded.metrics)
+    return columns == (_plain(decoded), decoded.metrics)
 
 
 def _filled(cls: type, fields: dict[str, Any]) -> Any:

@@ -20,6 +20,7 @@ follows its object.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -32,7 +33,7 @@ from .errors import (
     UnknownRefError,
     printable,
 )
-from .names import Digest, is_digest
+from .names import Digest, is_digest, validate_name
 from .objects import canonical_encode, validate_metrics
 from .refs import LOG_FILE, LogEntry, log_then_replace
 from .registration import current_author, now_utc
@@ -169,9 +170,11 @@ def table_path(registry: Registry, name: str) -> Path:
 
 def read_table(registry: Registry, name: str) -> dict[Digest, Digest]:
     """A model's notes here: manifest digest -> note digest (empty without notes)."""
-    path = table_path(registry, name)
+    # Plain strings, not pathlib: `ls` and `du` read a thousand models' notes.
+    path = os.path.join(registry.refs.models_dir, *validate_name(name).split("/"), NOTES_FILE)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except FileNotFoundError:
         return {}
     return parse_table(data, f"notes of '{name}'")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,16 +45,15 @@ _TIMEOUT = 5.0  # seconds to wait for another writer; then skip the write
 
 _TABLES = """
 CREATE TABLE manifests (
-    digest TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT, size INTEGER NOT NULL, total INTEGER NOT NULL,
-    files TEXT NOT NULL, row BLOB NOT NULL, seal BLOB NOT NULL
-) WITHOUT ROWID;
+    digest TEXT NOT NULL UNIQUE, name TEXT NOT NULL, family TEXT, metrics TEXT NOT NULL,
+    size INTEGER NOT NULL, total INTEGER NOT NULL, files TEXT NOT NULL, row BLOB NOT NULL, seal BLOB NOT NULL
+);
 CREATE INDEX manifests_by_name ON manifests (name);
-CREATE TABLE metrics (
-    digest TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (digest, key)
-) WITHOUT ROWID;
 """
 _DROP = "DROP TABLE IF EXISTS manifests; DROP TABLE IF EXISTS metrics;"
-_SQL_OPERATORS = frozenset((">=", "<=", ">", "<", "==", "!="))
+_SQL_OPERATORS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "!="}
+_ROW = "digest, row, seal"
+_ABSENT = object()
 
 Condition = tuple[str, str, float]
 
@@ -129,35 +129,28 @@ class MetadataIndex:
 
     def rows(self, digests: Iterable[Digest]) -> dict[Digest, ManifestRow]:
         """The cached rows among ``digests`` whose seal holds (the others are simply absent)."""
-        found = {}
-        with without_gc():
-            for digest, row, seal in self._select("SELECT digest, row, seal FROM manifests WHERE digest IN ({})", digests):
-                if seal == _seal(digest, row):
-                    try:
-                        found[Digest(digest)] = ManifestRow._make(msgpack.unpackb(row))
-                    except (ValueError, TypeError, msgpack.UnpackException):
-                        continue  # cannot happen to a sealed row; a miss all the same
-        return found
+        return self._sealed(self._select(f"SELECT {_ROW} FROM manifests WHERE digest IN ({{}})", digests))
 
     def named(self, name: str) -> set[Digest]:
         """The digests of the rows filed under model ``name``."""
         return self._digests("SELECT group_concat(digest, ' ') FROM manifests WHERE name = ?", (name,))
 
-    def matching(self, name: str, family: str | None, conditions: Iterable[Condition]) -> set[Digest]:
-        """The digests of ``name``'s rows whose family and registered metrics pass every condition.
+    def rows_where(self, name: str, family: str | None, conditions: list[Condition]) -> dict[Digest, ManifestRow | None]:
+        """``name``'s rows whose family and registered metrics pass every condition
+        (None for a row whose seal fails).
 
-        These come from the plain columns, which are not sealed: a caller checks the
-        rows of what it returns, and ``fsck`` checks that the columns agree with the rows.
+        SQL chooses them by the plain columns, which are not sealed: the caller matches
+        the (sealed) rows again, and ``fsck`` checks that the columns agree with the rows.
         """
-        sql, parameters = ["SELECT group_concat(digest, ' ') FROM manifests AS m WHERE name = ?"], [name]
-        if family is not None:
-            sql.append("AND family = ?")
-            parameters.append(family)
-        for key, op, threshold in conditions:
-            assert op in _SQL_OPERATORS
-            sql.append(f"AND EXISTS (SELECT 1 FROM metrics WHERE digest = m.digest AND key = ? AND value {'=' if op == '==' else op} ?)")
-            parameters += [key, threshold]
-        return self._digests(" ".join(sql), parameters)
+        where, parameters = _where(name, family, conditions)
+        return self._sealed(self._query(f"SELECT {_ROW} FROM manifests WHERE {where}", parameters), damaged=None)
+
+    def values_where(self, name: str, family: str | None, conditions: list[Condition], key: str) -> dict[Digest, float | None]:
+        """For ``name``'s rows that pass every condition (as :meth:`rows_where` chooses them):
+        the registered value of metric ``key`` (None: the row has no such metric)."""
+        where, parameters = _where(name, family, conditions)
+        sql = f"SELECT digest, json_extract(metrics, ?) FROM manifests WHERE {where}"
+        return {Digest(d): value for d, value in self._query(sql, [_path(key), *parameters])}
 
     def file_lists(self) -> dict[Digest, tuple[int, int, list[Digest]]]:
         """Every row's manifest size, its files' total size and their digests (plain columns, for ``du``)."""
@@ -167,11 +160,6 @@ class MetadataIndex:
             self._failed(exc)
             return {}
         return {digest: (size, total, files.split()) for digest, size, total, files in found}
-
-    def metric_values(self, name: str, key: str) -> dict[Digest, float]:
-        """The registered value of metric ``key`` of each of ``name``'s rows that has it (plain columns)."""
-        sql = "SELECT m.digest, x.value FROM manifests AS m JOIN metrics AS x ON x.digest = m.digest WHERE m.name = ? AND x.key = ?"
-        return {Digest(d): value for d, value in self._query(sql, (name, key))}
 
     # ------------------------------------------------------------------ writing
 
@@ -183,9 +171,7 @@ class MetadataIndex:
         try:
             connection = self._connect()
             with connection:
-                connection.executemany("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [_columns(d, r) for d, r in rows])
-                connection.executemany("DELETE FROM metrics WHERE digest = ?", [(d,) for d, _ in rows])
-                connection.executemany("INSERT INTO metrics VALUES (?, ?, ?)", [(d, *item) for d, r in rows for item in r.metrics.items()])
+                connection.executemany("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [_columns(d, r) for d, r in rows])
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
 
@@ -206,14 +192,9 @@ class MetadataIndex:
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 return [f"metadata index {self.path} is corrupt ({check}); delete it to rebuild it"]
-            metrics: dict[str, dict[str, float]] = {}
-            for digest, key, value in connection.execute("SELECT digest, key, value FROM metrics").fetchall():
-                metrics.setdefault(digest, {})[key] = value
             for digest, *plain, row, seal in connection.execute("SELECT * FROM manifests").fetchall():
-                columns = (tuple(plain), metrics.pop(digest, {}))
-                if _row_problem(digest, row, seal, read_object) or not _columns_agree(columns, row):
+                if _row_problem(digest, row, seal, read_object) or not _columns_agree(tuple(plain), row):
                     found.append(f"metadata index entry {digest} disagrees with its manifest; delete {self.path} to rebuild it")
-            found += [f"metadata index has metrics of {digest} but no entry; delete {self.path} to rebuild it" for digest in metrics]
         except sqlite3.DatabaseError as exc:
             return [f"metadata index {self.path} is unreadable ({exc}); delete it to rebuild it"]
         return found
@@ -238,6 +219,22 @@ class MetadataIndex:
                 yield from connection.execute(query.format(",".join("?" * len(batch))), batch).fetchall()
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
+
+    def _sealed(self, found: Iterable[tuple[str, bytes, bytes]], damaged: Any = _ABSENT) -> dict[Digest, Any]:
+        """The rows among ``(digest, row, seal)`` whose seal holds, decoded; the others are
+        left out, or given the value ``damaged``."""
+        rows = {}
+        with without_gc():
+            for digest, row, seal in found:
+                try:
+                    if seal == _seal(digest, row):
+                        rows[Digest(digest)] = ManifestRow._make(msgpack.unpackb(row))
+                        continue
+                except (ValueError, TypeError, msgpack.UnpackException):
+                    pass  # cannot happen to a sealed row; damaged all the same
+                if damaged is not _ABSENT:
+                    rows[Digest(digest)] = damaged
+        return rows
 
     def _digests(self, query: str, parameters: Iterable[Any]) -> set[Digest]:
         """The digests a ``group_concat(digest, ' ')`` query gives (one string: 10,000
@@ -311,9 +308,28 @@ def _columns(digest: Digest, row: ManifestRow) -> tuple[Any, ...]:
     return (digest, *_plain(row), packed, _seal(digest, packed))
 
 
-def _plain(row: ManifestRow) -> tuple[str, str | None, int, int, str]:
-    """The plain columns: name, family, the manifest's size, its files' total size and digests."""
-    return row.name, row.family, row.size, row.total_size, " ".join(file[1] for file in row.files)
+def _plain(row: ManifestRow) -> tuple[str, str | None, str, int, int, str]:
+    """The plain columns: name, family, metrics (JSON), the manifest's size, its files'
+    total size and their digests."""
+    metrics = json.dumps(row.metrics, allow_nan=False)
+    return row.name, row.family, metrics, row.size, row.total_size, " ".join(file[1] for file in row.files)
+
+
+def _path(key: str) -> str:
+    """The JSON path of a metric (keys are letters, digits and ``_.@/-``: nothing to escape)."""
+    return f'$."{key}"'
+
+
+def _where(name: str, family: str | None, conditions: list[Condition]) -> tuple[str, list[Any]]:
+    """The WHERE clause choosing ``name``'s rows by family and registered metrics."""
+    sql, parameters = ["name = ?"], [name]
+    if family is not None:
+        sql.append("family = ?")
+        parameters.append(family)
+    for key, op, threshold in conditions:
+        sql.append(f"json_extract(metrics, ?) {_SQL_OPERATORS[op]} ?")
+        parameters += [_path(key), threshold]
+    return " AND ".join(sql), parameters
 
 
 def _pack(row: ManifestRow) -> bytes:
@@ -334,13 +350,14 @@ def _row_problem(digest: str, row: bytes, seal: bytes, read_object: Callable[[Di
     return msgpack.unpackb(row) != msgpack.unpackb(_pack(ManifestRow.of(manifest, len(data))))
 
 
-def _columns_agree(columns: tuple[tuple[Any, ...], dict[str, float]], row: bytes) -> bool:
-    """True when the plain columns and the metrics table say what the sealed row says."""
+def _columns_agree(columns: tuple[Any, ...], row: bytes) -> bool:
+    """True when the plain columns say what the sealed row says (metrics compared as values)."""
     try:
         decoded = ManifestRow._make(msgpack.unpackb(row))
+        name, family, metrics, *rest = columns
+        return (name, family, json.loads(metrics), *rest) == (decoded.name, decoded.family, decoded.metrics, *_plain(decoded)[3:])
     except (ValueError, TypeError, msgpack.UnpackException):
         return False
-    return columns == (_plain(decoded), decoded.metrics)
 
 
 def _filled(cls: type, fields: dict[str, Any]) -> Any:

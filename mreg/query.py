@@ -154,31 +154,36 @@ def _from_columns(
     entries, tags = lookup.list_versions(registry, name, local=table), _tagger(table)
     index, notes = registry.index, read_notes(registry, name)
     present = index.named(name)
-    rows = registry.manifest_rows(e.digest for e in entries if e.digest not in present or e.digest in notes)
-    passed = index.matching(name, family, conditions) if family is not None or conditions else present
+    loose = registry.manifest_rows(e.digest for e in entries if e.digest not in present or e.digest in notes)
+    chosen: dict[Digest, ManifestRow | None] = {}
+    values: dict[Digest, float | None] = {}
+    if sort is None:
+        chosen = index.rows_where(name, family, conditions)
+    else:
+        values = index.values_where(name, family, conditions, sort)
     kept: list[tuple[VersionEntry, Candidate | None]] = []
     for entry in entries:
-        row = rows.get(entry.digest)
+        digest = entry.digest
+        row = loose.get(digest)
         if row is not None:
-            note = load_note(registry, notes[entry.digest]) if entry.digest in notes else None
-            candidate = Candidate(entry.digest, row, tags(entry.digest, row) or entry.tags, entry.source, note)
+            note = load_note(registry, notes[digest]) if digest in notes else None
+            candidate = Candidate(digest, row, tags(digest, row) or entry.tags, entry.source, note)
             if match(candidate):
                 kept.append((entry, candidate))
-        elif entry.digest in passed:
+        elif digest in chosen or digest in values:
             kept.append((entry, None))
     if sort is not None:
-        values = index.metric_values(name, sort)
-        kept.sort(key=lambda item: _rank(item[1].all_metrics.get(sort) if item[1] else values.get(item[0].digest), sign))
-    kept = kept[:limit]
-    sealed = index.rows(entry.digest for entry, candidate in kept if candidate is None)
+        kept.sort(key=lambda item: _rank(item[1].all_metrics.get(sort) if item[1] else values[item[0].digest], sign))
+        kept = kept[:limit]
+        chosen = dict(index.rows(entry.digest for entry, candidate in kept if candidate is None))
     found = []
-    for entry, candidate in kept:
-        if candidate is None:
-            row = sealed.get(entry.digest)
+    for entry, candidate in kept[:limit]:
+        if candidate is None:  # chosen by the plain columns: its sealed row must agree
+            row = chosen.get(entry.digest)
             if row is None or row.name != name:
                 return None
             candidate = Candidate(entry.digest, row, tags(entry.digest, row) or entry.tags, entry.source, None)
-            if not match(candidate) or (sort is not None and row.metrics.get(sort) != values.get(entry.digest)):
+            if not match(candidate) or (sort is not None and row.metrics.get(sort) != values[entry.digest]):
                 return None
         found.append(candidate.view())
     return found

@@ -105,17 +105,20 @@ class ManifestRow(NamedTuple):
         their validating ``__init__`` (queries rebuild thousands).
         tests/test_index.py checks this equals :meth:`Manifest.decode`.
         """
-        framework, shape = self.framework, self.input_shape
-        lineage = _filled(Lineage, {
-            "datasets": tuple(Dataset(*d) for d in self.datasets), "parents": tuple(self.parents),
-            "created": self.created, "author": self.author, "message": self.message,
-        })  # fmt: skip
-        return _filled(Manifest, {
-            "name": self.name, "version": self.version, "files": tuple(FileEntry(*f) for f in self.files),
-            "family": self.family, "framework": Framework(*framework) if framework is not None else None,
-            "architecture": self.architecture, "input_shape": tuple(shape) if shape is not None else None,
-            "metrics": self.metrics, "properties": self.properties, "lineage": lineage,
-        })  # fmt: skip
+        framework, shape, datasets, parents = self.framework, self.input_shape, self.datasets, self.parents
+        lineage = object.__new__(Lineage)
+        lineage.__dict__.update(
+            datasets=tuple(Dataset(*d) for d in datasets) if datasets else (), parents=tuple(parents) if parents else (),
+            created=self.created, author=self.author, message=self.message,
+        )  # fmt: skip
+        manifest = object.__new__(Manifest)
+        manifest.__dict__.update(
+            name=self.name, version=self.version, files=tuple([FileEntry(*f) for f in self.files]),
+            family=self.family, framework=Framework(*framework) if framework is not None else None,
+            architecture=self.architecture, input_shape=tuple(shape) if shape is not None else None,
+            metrics=self.metrics, properties=self.properties, lineage=lineage,
+        )  # fmt: skip
+        return manifest
 
 
 class MetadataIndex:
@@ -358,9 +361,3 @@ def _columns_agree(columns: tuple[Any, ...], row: bytes) -> bool:
         return (name, family, json.loads(metrics), *rest) == (decoded.name, decoded.family, decoded.metrics, *_plain(decoded)[3:])
     except (ValueError, TypeError, msgpack.UnpackException):
         return False
-
-
-def _filled(cls: type, fields: dict[str, Any]) -> Any:
-    instance = object.__new__(cls)
-    instance.__dict__.update(fields)
-    return instance

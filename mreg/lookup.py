@@ -6,7 +6,7 @@ first store that has it (this one first), as a reference to it would resolve.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import AmbiguousRefError, MregError, ObjectNotFoundError, UnknownModelError, UnknownRefError
 from .names import LATEST, Digest, Ref, parse_digest_prefix
@@ -17,6 +17,7 @@ from .versions import parse_version
 from .views import ModelSummary, VersionEntry
 
 if TYPE_CHECKING:
+    from .index import ManifestRow
     from .registry import Registry
 
 
@@ -139,12 +140,15 @@ def list_versions(registry: Registry, name: str, *, local: RefTable | None = Non
 
 
 def list_models(registry: Registry) -> list[ModelSummary]:
-    """Every model with at least one version, here and in the fallbacks, sorted by name."""
-    found = {}
+    """Every model with at least one version, here and in the fallbacks, sorted by name.
+
+    The latest versions' manifests come in one batch from the metadata index.
+    """
+    found: dict[str, tuple[RefTable, str | None]] = {}
     for name in registry.refs.names():
         table = registry.refs.read(name)
         if table.latest is not None:
-            found[name] = _summary(registry, name, table, None)
+            found[name] = (table, None)
     if registry.fallbacks:
         for source, names in registry.fallbacks.model_names():
             for name in names:
@@ -156,16 +160,46 @@ def list_models(registry: Registry) -> list[ModelSummary]:
                     registry.fallbacks.warnings.append(str(exc))
                     continue
                 if table is not None and table.latest is not None:
-                    found[name] = _summary(registry, name, table, source.location)
-    return [found[name] for name in sorted(found)]
+                    found[name] = (table, source.location)
+    rows = _readable_rows(registry, [table.versions[table.latest] for table, _ in found.values() if table.latest])
+    return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 
-def _summary(registry: Registry, name: str, table: RefTable, source: str | None) -> ModelSummary:
+def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, list[str]]:
+    """The lineage parents of each of these versions, labelled ``name@version (sha256:…)``
+    where the parent is still stored (as :meth:`Registry.label` gives them), read in two
+    batches; a version whose manifest is gone has none (the log outlives objects)."""
+    rows = _readable_rows(registry, list(dict.fromkeys(digests)))
+    parents = _readable_rows(registry, list({p: None for row in rows.values() for p in row.parents}))
+
+    def label(digest: str) -> str:
+        row = parents.get(Digest(digest))
+        return f"{row.name}@{row.version} ({digest[:15]})" if row is not None else digest
+
+    return {digest: [label(parent) for parent in row.parents] for digest, row in rows.items()}
+
+
+def _readable_rows(registry: Registry, digests: list[Digest]) -> dict[Digest, ManifestRow]:
+    """The index rows of these manifests; one that cannot be read (missing, broken: for
+    fsck to report) is left out."""
+    try:
+        return registry.manifest_rows(digests)
+    except MregError:  # one bad manifest: read the others one at a time
+        rows = {}
+        for digest in digests:
+            try:
+                rows.update(registry.manifest_rows([digest]))
+            except MregError:
+                continue
+        return rows
+
+
+def _summary(name: str, table: RefTable, source: str | None, rows: dict[Digest, ManifestRow]) -> ModelSummary:
     assert table.latest is not None
     digest = table.versions[table.latest]
-    try:
-        manifest = registry.manifest(digest, expect=(name, table.latest))
-        family, metrics = manifest.family, dict(manifest.metrics)
-    except MregError:  # a missing or broken manifest is for fsck to report
+    row = rows.get(digest)
+    if row is not None and (row.name, row.version) == (name, table.latest):
+        family, metrics = row.family, dict(row.metrics)
+    else:  # a missing manifest, or another version's, is for fsck to report
         family, metrics = None, {}
     return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source, metrics)

@@ -124,8 +124,9 @@ class ManifestRow(NamedTuple):
 class MetadataIndex:
     """The SQLite cache of manifests of one store (opened on first use)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.path = root / INDEX_FILE
+        self.read_only = read_only  # read what is there, never write (the web UI's store stays untouched)
         self._connection: sqlite3.Connection | None = None
 
     # ------------------------------------------------------------------ reading
@@ -169,7 +170,7 @@ class MetadataIndex:
     def record(self, rows: Iterable[tuple[Digest, ManifestRow]]) -> None:
         """Cache the rows of manifests that were read and validated (replacing damaged ones)."""
         rows = list(rows)
-        if not rows:
+        if not rows or self.read_only:
             return
         try:
             connection = self._connect()
@@ -253,6 +254,8 @@ class MetadataIndex:
             return []
 
     def _connect(self) -> sqlite3.Connection:
+        if self._connection is None and self.read_only:
+            self._connection = _open_read_only(self.path)
         if self._connection is None:
             connection = sqlite3.connect(self.path, timeout=_TIMEOUT, isolation_level=None, check_same_thread=False)
             try:
@@ -276,9 +279,24 @@ class MetadataIndex:
         caller reads the manifests themselves, and a later query fills the gaps.
         """
         self.close()
-        if not isinstance(exc, sqlite3.OperationalError):
+        if not isinstance(exc, sqlite3.OperationalError) and not self.read_only:
             for suffix in ("", "-wal", "-shm"):
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """Open an index without writing anything: no schema, no ``-shm`` file.
+
+    ``immutable`` skips locking and the write-ahead log, so rows another process is
+    adding may be missed or read torn: a miss, or a row whose seal fails (a miss too).
+    """
+    if not path.is_file():
+        raise sqlite3.OperationalError("no metadata index")
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+    if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
+        connection.close()
+        raise sqlite3.OperationalError("the metadata index has another schema")
+    return connection
 
 
 @contextmanager

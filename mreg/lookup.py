@@ -161,7 +161,7 @@ def list_models(registry: Registry) -> list[ModelSummary]:
                     continue
                 if table is not None and table.latest is not None:
                     found[name] = (table, source.location)
-    rows = _readable_rows(registry, [table.versions[table.latest] for table, _ in found.values() if table.latest])
+    rows = readable_rows(registry, [table.versions[table.latest] for table, _ in found.values() if table.latest])
     return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 
@@ -169,8 +169,8 @@ def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, li
     """The lineage parents of each of these versions, labelled ``name@version (sha256:…)``
     where the parent is still stored (as :meth:`Registry.label` gives them), read in two
     batches; a version whose manifest is gone has none (the log outlives objects)."""
-    rows = _readable_rows(registry, list(dict.fromkeys(digests)))
-    parents = _readable_rows(registry, list({p: None for row in rows.values() for p in row.parents}))
+    rows = readable_rows(registry, list(dict.fromkeys(digests)))
+    parents = readable_rows(registry, list({p: None for row in rows.values() for p in row.parents}))
 
     def label(digest: str) -> str:
         row = parents.get(Digest(digest))
@@ -179,7 +179,7 @@ def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, li
     return {digest: [label(parent) for parent in row.parents] for digest, row in rows.items()}
 
 
-def _readable_rows(registry: Registry, digests: list[Digest]) -> dict[Digest, ManifestRow]:
+def readable_rows(registry: Registry, digests: list[Digest]) -> dict[Digest, ManifestRow]:
     """The index rows of these manifests; one that cannot be read (missing, broken: for
     fsck to report) is left out."""
     try:

@@ -186,3 +186,58 @@ def test_a_damaged_derived_column_is_a_miss_not_a_crash(registry: Registry, make
         connection.execute("UPDATE manifests SET row = x'c1', seal = 'x'")
     connection.close()
     assert Registry.open(registry.root).disk_usage().to_dict() == expected
+
+
+def test_fsck_reports_a_plain_column_that_disagrees_and_queries_recheck_what_it_chooses(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 4)
+    expected = [v.version for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    digest = registry.resolve("demo@1.0.0")  # acc 0.0: a column claiming 0.9 must not make it match
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET metrics = '{\"acc\": 0.9}', family = 'x' WHERE digest = ?", (digest,))
+    connection.close()
+    fresh = Registry.open(registry.root)
+    assert [v.version for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
+    assert [v.version for v in fresh.query(name="demo", sort="acc", limit=2)] == ["1.0.3", "1.0.2"]
+    assert [p for p in fresh.fsck().problems if digest in p]
+
+
+def test_sorted_and_filtered_queries_agree_with_the_full_match(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 6)
+    registry.note("demo@1.0.0", metrics={"acc": 0.95})  # a noted value wins over the registered one
+    registry.note("demo@1.0.5", metrics={"acc": 0.05})
+    registry.tag("demo@1.0.2", "production")
+    shape = lambda views: [(v.version, v.tags, dict(v.all_metrics)) for v in views]  # noqa: E731
+    for options in ({"metrics": ["acc>=0.5"]}, {"sort": "acc", "limit": 3}, {"sort": "acc", "reverse": True}, {"family": None}):
+        fast = shape(Registry.open(registry.root).query(name="demo", **options))
+        registry.index.close()
+        (registry.root / INDEX_FILE).unlink()
+        assert shape(Registry.open(registry.root).query(name="demo", **options)) == fast, options
+    assert [v.version for v in registry.query(name="demo", sort="acc", limit=2)] == ["1.0.0", "1.0.4"]
+    assert [v.version for v in registry.query(name="demo", metrics=["acc<0.1"])] == ["1.0.5"]
+
+
+def test_ls_and_log_read_in_batches_and_skip_what_is_gone(registry: Registry, make_file) -> None:
+    registry.add("base@1.0.0", [make_file("b.bin", "base")])
+    registry.add("child@1.0.0", [make_file("c.bin", "child")], parents=["base@1.0.0"])
+    registry.add("other@1.0.0", [make_file("o.bin", "other")], family="f")
+    parent = registry.resolve("base@1.0.0")
+    result = run_cli("log", "child", registry=registry)
+    assert f"parent: base@1.0.0 ({parent[:15]})" in result.stdout
+    registry.objects.delete(registry.resolve("other@1.0.0"))  # a missing manifest: fsck reports it, ls goes on
+    models = {m.name: m for m in Registry.open(registry.root).models()}
+    assert models["other"].family is None and models["child"].latest == "1.0.0"
+
+
+def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_file) -> None:
+    from conftest import store_snapshot
+    from mreg.web import pages
+    from mreg.web.reader import ReadOnlyRegistry
+
+    _add_versions(registry, make_file, 3)
+    without = pages.model_page(ReadOnlyRegistry(registry.root), "demo")
+    assert not (registry.root / INDEX_FILE).exists()  # the web UI does not create one
+    registry.query(name="demo")
+    registry.index.close()
+    before = store_snapshot(registry)
+    assert pages.model_page(ReadOnlyRegistry(registry.root), "demo") == without
+    assert store_snapshot(registry) == before

@@ -123,9 +123,7 @@ def list_versions(registry: Registry, name: str, *, local: RefTable | None = Non
     """Every version of a model here and in the fallbacks, highest precedence first
     (``local``: the model's refs here, if the caller has read them)."""
     local = registry.refs.read(name) if local is None else local
-    tags: dict[str, list[str]] = {}
-    for tag in sorted(local.tags):
-        tags.setdefault(local.tags[tag], []).append(tag)
+    tags = tags_by_version(local)
     entries = {v: VersionEntry(name, v, d, tuple(tags.get(v, ()))) for v, d in local.versions.items()}
     if registry.fallbacks:
         for source, table in registry.fallbacks.tables(name):
@@ -137,6 +135,14 @@ def list_versions(registry: Registry, name: str, *, local: RefTable | None = Non
     if len(entries) == len(local.versions):
         return list(reversed(entries.values()))  # the table is already in precedence order
     return sorted(entries.values(), key=lambda e: parse_version(e.version).precedence, reverse=True)
+
+
+def tags_by_version(table: RefTable) -> dict[str, list[str]]:
+    """Each tagged version's tags, sorted (:meth:`RefTable.tags_of` for every version at once)."""
+    found: dict[str, list[str]] = {}
+    for tag in sorted(table.tags):
+        found.setdefault(table.tags[tag], []).append(tag)
+    return found
 
 
 def list_models(registry: Registry) -> list[ModelSummary]:

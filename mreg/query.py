@@ -219,9 +219,7 @@ def candidates(registry: Registry, name: str | None, *, latest_only: bool) -> It
 def _tagger(table: RefTable) -> Callable[[Digest, ManifestRow], tuple[str, ...]]:
     """A function giving the tags a model's refs give a version (as :meth:`ModelVersion.of`
     does), with the table's tags inverted once."""
-    by_version: dict[str, list[str]] = {}
-    for tag in sorted(table.tags):
-        by_version.setdefault(table.tags[tag], []).append(tag)
+    by_version = lookup.tags_by_version(table)
 
     def tags(digest: Digest, row: ManifestRow) -> tuple[str, ...]:
         version = row.version

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from ..errors import InvalidInputError, InvalidRefError, MregError
+from ..lookup import tags_by_version
 from ..names import validate_name
 from ..notes import Note, load as load_note, read_table as read_notes
 from ..objects import Manifest
@@ -55,9 +56,7 @@ def model_page(
     table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
     notes = read_notes(registry, name)
     manifests = registry.readable_rows(table.versions.values())
-    tags_of: dict[str, list[str]] = {}
-    for tag in sorted(table.tags):
-        tags_of.setdefault(table.tags[tag], []).append(tag)
+    tags_of = tags_by_version(table)
     rows = []
     for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
         tags = tags_of.get(version, [])

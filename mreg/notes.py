@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .registry import Registry
-    from .views import ModelVersion
 
 NOTE_KIND = "mreg.note"
 NOTE_SCHEMA = 1

@@ -85,6 +85,7 @@ def test_a_wrong_entry_is_never_served_and_fsck_reports_it(registry: Registry, m
     _set_row(registry, digest, *rows[other])  # another version's sealed row, filed under this digest
     fresh = Registry.open(registry.root)
     assert any("metadata index entry" in p for p in fresh.fsck().problems)
+    assert [(v.version, v.digest) for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
     assert fresh.manifests([digest])[digest].version == "1.0.0"
     assert _rows(registry)[digest] == rows[digest]  # the miss was read again and rewritten
     assert Registry.open(registry.root).fsck().ok

@@ -139,22 +139,24 @@ class MetadataIndex:
         """The digests of the rows filed under model ``name``."""
         return self._digests("SELECT group_concat(digest, ' ') FROM manifests WHERE name = ?", (name,))
 
-    def rows_where(self, name: str, family: str | None, conditions: list[Condition]) -> dict[Digest, ManifestRow | None]:
+    def rows_where(self, name: str, family: str | None, conditions: list[Condition]) -> dict[Digest, ManifestRow | None] | None:
         """``name``'s rows whose family and registered metrics pass every condition
-        (None for a row whose seal fails).
+        (None for a row whose seal fails); None when the index cannot be read.
 
         SQL chooses them by the plain columns, which are not sealed: the caller matches
         the (sealed) rows again, and ``fsck`` checks that the columns agree with the rows.
         """
         where, parameters = _where(name, family, conditions)
-        return self._sealed(self._query(f"SELECT {_ROW} FROM manifests WHERE {where}", parameters), damaged=None)
+        found = self._query(f"SELECT {_ROW} FROM manifests WHERE {where}", parameters)
+        return self._sealed(found, damaged=None) if found is not None else None
 
-    def values_where(self, name: str, family: str | None, conditions: list[Condition], key: str) -> dict[Digest, float | None]:
+    def values_where(self, name: str, family: str | None, conditions: list[Condition], key: str) -> dict[Digest, float | None] | None:
         """For ``name``'s rows that pass every condition (as :meth:`rows_where` chooses them):
-        the registered value of metric ``key`` (None: the row has no such metric)."""
+        the registered value of metric ``key`` (None: the row has no such metric); None
+        when the index cannot be read."""
         where, parameters = _where(name, family, conditions)
-        sql = f"SELECT digest, json_extract(metrics, ?) FROM manifests WHERE {where}"
-        return {Digest(d): value for d, value in self._query(sql, [_path(key), *parameters])}
+        found = self._query(f"SELECT digest, json_extract(metrics, ?) FROM manifests WHERE {where}", [_path(key), *parameters])
+        return {Digest(d): value for d, value in found} if found is not None else None
 
     def file_lists(self) -> dict[Digest, tuple[int, int, list[Digest]]]:
         """Every row's manifest size, its files' total size and their digests (plain columns, for ``du``)."""
@@ -244,14 +246,15 @@ class MetadataIndex:
         """The digests a ``group_concat(digest, ' ')`` query gives (one string: 10,000
         rows of one column cost more as tuples)."""
         found = self._query(query, parameters)
-        return set(found[0][0].split(" ")) if found and found[0][0] else set()  # type: ignore[arg-type]
+        return set(found[0][0].split(" ")) if found and found[0][0] else set()
 
-    def _query(self, query: str, parameters: Iterable[Any]) -> list[tuple[Any, ...]]:
+    def _query(self, query: str, parameters: Iterable[Any]) -> list[tuple[Any, ...]] | None:
+        """The rows of one statement; None when the index cannot be read."""
         try:
             return self._connect().execute(query, tuple(parameters)).fetchall()
         except sqlite3.DatabaseError as exc:
             self._failed(exc)
-            return []
+            return None
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None and self.read_only:

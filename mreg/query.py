@@ -155,12 +155,14 @@ def _from_columns(
     index, notes = registry.index, read_notes(registry, name)
     present = index.named(name)
     loose = registry.manifest_rows(e.digest for e in entries if e.digest not in present or e.digest in notes)
-    chosen: dict[Digest, ManifestRow | None] = {}
-    values: dict[Digest, float | None] = {}
+    chosen: dict[Digest, ManifestRow | None] | None = {}
+    values: dict[Digest, float | None] | None = {}
     if sort is None:
         chosen = index.rows_where(name, family, conditions)
     else:
         values = index.values_where(name, family, conditions, sort)
+    if chosen is None or values is None:
+        return None  # the index failed between two statements: match every row instead
     kept: list[tuple[VersionEntry, Candidate | None]] = []
     for entry in entries:
         digest = entry.digest
@@ -176,14 +178,30 @@ def _from_columns(
         kept.sort(key=lambda item: _rank(item[1].all_metrics.get(sort) if item[1] else values[item[0].digest], sign))
         kept = kept[:limit]
         chosen = dict(index.rows(entry.digest for entry, candidate in kept if candidate is None))
+    def agrees(entry: VersionEntry, row: ManifestRow) -> bool:
+        return row.name == name and (sort is None or row.metrics.get(sort) == values.get(entry.digest))  # type: ignore[union-attr]
+
+    return _checked_views(kept[:limit], chosen, agrees, match, tags)
+
+
+def _checked_views(
+    kept: list[tuple[VersionEntry, Candidate | None]],
+    chosen: Mapping[Digest, ManifestRow | None],
+    agrees: Callable[[VersionEntry, ManifestRow], bool],
+    match: Callable[[Facts], bool],
+    tags: Callable[[Digest, ManifestRow], tuple[str, ...]],
+) -> list[ModelVersion] | None:
+    """The views of the versions kept. One the plain columns chose (no candidate yet)
+    must have a sealed row that ``agrees`` with the columns and matches: if not, the
+    index is damaged and the answer is None."""
     found = []
-    for entry, candidate in kept[:limit]:
-        if candidate is None:  # chosen by the plain columns: its sealed row must agree
+    for entry, candidate in kept:
+        if candidate is None:
             row = chosen.get(entry.digest)
-            if row is None or row.name != name:
+            if row is None or not agrees(entry, row):
                 return None
             candidate = Candidate(entry.digest, row, tags(entry.digest, row) or entry.tags, entry.source, None)
-            if not match(candidate) or (sort is not None and row.metrics.get(sort) != values[entry.digest]):
+            if not match(candidate):
                 return None
         found.append(candidate.view())
     return found

@@ -242,3 +242,14 @@ def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_fil
     before = store_snapshot(registry)
     assert pages.model_page(ReadOnlyRegistry(registry.root), "demo") == without
     assert store_snapshot(registry) == before
+
+
+def test_an_index_that_fails_mid_query_is_not_trusted(registry: Registry, make_file, monkeypatch) -> None:
+    from mreg.index import MetadataIndex
+
+    _add_versions(registry, make_file, 4)
+    options = ({"metrics": ["acc>0.3"]}, {"sort": "acc", "limit": 2})
+    expected = [[v.version for v in registry.query(name="demo", **o)] for o in options]
+    monkeypatch.setattr(MetadataIndex, "rows_where", lambda *args: None)  # as when SQLite fails after `named`
+    monkeypatch.setattr(MetadataIndex, "values_where", lambda *args: None)
+    assert [[v.version for v in Registry.open(registry.root).query(name="demo", **o)] for o in options] == expected

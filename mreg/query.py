@@ -178,6 +178,7 @@ def _from_columns(
         kept.sort(key=lambda item: _rank(item[1].all_metrics.get(sort) if item[1] else values[item[0].digest], sign))
         kept = kept[:limit]
         chosen = dict(index.rows(entry.digest for entry, candidate in kept if candidate is None))
+
     def agrees(entry: VersionEntry, row: ManifestRow) -> bool:
         return row.name == name and (sort is None or row.metrics.get(sort) == values.get(entry.digest))  # type: ignore[union-attr]
 
@@ -277,7 +278,7 @@ def matcher(
                 value = values.get(key)
                 if value is None or not _OPERATORS[op](value, threshold):
                     return False
-        return all(_as_text(view.properties.get(key)) == value for key, value in wanted.items())
+        return not wanted or all(_as_text(view.properties.get(key)) == value for key, value in wanted.items())
 
     return match
 

@@ -1,4 +1,4 @@
-"""Queries over many versions: `log -n 20`, `ls --metric`, `du` (target: < 100 ms in-process, < 250 ms as a command).
+"""Queries over many versions: `log -n 20`, `ls --metric`, `ls --sort`, `ls`, `du` (target: < 100 ms in-process, < 250 ms as a command).
 
 Two stores: 10,000 versions of one model, and 1,000 models of 3 versions each. They
 are built with the real object store and ref tables (one manifest per version, every
@@ -67,6 +67,8 @@ def measure(label: str, root: Path, name: str, metric: str) -> None:
     queries = {
         f"log {name} -n 20": (lambda: newest_log(fresh(), name), ("log", name, "-n", "20") if HAS_MAX_COUNT else ("log", name)),
         f"ls {name} --metric {metric}": (lambda: fresh().query(name=name, metrics=[metric]), ("ls", name, "--metric", metric)),
+        f"ls {name} --sort acc --limit 20": (lambda: fresh().query(name=name, sort="acc", limit=20), ("ls", name, "--sort", "acc", "--limit", "20")),
+        "ls (every model's latest, no filter)": (lambda: fresh().models(), ("ls",)),
         "ls --metric (every model's latest)": (lambda: fresh().query(latest_only=True, metrics=[metric]), ("ls", "--metric", metric)),
         "du": (lambda: fresh().disk_usage(), ("du",)),
     }

@@ -6,7 +6,7 @@ first store that has it (this one first), as a reference to it would resolve.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import AmbiguousRefError, MregError, ObjectNotFoundError, UnknownModelError, UnknownRefError
 from .names import LATEST, Digest, Ref, parse_digest_prefix
@@ -17,6 +17,7 @@ from .versions import parse_version
 from .views import ModelSummary, VersionEntry
 
 if TYPE_CHECKING:
+    from .index import ManifestRow
     from .registry import Registry
 
 
@@ -118,10 +119,12 @@ def find_object(store: ObjectStore, text: str) -> Digest:
     return candidates[0]
 
 
-def list_versions(registry: Registry, name: str) -> list[VersionEntry]:
-    """Every version of a model here and in the fallbacks, highest precedence first."""
-    local = registry.refs.read(name)
-    entries = {v: VersionEntry(name, v, d, tuple(local.tags_of(v))) for v, d in local.versions.items()}
+def list_versions(registry: Registry, name: str, *, local: RefTable | None = None) -> list[VersionEntry]:
+    """Every version of a model here and in the fallbacks, highest precedence first
+    (``local``: the model's refs here, if the caller has read them)."""
+    local = registry.refs.read(name) if local is None else local
+    tags = tags_by_version(local)
+    entries = {v: VersionEntry(name, v, d, tuple(tags.get(v, ()))) for v, d in local.versions.items()}
     if registry.fallbacks:
         for source, table in registry.fallbacks.tables(name):
             for version, digest in table.versions.items():
@@ -134,13 +137,24 @@ def list_versions(registry: Registry, name: str) -> list[VersionEntry]:
     return sorted(entries.values(), key=lambda e: parse_version(e.version).precedence, reverse=True)
 
 
+def tags_by_version(table: RefTable) -> dict[str, list[str]]:
+    """Each tagged version's tags, sorted (:meth:`RefTable.tags_of` for every version at once)."""
+    found: dict[str, list[str]] = {}
+    for tag in sorted(table.tags):
+        found.setdefault(table.tags[tag], []).append(tag)
+    return found
+
+
 def list_models(registry: Registry) -> list[ModelSummary]:
-    """Every model with at least one version, here and in the fallbacks, sorted by name."""
-    found = {}
+    """Every model with at least one version, here and in the fallbacks, sorted by name.
+
+    The latest versions' manifests come in one batch from the metadata index.
+    """
+    found: dict[str, tuple[RefTable, str | None]] = {}
     for name in registry.refs.names():
         table = registry.refs.read(name)
         if table.latest is not None:
-            found[name] = _summary(registry, name, table, None)
+            found[name] = (table, None)
     if registry.fallbacks:
         for source, names in registry.fallbacks.model_names():
             for name in names:
@@ -152,16 +166,46 @@ def list_models(registry: Registry) -> list[ModelSummary]:
                     registry.fallbacks.warnings.append(str(exc))
                     continue
                 if table is not None and table.latest is not None:
-                    found[name] = _summary(registry, name, table, source.location)
-    return [found[name] for name in sorted(found)]
+                    found[name] = (table, source.location)
+    rows = readable_rows(registry, [table.versions[table.latest] for table, _ in found.values() if table.latest])
+    return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 
-def _summary(registry: Registry, name: str, table: RefTable, source: str | None) -> ModelSummary:
+def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, list[str]]:
+    """The lineage parents of each of these versions, labelled ``name@version (sha256:…)``
+    where the parent is still stored (as :meth:`Registry.label` gives them), read in two
+    batches; a version whose manifest is gone has none (the log outlives objects)."""
+    rows = readable_rows(registry, list(dict.fromkeys(digests)))
+    parents = readable_rows(registry, list({p: None for row in rows.values() for p in row.parents}))
+
+    def label(digest: str) -> str:
+        row = parents.get(Digest(digest))
+        return f"{row.name}@{row.version} ({digest[:15]})" if row is not None else digest
+
+    return {digest: [label(parent) for parent in row.parents] for digest, row in rows.items()}
+
+
+def readable_rows(registry: Registry, digests: list[Digest]) -> dict[Digest, ManifestRow]:
+    """The index rows of these manifests; one that cannot be read (missing, broken: for
+    fsck to report) is left out."""
+    try:
+        return registry.manifest_rows(digests)
+    except MregError:  # one bad manifest: read the others one at a time
+        rows = {}
+        for digest in digests:
+            try:
+                rows.update(registry.manifest_rows([digest]))
+            except MregError:
+                continue
+        return rows
+
+
+def _summary(name: str, table: RefTable, source: str | None, rows: dict[Digest, ManifestRow]) -> ModelSummary:
     assert table.latest is not None
     digest = table.versions[table.latest]
-    try:
-        manifest = registry.manifest(digest, expect=(name, table.latest))
-        family, metrics = manifest.family, dict(manifest.metrics)
-    except MregError:  # a missing or broken manifest is for fsck to report
+    row = rows.get(digest)
+    if row is not None and (row.name, row.version) == (name, table.latest):
+        family, metrics = row.family, dict(row.metrics)
+    else:  # a missing manifest, or another version's, is for fsck to report
         family, metrics = None, {}
     return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source, metrics)

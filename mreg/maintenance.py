@@ -77,7 +77,8 @@ def fsck(registry: Registry, *, repair: bool = False) -> FsckReport:
     dangling = len(set(registry.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
-    report.problems += registry.index.problems()
+    store = registry.objects
+    report.problems += registry.index.problems(lambda d: store.read_bytes(d) if store.contains(d) else None)
     temps = registry.objects.temp_files()
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")

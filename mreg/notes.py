@@ -20,6 +20,7 @@ follows its object.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -32,7 +33,7 @@ from .errors import (
     UnknownRefError,
     printable,
 )
-from .names import Digest, is_digest
+from .names import Digest, is_digest, validate_name
 from .objects import canonical_encode, validate_metrics
 from .refs import LOG_FILE, LogEntry, log_then_replace
 from .registration import current_author, now_utc
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .registry import Registry
-    from .views import ModelVersion
 
 NOTE_KIND = "mreg.note"
 NOTE_SCHEMA = 1
@@ -169,9 +169,11 @@ def table_path(registry: Registry, name: str) -> Path:
 
 def read_table(registry: Registry, name: str) -> dict[Digest, Digest]:
     """A model's notes here: manifest digest -> note digest (empty without notes)."""
-    path = table_path(registry, name)
+    # Plain strings, not pathlib: `ls` and `du` read a thousand models' notes.
+    path = os.path.join(registry.refs.models_dir, *validate_name(name).split("/"), NOTES_FILE)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except FileNotFoundError:
         return {}
     return parse_table(data, f"notes of '{name}'")
@@ -310,16 +312,18 @@ def warn_if_deprecated(registry: Registry, ref: str) -> None:
         warnings.warn(message, DeprecatedVersionWarning, stacklevel=3)
 
 
-def annotator(registry: Registry, name: str) -> Callable[[ModelVersion], ModelVersion]:
-    """A function that gives a view of this model the note it has here (the model's
-    notes are read once; views from fallbacks have none)."""
+def note_finder(registry: Registry, name: str) -> Callable[[Digest], Note | None]:
+    """A function that gives the note a version of this model has here, by manifest
+    digest (the model's notes are read once; notes are loaded only for noted versions)."""
     table = read_table(registry, name)
+    if not table:
+        return lambda digest: None
 
-    def with_note(view: ModelVersion) -> ModelVersion:
-        digest = table.get(view.digest)
-        return view._replace(note=load(registry, digest)) if digest is not None else view
+    def find(digest: Digest) -> Note | None:
+        note = table.get(digest)
+        return load(registry, note) if note is not None else None
 
-    return with_note
+    return find
 
 
 def check(registry: Registry, name: str) -> tuple[set[Digest], list[str]]:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .diff import TensorComparer, VersionDiff
     from .export import ExportReport
     from .fallback import Fallbacks
-    from .index import FileSizes, MetadataIndex
+    from .index import ManifestRow, MetadataIndex
     from .maintenance import FsckReport, GcReport
     from .notes import NoteChange
     from .transfer import TransferReport
@@ -277,29 +277,29 @@ class Registry:
     def manifests(self, digests: Iterable[str]) -> dict[Digest, Manifest]:
         """Many manifests at once, from the metadata index where it has them.
 
-        The batched form of :meth:`manifest`, for queries over thousands of versions:
-        the index (``.mreg/index.sqlite``) answers in one query, and manifests it
-        lacks are read, validated and added to it.
+        The batched form of :meth:`manifest`, for queries over thousands of versions
+        (see :meth:`manifest_rows`).
         """
+        return {digest: row.manifest() for digest, row in self.manifest_rows(digests).items()}
+
+    def manifest_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
+        """Many manifests as the metadata index keeps them: plain rows, cheap to filter on.
+
+        The index (``.mreg/index.sqlite``) answers in one query; manifests it lacks
+        are read from their objects, validated and added to it.
+        """
+        from .index import ManifestRow
+
         wanted = [Digest(d) for d in dict.fromkeys(digests)]
-        found = self.index.manifests(wanted)
+        found = self.index.rows(wanted)
         fresh = []
         for digest in wanted:
             if digest not in found:
                 self._ensure_local(digest)
                 data = self.objects.read_bytes(digest)
-                found[digest] = Manifest.decode(data, digest)
-                fresh.append((digest, found[digest], data))
+                found[digest] = ManifestRow.of(Manifest.decode(data, digest), len(data))
+                fresh.append((digest, found[digest]))
         self.index.record(fresh)
-        return found
-
-    def file_sizes(self, digests: Iterable[str]) -> dict[Digest, tuple[int, FileSizes]]:
-        """For many manifests: the size of the manifest itself, and its files' digests and sizes."""
-        wanted = list(dict.fromkeys(digests))
-        found = self.index.files(wanted)
-        missing = [d for d in wanted if d not in found]
-        for digest, manifest in self.manifests(missing).items():
-            found[digest] = (len(manifest.encode()), tuple((f.digest, f.size) for f in manifest.files))
         return found
 
     @property

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .maintenance import file_objects
+from .names import Digest
 from .notes import reachable as reachable_notes
 
 if TYPE_CHECKING:
@@ -59,18 +60,35 @@ class UsageReport:
         }
 
 
+def _file_lists(registry: Registry, digests: list[Digest]) -> dict[Digest, tuple[int, int, list[Digest]]]:
+    """For each manifest: its own size, its files' total size and their digests (from the
+    metadata index's plain columns; manifests it lacks are read and added)."""
+    cached = registry.index.file_lists()
+    found = {digest: cached[digest] for digest in digests if digest in cached}
+    for digest, row in registry.manifest_rows(d for d in digests if d not in found).items():
+        found[digest] = (row.size, row.total_size, [Digest(file[1]) for file in row.files])
+    return found
+
+
 def disk_usage(registry: Registry) -> UsageReport:
     """Measure logical and stored bytes, per model and for the whole store.
 
-    Manifests come in one batch from the metadata index, and each file's objects
+    Sizes come in one query from the metadata index (no manifest is decoded), and each file's objects
     are looked up once however many versions share it.
     """
+    from .index import without_gc
+
+    with without_gc():
+        return _measure(registry)
+
+
+def _measure(registry: Registry) -> UsageReport:
     store = registry.objects
     tables = {name: registry.refs.read(name).versions for name in registry.refs.names()}
     tables = {name: versions for name, versions in tables.items() if versions}
-    manifests = registry.file_sizes(d for versions in tables.values() for d in versions.values())
-    sizes = {digest: size for digest, (size, _) in manifests.items()}
-    needs = {f: file_objects(registry, f) for f in {f for _, files in manifests.values() for f, _ in files}}
+    manifests = _file_lists(registry, [d for versions in tables.values() for d in versions.values()])
+    sizes = {digest: size for digest, (size, _, _) in manifests.items()}
+    needs = {f: file_objects(registry, f) for f in {f for _, _, files in manifests.values() for f in files}}
     for objects in needs.values():
         sizes.update((d, store.stored_size(d)) for d in objects if d not in sizes)
     models, everything = [], set()
@@ -78,8 +96,9 @@ def disk_usage(registry: Registry) -> UsageReport:
         objects = set(versions.values())
         logical = 0
         for digest in versions.values():
-            for file, size in manifests[digest][1]:
-                logical += size
+            _, total, files = manifests[digest]
+            logical += total
+            for file in files:
                 objects |= needs[file]
         noted = reachable_notes(registry, name)  # notes and their history, which gc keeps
         sizes.update((d, store.stored_size(d)) for d in noted if d not in sizes)

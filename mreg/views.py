@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .names import Digest
-from .objects import FileEntry, Lineage, Manifest
+from .objects import FileEntry, Framework, Lineage, Manifest
 from .refs import RefTable
 
 if TYPE_CHECKING:
@@ -32,6 +32,19 @@ class ModelVersion(NamedTuple):
     @property
     def files(self) -> tuple[FileEntry, ...]:
         return self.manifest.files
+
+    @property
+    def family(self) -> str | None:
+        return self.manifest.family
+
+    @property
+    def framework(self) -> Framework | None:
+        return self.manifest.framework
+
+    @property
+    def properties(self) -> Mapping[str, Any]:
+        """Free metadata recorded at registration."""
+        return self.manifest.properties
 
     @property
     def metrics(self) -> Mapping[str, float]:

@@ -115,7 +115,8 @@ def test_a_bad_ref_table_is_skipped_and_the_other_models_still_work(tmp_path: Pa
     assert_clean_failure(run_cli("clone", where, str(tmp_path / "clone")), code=7)
     assert not (tmp_path / "clone" / ".mreg").exists()  # a failed clone leaves no registry
     after = store_snapshot(registry)
-    assert {k: v for k, v in after.items() if not k.startswith("objects/")} == before
+    unchanged = lambda files: {k: v for k, v in files.items() if not k.startswith(("objects/", "index.sqlite"))}  # noqa: E731 - the index is a cache reads fill
+    assert unchanged(after) == unchanged(before)
     assert run_cli("pull", where, "good", registry=registry).exit_code == 0
     assert run_cli("fsck", registry=registry).exit_code == 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from mreg import Registry
-from mreg.index import INDEX_FILE, _trusted_manifest
+import msgpack
+
+from mreg.index import INDEX_FILE, ManifestRow
 from mreg.objects import Dataset, FileEntry, Framework, Lineage, Manifest
 
 from conftest import modules_loaded_by, run_cli
@@ -29,8 +31,11 @@ def test_cached_manifests_equal_decoded_ones() -> None:
         properties={"notes": ["x", {"y": 1.5}], "flag": True, "none": None},
         lineage=Lineage((Dataset("imagenet", None, "s3://x"),), ("sha256:" + "c" * 64,), "2026-01-01T00:00:00Z", "me", "why"),
     )
-    assert _trusted_manifest(manifest.encode()) == manifest
-    assert _trusted_manifest(b"\x81\xa1k\x01") is None
+    data = manifest.encode()
+    row = ManifestRow.of(Manifest.decode(data), len(data))
+    stored = ManifestRow._make(msgpack.unpackb(msgpack.packb(list(row))))  # as the index gives it back
+    assert stored.manifest() == Manifest.decode(data)
+    assert stored.total_size == 7
 
 
 def test_queries_fill_the_index_and_agree_with_the_manifests(registry: Registry, make_file) -> None:
@@ -59,18 +64,87 @@ def test_a_corrupt_index_is_rebuilt(registry: Registry, make_file) -> None:
     assert Registry.open(registry.root).fsck().ok  # and the index was rebuilt
 
 
+def _rows(registry: Registry) -> dict[str, tuple[bytes, bytes]]:
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        rows = {d: (row, seal) for d, row, seal in connection.execute("SELECT digest, row, seal FROM manifests")}
+    connection.close()
+    return rows
+
+
+def _set_row(registry: Registry, digest: str, row: bytes, seal: bytes) -> None:
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET row = ?, seal = ? WHERE digest = ?", (row, seal, digest))
+    connection.close()
+
+
 def test_a_wrong_entry_is_never_served_and_fsck_reports_it(registry: Registry, make_file) -> None:
     _add_versions(registry, make_file, 2)
+    expected = [(v.version, v.digest) for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    digest, other = registry.resolve("demo@1.0.0"), registry.resolve("demo@1.0.1")
+    rows = _rows(registry)
+    _set_row(registry, digest, *rows[other])  # another version's sealed row, filed under this digest
+    fresh = Registry.open(registry.root)
+    assert any("metadata index entry" in p for p in fresh.fsck().problems)
+    assert [(v.version, v.digest) for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
+    assert fresh.manifests([digest])[digest].version == "1.0.0"
+    assert _rows(registry)[digest] == rows[digest]  # the miss was read again and rewritten
+    assert Registry.open(registry.root).fsck().ok
+
+
+def test_a_damaged_row_is_a_miss_for_every_query(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 4)
+    registry.tag("demo@1.0.1", "production")
+    queries = {
+        "ls --metric": lambda r: [(v.version, v.digest, v.tags) for v in r.query(name="demo", metrics=["acc>=0.5"])],
+        "ls --sort": lambda r: [v.version for v in r.query(name="demo", sort="acc", limit=2)],
+        "ls latest": lambda r: [v.version for v in r.query(latest_only=True, metrics=["acc>0.1"])],
+        "models": lambda r: r.models(),
+        "du": lambda r: r.disk_usage().to_dict(),
+    }
+    expected = {label: query(registry) for label, query in queries.items()}
+    rows = _rows(registry)
+    for digest, (row, seal) in rows.items():  # metrics changed without a new seal: acc 0.0 -> 0.99
+        values = msgpack.unpackb(row)
+        values[7] = {"acc": 0.99 - values[7]["acc"]}
+        values[0] = 1
+        _set_row(registry, digest, msgpack.packb(values), seal)
+    assert {label: query(Registry.open(registry.root)) for label, query in queries.items()} == expected
+    assert _rows(registry) == rows  # each was read from its manifest again and rewritten
+    problems = Registry.open(registry.root).fsck().problems
+    assert problems == []
+
+
+def test_fsck_reports_a_sealed_row_that_disagrees_with_its_manifest(registry: Registry, make_file) -> None:
+    from mreg.index import _seal
+
+    _add_versions(registry, make_file, 1)
     registry.query(name="demo")
     digest = registry.resolve("demo@1.0.0")
-    other = registry.manifest(registry.resolve("demo@1.0.1")).encode()
-    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
-        connection.execute("UPDATE manifests SET body = ?, files = '' WHERE digest = ?", (other, digest))
+    values = msgpack.unpackb(_rows(registry)[digest][0])
+    values[3] = "another-family"  # as a writer with a bug would leave it, sealed
+    row = msgpack.packb(values)
+    _set_row(registry, digest, row, _seal(digest, row))
+    problems = Registry.open(registry.root).fsck().problems
+    assert [p for p in problems if "metadata index entry" in p and digest in p]
+
+
+def test_an_index_of_an_older_schema_is_rebuilt(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 3)
+    expected = [v.version for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    registry.index.close()
+    (registry.root / INDEX_FILE).unlink()
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:  # schema 2: bodies, names and files
+        connection.executescript(
+            "CREATE TABLE manifests (digest TEXT PRIMARY KEY, name TEXT, size INTEGER, files TEXT, body BLOB) WITHOUT ROWID;"
+            "PRAGMA user_version=2;"
+        )
+        for digest in registry.refs.read("demo").versions.values():
+            connection.execute("INSERT INTO manifests VALUES (?, 'demo', 1, '', x'00')", (digest,))
     connection.close()
     fresh = Registry.open(registry.root)
-    assert fresh.manifests([digest])[digest].version == "1.0.0"
-    problems = fresh.fsck().problems
-    assert any("metadata index entry" in p for p in problems)
+    assert [v.version for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
+    assert len(_rows(registry)) == 3
+    assert fresh.fsck().ok
 
 
 def test_du_counts_from_the_index(registry: Registry, make_file) -> None:
@@ -110,6 +184,72 @@ def test_a_damaged_derived_column_is_a_miss_not_a_crash(registry: Registry, make
     _add_versions(registry, make_file, 2)
     expected = registry.disk_usage().to_dict()
     with sqlite3.connect(registry.root / INDEX_FILE) as connection:
-        connection.execute("UPDATE manifests SET files = 'garbage', size = 'x'")
+        connection.execute("UPDATE manifests SET row = x'c1', seal = 'x'")
     connection.close()
     assert Registry.open(registry.root).disk_usage().to_dict() == expected
+
+
+def test_fsck_reports_a_plain_column_that_disagrees_and_queries_recheck_what_it_chooses(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 4)
+    expected = [v.version for v in registry.query(name="demo", metrics=["acc>=0.5"])]
+    digest = registry.resolve("demo@1.0.0")  # acc 0.0: a column claiming 0.9 must not make it match
+    with sqlite3.connect(registry.root / INDEX_FILE) as connection:
+        connection.execute("UPDATE manifests SET metrics = '{\"acc\": 0.9}', family = 'x' WHERE digest = ?", (digest,))
+    connection.close()
+    fresh = Registry.open(registry.root)
+    assert [v.version for v in fresh.query(name="demo", metrics=["acc>=0.5"])] == expected
+    assert [v.version for v in fresh.query(name="demo", sort="acc", limit=2)] == ["1.0.3", "1.0.2"]
+    assert [p for p in fresh.fsck().problems if digest in p]
+
+
+def test_sorted_and_filtered_queries_agree_with_the_full_match(registry: Registry, make_file) -> None:
+    _add_versions(registry, make_file, 6)
+    registry.note("demo@1.0.0", metrics={"acc": 0.95})  # a noted value wins over the registered one
+    registry.note("demo@1.0.5", metrics={"acc": 0.05})
+    registry.tag("demo@1.0.2", "production")
+    shape = lambda views: [(v.version, v.tags, dict(v.all_metrics)) for v in views]  # noqa: E731
+    for options in ({"metrics": ["acc>=0.5"]}, {"sort": "acc", "limit": 3}, {"sort": "acc", "reverse": True}, {"family": None}):
+        fast = shape(Registry.open(registry.root).query(name="demo", **options))
+        registry.index.close()
+        (registry.root / INDEX_FILE).unlink()
+        assert shape(Registry.open(registry.root).query(name="demo", **options)) == fast, options
+    assert [v.version for v in registry.query(name="demo", sort="acc", limit=2)] == ["1.0.0", "1.0.4"]
+    assert [v.version for v in registry.query(name="demo", metrics=["acc<0.1"])] == ["1.0.5"]
+
+
+def test_ls_and_log_read_in_batches_and_skip_what_is_gone(registry: Registry, make_file) -> None:
+    registry.add("base@1.0.0", [make_file("b.bin", "base")])
+    registry.add("child@1.0.0", [make_file("c.bin", "child")], parents=["base@1.0.0"])
+    registry.add("other@1.0.0", [make_file("o.bin", "other")], family="f")
+    parent = registry.resolve("base@1.0.0")
+    result = run_cli("log", "child", registry=registry)
+    assert f"parent: base@1.0.0 ({parent[:15]})" in result.stdout
+    registry.objects.delete(registry.resolve("other@1.0.0"))  # a missing manifest: fsck reports it, ls goes on
+    models = {m.name: m for m in Registry.open(registry.root).models()}
+    assert models["other"].family is None and models["child"].latest == "1.0.0"
+
+
+def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_file) -> None:
+    from conftest import store_snapshot
+    from mreg.web import pages
+    from mreg.web.reader import ReadOnlyRegistry
+
+    _add_versions(registry, make_file, 3)
+    without = pages.model_page(ReadOnlyRegistry(registry.root), "demo")
+    assert not (registry.root / INDEX_FILE).exists()  # the web UI does not create one
+    registry.query(name="demo")
+    registry.index.close()
+    before = store_snapshot(registry)
+    assert pages.model_page(ReadOnlyRegistry(registry.root), "demo") == without
+    assert store_snapshot(registry) == before
+
+
+def test_an_index_that_fails_mid_query_is_not_trusted(registry: Registry, make_file, monkeypatch) -> None:
+    from mreg.index import MetadataIndex
+
+    _add_versions(registry, make_file, 4)
+    options = ({"metrics": ["acc>0.3"]}, {"sort": "acc", "limit": 2})
+    expected = [[v.version for v in registry.query(name="demo", **o)] for o in options]
+    monkeypatch.setattr(MetadataIndex, "rows_where", lambda *args: None)  # as when SQLite fails after `named`
+    monkeypatch.setattr(MetadataIndex, "values_where", lambda *args: None)
+    assert [[v.version for v in Registry.open(registry.root).query(name="demo", **o)] for o in options] == expected

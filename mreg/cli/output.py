@@ -65,8 +65,8 @@ def echo_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
     """Print left-aligned columns separated by two spaces."""
     cells = [[safe(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for row in cells:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells)
+    click.echo("\n".join(lines))  # one write: a line each costs more than the query at 10,000 rows
 
 
 def format_metrics(metrics: dict[str, float] | Any) -> str:

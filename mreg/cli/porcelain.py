@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from ..errors import MregError, NotFoundError
+from ..errors import NotFoundError
+from ..lookup import parent_labels
 from ..names import parse_assignment, parse_number
 from ..registry import Registry
 from ..views import ModelVersion
@@ -261,24 +262,18 @@ def log(session: Session, name: str, as_json: bool, max_count: int | None) -> No
     """
     registry = session.registry
     entries = registry.log(name, max_count)
+    parents = parent_labels(registry, (e.new for e in entries if e.new is not None and _is_add(e.ref, e.new)))
     if as_json:
-        echo_json([{**e.to_dict(), "parents": _parents(registry, e.new) if _is_add(e.ref, e.new) else []} for e in entries])
+        echo_json([{**e.to_dict(), "parents": parents.get(e.new, []) if _is_add(e.ref, e.new) else []} for e in entries])  # type: ignore[call-overload]
         return
+    lines = []
     for entry in entries:
-        click.echo(describe_log_entry(entry))
+        lines.append(describe_log_entry(entry))
         if _is_add(entry.ref, entry.new):
-            for parent in _parents(registry, entry.new):
-                click.echo(f"    parent: {parent}")
+            lines += [f"    parent: {parent}" for parent in parents.get(entry.new, [])]  # type: ignore[call-overload]
+    if lines:
+        click.echo("\n".join(lines))
 
 
 def _is_add(ref: str, new: str | None) -> bool:
     return ref.startswith("versions/") and new is not None
-
-
-def _parents(registry: Registry, digest: str | None) -> list[str]:
-    """The lineage parents of an added version, labelled with their names where known."""
-    try:
-        parents = registry.manifest(digest or "").lineage.parents
-    except MregError:
-        return []  # removed and collected: the log outlives objects
-    return [registry.label(parent) for parent in parents]

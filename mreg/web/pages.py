@@ -7,14 +7,18 @@ rename, and manifests never change).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from ..errors import InvalidInputError, InvalidRefError, MregError
+from ..lookup import tags_by_version
 from ..names import validate_name
 from ..notes import Note, load as load_note, read_table as read_notes
 from ..objects import Manifest
 from ..refs import LogEntry
 from .reader import ReadOnlyRegistry
+
+if TYPE_CHECKING:
+    from ..index import ManifestRow
 
 PAGE_SIZE = 100  # rows per page: long tables are paged, charts always show every version
 LOG_SHOWN = 200  # the newest log entries a model page shows
@@ -51,10 +55,12 @@ def model_page(
     across versions, its tags, and its tag history."""
     table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
     notes = read_notes(registry, name)
+    manifests = registry.readable_rows(table.versions.values())
+    tags_of = tags_by_version(table)
     rows = []
     for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
-        tags = table.tags_of(version)
-        row = _version_row(registry, version, digest, ["latest", *tags] if version == table.latest else tags)
+        tags = tags_of.get(version, [])
+        row = _version_row(manifests.get(digest), version, digest, ["latest", *tags] if version == table.latest else tags)
         if digest in notes:
             row = _with_note(row, load_note(registry, notes[digest]))
         rows.append({**row, "rank": rank})
@@ -147,9 +153,11 @@ def compare_page(registry: ReadOnlyRegistry, old: str, new: str) -> dict[str, An
 def children_index(registry: ReadOnlyRegistry) -> dict[str, list[str]]:
     """For every parent digest, the registered versions whose lineage names it."""
     index: dict[str, list[str]] = {}
-    for _, _, candidate in registry.version_digests():
-        manifest = manifest_or_none(registry, candidate)
-        for parent in manifest.lineage.parents if manifest is not None else ():
+    candidates = [digest for _, _, digest in registry.version_digests()]
+    rows = registry.readable_rows(candidates)
+    for candidate in candidates:
+        row = rows.get(candidate)
+        for parent in row.parents if row is not None else ():
             index.setdefault(parent, []).append(candidate)
     return index
 
@@ -195,8 +203,7 @@ def manifest_or_none(registry: ReadOnlyRegistry, digest: str) -> Manifest | None
         return None
 
 
-def _version_row(registry: ReadOnlyRegistry, version: str, digest: str, tags: list[str]) -> dict[str, Any]:
-    manifest = manifest_or_none(registry, digest)
+def _version_row(manifest: ManifestRow | None, version: str, digest: str, tags: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "version": version, "digest": digest, "tags": tags, "missing": manifest is None, "noted": [], "deprecated": None
     }
@@ -206,10 +213,10 @@ def _version_row(registry: ReadOnlyRegistry, version: str, digest: str, tags: li
         **row,
         "metrics": dict(manifest.metrics),
         "family": manifest.family,
-        "created": manifest.lineage.created,
-        "author": manifest.lineage.author,
-        "message": manifest.lineage.message,
-        "size": sum(f.size for f in manifest.files),
+        "created": manifest.created,
+        "author": manifest.author,
+        "message": manifest.message,
+        "size": manifest.total_size,
     }
 
 

@@ -3,7 +3,8 @@
 The UI must never change the store it shows, so fallbacks are switched off
 (resolving through one would cache the fetched objects here). Manifests are
 immutable and named by their digest, so once read and verified they are kept in
-memory: a page listing a thousand versions reads each manifest once per process.
+memory: a page listing a thousand versions reads each manifest once per process,
+from the metadata index where it has them (read, never written).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Iterable
 
 from ..fallback import Fallbacks
+from ..index import ManifestRow, MetadataIndex
+from ..lookup import readable_rows
 from ..names import Digest, validate_name
 from ..objects import Manifest
 from ..refs import TABLE_FILE, RefStore, RefTable
@@ -53,7 +57,32 @@ class ReadOnlyRegistry(Registry):
         super().__init__(root)
         self.refs = CachingRefStore(self.root)
         self._manifests: dict[str, Manifest] = {}
+        self._rows: dict[Digest, ManifestRow] = {}
         self._lock = threading.Lock()
+
+    @property
+    def index(self) -> MetadataIndex:
+        """The metadata index, read where it exists and never written."""
+        if self._index is None:
+            self._index = MetadataIndex(self.root, read_only=True)
+        return self._index
+
+    def manifest_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
+        """Manifests as index rows (see :meth:`Registry.manifest_rows`), each read once per process."""
+        wanted = [Digest(d) for d in dict.fromkeys(digests)]
+        found = {digest: self._rows[digest] for digest in wanted if digest in self._rows}
+        if len(found) < len(wanted):
+            fresh = super().manifest_rows(digest for digest in wanted if digest not in found)
+            with self._lock:
+                if len(self._rows) + len(fresh) > MAX_CACHED_MANIFESTS:
+                    self._rows.clear()
+                self._rows.update(fresh)
+            found.update(fresh)
+        return found
+
+    def readable_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
+        """The rows of the manifests that can be read; the others (missing, damaged) left out."""
+        return readable_rows(self, [Digest(d) for d in digests])
 
     @property
     def fallbacks(self) -> Fallbacks:

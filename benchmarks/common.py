@@ -77,9 +77,42 @@ def hash_and_copy(source: str | Path, destination: str | Path, durable: str = ""
     return hasher.hexdigest()
 
 
-def floor_command(source: Path, destination: Path, durable: bool = False) -> list[str]:
-    """:func:`hash_and_copy` as a process, to pair with an mreg command (both pay Python's start)."""
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.hash_and_copy(*sys.argv[1:])"
+def hash_twice_and_copy(source: str | Path, destination: str | Path, durable: str = "") -> str:
+    """The floor for a file stored as chunks, whose chunks and whole each need their own
+    SHA-256: one read feeds two hashlib hashes, the second on another thread (both cores),
+    then the kernel's copy, fsynced with ``durable``."""
+    import queue
+    import threading
+
+    second = hashlib.sha256()
+    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+
+    def feed() -> None:
+        while (block := blocks.get()) is not None:
+            second.update(block)
+
+    thread = threading.Thread(target=feed)
+    thread.start()
+    hasher = hashlib.sha256()
+    with open(source, "rb") as stream:
+        while block := stream.read(4 << 20):
+            hasher.update(block)
+            blocks.put(block)
+    blocks.put(None)
+    thread.join()
+    shutil.copyfile(source, destination)
+    if durable:
+        fd = os.open(destination, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return hasher.hexdigest() + second.hexdigest()
+
+
+def floor_command(source: Path, destination: Path, durable: bool = False, passes: int = 1) -> list[str]:
+    """:func:`hash_and_copy` (or with ``passes=2`` :func:`hash_twice_and_copy`) as a process,
+    to pair with an mreg command (both pay Python's start)."""
+    function = "hash_twice_and_copy" if passes == 2 else "hash_and_copy"
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.{function}(*sys.argv[1:])"
     return [sys.executable, "-c", code, str(source), str(destination), *(["durable"] if durable else [])]
 
 

@@ -17,6 +17,7 @@ bytes are, and verified.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -252,14 +253,13 @@ class _Ahead:
             self._ask()
             future = self._fetched.pop(chunk, None)
             if future is not None:
-                blocks = future.result()
+                yield Piece(future.result(), checked=True)
                 self._held -= size
             elif check_local_chunk(self.source, digest, chunk, size, self.store):
-                yield _local_blocks(self.store, chunk), True  # stored before, or earlier in this fetch
+                yield Piece(_local_blocks(self.store, chunk), stored=True)  # stored before, or earlier in this fetch
                 continue
             else:
-                blocks = _checked(self.source, chunk, size, _open_chunk(self.source, chunk, size))
-            yield blocks, False
+                yield Piece(_checked(self.source, chunk, size, _open_chunk(self.source, chunk, size)))
             counter.add(size, objects=0)
 
     def _ask(self) -> None:
@@ -275,8 +275,15 @@ class _Ahead:
 
 
 def _fetch_chunk(source: Source, chunk: Digest, size: int) -> list[bytes]:
-    """A chunk's bytes, held in memory (unverified: the ordered pass checks them)."""
-    return list(_checked(source, chunk, size, _open_chunk(source, chunk, size)))
+    """A chunk's bytes, held in memory, checked against its digest here (on a pool thread,
+    so the chunks' hashes run in parallel while the ordered pass hashes the whole file)."""
+    blocks = list(_checked(source, chunk, size, _open_chunk(source, chunk, size)))
+    hasher = hashlib.sha256()
+    for block in blocks:
+        hasher.update(block)
+    if "sha256:" + hasher.hexdigest() != chunk:
+        raise RemoteError(f"{source.location}: object {chunk} does not match its digest there; not cached")
+    return blocks
 
 
 def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:

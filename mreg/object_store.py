@@ -48,8 +48,14 @@ from .segments import (
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
 
 CHUNKS_SUFFIX = ".chunks"
-Piece = tuple[Iterable[Block], bool]
-"""One chunk of a fetched file: its bytes, and whether it is already stored here."""
+
+
+class Piece(NamedTuple):
+    """One chunk of a file fetched from elsewhere: its bytes, in blocks."""
+
+    blocks: Iterable[Block]
+    stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
+    checked: bool = False  # the caller has checked the bytes against the chunk's digest: not hashed again
 _HEX_DIGITS = set("0123456789abcdef")
 
 
@@ -110,16 +116,16 @@ class ObjectStore:
         except OSError as exc:
             raise InputFileError(f"cannot read '{source}': {exc.strerror or exc}") from None
         with stream:
-            return self._write([(read_blocks(stream), None)], cuts, progress)
+            return self._write([Piece(read_blocks(stream))], cuts, progress)
 
     def add_bytes(self, data: bytes) -> StoredObject:
         """Store a small object held in memory (a manifest) as one blob."""
-        return self._write([([memoryview(data)], None)], [], None)
+        return self._write([Piece([memoryview(data)])], [], None)
 
     def add_stream(self, blocks: Iterable[Block], *, progress: Progress | None = None) -> StoredObject:
         """Store a stream of bytes, cut into chunks when it is a safetensors stream."""
         cuts, blocks = plan_stream(iter(blocks))
-        return self._write([(blocks, None)], cuts, progress)
+        return self._write([Piece(blocks)], cuts, progress)
 
     def add_blob(self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None) -> StoredObject:
         """Store bytes fetched from elsewhere as one blob; they must hash to ``expected``.
@@ -127,7 +133,7 @@ class ObjectStore:
         Raises:
             CorruptObjectError: they do not; nothing is kept.
         """
-        return self._write([(blocks, None)], [], progress, expected=expected)
+        return self._write([Piece(blocks)], [], progress, expected=expected)
 
     def add_fetched_chunks(
         self, digest: Digest, chunks: list[tuple[Digest, int]], pieces: Iterable[Piece], progress: Progress | None = None
@@ -135,7 +141,8 @@ class ObjectStore:
         """Store a file fetched from elsewhere as the chunks its (checked) index lists.
 
         ``pieces`` gives each chunk's bytes in order, and whether that chunk is stored
-        here already (its bytes then only feed the file's digest). Each new chunk must
+        here already (its bytes then only feed the file's digest) or was checked against
+        its digest by the caller (then it is not hashed again). Each new chunk must
         hash to its digest before it is kept, and the whole to ``digest`` before the
         index is written: the file never becomes visible unverified. The chunks are
         made durable as one batch, in a single pass over their bytes.
@@ -144,36 +151,38 @@ class ObjectStore:
             CorruptObjectError: a chunk, or the whole, does not match.
         """
         cuts = list(itertools.accumulate(size for _, size in chunks))[:-1]
-        parts = ((blocks, chunk if stored else None) for chunk, (blocks, stored) in zip(chunks, pieces, strict=True))
-        return self._write(parts, cuts, progress, expected=digest, chunk_digests=[chunk for chunk, _ in chunks])
+        return self._write(pieces, cuts, progress, expected=digest, chunks=chunks)
 
     def _write(
         self,
-        parts: Iterable[tuple[Iterable[Block], tuple[Digest, int] | None]],
+        pieces: Iterable[Piece],
         cuts: list[int],
         progress: Progress | None,
         expected: Digest | None = None,
-        chunk_digests: list[Digest] | None = None,
+        chunks: list[tuple[Digest, int]] | None = None,
     ) -> StoredObject:
-        """Store ``parts`` in order: new bytes, or (with its digest and size) a chunk stored here already."""
+        """Store ``pieces`` in order; with ``chunks``, one piece per listed chunk, each checked against it."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        writer = SegmentWriter(self, cuts, chunk_digests)
+        writer = SegmentWriter(self, cuts, None if chunks is None else [chunk for chunk, _ in chunks])
+        listed = zip(chunks, pieces, strict=True) if chunks is not None else ((None, piece) for piece in pieces)
         try:
-            for blocks, stored in parts:
-                if stored is not None:
-                    writer.skip(*stored, blocks)
+            for chunk, piece in listed:
+                if chunk is not None and piece.stored:
+                    writer.skip(*chunk, piece.blocks)
                     continue
-                for block in blocks:
+                if chunk is not None and piece.checked:
+                    writer.checked(*chunk)
+                for block in piece.blocks:
                     writer.write(block)
                     if progress is not None:
                         progress(len(block))
-            digest, chunks = writer.finish(expected)
+            digest, segments = writer.finish(expected)
         finally:
             writer.discard()
-        size = sum(n for _, n in chunks)
-        if len(chunks) == 1 or self.contains(digest):
+        size = sum(n for _, n in segments)
+        if len(segments) == 1 or self.contains(digest):
             return StoredObject(digest, size, written=writer.wrote_any)
-        self._install_bytes(encode_chunk_index(size, chunks), self.index_path(digest))  # after its chunks are durable
+        self._install_bytes(encode_chunk_index(size, segments), self.index_path(digest))  # after its chunks are durable
         return StoredObject(digest, size, written=True)
 
     def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:

@@ -247,12 +247,14 @@ class SegmentWriter:
         self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self.hasher = hashlib.sha256()
         self.size = 0
+        self._checked: Digest | None = None  # the segment's digest, when the caller checked its bytes
 
     def write(self, block: Block) -> None:
         view = memoryview(block)
         while view:
             part = view[: self._room(len(view))]
-            self.hasher.update(part)
+            if self._checked is None:
+                self.hasher.update(part)
             self._feed_whole(part)
             self._background.submit(partial(self._write, self.fd, part))
             self.size += len(part)
@@ -264,13 +266,22 @@ class SegmentWriter:
 
         ``blocks`` must hold exactly ``size`` bytes, from a cut to the next.
         """
-        end = self.cuts[self._next_cut] if self._next_cut < len(self.cuts) else self.position + size
-        if self.size or end - self.position != size:
-            raise ValueError("a stored segment must lie between two cuts")
+        self._whole_segment(size)
         for block in blocks:
             self._feed_whole(memoryview(block))
         self.chunks.append((digest, size))
         self._advance(size)
+
+    def checked(self, digest: Digest, size: int) -> None:
+        """Announce that the next segment's bytes (``size`` of them, from a cut to the next,
+        given to :meth:`write`) were checked against ``digest`` by the caller: not hashed again."""
+        self._whole_segment(size)
+        self._checked = digest
+
+    def _whole_segment(self, size: int) -> None:
+        end = self.cuts[self._next_cut] if self._next_cut < len(self.cuts) else self.position + size
+        if self.size or end - self.position != size:
+            raise ValueError("a whole segment must lie between two cuts")
 
     def _room(self, wanted: int) -> int:
         """How many of ``wanted`` bytes fit before the next cut."""
@@ -297,7 +308,7 @@ class SegmentWriter:
             self._unflushed = 0
 
     def _close_segment(self, expected: Digest | None = None) -> None:
-        digest = digest_from_hex(self.hasher.hexdigest())
+        digest = self._checked or digest_from_hex(self.hasher.hexdigest())
         if self.expected is not None:
             expected = self.expected[len(self.chunks)]
         if expected is not None and digest != expected:

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import shutil
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from common import absolute, best_of, mreg, paired, report, run, scratch
+from common import SecondHash, absolute, best_of, mreg, paired, report, run, scratch
 
 from mreg import Registry
 from mreg.pytorch import register
@@ -37,15 +35,7 @@ TENSOR = 16 << 20  # bytes per tensor: a model of 64 large tensors for 1 GiB
 def hash_and_copy(blobs: list[Path], target: Path, passes: int = 1) -> None:
     """The floor: read each object once, hash it with hashlib, write it to a new file;
     with ``passes=2`` every byte also feeds one more hash on another thread (the whole file's)."""
-    whole = hashlib.sha256()
-    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-
-    def feed() -> None:
-        while (block := blocks.get()) is not None:
-            whole.update(block)
-
-    thread = threading.Thread(target=feed)
-    thread.start()
+    whole = SecondHash()
     target.mkdir()
     for number, blob in enumerate(blobs):
         hasher = hashlib.sha256()
@@ -53,10 +43,9 @@ def hash_and_copy(blobs: list[Path], target: Path, passes: int = 1) -> None:
             while block := stream.read(4 << 20):
                 hasher.update(block)
                 if passes == 2:
-                    blocks.put(block)
+                    whole.feed(block)
                 out.write(block)
-    blocks.put(None)
-    thread.join()
+    whole.finish()
     shutil.rmtree(target)
 
 

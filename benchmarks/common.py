@@ -77,35 +77,49 @@ def hash_and_copy(source: str | Path, destination: str | Path, durable: str = ""
     return hasher.hexdigest()
 
 
+class SecondHash:
+    """A second SHA-256 fed on its own thread (the other core), as mreg hashes a chunked
+    file's whole while the chunks are hashed: ``feed`` blocks, then ``finish``."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self.hasher = hashlib.sha256()
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self.hasher.update(block)
+
+    def feed(self, block: bytes) -> None:
+        self._blocks.put(block)
+
+    def finish(self) -> str:
+        self._blocks.put(None)
+        self._thread.join()
+        return self.hasher.hexdigest()
+
+
 def hash_twice_and_copy(source: str | Path, destination: str | Path, durable: str = "") -> str:
     """The floor for a file stored as chunks, whose chunks and whole each need their own
     SHA-256: one read feeds two hashlib hashes, the second on another thread (both cores),
     then the kernel's copy, fsynced with ``durable``."""
-    import queue
-    import threading
-
-    second = hashlib.sha256()
-    blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-
-    def feed() -> None:
-        while (block := blocks.get()) is not None:
-            second.update(block)
-
-    thread = threading.Thread(target=feed)
-    thread.start()
+    second = SecondHash()
     hasher = hashlib.sha256()
     with open(source, "rb") as stream:
         while block := stream.read(4 << 20):
             hasher.update(block)
-            blocks.put(block)
-    blocks.put(None)
-    thread.join()
+            second.feed(block)
+    whole = second.finish()
     shutil.copyfile(source, destination)
     if durable:
         fd = os.open(destination, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
-    return hasher.hexdigest() + second.hexdigest()
+    return hasher.hexdigest() + whole
 
 
 def floor_command(source: Path, destination: Path, durable: bool = False, passes: int = 1) -> list[str]:

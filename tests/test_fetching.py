@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
 
+from test_object_store import synced_directories
 from mreg import Registry, fetching
 from mreg.errors import RemoteError
 from mreg.fetching import fetch_all
@@ -94,16 +94,7 @@ def test_a_fetched_file_syncs_each_directory_once(tmp_path: Path, monkeypatch: p
     """The chunks of a fetched file are made durable as one batch, as an add's are."""
     source, (obj,) = stored(tmp_path, weight_file(4, tensors=30))
     local = Registry.init(tmp_path / "local")
-    synced: list[int] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        status = os.fstat(fd)
-        if stat.S_ISDIR(status.st_mode):
-            synced.append(status.st_ino)
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = synced_directories(monkeypatch)
     fetch_all(DirectorySource(source.objects.root), local.objects, {obj.digest: obj.size}, 2)
     assert synced.count(os.stat(local.objects.objects_dir).st_ino) <= 2  # the chunks' batch, the index's
     fanouts = {os.stat(local.objects.object_path(d).parent).st_ino for d, _ in local.objects.chunks(obj.digest)}

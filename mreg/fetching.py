@@ -22,6 +22,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -31,7 +32,7 @@ from .names import Digest
 from .object_store import ObjectStore, Piece
 from .objects import MAX_MANIFEST_SIZE
 from .remote import Source, bounded, object_path
-from .segments import decode_chunk_index, read_blocks
+from .segments import decode_chunk_index, read_blocks, stage_blob
 from .validation import MAX_CHUNK_INDEX_SIZE
 
 T = TypeVar("T")
@@ -230,8 +231,9 @@ class _Ahead:
     def __init__(self, source: Source, store: ObjectStore, files: Mapping[Digest, list[tuple[Digest, int]]], workers: int) -> None:
         self.source = source
         self.store = store
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mreg-fetch")
-        self._fetched: dict[Digest, Future[list[bytes]]] = {}
+        self._fetched: dict[Digest, Future[tuple[list[bytes], Path]]] = {}
         self._held = 0  # bytes asked for and not yet stored
         self._queue: list[tuple[Digest, int]] = []
         seen: set[Digest] = set()
@@ -247,6 +249,9 @@ class _Ahead:
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for future in self._fetched.values():  # fetched, never stored (after a failure)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result()[1].unlink(missing_ok=True)
 
     def pieces(self, digest: Digest, chunks: list[tuple[Digest, int]], counter: Counter) -> Iterator[Piece]:
         """Each chunk of one file, in order: its bytes, and whether it is stored here already."""
@@ -254,7 +259,8 @@ class _Ahead:
             self._ask()
             future = self._fetched.pop(chunk, None)
             if future is not None:
-                yield Piece(future.result(), checked=True)
+                blocks, staged = future.result()
+                yield Piece(blocks, checked=True, staged=staged)
                 self._held -= size
             elif check_local_chunk(self.source, digest, chunk, size, self.store):
                 yield Piece(_local_blocks(self.store, chunk), stored=True)  # stored before, or earlier in this fetch
@@ -270,21 +276,22 @@ class _Ahead:
             if size <= PREFETCH_BYTES:
                 if self._held + size > PREFETCH_BYTES:
                     return
-                self._fetched[chunk] = self._pool.submit(_fetch_chunk, self.source, chunk, size)
+                self._fetched[chunk] = self._pool.submit(_fetch_chunk, self.source, self.store, chunk, size)
                 self._held += size
             self._queue.pop()
 
 
-def _fetch_chunk(source: Source, chunk: Digest, size: int) -> list[bytes]:
-    """A chunk's bytes, held in memory, checked against its digest here (on a pool thread,
-    so the chunks' hashes run in parallel while the ordered pass hashes the whole file)."""
+def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -> tuple[list[bytes], Path]:
+    """A chunk's bytes, checked against its digest and written to a temporary file here, on
+    a pool thread (so chunks are hashed and written in parallel); the bytes are kept in memory
+    for the ordered pass, which hashes the whole file from them."""
     blocks = list(_checked(source, chunk, size, _open_chunk(source, chunk, size)))
     hasher = hashlib.sha256()
     for block in blocks:
         hasher.update(block)
     if "sha256:" + hasher.hexdigest() != chunk:
         raise RemoteError(f"{source.location}: object {chunk} does not match its digest there; not cached")
-    return blocks
+    return blocks, stage_blob(store.tmp_dir, blocks)
 
 
 def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:

@@ -56,6 +56,7 @@ class Piece(NamedTuple):
     blocks: Iterable[Block]
     stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
     checked: bool = False  # the caller has checked the bytes against the chunk's digest: not hashed again
+    staged: Path | None = None  # ... and written them to this temporary file (segments.stage_blob)
 _HEX_DIGITS = set("0123456789abcdef")
 
 
@@ -169,6 +170,11 @@ class ObjectStore:
             for chunk, piece in listed:
                 if chunk is not None and piece.stored:
                     writer.skip(*chunk, piece.blocks)
+                    continue
+                if chunk is not None and piece.staged is not None:
+                    writer.adopt(*chunk, piece.staged, piece.blocks)
+                    if progress is not None:
+                        progress(chunk[1])
                     continue
                 if chunk is not None and piece.checked:
                     writer.checked(*chunk)

@@ -102,6 +102,25 @@ def write_hashing(fd: int, blocks: Iterable[Block]) -> str:
     return hasher.hexdigest()
 
 
+def stage_blob(tmp_dir: Path, blocks: Iterable[Block]) -> Path:
+    """Write ``blocks`` to a new temporary file in ``tmp_dir`` and start its writeback, for a
+    :class:`SegmentWriter` to adopt (so that several threads write at once); not synced,
+    not named; nothing is left on failure."""
+    temp = unique_temp_path(tmp_dir, "obj")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            for block in blocks:
+                write_all(fd, block)
+            start_writeback(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
 def verified_blocks(segment: Segment) -> Iterator[bytes]:
     """A blob's bytes; raises CorruptObjectError after its last block if they do not match."""
     hasher = hashlib.sha256()
@@ -272,6 +291,15 @@ class SegmentWriter:
         self.chunks.append((digest, size))
         self._advance(size)
 
+    def adopt(self, digest: Digest, size: int, staged: Path, blocks: Iterable[Block]) -> None:
+        """Take a whole segment that the caller checked against ``digest`` and already wrote
+        to ``staged`` (:func:`stage_blob`): its bytes (``blocks``, ``size`` of them) only feed
+        the file's hash, and its file joins the batch. The writer owns ``staged`` from now on."""
+        self._temps.append(staged)
+        self._whole_segment(size)
+        self._background.submit(partial(self._finished, None, staged, digest))
+        self.skip(digest, size, blocks)
+
     def checked(self, digest: Digest, size: int) -> None:
         """Announce that the next segment's bytes (``size`` of them, from a cut to the next,
         given to :meth:`write`) were checked against ``digest`` by the caller: not hashed again."""
@@ -317,15 +345,20 @@ class SegmentWriter:
         self._background.submit(partial(self._finished, fd, self.temp, digest))
         self.chunks.append((digest, self.size))
 
-    def _finished(self, fd: int, temp: Path, digest: Digest) -> None:
-        """On the writer thread, after the segment's bytes: batch it, unless already stored."""
+    def _finished(self, fd: int | None, temp: Path, digest: Digest) -> None:
+        """On the writer thread, after the segment's bytes: batch it, unless already stored
+        (``fd`` None: a staged blob, whose writeback has started; it is opened to be synced)."""
         target = self.store.object_path(digest)
         if target.is_file():
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             temp.unlink(missing_ok=True)
             return
-        start_writeback(fd)
-        self._unflushed = 0
+        if fd is None:
+            fd = os.open(temp, os.O_RDONLY)
+        else:
+            start_writeback(fd)
+            self._unflushed = 0
         self._pending.append((fd, temp, target))
         if len(self._pending) >= MAX_PENDING:  # bound the open files
             self._install_pending()

@@ -4,13 +4,13 @@ The one way mreg copies objects in: a transfer's files and a fallback's single f
 alike are fetched by a bounded pool of threads. Every read stops at the size a
 manifest or a chunk index declares (a manifest: at most ``MAX_MANIFEST_SIZE``), and
 a chunk index is checked before any chunk is asked for. A file stored as chunks is
-stored in one ordered pass, as ``add`` stores a file: the whole file's digest
-computed on one thread, the chunks written on another, all made durable as one
-batch. Meanwhile the pool fetches the chunks that come next into memory, several at
-once, each checked against its own digest by the thread that fetched it (at most
-``PREFETCH_BYTES`` ahead; a larger chunk is streamed and checked when its turn
-comes), so the network and the chunks' hashes work in parallel and no byte is read
-twice. Chunks already stored here are not fetched:
+stored in one ordered pass, as ``add`` stores a file, all its new chunks made
+durable as one batch. The pool fetches the chunks that come next, several at once,
+into memory (at most ``PREFETCH_BYTES`` ahead): the thread that fetched a chunk
+checks it against its own digest and writes it to a temporary file, so chunks are
+hashed and written on both cores while the ordered pass hashes the whole file from
+the same bytes in memory; no byte is read twice. A chunk larger than the budget is
+streamed, checked and written by the ordered pass when its turn comes. Chunks already stored here are not fetched:
 their local bytes only feed the file's digest. Only when every chunk is in and the
 whole matches is the chunk index written: a file is never visible before all its
 bytes are, and verified.

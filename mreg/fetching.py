@@ -10,10 +10,10 @@ into memory (at most ``PREFETCH_BYTES`` ahead): the thread that fetched a chunk
 checks it against its own digest and writes it to a temporary file, so chunks are
 hashed and written on both cores while the ordered pass hashes the whole file from
 the same bytes in memory; no byte is read twice. A chunk larger than the budget is
-streamed, checked and written by the ordered pass when its turn comes. Chunks already stored here are not fetched:
-their local bytes only feed the file's digest. Only when every chunk is in and the
-whole matches is the chunk index written: a file is never visible before all its
-bytes are, and verified.
+streamed, checked and written by the ordered pass when its turn comes. Chunks
+already stored here are not fetched: their local bytes only feed the file's digest.
+Only when every chunk is in and the whole matches is the chunk index written: a
+file is never visible before all its bytes are, and verified.
 """
 
 from __future__ import annotations

@@ -77,9 +77,56 @@ def hash_and_copy(source: str | Path, destination: str | Path, durable: str = ""
     return hasher.hexdigest()
 
 
-def floor_command(source: Path, destination: Path, durable: bool = False) -> list[str]:
-    """:func:`hash_and_copy` as a process, to pair with an mreg command (both pay Python's start)."""
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.hash_and_copy(*sys.argv[1:])"
+class SecondHash:
+    """A second SHA-256 fed on its own thread (the other core), as mreg hashes a chunked
+    file's whole while the chunks are hashed: ``feed`` blocks, then ``finish``."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self.hasher = hashlib.sha256()
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (block := self._blocks.get()) is not None:
+            self.hasher.update(block)
+
+    def feed(self, block: bytes) -> None:
+        self._blocks.put(block)
+
+    def finish(self) -> str:
+        self._blocks.put(None)
+        self._thread.join()
+        return self.hasher.hexdigest()
+
+
+def hash_twice_and_copy(source: str | Path, destination: str | Path, durable: str = "") -> str:
+    """The floor for a file stored as chunks, whose chunks and whole each need their own
+    SHA-256: one read feeds two hashlib hashes, the second on another thread (both cores),
+    then the kernel's copy, fsynced with ``durable``."""
+    second = SecondHash()
+    hasher = hashlib.sha256()
+    with open(source, "rb") as stream:
+        while block := stream.read(4 << 20):
+            hasher.update(block)
+            second.feed(block)
+    whole = second.finish()
+    shutil.copyfile(source, destination)
+    if durable:
+        fd = os.open(destination, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return hasher.hexdigest() + whole
+
+
+def floor_command(source: Path, destination: Path, durable: bool = False, passes: int = 1) -> list[str]:
+    """:func:`hash_and_copy` (or with ``passes=2`` :func:`hash_twice_and_copy`) as a process,
+    to pair with an mreg command (both pay Python's start)."""
+    function = "hash_twice_and_copy" if passes == 2 else "hash_and_copy"
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import common; common.{function}(*sys.argv[1:])"
     return [sys.executable, "-c", code, str(source), str(destination), *(["durable"] if durable else [])]
 
 

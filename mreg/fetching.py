@@ -3,13 +3,17 @@
 The one way mreg copies objects in: a transfer's files and a fallback's single file
 alike are fetched by a bounded pool of threads. Every read stops at the size a
 manifest or a chunk index declares (a manifest: at most ``MAX_MANIFEST_SIZE``), and
-a chunk index is checked before any chunk is asked for. A file stored as chunks
-is not fetched chunk after chunk: its chunks join the pool like any other object,
-each verified against its own digest as it is stored, and the file's digest is
-checked as its chunks land, in order, on whichever thread stored the next one
-(reading them back from the page cache), so no thread ever waits for it. Only when
-every chunk is in and the whole matches is the chunk index written: a file is never
-visible before all its bytes are, and verified.
+a chunk index is checked before any chunk is asked for. A file stored as chunks is
+stored in one ordered pass, as ``add`` stores a file, all its new chunks made
+durable as one batch. The pool fetches the chunks that come next, several at once,
+into memory (at most ``PREFETCH_BYTES`` ahead): the thread that fetched a chunk
+checks it against its own digest and writes it to a temporary file, so chunks are
+hashed and written on both cores while the ordered pass hashes the whole file from
+the same bytes in memory; no byte is read twice. A chunk larger than the budget is
+streamed, checked and written by the ordered pass when its turn comes. Chunks
+already stored here are not fetched: their local bytes only feed the file's digest.
+Only when every chunk is in and the whole matches is the chunk index written: a
+file is never visible before all its bytes are, and verified.
 """
 
 from __future__ import annotations
@@ -17,23 +21,28 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import Any
-from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import CorruptObjectError, RemoteError
 from .fileutil import Progress
 from .names import Digest
-from .object_store import ObjectStore
+from .object_store import ObjectStore, Piece
 from .objects import MAX_MANIFEST_SIZE
 from .remote import Source, bounded, object_path
-from .segments import BLOCK_SIZE, decode_chunk_index
+from .segments import decode_chunk_index, read_blocks, stage_blob
 from .validation import MAX_CHUNK_INDEX_SIZE
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Objects fetched at once from a source that does not say (``Source.concurrency``);
 each also has a writer thread. Buckets ask for more: their requests wait on the network."""
+PREFETCH_BYTES = 64 << 20
+"""Bytes of chunks fetched ahead, into memory, of the ordered pass that stores a chunked file."""
 
 
 def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
@@ -117,8 +126,8 @@ def fetch_all(
 
     ``files`` maps each digest to its declared size (None for a manifest, which must
     be small): no more is read, as :func:`mreg.fallback.fetch_object` reads. Each file
-    is asked for as a blob first, then as a chunk index; the chunks of every chunked
-    file are then fetched together.
+    is asked for as a blob first, then as a chunk index; the chunked files are then
+    stored one after another, their chunks fetched ahead by the pool.
 
     The returned counter lists the files ``source`` does not have in ``missing``.
 
@@ -143,42 +152,13 @@ def fetch_all(
         indexes[digest] = found
 
     in_parallel(blob_or_index, files, workers)
-    checks: dict[Digest, list[_WholeCheck]] = {}  # chunk -> the files waiting for it
-    sizes: dict[Digest, int] = {}
-    for digest, (index, chunks) in indexes.items():
-        check = _WholeCheck(source.location, digest, chunks, store, len(index))
-        for chunk, size in check.chunks:
-            checks.setdefault(chunk, []).append(check)
-            sizes[chunk] = size
-    missing = []
-    for chunk, waiting in checks.items():
-        if check_local_chunk(source, waiting[0].digest, chunk, sizes[chunk], store):
-            for check in waiting:
-                check.landed(chunk, counter)
-        else:
-            missing.append(chunk)
-
-    def fetch_chunk(chunk: Digest) -> None:
-        copied = fetch_blob(source, chunk, store, advance, limit=sizes[chunk], size=sizes[chunk])
-        if copied is None:
-            raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
-        counter.add(copied, objects=0)
-        for check in checks[chunk]:
-            check.landed(chunk, counter)
-
-    in_parallel(fetch_chunk, missing, workers)
+    if indexes:
+        _fetch_chunked(source, store, indexes, workers, advance, counter)
     return counter
 
 
 def fetch_blob(
-    source: Source,
-    digest: Digest,
-    store: ObjectStore,
-    advance: Progress | None = None,
-    *,
-    limit: int,
-    size: int | None = None,
-    also: Any = None,
+    source: Source, digest: Digest, store: ObjectStore, advance: Progress | None = None, *, limit: int, size: int | None = None
 ) -> int | None:
     """Copy one blob from ``source``, verified, reading at most ``limit`` bytes (exactly
     ``size`` when given); None when ``source`` does not have it as a blob.
@@ -186,6 +166,17 @@ def fetch_blob(
     Raises:
         RemoteError: the source failed, or sent too many bytes or bytes that do not match.
     """
+    blocks = open_blob(source, digest, limit)
+    if blocks is None:
+        return None
+    copied = _store_blob(source, digest, blocks, store, advance)
+    if size is not None and copied != size:
+        raise RemoteError(f"{source.location}/{object_path(digest)} has {copied} bytes, but {size} are expected; refused")
+    return copied
+
+
+def open_blob(source: Source, digest: Digest, limit: int) -> Iterator[bytes] | None:
+    """A blob's bytes from ``source``, cut off with RemoteError past ``limit``; None when it has no such blob."""
     streamed = source.stream(object_path(digest))
     if streamed is None:
         return None
@@ -194,10 +185,7 @@ def fetch_blob(
     if announced is not None and announced > limit:
         getattr(blocks, "close", lambda: None)()
         raise RemoteError(f"{where} has {announced} bytes, but {limit} are expected; refused")
-    copied = _store_blob(source, digest, bounded(blocks, limit, where), store, advance, also=also)
-    if size is not None and copied != size:
-        raise RemoteError(f"{where} has {copied} bytes, but {size} are expected; refused")
-    return copied
+    return bounded(blocks, limit, where)
 
 
 def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list[tuple[Digest, int]]] | None:
@@ -230,68 +218,129 @@ def _checked_index(source: Source, digest: Digest, index: bytes, limit: int) -> 
     return chunks
 
 
-def _store_blob(
-    source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Progress | None, also: Any = None
-) -> int:
+def _store_blob(source: Source, digest: Digest, blocks: Iterable[bytes], store: ObjectStore, advance: Progress | None) -> int:
     try:
-        return store.add_blob(blocks, expected=digest, progress=advance, also=also).size
+        return store.add_blob(blocks, expected=digest, progress=advance).size
     except CorruptObjectError as exc:
         raise RemoteError(f"{source.location}: object {digest} does not match its digest there ({exc.message}); not cached") from None
 
 
-class _WholeCheck:
-    """A chunked file being fetched: hashes its chunks in order as they land, then
-    writes its chunk index if the whole matches its digest."""
+def _fetch_chunked(
+    source: Source,
+    store: ObjectStore,
+    indexes: Mapping[Digest, tuple[bytes, list[tuple[Digest, int]]]],
+    workers: int,
+    advance: Progress | None,
+    counter: Counter,
+) -> None:
+    """Store chunked files one after another, each in one ordered pass, while ``workers``
+    threads fetch the chunks that come next."""
+    files = {digest: chunks for digest, (_, chunks) in indexes.items()}
+    with _Ahead(source, store, files, workers) as ahead:
+        for digest, (index, chunks) in indexes.items():
+            try:
+                store.add_fetched_chunks(digest, chunks, ahead.pieces(digest, chunks, counter), advance)
+            except CorruptObjectError as exc:
+                if exc.digest == digest:
+                    raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached") from None
+                raise RemoteError(f"{source.location}: object {exc.digest} does not match its digest there ({exc.message}); not cached") from None
+            counter.add(len(index))
 
-    def __init__(self, location: str, digest: Digest, chunks: list[tuple[Digest, int]], store: ObjectStore, index_size: int) -> None:
-        self.location = location
-        self.digest = digest
-        self.chunks = chunks
+
+class _Ahead:
+    """The chunks of some chunked files, fetched ahead of the ordered pass that stores them.
+
+    Each chunk missing here is asked for once, in the order the files list them, by a
+    pool of ``workers`` threads, into memory: at most ``PREFETCH_BYTES`` fetched and not
+    yet stored at any time, so memory stays a small multiple of one chunk. A chunk
+    larger than that is streamed when its turn comes.
+    """
+
+    def __init__(self, source: Source, store: ObjectStore, files: Mapping[Digest, list[tuple[Digest, int]]], workers: int) -> None:
+        self.source = source
         self.store = store
-        self.index_size = index_size
-        self.arrived: set[Digest] = set()
-        self.next = 0  # the first chunk not hashed yet
-        self.hasher = hashlib.sha256()
-        self._hashing = False  # a thread is hashing: the others only note their chunk
-        self._finished = False
-        self._lock = threading.Lock()
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        from concurrent.futures import ThreadPoolExecutor  # here: a transfer that moves nothing never imports it
 
-    def landed(self, chunk: Digest, counter: Counter) -> None:
-        """Note that a chunk is stored; unless another thread is at it, hash every
-        chunk that is now next in line (a thread never waits for another's hashing)."""
-        with self._lock:
-            self.arrived.add(chunk)
-            if self._hashing:
-                return
-            self._hashing = True
-        try:
-            while (following := self._next_arrived()) is not None:
-                with open(self.store.object_path(following), "rb") as stream:
-                    while block := stream.read(BLOCK_SIZE):
-                        self.hasher.update(block)
-                with self._lock:
-                    self.next += 1
-        except BaseException:
-            with self._lock:
-                self._hashing = False
-            raise
-        with self._lock:  # _next_arrived stopped the hashing; finish exactly once
-            finish = self.next == len(self.chunks) and not self._finished
-            self._finished = self._finished or finish
-        if finish:
-            self._finish(counter)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mreg-fetch")
+        self._fetched: dict[Digest, Future[tuple[list[bytes], Path]]] = {}
+        self._held = 0  # bytes asked for and not yet stored
+        self._queue: list[tuple[Digest, int]] = []
+        seen: set[Digest] = set()
+        for digest, chunks in files.items():
+            for chunk, size in chunks:
+                if chunk not in seen and not check_local_chunk(source, digest, chunk, size, store):
+                    self._queue.append((chunk, size))
+                seen.add(chunk)
+        self._queue.reverse()  # popped from the end, in order
 
-    def _next_arrived(self) -> Digest | None:
-        """The next chunk to hash if it has landed; else None, and hashing stops (under the lock,
-        so a chunk landing now is hashed by the thread that brought it)."""
-        with self._lock:
-            if self.next < len(self.chunks) and self.chunks[self.next][0] in self.arrived:
-                return self.chunks[self.next][0]
-            self._hashing = False
-            return None
+    def __enter__(self) -> _Ahead:
+        return self
 
-    def _finish(self, counter: Counter) -> None:
-        if "sha256:" + self.hasher.hexdigest() != self.digest:
-            raise RemoteError(f"{self.location}: the chunks of {self.digest} do not add up to it; not cached")
-        self.store.add_chunk_index(self.digest, self.chunks)
-        counter.add(self.index_size)
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for future in self._fetched.values():  # fetched, never stored (after a failure)
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result()[1].unlink(missing_ok=True)
+
+    def pieces(self, digest: Digest, chunks: list[tuple[Digest, int]], counter: Counter) -> Iterator[Piece]:
+        """Each chunk of one file, in order: its bytes, and whether it is stored here already."""
+        for chunk, size in chunks:
+            self._ask()
+            future = self._fetched.pop(chunk, None)
+            if future is not None:
+                blocks, staged = future.result()
+                yield Piece(blocks, checked=True, staged=staged)
+                self._held -= size
+            elif check_local_chunk(self.source, digest, chunk, size, self.store):
+                yield Piece(_local_blocks(self.store, chunk), stored=True)  # stored before, or earlier in this fetch
+                continue
+            else:
+                yield Piece(_checked(self.source, chunk, size, _open_chunk(self.source, chunk, size)))
+            counter.add(size, objects=0)
+
+    def _ask(self) -> None:
+        """Ask for the next chunks while they fit in the budget (a chunk too large for it is left to stream)."""
+        while self._queue:
+            chunk, size = self._queue[-1]
+            if size <= PREFETCH_BYTES:
+                if self._held + size > PREFETCH_BYTES:
+                    return
+                self._fetched[chunk] = self._pool.submit(_fetch_chunk, self.source, self.store, chunk, size)
+                self._held += size
+            self._queue.pop()
+
+
+def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -> tuple[list[bytes], Path]:
+    """A chunk's bytes, checked against its digest and written to a temporary file here, on
+    a pool thread (so chunks are hashed and written in parallel); the bytes are kept in memory
+    for the ordered pass, which hashes the whole file from them."""
+    blocks = list(_checked(source, chunk, size, _open_chunk(source, chunk, size)))
+    hasher = hashlib.sha256()
+    for block in blocks:
+        hasher.update(block)
+    if "sha256:" + hasher.hexdigest() != chunk:
+        raise RemoteError(f"{source.location}: object {chunk} does not match its digest there; not cached")
+    return blocks, stage_blob(store.tmp_dir, blocks)
+
+
+def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:
+    blocks = open_blob(source, chunk, size)
+    if blocks is None:
+        raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
+    return blocks
+
+
+def _checked(source: Source, chunk: Digest, size: int, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """``blocks``, then RemoteError if they held fewer than ``size`` bytes (more is cut off by the bound)."""
+    received = 0
+    for block in blocks:
+        received += len(block)
+        yield block
+    if received != size:
+        raise RemoteError(f"{source.location}/{object_path(chunk)} has {received} bytes, but {size} are expected; refused")
+
+
+def _local_blocks(store: ObjectStore, chunk: Digest) -> Iterator[bytes]:
+    with open(store.object_path(chunk), "rb") as stream:
+        yield from read_blocks(stream)

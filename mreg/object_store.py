@@ -23,9 +23,10 @@ streams, transfers) verify again, and :meth:`ObjectStore.verify` (fsck) re-hashe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from .errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from .fileutil import Progress, fsync_dirs, unique_temp_path
@@ -47,8 +48,16 @@ from .segments import (
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
 
 CHUNKS_SUFFIX = ".chunks"
-Hasher = Any  # a hashlib hash object
 _HEX = "0123456789abcdef"
+
+
+class Piece(NamedTuple):
+    """One chunk of a file fetched from elsewhere: its bytes, in blocks."""
+
+    blocks: Iterable[Block]
+    stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
+    checked: bool = False  # the caller has checked the bytes against the chunk's digest: not hashed again
+    staged: Path | None = None  # ... and written them to this temporary file (segments.stage_blob)
 
 
 class StoredObject(NamedTuple):
@@ -108,60 +117,78 @@ class ObjectStore:
         except OSError as exc:
             raise InputFileError(f"cannot read '{source}': {exc.strerror or exc}") from None
         with stream:
-            return self._write(read_blocks(stream), cuts, progress)
+            return self._write([Piece(read_blocks(stream))], cuts, progress)
 
     def add_bytes(self, data: bytes) -> StoredObject:
         """Store a small object held in memory (a manifest) as one blob."""
-        return self._write([memoryview(data)], [], None)
+        return self._write([Piece([memoryview(data)])], [], None)
 
     def add_stream(self, blocks: Iterable[Block], *, progress: Progress | None = None) -> StoredObject:
         """Store a stream of bytes, cut into chunks when it is a safetensors stream."""
         cuts, blocks = plan_stream(iter(blocks))
-        return self._write(blocks, cuts, progress)
+        return self._write([Piece(blocks)], cuts, progress)
 
-    def add_blob(
-        self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None, also: Hasher | None = None
-    ) -> StoredObject:
+    def add_blob(self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None) -> StoredObject:
         """Store bytes fetched from elsewhere as one blob; they must hash to ``expected``.
-
-        ``also`` is fed every byte too (on the writer thread): a fetch checks a
-        chunked file's whole digest while it stores the chunks.
 
         Raises:
             CorruptObjectError: they do not; nothing is kept.
         """
-        return self._write(blocks, [], progress, expected=expected, also=also)
+        return self._write([Piece(blocks)], [], progress, expected=expected)
 
-    def add_chunk_index(self, digest: Digest, chunks: list[tuple[Digest, int]]) -> None:
-        """Record a file as the concatenation of chunks that are already stored."""
-        missing = [d for d, _ in chunks if not self.object_path(d).is_file()]
-        if missing:
-            raise ObjectNotFoundError(missing[0], f"chunk of {digest}")
-        data = encode_chunk_index(sum(n for _, n in chunks), chunks)
-        self._install_bytes(data, self.index_path(digest))
+    def add_fetched_chunks(
+        self, digest: Digest, chunks: list[tuple[Digest, int]], pieces: Iterable[Piece], progress: Progress | None = None
+    ) -> StoredObject:
+        """Store a file fetched from elsewhere as the chunks its (checked) index lists.
+
+        ``pieces`` gives each chunk's bytes in order, and whether that chunk is stored
+        here already (its bytes then only feed the file's digest) or was checked against
+        its digest by the caller (then it is not hashed again). Each new chunk must
+        hash to its digest before it is kept, and the whole to ``digest`` before the
+        index is written: the file never becomes visible unverified. The chunks are
+        made durable as one batch, in a single pass over their bytes.
+
+        Raises:
+            CorruptObjectError: a chunk, or the whole, does not match.
+        """
+        cuts = list(itertools.accumulate(size for _, size in chunks))[:-1]
+        return self._write(pieces, cuts, progress, expected=digest, chunks=chunks)
 
     def _write(
         self,
-        blocks: Iterable[Block],
+        pieces: Iterable[Piece],
         cuts: list[int],
         progress: Progress | None,
         expected: Digest | None = None,
-        also: Hasher | None = None,
+        chunks: list[tuple[Digest, int]] | None = None,
     ) -> StoredObject:
+        """Store ``pieces`` in order; with ``chunks``, one piece per listed chunk, each checked against it."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        writer = SegmentWriter(self, cuts, also)
+        writer = SegmentWriter(self, cuts, None if chunks is None else [chunk for chunk, _ in chunks])
+        listed = zip(chunks, pieces, strict=True) if chunks is not None else ((None, piece) for piece in pieces)
         try:
-            for block in blocks:
-                writer.write(block)
-                if progress is not None:
-                    progress(len(block))
-            digest, chunks = writer.finish(expected)
+            for chunk, piece in listed:
+                if chunk is not None and piece.stored:
+                    writer.skip(*chunk, piece.blocks)
+                    continue
+                if chunk is not None and piece.staged is not None:
+                    writer.adopt(*chunk, piece.staged, piece.blocks)
+                    if progress is not None:
+                        progress(chunk[1])
+                    continue
+                if chunk is not None and piece.checked:
+                    writer.checked(*chunk)
+                for block in piece.blocks:
+                    writer.write(block)
+                    if progress is not None:
+                        progress(len(block))
+            digest, segments = writer.finish(expected)
         finally:
             writer.discard()
-        size = sum(n for _, n in chunks)
-        if len(chunks) == 1 or self.contains(digest):
+        size = sum(n for _, n in segments)
+        if len(segments) == 1 or self.contains(digest):
             return StoredObject(digest, size, written=writer.wrote_any)
-        self._install_bytes(encode_chunk_index(size, chunks), self.index_path(digest))
+        self._install_bytes(encode_chunk_index(size, segments), self.index_path(digest))  # after its chunks are durable
         return StoredObject(digest, size, written=True)
 
     def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:

@@ -102,6 +102,25 @@ def write_hashing(fd: int, blocks: Iterable[Block]) -> str:
     return hasher.hexdigest()
 
 
+def stage_blob(tmp_dir: Path, blocks: Iterable[Block]) -> Path:
+    """Write ``blocks`` to a new temporary file in ``tmp_dir`` and start its writeback, for a
+    :class:`SegmentWriter` to adopt (so that several threads write at once); not synced,
+    not named; nothing is left on failure."""
+    temp = unique_temp_path(tmp_dir, "obj")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            for block in blocks:
+                write_all(fd, block)
+            start_writeback(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
 def verified_blocks(segment: Segment) -> Iterator[bytes]:
     """A blob's bytes; raises CorruptObjectError after its last block if they do not match."""
     hasher = hashlib.sha256()
@@ -213,19 +232,23 @@ class _Background:
 class SegmentWriter:
     """Writes a stream into blobs, starting a new one at each cut point.
 
-    The caller's thread hashes each segment; the writer thread writes it, feeds the
-    whole-file hash (and ``also``) and starts its writeback to disk early, so the
-    two threads never wait for each other at a cut and the disk works meanwhile.
-    Finished blobs wait in a batch: each is fsynced, then renamed into place, then
-    the directories they entered are fsynced once for the whole batch.
+    Three threads share the work, so that on two cores no byte waits for one thread
+    to both hash and write it: the caller's thread hashes each segment, a hashing
+    thread feeds the whole file's hash, and the writer thread writes and starts each
+    blob's writeback to disk early. Finished blobs wait in a batch: each is fsynced,
+    then renamed into place, then the directories they entered are fsynced once for
+    the whole batch.
+
+    ``expected`` lists the digest each segment must have (a file fetched from another
+    store, cut where its chunk index says): a segment that differs raises
+    CorruptObjectError before it is kept.
     """
 
-    def __init__(self, store: ObjectStore, cuts: list[int], also: hashlib._Hash | None = None) -> None:
-        """``also``: another hash to feed every byte to, on the writer thread."""
+    def __init__(self, store: ObjectStore, cuts: list[int], expected: list[Digest] | None = None) -> None:
         self.store = store
         self.cuts = cuts
+        self.expected = expected
         self.whole = hashlib.sha256() if cuts else None  # one segment: its hash is the file's
-        self.hashers = [h for h in (self.whole, also) if h is not None]
         self.position = 0
         self.chunks: list[tuple[Digest, int]] = []
         self.wrote_any = False
@@ -234,6 +257,7 @@ class SegmentWriter:
         self._pending: list[tuple[int, Path, Path]] = []  # written blobs to sync and install
         self._unflushed = 0
         self._background = _Background()
+        self._hashing = _Background() if self.whole is not None else None
         self._open()
 
     def _open(self) -> None:
@@ -242,26 +266,69 @@ class SegmentWriter:
         self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self.hasher = hashlib.sha256()
         self.size = 0
+        self._checked: Digest | None = None  # the segment's digest, when the caller checked its bytes
 
     def write(self, block: Block) -> None:
         view = memoryview(block)
         while view:
-            limit = self.cuts[self._next_cut] - self.position if self._next_cut < len(self.cuts) else len(view)
-            part = view[:limit]
-            self.hasher.update(part)
+            part = view[: self._room(len(view))]
+            if self._checked is None:
+                self.hasher.update(part)
+            self._feed_whole(part)
             self._background.submit(partial(self._write, self.fd, part))
             self.size += len(part)
-            self.position += len(part)
             view = view[len(part) :]
-            if self._next_cut < len(self.cuts) and self.position == self.cuts[self._next_cut]:
-                self._next_cut += 1
+            self._advance(len(part))
+
+    def skip(self, digest: Digest, size: int, blocks: Iterable[Block]) -> None:
+        """Take a whole segment that is already stored: its bytes only feed the file's hash.
+
+        ``blocks`` must hold exactly ``size`` bytes, from a cut to the next.
+        """
+        self._whole_segment(size)
+        for block in blocks:
+            self._feed_whole(memoryview(block))
+        self.chunks.append((digest, size))
+        self._advance(size)
+
+    def adopt(self, digest: Digest, size: int, staged: Path, blocks: Iterable[Block]) -> None:
+        """Take a whole segment that the caller checked against ``digest`` and already wrote
+        to ``staged`` (:func:`stage_blob`): its bytes (``blocks``, ``size`` of them) only feed
+        the file's hash, and its file joins the batch. The writer owns ``staged`` from now on."""
+        self._temps.append(staged)
+        self._whole_segment(size)
+        self._background.submit(partial(self._finished, None, staged, digest))
+        self.skip(digest, size, blocks)
+
+    def checked(self, digest: Digest, size: int) -> None:
+        """Announce that the next segment's bytes (``size`` of them, from a cut to the next,
+        given to :meth:`write`) were checked against ``digest`` by the caller: not hashed again."""
+        self._whole_segment(size)
+        self._checked = digest
+
+    def _whole_segment(self, size: int) -> None:
+        end = self.cuts[self._next_cut] if self._next_cut < len(self.cuts) else self.position + size
+        if self.size or end - self.position != size:
+            raise ValueError("a whole segment must lie between two cuts")
+
+    def _room(self, wanted: int) -> int:
+        """How many of ``wanted`` bytes fit before the next cut."""
+        return min(wanted, self.cuts[self._next_cut] - self.position) if self._next_cut < len(self.cuts) else wanted
+
+    def _advance(self, count: int) -> None:
+        self.position += count
+        if self._next_cut < len(self.cuts) and self.position == self.cuts[self._next_cut]:
+            self._next_cut += 1
+            if self.size:
                 self._close_segment()
                 self._open()
 
+    def _feed_whole(self, part: memoryview) -> None:
+        if self._hashing is not None:
+            self._hashing.submit(partial(self.whole.update, part))  # type: ignore[union-attr]
+
     def _write(self, fd: int, part: memoryview) -> None:
-        """On the writer thread: feed the other hashes, write, and start writeback now and then."""
-        for hasher in self.hashers:
-            hasher.update(part)
+        """On the writer thread: write, and start writeback now and then."""
         write_all(fd, part)
         self._unflushed += len(part)
         if self._unflushed >= WRITEBACK_STEP:
@@ -269,22 +336,29 @@ class SegmentWriter:
             self._unflushed = 0
 
     def _close_segment(self, expected: Digest | None = None) -> None:
-        digest = digest_from_hex(self.hasher.hexdigest())
+        digest = self._checked or digest_from_hex(self.hasher.hexdigest())
+        if self.expected is not None:
+            expected = self.expected[len(self.chunks)]
         if expected is not None and digest != expected:
             raise CorruptObjectError(expected, f"received bytes hash to {digest}")
         fd, self.fd = self.fd, None
         self._background.submit(partial(self._finished, fd, self.temp, digest))
         self.chunks.append((digest, self.size))
 
-    def _finished(self, fd: int, temp: Path, digest: Digest) -> None:
-        """On the writer thread, after the segment's bytes: batch it, unless already stored."""
+    def _finished(self, fd: int | None, temp: Path, digest: Digest) -> None:
+        """On the writer thread, after the segment's bytes: batch it, unless already stored
+        (``fd`` None: a staged blob, whose writeback has started; it is opened to be synced)."""
         target = self.store.object_path(digest)
         if target.is_file():
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             temp.unlink(missing_ok=True)
             return
-        start_writeback(fd)
-        self._unflushed = 0
+        if fd is None:
+            fd = os.open(temp, os.O_RDONLY)
+        else:
+            start_writeback(fd)
+            self._unflushed = 0
         self._pending.append((fd, temp, target))
         if len(self._pending) >= MAX_PENDING:  # bound the open files
             self._install_pending()
@@ -306,18 +380,26 @@ class SegmentWriter:
     def finish(self, expected: Digest | None = None) -> tuple[Digest, list[tuple[Digest, int]]]:
         """Close the last segment, make every new blob durable; return the file's digest and its chunks.
 
-        With ``expected`` (only for a single blob) a mismatch keeps nothing.
+        With ``expected`` a mismatch raises CorruptObjectError: for a single blob
+        nothing is kept; for a cut file its segments (each checked) may be kept, but
+        the caller must not record the file.
         """
         if self.size or not self.chunks:
             self._close_segment(expected if not self.cuts else None)
         self._background.submit(self._install_pending)
         self._background.drain()
+        if self._hashing is not None:
+            self._hashing.drain()
         digest = digest_from_hex(self.whole.hexdigest()) if self.whole is not None else self.chunks[0][0]
+        if expected is not None and digest != expected:
+            raise CorruptObjectError(expected, f"its bytes hash to {digest}")
         return digest, self.chunks
 
     def discard(self) -> None:
-        """Stop the writer thread and remove what is left (after an error, too)."""
+        """Stop the threads and remove what is left (after an error, too)."""
         self._background.stop()
+        if self._hashing is not None:
+            self._hashing.stop()
         for fd in [self.fd, *(fd for fd, _, _ in self._pending)]:
             if fd is not None:
                 os.close(fd)

@@ -75,6 +75,14 @@ def run_with_fault(argv: list[str], mode: str, n: int) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), stderr
 
 
+def safetensors_bytes() -> bytes:
+    """A small weight file of three 16 KiB tensors, which mreg stores as chunks."""
+    numpy = pytest.importorskip("numpy")
+    from safetensors.numpy import save
+
+    return save({f"t{i}": numpy.full(4096, i, dtype=numpy.float32) for i in range(3)})
+
+
 def make_store(path: Path) -> Registry:
     registry = Registry.init(path)
     for spec, data in FILES.items():
@@ -109,7 +117,7 @@ SCENARIOS: dict[str, tuple[list[str], dict[str, bytes], list[str]]] = {
     "tag": (["tag", "base@1.1.0", "prod"], {}, []),
     "rm": (["rm", "base@1.1.0"], {}, ["base@1.1.0"]),
     "rm the last version": (["rm", "other@1.0.0"], {}, ["other@1.0.0"]),
-    "pull": (["pull", "{src}"], {"pulled@1.0.0": b"pulled" * 100}, []),
+    "pull": (["pull", "{src}"], {"pulled@1.0.0": b""}, []),  # the source's weight file (below)
     "hash-object -w": (["hash-object", "-w", "{new}"], {}, []),
     "gc": (["gc"], {}, []),
 }
@@ -124,10 +132,12 @@ def test_a_fault_at_every_write_leaves_a_sound_store(tmp_path: Path, scenario: s
     template = make_store(tmp_path / "template")
     template.remove("base@1.0.0") if scenario == "gc" else None  # something to collect
     source = Registry.init(tmp_path / "source")
-    source.add("pulled@1.0.0", [Blob("model.bin", lambda: [b"pulled" * 100])])
+    weights = safetensors_bytes()  # stored as chunks: a pull fetches them in one ordered pass
+    source.add("pulled@1.0.0", [Blob("model.safetensors", lambda: [weights])])
     new_file = tmp_path / "new.bin"
     new_file.write_bytes(b"new file" * 100)
     argv, gained, lost = SCENARIOS[scenario]
+    gained = {spec: weights if spec == "pulled@1.0.0" else data for spec, data in gained.items()}
     before = {spec: data for spec, data in FILES.items() if template.refs.read(spec.split("@")[0]).versions.get(spec.split("@")[1])}
     for n in range(1, 60):
         store = tmp_path / f"run{n}"

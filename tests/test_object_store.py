@@ -193,12 +193,9 @@ def test_delete(store: ObjectStore) -> None:
     store.delete(digest)  # deleting twice is harmless
 
 
-def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    numpy = pytest.importorskip("numpy")
-    from safetensors.numpy import save
-
-    data = save({f"t{i:02d}": numpy.full(8192, i, dtype=numpy.float32) for i in range(40)})  # 32 KiB tensors: chunks
-    synced: list[int] = []  # inodes of the directories fsynced
+def synced_directories(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, record the inode of every directory fsynced."""
+    synced: list[int] = []
     real = os.fsync
 
     def fsync(fd: int) -> None:
@@ -208,6 +205,15 @@ def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatc
         real(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    numpy = pytest.importorskip("numpy")
+    from safetensors.numpy import save
+
+    data = save({f"t{i:02d}": numpy.full(8192, i, dtype=numpy.float32) for i in range(40)})  # 32 KiB tensors: chunks
+    synced = synced_directories(monkeypatch)
     stored = store.add_stream([data])
     chunks = store.chunks(stored.digest)
     assert len(chunks) >= 40

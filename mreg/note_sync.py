@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping, Protocol
 from .errors import ConflictError, RemoteError
 from .fetching import in_parallel
 from .names import Digest
-from .notes import MAX_NOTE_SIZE, NOTES_FILE, Note, history, parse_table, read_table, write_table
+from .notes import MAX_NOTE_SIZE, Note, history, parse_table, read_table, write_table
 from .objects import sha256_digest
 from .refs import LogEntry
 from .remote import object_path

@@ -81,8 +81,10 @@ def main() -> None:
             floor = floor_command(source, destination, durable, passes)
             what = ("hash" if passes == 1 else "hash twice") + " + copy" + (" + fsync" if durable else "")
             paired_commands(f"add {megabytes} MB .safetensors vs {what}", floor, [*add, "big@1.0.0", str(source)], fresh_store, root)
-        floor = floor_command(plain, destination)
-        paired_commands(f"add {plain.stat().st_size >> 20} MB .bin (one blob) vs hash + copy", floor, [*add, "plain@1.0.0", str(plain)], fresh_store, root)
+        for durable in (False, True):
+            what = "hash + copy" + (" + fsync" if durable else "")
+            floor = floor_command(plain, destination, durable)
+            paired_commands(f"add {plain.stat().st_size >> 20} MB .bin (one blob) vs {what}", floor, [*add, "plain@1.0.0", str(plain)], fresh_store, root)
 
         fresh_store()
         run([*add, "big@1.0.0", str(source)], cwd=root, stderr=subprocess.DEVNULL)

@@ -266,6 +266,7 @@ class _Ahead:
         self._fetched: dict[Digest, Future[tuple[list[bytes], Path]]] = {}
         self._held = 0  # bytes asked for and not yet stored
         self._queue: list[tuple[Digest, int]] = []
+        self._counted: set[Digest] = set()  # chunks whose bytes the counter has
         seen: set[Digest] = set()
         for digest, chunks in files.items():
             for chunk, size in chunks:
@@ -284,20 +285,38 @@ class _Ahead:
                 future.result()[1].unlink(missing_ok=True)
 
     def pieces(self, digest: Digest, chunks: list[tuple[Digest, int]], counter: Counter) -> Iterator[Piece]:
-        """Each chunk of one file, in order: its bytes, and whether it is stored here already."""
+        """Each chunk of one file, in order: its bytes, and whether it is stored here already.
+
+        A chunk that comes again later in the same file (equal tensors) is not stored
+        until the file's batch is, so its fetched bytes are kept for that place (up to
+        ``PREFETCH_BYTES`` of them; beyond, it is fetched again).
+        """
+        to_come: dict[Digest, int] = {}
+        for chunk, _ in chunks:
+            to_come[chunk] = to_come.get(chunk, 0) + 1
+        kept: dict[Digest, list[bytes]] = {}
+        kept_bytes = 0
         for chunk, size in chunks:
             self._ask()
+            to_come[chunk] -= 1
+            if chunk in kept:
+                yield Piece(kept[chunk] if to_come[chunk] else kept.pop(chunk), stored=True)
+                continue
             future = self._fetched.pop(chunk, None)
             if future is not None:
                 blocks, staged = future.result()
-                yield Piece(blocks, checked=True, staged=staged)
                 self._held -= size
+                if to_come[chunk] and kept_bytes + size <= PREFETCH_BYTES:
+                    kept[chunk], kept_bytes = blocks, kept_bytes + size
+                yield Piece(blocks, checked=True, staged=staged)
             elif check_local_chunk(self.source, digest, chunk, size, self.store):
                 yield Piece(_local_blocks(self.store, chunk), stored=True)  # stored before, or earlier in this fetch
                 continue
             else:
                 yield Piece(_checked(self.source, chunk, size, _open_chunk(self.source, chunk, size)))
-            counter.add(size, objects=0)
+            if chunk not in self._counted:
+                self._counted.add(chunk)
+                counter.add(size, objects=0)
 
     def _ask(self) -> None:
         """Ask for the next chunks while they fit in the budget (a chunk too large for it is left to stream)."""

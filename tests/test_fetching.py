@@ -68,6 +68,23 @@ def test_a_chunked_file_arrives_whole_with_every_chunk_asked_once(tmp_path: Path
     assert counter.objects == 2 and local.fsck().ok and local.objects.temp_files() == []
 
 
+def test_a_chunk_repeated_in_one_file_is_fetched_and_counted_once(tmp_path: Path) -> None:
+    """Two equal tensors in one file are one chunk: asked for once, counted once, the file exact."""
+    from safetensors.numpy import save
+
+    tensor = numpy.random.default_rng(7).standard_normal(8192).astype(numpy.float32)
+    data = save({"a": tensor, "b": tensor.copy(), "c": tensor + 1, "d": tensor.copy()})
+    source, (obj,) = stored(tmp_path, data)
+    local = Registry.init(tmp_path / "local")
+    counting = CountingSource(source.objects.root)
+    counter = fetch_all(counting, local.objects, {obj.digest: obj.size}, 2)
+    chunk_requests = [p for p in counting.asked if not p.endswith(".chunks") and not p.endswith(obj.digest[9:])]
+    assert len(chunk_requests) == len(set(chunk_requests)) == len(set(source.objects.chunks(obj.digest)))
+    assert b"".join(local.objects.iter_bytes(obj.digest)) == data
+    on_disk = sum(f.stat().st_size for f in (local.objects.root / "objects").rglob("*") if f.is_file())
+    assert counter.bytes == on_disk and local.fsck().ok and local.objects.temp_files() == []
+
+
 def test_chunks_stored_here_are_not_fetched(tmp_path: Path) -> None:
     """Only the chunk that differs travels; the others feed the file's digest from here."""
     source, (old, new) = stored(tmp_path, weight_file(2), weight_file(2, changed=3))

@@ -20,7 +20,6 @@ follows its object.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -33,7 +32,7 @@ from .errors import (
     UnknownRefError,
     printable,
 )
-from .names import Digest, is_digest, validate_name
+from .names import Digest, is_digest
 from .objects import canonical_encode, validate_metrics
 from .refs import LOG_FILE, LogEntry, log_then_replace
 from .registration import current_author, now_utc
@@ -169,10 +168,8 @@ def table_path(registry: Registry, name: str) -> Path:
 
 def read_table(registry: Registry, name: str) -> dict[Digest, Digest]:
     """A model's notes here: manifest digest -> note digest (empty without notes)."""
-    # Plain strings, not pathlib: `ls` and `du` read a thousand models' notes.
-    path = os.path.join(registry.refs.models_dir, *validate_name(name).split("/"), NOTES_FILE)
     try:
-        with open(path, "rb") as stream:
+        with open(registry.refs.model_file(name, NOTES_FILE), "rb") as stream:
             data = stream.read()
     except FileNotFoundError:
         return {}

@@ -302,15 +302,21 @@ class RefStore:
 
     def __init__(self, root: Path) -> None:
         self.models_dir = root / "models"
+        self._models = str(self.models_dir)
 
     def model_dir(self, name: str) -> Path:
         """The directory of a model (the name is validated, so it stays inside the store)."""
         return self.models_dir.joinpath(*validate_name(name).split("/"))
 
+    def model_file(self, name: str, file: str) -> str:
+        """The path of one of a model's files (``_refs``, ``_notes``), as a plain string:
+        ``ls`` and ``du`` read a thousand models', and pathlib or ``os.path.join`` cost
+        more than the open. The name is validated, so it stays inside the store."""
+        return f"{self._models}/{validate_name(name)}/{file}"
+
     def read(self, name: str) -> RefTable:
         """The model's current refs (empty when the model does not exist)."""
-        # Plain strings, not pathlib: `ls` and `du` read a thousand tables.
-        path = os.path.join(self.models_dir, *validate_name(name).split("/"), TABLE_FILE)
+        path = self.model_file(name, TABLE_FILE)
         try:
             with open(path, encoding="ascii") as stream:
                 text = stream.read()

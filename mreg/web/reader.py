@@ -17,7 +17,7 @@ from typing import Iterable
 from ..fallback import Fallbacks
 from ..index import ManifestRow, MetadataIndex
 from ..lookup import readable_rows
-from ..names import Digest, validate_name
+from ..names import Digest
 from ..objects import Manifest
 from ..refs import TABLE_FILE, RefStore, RefTable
 from ..registry import Registry
@@ -32,13 +32,12 @@ class CachingRefStore(RefStore):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self._models = str(self.models_dir)
         self._tables: dict[str, tuple[tuple[int, int, int], RefTable]] = {}
 
     def read(self, name: str) -> RefTable:
         """The model's current refs; re-read only when ``_refs`` was replaced or changed."""
-        try:  # plain strings: pathlib costs more than the stat itself here
-            info = os.stat(os.path.join(self._models, *validate_name(name).split("/"), TABLE_FILE))
+        try:
+            info = os.stat(self.model_file(name, TABLE_FILE))
         except FileNotFoundError:
             return RefTable()
         key = (info.st_ino, info.st_mtime_ns, info.st_size)  # a rename always brings a new inode

@@ -136,16 +136,13 @@ def verified_blocks(segment: Segment) -> Iterator[bytes]:
         raise CorruptObjectError(segment.digest, "its bytes do not match its digest")
 
 
-class SegmentReader(io.RawIOBase):
-    """A seekable, read-only file over a stored file's segments (for ``torch.load``)."""
+class SeekableReader(io.RawIOBase):
+    """A seekable, read-only file of ``size`` bytes; a subclass's ``readinto`` reads from
+    ``position`` and advances it."""
 
-    def __init__(self, segments: list[Segment]) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.segments = segments
-        self.size = sum(s.size for s in segments)
-        self._starts = [s.start for s in segments]
-        self._position = 0
-        self._open: dict[int, BinaryIO] = {}
+        self.size, self.position = size, 0
 
     def readable(self) -> bool:
         return True
@@ -154,25 +151,35 @@ class SegmentReader(io.RawIOBase):
         return True
 
     def tell(self) -> int:
-        return self._position
+        return self.position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+
+class SegmentReader(SeekableReader):
+    """A seekable, read-only file over a stored file's segments (for ``torch.load``)."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        super().__init__(sum(s.size for s in segments))
+        self.segments = segments
+        self._starts = [s.start for s in segments]
+        self._open: dict[int, BinaryIO] = {}
 
     def readinto(self, buffer: Any) -> int:
-        if self._position >= self.size:
+        if self.position >= self.size:
             return 0
-        index = bisect.bisect_right(self._starts, self._position) - 1
+        index = bisect.bisect_right(self._starts, self.position) - 1
         segment = self.segments[index]
         if index not in self._open:
             self._open[index] = open(segment.path, "rb")
         stream = self._open[index]
-        stream.seek(self._position - segment.start)
-        wanted = min(len(buffer), segment.start + segment.size - self._position)
+        stream.seek(self.position - segment.start)
+        wanted = min(len(buffer), segment.start + segment.size - self.position)
         count = stream.readinto(memoryview(buffer).cast("B")[:wanted])  # type: ignore[attr-defined]
-        self._position += count
+        self.position += count
         return count
 
     def close(self) -> None:

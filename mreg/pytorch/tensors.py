@@ -10,7 +10,6 @@ are writable and never change the store.
 from __future__ import annotations
 
 import bisect
-import io
 import mmap
 import os
 from typing import Any, Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ import torch
 from ..errors import CorruptObjectError, InvalidInputError, ObjectNotFoundError
 from ..formats import DTYPES, FormatError, encode_safetensors_header, header_length, parse_safetensors
 from ..object_store import Segment
+from ..segments import SeekableReader
 from ..weights import TensorFacts, summarize
 
 # every dtype both safetensors and the installed torch know
@@ -131,29 +131,15 @@ def private_bytes(segment: Segment) -> mmap.mmap | bytearray:
         os.close(fd)
 
 
-class MappedReader(io.RawIOBase):
+class MappedReader(SeekableReader):
     """A seekable, read-only file over a :class:`MappedFile` (reads copy from the maps)."""
 
     def __init__(self, mapped: MappedFile) -> None:
-        super().__init__()
-        self.mapped, self.position = mapped, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.mapped.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
+        super().__init__(mapped.size)
+        self.mapped = mapped
 
     def readinto(self, buffer: Any) -> int:
-        data = self.mapped.read(self.position, min(self.position + len(buffer), self.mapped.size))
+        data = self.mapped.read(self.position, min(self.position + len(buffer), self.size))
         memoryview(buffer).cast("B")[: len(data)] = data
         self.position += len(data)
         return len(data)

@@ -31,7 +31,7 @@ from .names import Digest
 from .object_store import ObjectStore, Piece
 from .objects import MAX_MANIFEST_SIZE
 from .remote import Source, bounded, object_path
-from .segments import decode_chunk_index, read_blocks, stage_blob
+from .segments import Segment, decode_chunk_index, segment_blocks, stage_blob
 from .validation import MAX_CHUNK_INDEX_SIZE
 
 if TYPE_CHECKING:
@@ -308,12 +308,13 @@ class _Ahead:
                 self._held -= size
                 if to_come[chunk] and kept_bytes + size <= PREFETCH_BYTES:
                     kept[chunk], kept_bytes = blocks, kept_bytes + size
-                yield Piece(blocks, checked=True, staged=staged)
+                yield Piece(blocks, staged=staged)
             elif check_local_chunk(self.source, digest, chunk, size, self.store):
-                yield Piece(_local_blocks(self.store, chunk), stored=True)  # stored before, or earlier in this fetch
+                local = Segment(str(self.store.object_path(chunk)), 0, size, chunk)
+                yield Piece(segment_blocks([local]), stored=True)  # stored before, or earlier in this fetch
                 continue
             else:
-                yield Piece(_checked(self.source, chunk, size, _open_chunk(self.source, chunk, size)))
+                yield Piece(_open_chunk(self.source, chunk, size))
             if chunk not in self._counted:
                 self._counted.add(chunk)
                 counter.add(size, objects=0)
@@ -334,7 +335,7 @@ def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -
     """A chunk's bytes, checked against its digest and written to a temporary file here, on
     a pool thread (so chunks are hashed and written in parallel); the bytes are kept in memory
     for the ordered pass, which hashes the whole file from them."""
-    blocks = list(_checked(source, chunk, size, _open_chunk(source, chunk, size)))
+    blocks = list(_open_chunk(source, chunk, size))
     hasher = hashlib.sha256()
     for block in blocks:
         hasher.update(block)
@@ -344,14 +345,11 @@ def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -
 
 
 def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:
+    """A chunk's bytes from ``source``, then RemoteError if they were fewer than ``size``
+    (more is cut off by the bound)."""
     blocks = open_blob(source, chunk, size)
     if blocks is None:
         raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
-    return blocks
-
-
-def _checked(source: Source, chunk: Digest, size: int, blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """``blocks``, then RemoteError if they held fewer than ``size`` bytes (more is cut off by the bound)."""
     received = 0
     for block in blocks:
         received += len(block)
@@ -359,7 +357,3 @@ def _checked(source: Source, chunk: Digest, size: int, blocks: Iterator[bytes]) 
     if received != size:
         raise RemoteError(f"{source.location}/{object_path(chunk)} has {received} bytes, but {size} are expected; refused")
 
-
-def _local_blocks(store: ObjectStore, chunk: Digest) -> Iterator[bytes]:
-    with open(store.object_path(chunk), "rb") as stream:
-        yield from read_blocks(stream)

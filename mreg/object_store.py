@@ -56,7 +56,6 @@ class Piece(NamedTuple):
 
     blocks: Iterable[Block]
     stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
-    checked: bool = False  # the caller has checked the bytes against the chunk's digest: not hashed again
     staged: Path | None = None  # ... and written them to this temporary file (segments.stage_blob)
 
 
@@ -176,8 +175,6 @@ class ObjectStore:
                     if progress is not None:
                         progress(chunk[1])
                     continue
-                if chunk is not None and piece.checked:
-                    writer.checked(*chunk)
                 for block in piece.blocks:
                     writer.write(block)
                     if progress is not None:

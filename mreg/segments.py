@@ -273,14 +273,12 @@ class SegmentWriter:
         self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self.hasher = hashlib.sha256()
         self.size = 0
-        self._checked: Digest | None = None  # the segment's digest, when the caller checked its bytes
 
     def write(self, block: Block) -> None:
         view = memoryview(block)
         while view:
             part = view[: self._room(len(view))]
-            if self._checked is None:
-                self.hasher.update(part)
+            self.hasher.update(part)
             self._feed_whole(part)
             self._background.submit(partial(self._write, self.fd, part))
             self.size += len(part)
@@ -303,15 +301,8 @@ class SegmentWriter:
         to ``staged`` (:func:`stage_blob`): its bytes (``blocks``, ``size`` of them) only feed
         the file's hash, and its file joins the batch. The writer owns ``staged`` from now on."""
         self._temps.append(staged)
-        self._whole_segment(size)
-        self._background.submit(partial(self._finished, None, staged, digest))
         self.skip(digest, size, blocks)
-
-    def checked(self, digest: Digest, size: int) -> None:
-        """Announce that the next segment's bytes (``size`` of them, from a cut to the next,
-        given to :meth:`write`) were checked against ``digest`` by the caller: not hashed again."""
-        self._whole_segment(size)
-        self._checked = digest
+        self._background.submit(partial(self._finished, None, staged, digest))
 
     def _whole_segment(self, size: int) -> None:
         end = self.cuts[self._next_cut] if self._next_cut < len(self.cuts) else self.position + size
@@ -343,7 +334,7 @@ class SegmentWriter:
             self._unflushed = 0
 
     def _close_segment(self, expected: Digest | None = None) -> None:
-        digest = self._checked or digest_from_hex(self.hasher.hexdigest())
+        digest = digest_from_hex(self.hasher.hexdigest())
         if self.expected is not None:
             expected = self.expected[len(self.chunks)]
         if expected is not None and digest != expected:

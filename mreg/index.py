@@ -9,7 +9,7 @@ corrupt or of another schema is simply rebuilt.
 
 It is never the source of truth: refs say which versions exist, objects hold their
 bytes. A row is written only from a manifest that was read from its object and
-fully validated, and it carries a *seal*: BLAKE2b of the row keyed by its digest.
+fully validated, and it carries a *seal*: SHA-256 of its digest and the row.
 Every read checks the seal (about 1 µs), so a damaged row, or one moved to another
 digest, is a cache miss that is read from the object again and rewritten, never a
 wrong answer. ``fsck`` re-derives every row from its manifest object and reports
@@ -50,7 +50,7 @@ CREATE TABLE manifests (
 );
 CREATE INDEX manifests_by_name ON manifests (name);
 """
-_DROP = "DROP TABLE IF EXISTS manifests; DROP TABLE IF EXISTS metrics;"
+_DROP = "DROP TABLE IF EXISTS manifests;"
 _SQL_OPERATORS = {">=": ">=", "<=": "<=", ">": ">", "<": "<", "==": "=", "!=": "!="}
 _ROW = "digest, row, seal"
 _ABSENT = object()
@@ -183,12 +183,12 @@ class MetadataIndex:
 
     # ----------------------------------------------------------------- checking
 
-    def problems(self, read_object: Callable[[Digest], bytes | None]) -> list[str]:
+    def problems(self, read_object: Callable[[Digest], bytes]) -> list[str]:
         """Rows whose seal fails or that disagree with their manifest (fsck).
 
-        ``read_object(digest)`` gives a manifest object's verified bytes, or None
-        when it is no longer stored (its row is then never asked for, unless the
-        same manifest comes back).
+        ``read_object(digest)`` gives a manifest object's verified bytes, or raises
+        MregError when it is no longer stored (its row is then never asked for, unless
+        the same manifest comes back) or damaged (the object check reports that).
         """
         if not self.path.exists():
             return []
@@ -360,17 +360,15 @@ def _pack(row: ManifestRow) -> bytes:
     return msgpack.packb(list(row), use_bin_type=True)
 
 
-def _row_problem(digest: str, row: bytes, seal: bytes, read_object: Callable[[Digest], bytes | None]) -> bool:
+def _row_problem(digest: str, row: bytes, seal: bytes, read_object: Callable[[Digest], bytes]) -> bool:
     """True when a row's seal fails or it is not the row of its (stored) manifest."""
     if seal != _seal(digest, row):
         return True
     try:
         data = read_object(Digest(digest))
-        if data is None:
-            return False
         manifest = Manifest.decode(data, digest)
     except MregError:
-        return False  # a damaged object: the object check reports it
+        return False  # gone, or damaged: the object check reports that
     return msgpack.unpackb(row) != msgpack.unpackb(_pack(ManifestRow.of(manifest, len(data))))
 
 

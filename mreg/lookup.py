@@ -167,7 +167,7 @@ def list_models(registry: Registry) -> list[ModelSummary]:
                     continue
                 if table is not None and table.latest is not None:
                     found[name] = (table, source.location)
-    rows = readable_rows(registry, [table.versions[table.latest] for table, _ in found.values() if table.latest])
+    rows = registry.manifest_rows((table.versions[table.latest] for table, _ in found.values()), skip_unreadable=True)
     return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 
@@ -175,8 +175,8 @@ def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, li
     """The lineage parents of each of these versions, labelled ``name@version (sha256:…)``
     where the parent is still stored (as :meth:`Registry.label` gives them), read in two
     batches; a version whose manifest is gone has none (the log outlives objects)."""
-    rows = readable_rows(registry, list(dict.fromkeys(digests)))
-    parents = readable_rows(registry, list({p: None for row in rows.values() for p in row.parents}))
+    rows = registry.manifest_rows(digests, skip_unreadable=True)
+    parents = registry.manifest_rows((p for row in rows.values() for p in row.parents), skip_unreadable=True)
 
     def label(digest: str) -> str:
         row = parents.get(Digest(digest))
@@ -184,20 +184,6 @@ def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, li
 
     return {digest: [label(parent) for parent in row.parents] for digest, row in rows.items()}
 
-
-def readable_rows(registry: Registry, digests: list[Digest]) -> dict[Digest, ManifestRow]:
-    """The index rows of these manifests; one that cannot be read (missing, broken: for
-    fsck to report) is left out."""
-    try:
-        return registry.manifest_rows(digests)
-    except MregError:  # one bad manifest: read the others one at a time
-        rows = {}
-        for digest in digests:
-            try:
-                rows.update(registry.manifest_rows([digest]))
-            except MregError:
-                continue
-        return rows
 
 
 def _summary(name: str, table: RefTable, source: str | None, rows: dict[Digest, ManifestRow]) -> ModelSummary:

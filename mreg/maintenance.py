@@ -77,8 +77,7 @@ def fsck(registry: Registry, *, repair: bool = False) -> FsckReport:
     dangling = len(set(registry.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
-    store = registry.objects
-    report.problems += registry.index.problems(lambda d: store.read_bytes(d) if store.contains(d) else None)
+    report.problems += registry.index.problems(registry.objects.read_bytes)
     temps = registry.objects.temp_files()
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")

@@ -282,11 +282,13 @@ class Registry:
         """
         return {digest: row.manifest() for digest, row in self.manifest_rows(digests).items()}
 
-    def manifest_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
+    def manifest_rows(self, digests: Iterable[str], *, skip_unreadable: bool = False) -> dict[Digest, ManifestRow]:
         """Many manifests as the metadata index keeps them: plain rows, cheap to filter on.
 
         The index (``.mreg/index.sqlite``) answers in one query; manifests it lacks
-        are read from their objects, validated and added to it.
+        are read from their objects, validated and added to it. With
+        ``skip_unreadable``, a manifest that cannot be read (missing, damaged: for fsck
+        to report) is left out instead of raising.
         """
         from .index import ManifestRow
 
@@ -295,9 +297,14 @@ class Registry:
         fresh = []
         for digest in wanted:
             if digest not in found:
-                self._ensure_local(digest)
-                data = self.objects.read_bytes(digest)
-                found[digest] = ManifestRow.of(Manifest.decode(data, digest), len(data))
+                try:
+                    self._ensure_local(digest)
+                    data = self.objects.read_bytes(digest)
+                    found[digest] = ManifestRow.of(Manifest.decode(data, digest), len(data))
+                except MregError:
+                    if not skip_unreadable:
+                        raise
+                    continue
                 fresh.append((digest, found[digest]))
         self.index.record(fresh)
         return found

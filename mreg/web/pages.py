@@ -55,7 +55,7 @@ def model_page(
     across versions, its tags, and its tag history."""
     table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
     notes = read_notes(registry, name)
-    manifests = registry.readable_rows(table.versions.values())
+    manifests = registry.manifest_rows(table.versions.values(), skip_unreadable=True)
     tags_of = tags_by_version(table)
     rows = []
     for rank, (version, digest) in enumerate(table.versions.items()):  # ascending precedence
@@ -154,7 +154,7 @@ def children_index(registry: ReadOnlyRegistry) -> dict[str, list[str]]:
     """For every parent digest, the registered versions whose lineage names it."""
     index: dict[str, list[str]] = {}
     candidates = [digest for _, _, digest in registry.version_digests()]
-    rows = registry.readable_rows(candidates)
+    rows = registry.manifest_rows(candidates, skip_unreadable=True)
     for candidate in candidates:
         row = rows.get(candidate)
         for parent in row.parents if row is not None else ():

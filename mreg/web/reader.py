@@ -16,7 +16,6 @@ from typing import Iterable
 
 from ..fallback import Fallbacks
 from ..index import ManifestRow, MetadataIndex
-from ..lookup import readable_rows
 from ..names import Digest
 from ..objects import Manifest
 from ..refs import TABLE_FILE, RefStore, RefTable
@@ -66,22 +65,18 @@ class ReadOnlyRegistry(Registry):
             self._index = MetadataIndex(self.root, read_only=True)
         return self._index
 
-    def manifest_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
+    def manifest_rows(self, digests: Iterable[str], *, skip_unreadable: bool = False) -> dict[Digest, ManifestRow]:
         """Manifests as index rows (see :meth:`Registry.manifest_rows`), each read once per process."""
         wanted = [Digest(d) for d in dict.fromkeys(digests)]
         found = {digest: self._rows[digest] for digest in wanted if digest in self._rows}
         if len(found) < len(wanted):
-            fresh = super().manifest_rows(digest for digest in wanted if digest not in found)
+            fresh = super().manifest_rows((digest for digest in wanted if digest not in found), skip_unreadable=skip_unreadable)
             with self._lock:
                 if len(self._rows) + len(fresh) > MAX_CACHED_MANIFESTS:
                     self._rows.clear()
                 self._rows.update(fresh)
             found.update(fresh)
         return found
-
-    def readable_rows(self, digests: Iterable[str]) -> dict[Digest, ManifestRow]:
-        """The rows of the manifests that can be read; the others (missing, damaged) left out."""
-        return readable_rows(self, [Digest(d) for d in digests])
 
     @property
     def fallbacks(self) -> Fallbacks:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from .errors import CorruptObjectError, RemoteError
-from .fileutil import Progress
+from .fileutil import Progress, in_parallel
 from .names import Digest
 from .object_store import ObjectStore, Piece
 from .objects import MAX_MANIFEST_SIZE
@@ -37,55 +37,11 @@ from .validation import MAX_CHUNK_INDEX_SIZE
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-T = TypeVar("T")
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Objects fetched at once from a source that does not say (``Source.concurrency``);
 each also has a writer thread. Buckets ask for more: their requests wait on the network."""
 PREFETCH_BYTES = 64 << 20
 """Bytes of chunks fetched ahead, into memory, of the ordered pass that stores a chunked file."""
-
-
-def in_parallel(work: Callable[[T], object], items: Iterable[T], workers: int) -> None:
-    """Run ``work`` on every item, ``workers`` at a time; the first error stops the rest and is raised.
-
-    Plain threads, not concurrent.futures: importing that (and the logging it pulls in)
-    costs a command that moves nothing a tenth of its time.
-    """
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    positions = iter(range(len(items)))
-    lock = threading.Lock()
-    failures: list[tuple[int, BaseException]] = []
-
-    def run() -> None:
-        while True:
-            with lock:
-                position = None if failures else next(positions, None)
-            if position is None:
-                return
-            try:
-                work(items[position])
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                with lock:
-                    failures.append((position, exc))
-
-    threads = [threading.Thread(target=run, name="mreg-transfer", daemon=True) for _ in range(min(workers, len(items)))]
-    for thread in threads:
-        thread.start()
-    try:
-        for thread in threads:
-            thread.join()
-    except BaseException as exc:  # Ctrl-C: start nothing more, let the running items end
-        with lock:
-            failures.append((-1, exc))
-        for thread in threads:
-            thread.join()
-        raise
-    if failures:
-        raise min(failures, key=lambda failure: failure[0])[1]
 
 
 def thread_safe(advance: Progress | None) -> Progress | None:

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Mapping, Protocol
 
 from .errors import ConflictError, RemoteError
-from .fetching import in_parallel
+from .fileutil import in_parallel
 from .names import Digest
 from .notes import MAX_NOTE_SIZE, Note, history, parse_table, read_table, write_table
 from .objects import sha256_digest

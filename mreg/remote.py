@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from .errors import CorruptRefsError, InvalidNameError, MregError, RemoteError, printable
-from .fileutil import write_atomically
+from .fileutil import in_parallel, write_atomically
 from .names import validate_name
 from .refs import LOG_FILE, TABLE_FILE, LogEntry, RefTable, parse_log
 from .segments import read_blocks
@@ -89,8 +89,6 @@ class Source(ABC):
     def read_all(self, limits: Mapping[str, int]) -> dict[str, bytes | None]:
         """Several files' bytes (None for each that does not exist), ``readers`` at a time,
         each bounded by its limit in ``limits`` as :meth:`read_limited` is."""
-        from .fetching import in_parallel  # it imports this module
-
         found: dict[str, bytes | None] = {}
 
         def read(path: str) -> None:

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 
 from ..config import Config
 from ..errors import CorruptObjectError, RemoteError
-from ..fetching import in_parallel, thread_safe
-from ..fileutil import Progress, ProgressReport, counting
+from ..fetching import thread_safe
+from ..fileutil import Progress, ProgressReport, counting, in_parallel
 from ..names import Digest
 from ..objects import Manifest
 from ..refs import LogEntry, RefTable, changes

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import AmbiguousRefError, MregError, ObjectNotFoundError, UnknownModelError, UnknownRefError
+from .errors import AmbiguousRefError, MregError, NotFoundError, ObjectNotFoundError, UnknownModelError, UnknownRefError
 from .names import LATEST, Digest, Ref, parse_digest_prefix
 from .object_store import ObjectStore
-from .objects import MAX_MANIFEST_SIZE, looks_like_manifest
+from .objects import MAX_MANIFEST_SIZE, FileEntry, Manifest, looks_like_manifest
 from .refs import LogEntry, RefTable
 from .versions import parse_version
 from .views import ModelSummary, VersionEntry
@@ -195,3 +195,16 @@ def _summary(name: str, table: RefTable, source: str | None, rows: dict[Digest, 
     else:  # a missing manifest, or another version's, is for fsck to report
         family, metrics = None, {}
     return ModelSummary(name, table.latest, digest, len(table.versions), dict(table.tags), family, source, metrics)
+
+
+def named_file(manifest: Manifest, ref: str, path: str) -> FileEntry:
+    """The entry of the file ``path`` in a version's manifest (``ref`` names the version
+    in the error).
+
+    Raises:
+        NotFoundError: the version has no such file.
+    """
+    for entry in manifest.files:
+        if entry.path == path:
+            return entry
+    raise NotFoundError(f"{ref} has no file '{path}'")

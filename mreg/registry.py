@@ -16,7 +16,6 @@ from .errors import (
     InvalidInputError,
     InvalidTypeError,
     MregError,
-    NotFoundError,
     ObjectNotFoundError,
     RegistryNotFoundError,
     UnknownModelError,
@@ -399,10 +398,7 @@ class Registry:
                 names = ", ".join(f.path for f in manifest.files)
                 raise InvalidInputError(f"{ref} has {len(manifest.files)} files ({names}): name the one you want")
             return manifest.files[0]
-        for entry in manifest.files:
-            if entry.path == file:
-                return entry
-        raise NotFoundError(f"{ref} has no file '{file}'")
+        return lookup.named_file(manifest, ref, file)
 
     # ------------------------------------------------------- objects, fallbacks
 

@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import InvalidInputError
 from ..formats import is_safetensors_name, is_weights_name
+from ..lookup import named_file
 from ..notes import warn_if_deprecated
 from ..objects import Dataset, FileEntry, Framework
 from ..registration import Blob, FileSource
@@ -218,10 +219,7 @@ def _weights_entry(registry: Registry, ref: str, file: str | None) -> FileEntry:
     """
     manifest = registry.manifest(registry.resolve(ref))
     if file is not None:
-        entry = next((f for f in manifest.files if f.path == file), None)
-        if entry is None:
-            raise NotFoundError(f"{ref} has no file '{file}'")
-        return entry
+        return named_file(manifest, ref, file)
     weights = [f for f in manifest.files if is_weights_name(f.path)]
     if len(weights) != 1:
         names = ", ".join(f.path for f in weights) or "none"

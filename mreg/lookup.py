@@ -180,7 +180,7 @@ def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, li
 
     def label(digest: str) -> str:
         row = parents.get(Digest(digest))
-        return f"{row.name}@{row.version} ({digest[:15]})" if row is not None else digest
+        return version_label(row.name, row.version, digest) if row is not None else digest
 
     return {digest: [label(parent) for parent in row.parents] for digest, row in rows.items()}
 
@@ -208,3 +208,8 @@ def named_file(manifest: Manifest, ref: str, path: str) -> FileEntry:
         if entry.path == path:
             return entry
     raise NotFoundError(f"{ref} has no file '{path}'")
+
+
+def version_label(name: str, version: str, digest: str) -> str:
+    """``name@version (sha256:abcd1234)``: a version as lineage and logs show it."""
+    return f"{name}@{version} ({digest[:15]})"

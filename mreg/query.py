@@ -18,7 +18,7 @@ from .names import Digest, parse_condition, validate_key, validate_name
 from .notes import Note, load as load_note, note_finder, read_table as read_notes
 from .objects import Framework
 from .refs import RefTable
-from .views import ModelVersion, VersionEntry
+from .views import ModelVersion, VersionEntry, version_tags
 
 if TYPE_CHECKING:
     from .index import ManifestRow
@@ -241,11 +241,7 @@ def _tagger(table: RefTable) -> Callable[[Digest, ManifestRow], tuple[str, ...]]
     by_version = lookup.tags_by_version(table)
 
     def tags(digest: Digest, row: ManifestRow) -> tuple[str, ...]:
-        version = row.version
-        if table.versions.get(version) != digest:
-            return ()
-        found = tuple(by_version.get(version, ()))
-        return ("latest", *found) if table.latest == version else found
+        return version_tags(table, row.version, digest, lambda version: by_version.get(version, ()))
 
     return tags
 

@@ -323,7 +323,7 @@ class Registry:
             manifest = self.manifest(digest)
         except MregError:
             return digest  # removed and collected: lineage outlives objects
-        return f"{manifest.name}@{manifest.version} ({digest[:15]})"
+        return lookup.version_label(manifest.name, manifest.version, digest)
 
     def versions(self, name: str) -> list[VersionEntry]:
         """Every version of a model, highest precedence first (fallbacks' included)."""

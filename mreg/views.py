@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple
 
 from .names import Digest
 from .objects import FileEntry, Framework, Lineage, Manifest
@@ -73,12 +73,7 @@ class ModelVersion(NamedTuple):
     @classmethod
     def of(cls, digest: Digest, manifest: Manifest, table: RefTable, note: Note | None = None) -> ModelVersion:
         """The view of a manifest, with the tags its model's refs give it."""
-        tags: tuple[str, ...] = ()
-        if table.versions.get(manifest.version) == digest:
-            tags = tuple(table.tags_of(manifest.version))
-            if table.latest == manifest.version:
-                tags = ("latest", *tags)
-        return cls(digest, manifest, tags, note)
+        return cls(digest, manifest, version_tags(table, manifest.version, digest, table.tags_of), note)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON view of ``mreg show --json``."""
@@ -141,3 +136,13 @@ class TagChange(NamedTuple):
     tag: str
     old: str | None
     new: str | None
+
+
+def version_tags(table: RefTable, version: str, digest: str, tags_of: Callable[[str], Iterable[str]]) -> tuple[str, ...]:
+    """The tags a model's refs give one of its versions, ``latest`` first: none unless
+    ``version`` names ``digest`` there. ``tags_of`` gives a version's tags
+    (:meth:`RefTable.tags_of`, or a lookup in a table inverted once for many versions)."""
+    if table.versions.get(version) != digest:
+        return ()
+    found = tuple(tags_of(version))
+    return ("latest", *found) if table.latest == version else found

@@ -95,7 +95,7 @@ class NoteSync:
         """Why applying the incoming notes would overwrite a note (empty: it would not)."""
         found = []
         readers = getattr(self.destination, "readers", 1)  # a bucket: one request each, read at once
-        in_parallel(lambda name: self._ours.__setitem__(name, self.destination.notes(name)), list(self.incoming), readers)
+        in_parallel(self._read_ours, list(self.incoming), readers)
         for name, notes in self.incoming.items():
             ours = self._ours[name]
             for target, theirs in notes.items():
@@ -122,6 +122,9 @@ class NoteSync:
             self.destination.change_notes(name, partial(self._merged, name, self.incoming[name], template, written))
             changed += [f"{name}@{entry.ref.removeprefix('notes/')}" for entry in written]
         return changed
+
+    def _read_ours(self, name: str) -> None:
+        self._ours[name] = self.destination.notes(name)
 
     def _takes(self, name: str, notes: Mapping[Digest, Digest]) -> bool:
         """Would any incoming note of the model be taken (unknown until :meth:`conflicts` ran)?"""

@@ -259,7 +259,7 @@ def test_a_pull_killed_midway_leaves_both_stores_clean_and_can_be_repeated(tmp_p
     )
     deadline = time.monotonic() + 60
     try:
-        while not any(p.stat().st_size > (1 << 20) for p in _files(dst.root / "tmp")):
+        while not any(size > (1 << 20) for size in _sizes(dst.root / "tmp")):
             assert process.poll() is None, "the pull ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.002)
@@ -276,13 +276,12 @@ def test_a_pull_killed_midway_leaves_both_stores_clean_and_can_be_repeated(tmp_p
     assert dst.fsck().ok  # re-hashes the copy
 
 
-def _files(directory: Path) -> list[Path]:
-    """The files in a directory now (some may vanish while we look)."""
+def _sizes(directory: Path) -> list[int]:
+    """The sizes of the files in a directory now (some may vanish while we look)."""
     found = []
     for path in directory.iterdir():
         try:
-            path.stat()
-            found.append(path)
+            found.append(path.stat().st_size)
         except FileNotFoundError:
             pass
     return found

@@ -19,9 +19,12 @@ from datetime import datetime, timedelta
 
 import torch
 
-from mreg import NotFoundError, Registry, VersionConflictError
-from mreg.pytorch import PretrainedModel, TorchvisionBuilder, diff, fetch_pretrained, load_model, register
-from mreg.usage import disk_usage
+from mreg.errors import NotFoundError, VersionConflictError
+from mreg.registry import Registry
+from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
+from mreg.pytorch.models import TorchvisionBuilder, load_model, register
+from mreg.pytorch import diff
+from mreg.operations.usage import disk_usage
 
 PRETRAINED = ("resnet18", "mobilenet_v2")  # 44.7 MiB + 13.6 MiB of weights
 DERIVED_VERSION = "2.0.0"  # a new head changes the output: a major version in SemVer terms

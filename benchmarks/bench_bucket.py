@@ -27,10 +27,10 @@ from obstore.store import S3Store
 
 from common import SecondHash, absolute, best_of, compile_package, mreg, paired, report, scratch, startup_pairs
 
-from mreg import Registry
-from mreg.pytorch import register
-from mreg.transfer import pull as pull_models
-from mreg.transfer import push as push_models
+from mreg.registry import Registry
+from mreg.pytorch.models import register
+from mreg.operations.remotes import pull as pull_models
+from mreg.operations.remotes import push as push_models
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20

@@ -24,9 +24,9 @@ from bench_weights import touch
 from common import compile_package, paired, report, scratch
 from common import mreg as run_mreg
 
-import mreg.chunking
-from mreg import Registry
-from mreg.pytorch import TorchvisionBuilder, load_state_dict
+import mreg.formats.cuts
+from mreg.registry import Registry
+from mreg.pytorch.models import TorchvisionBuilder, load_state_dict
 
 BIG = int(os.environ.get("MREG_BENCH_BIG", 2 << 30))
 PAIRS = int(os.environ.get("MREG_BENCH_PAIRS", 11))
@@ -89,11 +89,11 @@ def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
     path = root / "chunks.pt"
     torch.save(resnet18(), path)
     registries = {}
-    for label, min_chunk in (("chunked", mreg.chunking.MIN_CHUNK), ("whole", 1 << 62)):
-        saved, mreg.chunking.MIN_CHUNK = mreg.chunking.MIN_CHUNK, min_chunk
+    for label, min_chunk in (("chunked", mreg.formats.cuts.MIN_CHUNK), ("whole", 1 << 62)):
+        saved, mreg.formats.cuts.MIN_CHUNK = mreg.formats.cuts.MIN_CHUNK, min_chunk
         registries[label] = registry = Registry.init(root / f"pt-{label}")
         registry.add("m@1.0.0", [path])
-        mreg.chunking.MIN_CHUNK = saved
+        mreg.formats.cuts.MIN_CHUNK = saved
         assert registry.objects.is_chunked(registry.file_entry("m").digest) == (label == "chunked")
     chunked, whole = registries["chunked"], registries["whole"]
     ours, base, ratio = paired(lambda: load_state_dict(whole, "m"), lambda: load_state_dict(chunked, "m"), 101)

@@ -24,9 +24,9 @@ import torch
 
 from common import SecondHash, absolute, best_of, mreg, paired, report, run, scratch
 
-from mreg import Registry
-from mreg.pytorch import register
-from mreg.transfer import pull
+from mreg.registry import Registry
+from mreg.pytorch.models import register
+from mreg.operations.remotes import pull
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20  # bytes per tensor: a model of 64 large tensors for 1 GiB

@@ -11,9 +11,9 @@ import time
 
 from common import absolute, best_of, scratch
 
-from mreg import Registry
-from mreg.objects import FileEntry, Lineage, Manifest
-from mreg.refs import RefTable
+from mreg.registry import Registry
+from mreg.records.manifest import FileEntry, Lineage, Manifest
+from mreg.records.refs import RefTable
 
 VERSIONS = 10_000
 

@@ -26,8 +26,8 @@ import torch
 
 from common import paired, report, safetensors_file, scratch
 
-from mreg import Registry
-from mreg.pytorch import TorchvisionBuilder, register
+from mreg.registry import Registry
+from mreg.pytorch.models import TorchvisionBuilder, register
 from mreg.pytorch.tensors import safetensors_blocks
 
 SIZE = int(os.environ.get("MREG_BENCH_REGISTER_SIZE", 2 << 30))

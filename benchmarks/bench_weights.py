@@ -14,9 +14,9 @@ import torch
 
 from common import best_of, paired, report, scratch
 
-import mreg.chunking
-from mreg import Registry
-from mreg.pytorch import TorchvisionBuilder, load_model, load_state_dict, register
+import mreg.formats.cuts
+from mreg.registry import Registry
+from mreg.pytorch.models import TorchvisionBuilder, load_model, load_state_dict, register
 
 BUILDER = TorchvisionBuilder("resnet18")
 
@@ -62,8 +62,8 @@ def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
     model = BUILDER.build()
     registries = {}
     adds = {}
-    for label, min_chunk in (("chunked", mreg.chunking.MIN_CHUNK), ("whole", 1 << 62)):
-        mreg.chunking.MIN_CHUNK = min_chunk  # a huge minimum: no cuts, one blob
+    for label, min_chunk in (("chunked", mreg.formats.cuts.MIN_CHUNK), ("whole", 1 << 62)):
+        mreg.formats.cuts.MIN_CHUNK = min_chunk  # a huge minimum: no cuts, one blob
 
         def add(label: str = label) -> None:
             registry = Registry.init(root / f"{label}-add")
@@ -75,7 +75,7 @@ def chunked_vs_whole(root) -> None:  # type: ignore[no-untyped-def]
         registries[label] = registry = Registry.init(root / label)
         register(registry, "resnet18@1.0.0", model)
         assert registry.objects.is_chunked(registry.file_entry("resnet18").digest) == (label == "chunked")
-    mreg.chunking.MIN_CHUNK = 16 << 10
+    mreg.formats.cuts.MIN_CHUNK = 16 << 10
     chunked, whole = registries["chunked"], registries["whole"]
     report("ResNet-18 add: chunked vs whole file", adds["chunked"], adds["whole"], "none")
     ours, base, ratio = paired(lambda: load_state_dict(whole, "resnet18"), lambda: load_state_dict(chunked, "resnet18"), 301)

@@ -13,7 +13,7 @@ PyTorch models are registered and loaded with :mod:`mreg.pytorch`, which is the
 only part of mreg that imports torch.
 """
 
-from .errors import (
+from mreg.errors import (
     ConflictError,
     CorruptObjectError,
     InvalidInputError,
@@ -22,12 +22,18 @@ from .errors import (
     RegistryNotFoundError,
     VersionConflictError,
 )
-from .names import Digest, Ref, format_ref, parse_ref
-from .objects import Dataset, FileEntry, Framework, Lineage, Manifest
-from .registration import Blob
-from .registry import Registry
-from .versions import Version, parse_version
-from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
+from mreg.operations.inputs import Blob
+from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest
+from mreg.records.names import Digest, Ref, format_ref, parse_ref
+from mreg.records.versions import Version, parse_version
+from mreg.records.views import (
+    AddResult,
+    ModelSummary,
+    ModelVersion,
+    TagChange,
+    VersionEntry,
+)
+from mreg.registry import Registry
 
 __version__ = "0.1.0"
 

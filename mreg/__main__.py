@@ -1,5 +1,5 @@
 """``python -m mreg`` runs the command line."""
 
-from .cli import main
+from mreg.cli.app import main
 
 main()

@@ -22,13 +22,6 @@ class ExitCode:
     REMOTE = 7  # a fallback store or remote failed
 
 
-def printable(text: object, limit: int = 60) -> str:
-    """Shorten and escape user text so that it is safe to show in a one-line message."""
-    text = text if isinstance(text, str) else repr(text)
-    shown = text if len(text) <= limit else text[: limit - 3] + "..."
-    return shown.encode("unicode_escape").decode("ascii")
-
-
 class MregError(Exception):
     """Root of every error mreg raises on purpose."""
 

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import lookup, tagging
-from .errors import (
+from mreg.errors import (
     InvalidInputError,
     InvalidTypeError,
     MregError,
@@ -21,26 +20,53 @@ from .errors import (
     UnknownModelError,
     UnknownRefError,
 )
-from .fileutil import FileLock, ProgressReport, counting, write_atomically
-from .names import Digest, parse_ref, validate_name
-from .object_store import ObjectStore, Segment
-from .objects import Dataset, FileEntry, Framework, Manifest
-from .refs import LogEntry, RefStore, RefTable, RefUpdate
-from .registration import FileSource, now_utc, refuse_case_twin, register, version_details
-from .tagging import UNSET
-from .versions import Bump
-from .views import AddResult, ModelSummary, ModelVersion, TagChange, VersionEntry
+from mreg.operations import tagging
+from mreg.operations.inputs import FileSource, version_details
+from mreg.operations.listing import (
+    list_models,
+    list_versions,
+    named_file,
+    version_label,
+)
+from mreg.operations.register import refuse_case_twin, register
+from mreg.operations.tagging import UNSET, remove, untag
+from mreg.records.manifest import Dataset, FileEntry, Framework, Manifest
+from mreg.records.names import Digest, parse_ref, validate_name
+from mreg.records.refs import LogEntry, RefTable
+from mreg.records.versions import Bump
+from mreg.records.views import (
+    AddResult,
+    ModelSummary,
+    ModelVersion,
+    TagChange,
+    VersionEntry,
+)
+from mreg.storage.blobs import Segment
+from mreg.storage.files import write_atomically
+from mreg.storage.identity import now_utc
+from mreg.storage.locks import FileLock
+from mreg.storage.objects import ObjectStore
+from mreg.storage.refs import RefStore, RefUpdate
+from mreg.storage.threads import ProgressReport, counting
+from mreg.store.resolution import (
+    find_object,
+    is_manifest,
+    resolve_at,
+    resolve_digest,
+    resolve_in_table,
+)
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .diff import TensorComparer, VersionDiff
-    from .export import ExportReport
-    from .fallback import Fallbacks
-    from .index import ManifestRow, MetadataIndex
-    from .maintenance import FsckReport, GcReport
-    from .notes import NoteChange
-    from .transfer import TransferReport
-    from .usage import UsageReport
+    from mreg.operations.diff import TensorComparer
+    from mreg.operations.export import ExportReport
+    from mreg.operations.usage import UsageReport
+    from mreg.records.diffs import VersionDiff
+    from mreg.records.notes import NoteChange
+    from mreg.records.reports import FsckReport, GcReport
+    from mreg.sharing.fallbacks import Fallbacks
+    from mreg.sharing.transfer import TransferReport
+    from mreg.storage.config import Config
+    from mreg.storage.index import ManifestRow, MetadataIndex
 
 REGISTRY_DIR = ".mreg"
 CONFIG_FILE = "config"
@@ -201,7 +227,7 @@ class Registry:
                 return
             with self.creating_model():
                 refuse_case_twin(self, name)
-                from .remote import list_model
+                from mreg.storage.server_info import list_model
 
                 list_model(self, name)  # listed before it exists: info/models never lags
                 yield update
@@ -231,21 +257,21 @@ class Registry:
         """The digest ``ref`` names and the ref table it was found in (None for digests)."""
         parsed = parse_ref(ref)
         if parsed.digest_prefix is not None:
-            return lookup.resolve_digest(self, parsed), None
+            return resolve_digest(self, parsed), None
         if parsed.at is not None:
-            return lookup.resolve_at(parsed, self.refs.log(parsed.name)[0]), None
+            return resolve_at(parsed, self.refs.log(parsed.name)[0]), None
         table = self.refs.read(parsed.name)
         try:
-            return lookup.resolve_in_table(parsed, table), table
+            return resolve_in_table(parsed, table), table
         except UnknownRefError:
-            found = self.fallbacks.lookup(parsed, lookup.resolve_in_table) if self.fallbacks else None
+            found = self.fallbacks.lookup(parsed, resolve_in_table) if self.fallbacks else None
             if found is None:
                 raise
             return found
 
     def get(self, ref: str) -> ModelVersion:
         """A read-only view of the version ``ref`` names, with its tags."""
-        from .notes import note_of
+        from mreg.operations.notes import note_of
 
         digest, table = self._lookup(ref)
         expect = None
@@ -261,7 +287,7 @@ class Registry:
         With ``expect`` (name, version) the manifest must be that version's; one
         fetched from a fallback is kept only if it passes every check.
         """
-        from .validation import manifest_check
+        from mreg.records.manifest import manifest_check
 
         check = manifest_check(digest, expect)
         if not self.objects.contains(digest) and self.fallbacks:
@@ -289,7 +315,7 @@ class Registry:
         ``skip_unreadable``, a manifest that cannot be read (missing, damaged: for fsck
         to report) is left out instead of raising.
         """
-        from .index import ManifestRow
+        from mreg.storage.index import ManifestRow
 
         wanted = [Digest(d) for d in dict.fromkeys(digests)]
         found = self.index.rows(wanted)
@@ -312,7 +338,7 @@ class Registry:
     def index(self) -> MetadataIndex:
         """The metadata index: a cache of manifests for queries (never the source of truth)."""
         if self._index is None:
-            from .index import MetadataIndex
+            from mreg.storage.index import MetadataIndex
 
             self._index = MetadataIndex(self.root)
         return self._index
@@ -323,22 +349,22 @@ class Registry:
             manifest = self.manifest(digest)
         except MregError:
             return digest  # removed and collected: lineage outlives objects
-        return lookup.version_label(manifest.name, manifest.version, digest)
+        return version_label(manifest.name, manifest.version, digest)
 
     def versions(self, name: str) -> list[VersionEntry]:
         """Every version of a model, highest precedence first (fallbacks' included)."""
-        return lookup.list_versions(self, validate_name(name))
+        return list_versions(self, validate_name(name))
 
     def models(self) -> list[ModelSummary]:
         """Every model with at least one version, sorted by name (fallbacks' included)."""
-        return lookup.list_models(self)
+        return list_models(self)
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition, optionally ordered by a metric and limited
         (``sort=``, ``reverse=``, ``limit=``); see :func:`mreg.query.select`."""
         import inspect
 
-        from .query import select
+        from mreg.operations.query import select
 
         try:
             inspect.signature(select).bind(self, **conditions)
@@ -365,7 +391,7 @@ class Registry:
         entry = self.file_entry(ref, file)
         self._ensure_local(entry.digest, size=entry.size, progress=progress)
         if self.objects.is_chunked(entry.digest):
-            from .cache import mark_used
+            from mreg.storage.cache import mark_used
 
             with self.writing():
                 return mark_used(self.objects.materialize(entry.digest))
@@ -380,7 +406,7 @@ class Registry:
         Raises:
             ConflictError: a file exists there with other content (nothing is written).
         """
-        from .export import export
+        from mreg.operations.export import export
 
         return export(self, ref, directory, link=link)
 
@@ -398,21 +424,21 @@ class Registry:
                 names = ", ".join(f.path for f in manifest.files)
                 raise InvalidInputError(f"{ref} has {len(manifest.files)} files ({names}): name the one you want")
             return manifest.files[0]
-        return lookup.named_file(manifest, ref, file)
+        return named_file(manifest, ref, file)
 
     # ------------------------------------------------------- objects, fallbacks
 
     def find_object(self, text: str) -> Digest:
         """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
-        return lookup.find_object(self.objects, text)
+        return find_object(self.objects, text)
 
     def object_type(self, digest: Digest) -> str:
         """``manifest`` or ``blob``."""
-        return "manifest" if lookup.is_manifest(self.objects, digest) else "blob"
+        return "manifest" if is_manifest(self.objects, digest) else "blob"
 
     def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
         """A file's digest; with ``write`` the file is also stored as an object."""
-        from .validation import regular_file
+        from mreg.storage.files import regular_file
 
         regular_file(path)
         if not write:
@@ -424,7 +450,7 @@ class Registry:
     def config(self) -> Config:
         """The store's config (read once per Registry object)."""
         if self._config is None:
-            from .config import Config
+            from mreg.storage.config import Config
 
             self._config = Config.load(self.root / CONFIG_FILE)
         return self._config
@@ -432,8 +458,8 @@ class Registry:
     def set_config(self, key: str, value: str | None, *, add: bool = False) -> None:
         """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
         or unset every value (``value`` None)."""
-        from .config import update
-        from .validation import text_of
+        from mreg.records.names import text_of
+        from mreg.storage.config import update
 
         text_of(key, "a config key")
         if value is not None:
@@ -445,7 +471,7 @@ class Registry:
     def fallbacks(self) -> Fallbacks:
         """The stores to fall back on: ``MREG_FALLBACK``'s, then ``fallback.url``'s, in order."""
         if self._fallbacks is None:
-            from .fallback import Fallbacks
+            from mreg.sharing.fallbacks import Fallbacks
 
             self._fallbacks = Fallbacks.configured(self.config, self.root.parent)
         return self._fallbacks
@@ -457,7 +483,7 @@ class Registry:
 
     def update_server_info(self) -> None:
         """Rewrite ``info/models``, which static HTTP servers of this store need."""
-        from .remote import write_server_info
+        from mreg.storage.server_info import write_server_info
 
         with self.creating_model():
             write_server_info(self)
@@ -494,7 +520,7 @@ class Registry:
 
     def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Remove a tag from a model (with ``expected``, only if it points there)."""
-        return tagging.untag(self, name, tag, expected=expected)
+        return untag(self, name, tag, expected=expected)
 
     def note(
         self,
@@ -518,7 +544,7 @@ class Registry:
             RefChangedError: the note was not ``expected``.
             NotFoundError: ``remove`` without a note.
         """
-        from .notes import NoteEdit, annotate
+        from mreg.operations.notes import NoteEdit, annotate
 
         return annotate(self, ref, NoteEdit(message, metrics, deprecated, undeprecate, remove), expected=expected)
 
@@ -527,31 +553,31 @@ class Registry:
 
         Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
         """
-        return tagging.remove(self, spec, message=message)
+        return remove(self, spec, message=message)
 
     # ------------------------------------------------- comparing and sharing
 
     def diff(self, old: str, new: str, *, compare_tensors: TensorComparer | None = None) -> VersionDiff:
         """What changed between two versions; ``mreg.pytorch.diff`` adds the tensors."""
-        from .diff import diff_versions
+        from mreg.operations.diff import diff_versions
 
         return diff_versions(self, old, new, compare_tensors=compare_tensors)
 
     def disk_usage(self) -> UsageReport:
         """Registered (logical) bytes against stored bytes, per model and in total."""
-        from .usage import disk_usage
+        from mreg.operations.usage import disk_usage
 
         return disk_usage(self)
 
     def pull(self, source: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
         """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name)."""
-        from .transfer import pull
+        from mreg.operations.remotes import pull
 
         return pull(self, source, names, force=force)
 
     def push(self, destination: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
         """Copy models into another registry: a path, a bucket URL (s3://, gs://, az://) or a remote name."""
-        from .transfer import push
+        from mreg.operations.remotes import push
 
         return push(self, destination, names, force=force)
 
@@ -560,13 +586,13 @@ class Registry:
     def fsck(self, *, repair: bool = False) -> FsckReport:
         """Verify every object, manifest and ref; ``repair`` rewrites derived state
         (``info/models``). See :func:`mreg.maintenance.fsck`."""
-        from .maintenance import fsck
+        from mreg.operations.maintenance import fsck
 
         return fsck(self, repair=repair)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete unreachable objects and stale temporary files."""
-        from .maintenance import gc
+        from mreg.operations.maintenance import gc
 
         return gc(self, dry_run=dry_run)
 

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterator, Sequence
 import pytest
 from click.testing import CliRunner, Result
 
-from mreg import Registry
-from mreg.cli import cli
+from mreg.registry import Registry
+from mreg.cli.app import cli
 
 
 @pytest.fixture(autouse=True)

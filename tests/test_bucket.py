@@ -14,8 +14,8 @@ from s3server import S3Server, bucket_url, s3_server  # noqa: F401 - fixtures
 from test_transfer import add, refs_of
 from test_transfer import transfer_cli as cli_json
 
-from mreg import Registry
-from mreg.buckets.url import parse_bucket_url
+from mreg.registry import Registry
+from mreg.sharing.buckets.url import parse_bucket_url
 
 
 def raw_store(url: str):  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def keys(url: str) -> list[str]:
 @pytest.fixture
 def origin(tmp_path: Path) -> Registry:
     """Two models: chunked weights (two versions sharing chunks), tags, a multi-file version."""
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     a = Registry.init(tmp_path / "a")
     register(a, "net@1.0.0", weights(), tags=["prod"], message="first")
@@ -307,9 +307,9 @@ def test_reused_old_objects_are_freshened_and_gc_never_guesses(
     outlive gc; gc with a ref whose manifest is gone deletes nothing."""
     import obstore
 
-    from mreg.buckets import destination
+    from mreg.sharing.buckets import destination
 
-    from mreg.buckets.client import Bucket
+    from mreg.sharing.buckets.client import Bucket
 
     origin.push(bucket_url, ["team/tok"])
     blob = origin.file_entry("team/tok@0.1.0", "data.bin").digest
@@ -343,7 +343,7 @@ def test_fsck_of_a_bucket_finds_what_refs_lack_and_changes_nothing(origin: Regis
     index = f"objects/{weights[7:9]}/{weights[9:]}.chunks"
     original_index = bytes(obstore.get(store, index).bytes())
     data = origin.file_entry("team/tok@0.1.0", "data.bin").digest
-    from mreg.notes import read_table as read_notes
+    from mreg.operations.notes import read_table as read_notes
 
     manifest = origin.resolve("net@1.0.0")
     note = read_notes(origin, "net")[origin.resolve("net@1.1.0")]
@@ -364,7 +364,7 @@ def test_fsck_of_a_bucket_finds_what_refs_lack_and_changes_nothing(origin: Regis
     assert keys(bucket_url) == before
     assert run_cli("fsck", bucket_url, "--repair", registry=origin).exit_code == 2
 
-    from mreg.segments import decode_chunk_index
+    from mreg.storage.chunk_index import decode_chunk_index
 
     obstore.put(store, index, original_index)
     chunk = decode_chunk_index(original_index, weights)[-1][0]

@@ -15,7 +15,8 @@ from conftest import assert_clean_failure, flip_byte, object_file, run_cli, run_
 from s3server import bucket_url, s3_server  # noqa: F401 - fixtures
 from test_bucket import add, cli_json, keys, refs_of
 
-from mreg import Blob, Registry
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
 
 
 def push_all_at_once(registries: list[Registry], url: str, *extra: str) -> list[subprocess.CompletedProcess]:

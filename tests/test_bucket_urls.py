@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_failure, run_cli
 
-from mreg import Registry
-from mreg.buckets.client import allow_http, aws_profile, aws_profile_region, store_options
-from mreg.buckets.url import BucketURL, is_bucket_url, parse_bucket_url, remote_settings
-from mreg.config import Config
+from mreg.registry import Registry
+from mreg.sharing.buckets.client import allow_http, aws_profile, aws_profile_region, store_options
+from mreg.sharing.buckets.url import BucketURL, is_bucket_url, parse_bucket_url, remote_settings
+from mreg.storage.config import Config
 from mreg.errors import InvalidInputError
-from mreg.remote import split_locations
+from mreg.sharing.sources import split_locations
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mreg import Registry
-from mreg.cache import DEFAULT_MAX_SIZE, parse_size
+from mreg.registry import Registry
+from mreg.storage.cache import DEFAULT_MAX_SIZE, parse_size
 from mreg.errors import InvalidInputError
 from weightfiles import write_safetensors
 

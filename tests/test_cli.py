@@ -10,8 +10,8 @@ import click
 import pytest
 
 from conftest import assert_clean_failure, run_cli, modules_loaded_by, run_cli_raw, store_snapshot
-from mreg import Registry
-from mreg.cli import cli
+from mreg.registry import Registry
+from mreg.cli.app import cli
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 from conftest import run_mreg
-from mreg import Blob, Registry
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
 from mreg.errors import InvalidNameError
 
 # Each worker is a real process that runs the real CLI entry point several times,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import assert_clean_failure, object_file, run_cli, run_mreg
-from mreg import Registry
+from mreg.registry import Registry
 
 SIZE = 512 << 20
 # sha256 of 512 MiB of zero bytes (checked against mreg's own answer at the end of the test).

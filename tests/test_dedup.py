@@ -12,10 +12,12 @@ torch = pytest.importorskip("torch")
 
 from conftest import assert_clean_failure, run_cli  # noqa: E402
 
-from mreg import CorruptObjectError, Registry  # noqa: E402
-from mreg.pytorch import TorchvisionBuilder, diff, load_state_dict, register  # noqa: E402
+from mreg.errors import CorruptObjectError
+from mreg.registry import Registry  # noqa: E402
+from mreg.pytorch.models import TorchvisionBuilder, load_state_dict, register
+from mreg.pytorch import diff  # noqa: E402
 from mreg.pytorch.tensors import safetensors_blocks  # noqa: E402
-from mreg.usage import disk_usage  # noqa: E402
+from mreg.operations.usage import disk_usage  # noqa: E402
 
 
 def store_bytes(registry: Registry) -> int:

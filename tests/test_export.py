@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mreg import Registry
-from mreg import export as export_module
+from mreg.registry import Registry
+from mreg.operations import export as export_module
 from mreg.errors import ConflictError, CorruptObjectError
 from weightfiles import write_safetensors
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from mreg import Blob, Registry
-from mreg.remote import read_server_info
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
+from mreg.storage.server_info import read_server_info
 
 KILLED = 99  # the child's exit status when the fault killed it
 FILES = {"base@1.0.0": b"base weights" * 1000, "base@1.1.0": b"second" * 5000, "other@1.0.0": b"other" * 300}
@@ -31,7 +32,7 @@ FILES = {"base@1.0.0": b"base weights" * 1000, "base@1.1.0": b"second" * 5000, "
 
 def fault_child(argv: list[str], mode: str, n: int) -> None:
     """In the child: make call ``n`` of os.write/replace/rename fail, then run the CLI."""
-    from mreg.cli import cli
+    from mreg.cli.app import cli
 
     counter = itertools.count(1)
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from test_object_store import synced_directories
-from mreg import Registry, fetching
+from mreg.registry import Registry
+from mreg.sharing import fetching
 from mreg.errors import RemoteError
-from mreg.fetching import fetch_all
-from mreg.remote import DirectorySource, Stream
+from mreg.sharing.fetching import fetch_all
+from mreg.sharing.sources import DirectorySource, Stream
 
 numpy = pytest.importorskip("numpy")
 

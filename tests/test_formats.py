@@ -19,9 +19,9 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from conftest import run_cli  # noqa: E402
 
-from mreg import Registry  # noqa: E402
-from mreg.formats import DTYPES  # noqa: E402
-from mreg.pytorch import load_object, load_state_dict  # noqa: E402
+from mreg.registry import Registry  # noqa: E402
+from mreg.formats.containers import DTYPES  # noqa: E402
+from mreg.pytorch.models import load_object, load_state_dict  # noqa: E402
 from mreg.pytorch.tensors import TORCH_TO_SAFETENSORS  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def test_every_safetensors_dtype_round_trips(registry: Registry, tmp_path: Path)
     loaded, theirs = load_state_dict(registry, "every"), safetensors_torch.load_file(str(written))
     assert_same(dict(sorted(loaded.items())), dict(sorted(theirs.items())))
     # and mreg's own writer produces files safetensors reads back identically
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     register(registry, "ours@1.0.0", original)
     assert registry.get("ours").manifest.properties == registry.get("every").manifest.properties
@@ -111,7 +111,7 @@ def test_every_safetensors_dtype_round_trips(registry: Registry, tmp_path: Path)
 def test_safetensors_header_limit_is_the_libraries_own(registry: Registry, tmp_path: Path) -> None:
     import struct
 
-    from mreg.formats import MAX_HEADER_SIZE, FormatError, header_length
+    from mreg.formats.containers import MAX_HEADER_SIZE, FormatError, header_length
 
     assert MAX_HEADER_SIZE == 100_000_000
     assert header_length(struct.pack("<Q", 100_000_000)) == 100_000_000

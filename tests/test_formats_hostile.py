@@ -18,8 +18,10 @@ torch = pytest.importorskip("torch")
 
 from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
 
-from mreg import InvalidInputError, Registry  # noqa: E402
-from mreg.pytorch import load_checkpoint, load_state_dict  # noqa: E402
+from mreg.errors import InvalidInputError
+from mreg.registry import Registry  # noqa: E402
+from mreg.pytorch.checkpoints import load_checkpoint
+from mreg.pytorch.models import load_state_dict  # noqa: E402
 
 
 def write_zip_checkpoint(path: Path, payload: bytes, storages: dict[str, bytes]) -> Path:
@@ -154,7 +156,7 @@ def test_a_damaged_zip_directory_never_crashes(registry: Registry, tmp_path: Pat
 
 
 def test_metadata_describes_the_bytes_stored_not_a_first_read(registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mreg.registration as registration
+    import mreg.operations.register as registration
 
     path = tmp_path / "in" / "model.pt"
     path.parent.mkdir(parents=True)
@@ -266,7 +268,7 @@ def test_adding_a_pt_file_does_not_import_torch(registry: Registry, tmp_path: Pa
     )
     assert completed.returncode == 0, completed.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in completed.stderr.splitlines() if line.startswith("import time:")]
-    assert "mreg.checkpoints" in imported and not any(m == "torch" or m.startswith("torch.") for m in imported)
+    assert "mreg.formats.checkpoints" in imported and not any(m == "torch" or m.startswith("torch.") for m in imported)
 
 
 def test_users_import_torchvision_after_mreg_pytorch() -> None:
@@ -279,7 +281,7 @@ def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:
     """Seeded byte flips in the pickle, the local headers and the zip directory."""
     import random
 
-    from mreg.chunking import file_cuts
+    from mreg.formats.cuts import file_cuts
 
     original = tmp_path / "original.pt"
     views_and_more = {"w": torch.arange(6.0).reshape(2, 3), "n": {"t": (torch.ones(2).t(),), "x": [1, None]}, "p": torch.nn.Parameter(torch.ones(2))}
@@ -313,8 +315,8 @@ def test_diff_json_stays_valid_when_a_metric_delta_overflows(registry: Registry,
 
 @pytest.mark.parametrize("options", [{}, {"_use_new_zipfile_serialization": False}])
 def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, tmp_path: Path, options: dict) -> None:
-    from mreg.pytorch.diff import compare_weight_files
-    from mreg.rawdiff import compare_raw
+    from mreg.pytorch.compare import compare_weight_files
+    from mreg.operations.raw_compare import compare_raw
 
     base = torch.arange(12.0).reshape(3, 4)
     old = {"w": base, "view": base[:, ::2], "i": torch.tensor([2**62, 0]), "h": torch.ones(3, dtype=torch.float16), "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3}}

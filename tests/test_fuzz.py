@@ -20,7 +20,8 @@ from conftest import run_cli, store_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mreg import Blob, Registry
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
 from mreg.errors import MregError
 
 FUZZ = settings(
@@ -40,7 +41,9 @@ ANYTHING = st.one_of(TEXT, st.none(), st.integers(), st.floats(), st.binary(max_
 
 
 def grammar() -> dict[str, Callable[[Any], object]]:
-    from mreg import names, objects, refs, registration, segments, validation, versions
+    from mreg.operations import inputs as registration
+    from mreg.records import manifest as objects
+    from mreg.records import names, refs, versions
 
     return {
         "parse_ref": names.parse_ref,
@@ -57,7 +60,7 @@ def grammar() -> dict[str, Callable[[Any], object]]:
         "parse_input_shape": registration.parse_input_shape,
         "parse_dataset": registration.parse_dataset,
         "parse_framework": registration.parse_framework,
-        "ref table": lambda v: validation.table_problems(refs.RefTable.parse(v if isinstance(v, str) else repr(v))),
+        "ref table": lambda v: refs.table_problems(refs.RefTable.parse(v if isinstance(v, str) else repr(v))),
         "log": lambda v: refs.parse_log(v if isinstance(v, str) else repr(v), "log"),
         "input shape list": lambda v: objects.validate_input_shape([v]),
         "metrics": lambda v: objects.validate_metrics({"m": v}),
@@ -77,7 +80,7 @@ def test_the_grammar_accepts_or_raises_an_mreg_error(function: str, value: Any) 
 @FUZZ
 @given(text=TEXT)
 def test_an_accepted_reference_reads_back_as_itself(text: str) -> None:
-    from mreg.names import format_ref, parse_ref
+    from mreg.records.names import format_ref, parse_ref
 
     try:
         ref = parse_ref(text)
@@ -96,8 +99,8 @@ MSGPACK = st.recursive(
 @FUZZ
 @given(value=MSGPACK, raw=st.binary(max_size=64))
 def test_stored_objects_decode_or_raise_an_mreg_error(value: Any, raw: bytes) -> None:
-    from mreg.objects import Manifest
-    from mreg.segments import decode_chunk_index
+    from mreg.records.manifest import Manifest
+    from mreg.storage.chunk_index import decode_chunk_index
 
     for data in (msgpack.packb(value), raw, msgpack.packb({"kind": "mreg.chunks", "size": 0, "chunks": value})):
         for decode in (Manifest.decode, decode_chunk_index):

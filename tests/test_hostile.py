@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from conftest import StoreServer, assert_clean_failure, run_cli, store_snapshot
 
-from mreg import Blob, Registry
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
 from mreg.errors import MregError
-from mreg.objects import Manifest
-from mreg.segments import encode_chunk_index
+from mreg.records.manifest import Manifest
+from mreg.storage.chunk_index import encode_chunk_index
 
 Serve = Callable[[Path], StoreServer]
 GOOD = b"good weights" * 100
@@ -494,7 +495,7 @@ def test_every_bad_api_call_raises_an_mreg_error_and_changes_nothing(registry: R
 
 def test_the_slowest_server_cannot_outlast_the_deadline(tmp_path: Path, serve: Serve) -> None:
     """One byte a second within each read's timeout: the overall deadline still ends it."""
-    from mreg.remote import HttpSource
+    from mreg.sharing.sources import HttpSource
 
     store = Registry.init(tmp_path / "hostile")
     server = serve(store.root)

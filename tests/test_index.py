@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from mreg import Registry
+from mreg.registry import Registry
 import msgpack
 
-from mreg.index import INDEX_FILE, ManifestRow
-from mreg.objects import Dataset, FileEntry, Framework, Lineage, Manifest
+from mreg.storage.index import INDEX_FILE, ManifestRow
+from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest
 
 from conftest import modules_loaded_by, run_cli
 
@@ -115,7 +115,7 @@ def test_a_damaged_row_is_a_miss_for_every_query(registry: Registry, make_file) 
 
 
 def test_fsck_reports_a_sealed_row_that_disagrees_with_its_manifest(registry: Registry, make_file) -> None:
-    from mreg.index import _seal
+    from mreg.storage.index import _seal
 
     _add_versions(registry, make_file, 1)
     registry.query(name="demo")
@@ -245,7 +245,7 @@ def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_fil
 
 
 def test_an_index_that_fails_mid_query_is_not_trusted(registry: Registry, make_file, monkeypatch) -> None:
-    from mreg.index import MetadataIndex
+    from mreg.storage.index import MetadataIndex
 
     _add_versions(registry, make_file, 4)
     options = ({"metrics": ["acc>0.3"]}, {"sort": "acc", "limit": 2})

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from conftest import run_cli
-from mreg import Registry
+from mreg.registry import Registry
 
 
 def files_under(root: Path) -> set[str]:

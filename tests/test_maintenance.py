@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import flip_byte, object_file, run_cli, store_snapshot
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import LockTimeoutError
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError, RemoteError
-from mreg.notes import NOTES_FILE, DeprecatedVersionWarning, Note, warn_if_deprecated
-from mreg.transfer import clone
+from mreg.operations.notes import NOTES_FILE, DeprecatedVersionWarning, warn_if_deprecated
+from mreg.records.notes import Note
+from mreg.operations.remotes import clone
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_notes_come_over_http_and_a_corrupt_one_is_refused(demo: Registry, tmp_p
 
 def test_load_model_warns_about_a_deprecated_version(registry: Registry) -> None:
     torch = pytest.importorskip("torch")
-    from mreg.pytorch import load_model, register
+    from mreg.pytorch.models import load_model, register
 
     register(registry, "lin@1.0.0", torch.nn.Linear(2, 2))
     registry.note("lin@1.0.0", deprecated="superseded by lin@2.0.0")
@@ -189,6 +190,7 @@ def test_concurrent_notes_on_one_version_all_land(demo: Registry) -> None:
 
 
 def history_of(registry: Registry, view):
-    from mreg.notes import history, load, read_table
+    from mreg.records.notes import history
+    from mreg.operations.notes import load, read_table
 
     return history(lambda d: load(registry, d), read_table(registry, "demo")[view.digest])

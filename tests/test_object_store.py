@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import flip_byte
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
-from mreg.object_store import ObjectStore, read_blocks
+from mreg.storage.objects import ObjectStore
+from mreg.storage.blobs import read_blocks
 
 
 @pytest.fixture

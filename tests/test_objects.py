@@ -10,18 +10,8 @@ import msgpack
 import pytest
 
 from mreg.errors import CorruptObjectError, InvalidInputError
-from mreg.objects import (
-    Dataset,
-    FileEntry,
-    Framework,
-    Lineage,
-    Manifest,
-    canonical_encode,
-    looks_like_manifest,
-    validate_input_shape,
-    validate_metrics,
-    validate_properties,
-)
+from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest, looks_like_manifest, validate_input_shape, validate_metrics, validate_properties
+from mreg.records.codec import canonical_encode
 
 BLOB = "sha256:" + "ab" * 32
 PARENT = "sha256:" + "cd" * 32

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import InvalidInputError, InvalidNameError
-from mreg.names import Digest
-from mreg.notes import Note
-from mreg.objects import FileEntry, Framework, Manifest
-from mreg.query import matcher
-from mreg.views import ModelVersion
+from mreg.records.names import Digest
+from mreg.records.notes import Note
+from mreg.records.manifest import FileEntry, Framework, Manifest
+from mreg.operations.query import matcher
+from mreg.records.views import ModelVersion
 from conftest import run_cli
 
 

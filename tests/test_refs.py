@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_failure, run_cli
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import CorruptRefsError, LockTimeoutError
-from mreg.refs import RefStore, RefTable, changes
+from mreg.storage.refs import RefStore
+from mreg.records.refs import RefTable, changes
 
 
 def digest(n: int) -> str:

@@ -8,19 +8,11 @@ from pathlib import Path
 import pytest
 
 from conftest import colliding_pair, store_snapshot
-from mreg import Blob, ConflictError, Registry, RegistryNotFoundError, VersionConflictError
-from mreg.errors import (
-    AmbiguousRefError,
-    InputFileError,
-    InvalidInputError,
-    InvalidNameError,
-    NotFoundError,
-    ObjectNotFoundError,
-    RefChangedError,
-    UnknownModelError,
-    UnknownRefError,
-)
-from mreg.objects import FileEntry, Lineage, Manifest
+from mreg.operations.inputs import Blob
+from mreg.errors import ConflictError, RegistryNotFoundError, VersionConflictError
+from mreg.registry import Registry
+from mreg.errors import AmbiguousRefError, InputFileError, InvalidInputError, InvalidNameError, NotFoundError, ObjectNotFoundError, RefChangedError, UnknownModelError, UnknownRefError
+from mreg.records.manifest import FileEntry, Lineage, Manifest
 
 
 def sha(data: bytes) -> str:

@@ -14,8 +14,9 @@ import pytest
 from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file
 from conftest import run_cli, run_cli_raw, run_mreg, store_snapshot, weights
 
-from mreg import Blob, Registry
-from mreg.remote import split_locations
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
+from mreg.sharing.sources import split_locations
 
 DATA = bytes(range(256)) * 256  # 64 KiB: big enough to truncate halfway
 Serve = Callable[[Path], StoreServer]
@@ -353,7 +354,7 @@ def test_chunked_weights_travel_through_a_fallback_fetching_only_missing_chunks(
 ) -> None:
     """The .chunks index and the chunks the local store lacks arrive; the bytes read back equal."""
     pytest.importorskip("torch")
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     b = Registry.init(tmp_path / "b")
     register(b, "w@1.0.0", weights())
@@ -381,7 +382,7 @@ def test_chunked_weights_travel_through_a_fallback_fetching_only_missing_chunks(
 def test_a_corrupted_chunk_on_an_http_fallback_is_refused(registry: Registry, tmp_path: Path, serve: Serve) -> None:
     """One bad chunk: clear error naming store and chunk; the file is not cached, nor its index."""
     pytest.importorskip("torch")
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     b = Registry.init(tmp_path / "b")
     register(b, "w@1.0.0", weights())

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 from conftest import run_cli
-from mreg import Registry
+from mreg.registry import Registry
 from mreg.errors import InvalidRefError, UnknownRefError
-from mreg.names import format_ref, parse_ref
+from mreg.records.names import format_ref, parse_ref
 
 
 @pytest.fixture

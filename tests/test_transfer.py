@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file, run_cli, store_snapshot, weights
 
-from mreg import Blob, Registry
-from mreg.transfer import pull
+from mreg.operations.inputs import Blob
+from mreg.registry import Registry
+from mreg.operations.remotes import pull
 
 Serve = Callable[[Path], StoreServer]
 
@@ -144,7 +145,7 @@ def test_a_second_pull_reads_only_tables(origin: Registry, tmp_path: Path, serve
 def test_chunked_weights_travel_by_pull_fetching_only_missing_chunks(tmp_path: Path, serve: Serve, kind: str) -> None:
     """Chunk indexes and chunks arrive; chunks the destination has are not fetched again."""
     pytest.importorskip("torch")
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     a, b = Registry.init(tmp_path / "a"), Registry.init(tmp_path / "b")
     register(a, "w@1.0.0", weights())
@@ -172,7 +173,7 @@ def test_chunked_weights_travel_by_pull_fetching_only_missing_chunks(tmp_path: P
 def test_the_report_counts_the_bytes_actually_copied(tmp_path: Path) -> None:
     """Pulling a version that shares all but one chunk reports roughly that chunk's size."""
     pytest.importorskip("torch")
-    from mreg.pytorch import register
+    from mreg.pytorch.models import register
 
     a, b = Registry.init(tmp_path / "a"), Registry.init(tmp_path / "b")
     register(a, "w@1.0.0", weights())
@@ -370,8 +371,8 @@ def test_info_models_is_kept_current_and_update_server_info_rewrites_it(registry
 
 def test_a_chunk_index_that_lies_is_refused(tmp_path: Path) -> None:
     """A source whose .chunks lists real chunks in the wrong order: the pull fails (exit 7), nothing is kept."""
-    from mreg.pytorch import register
-    from mreg.segments import encode_chunk_index
+    from mreg.pytorch.models import register
+    from mreg.storage.chunk_index import encode_chunk_index
 
     source = Registry.init(tmp_path / "source")
     digest = register(source, "net@1.0.0", weights()).digest

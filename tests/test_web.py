@@ -18,7 +18,7 @@ import pytest
 from conftest import assert_clean_failure, flip_byte, modules_loaded_by, object_file, run_cli, store_snapshot
 from test_web_registry import build_registry, served
 
-from mreg import Registry
+from mreg.registry import Registry
 
 
 @pytest.fixture(scope="module")

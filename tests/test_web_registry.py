@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from mreg import Registry
+from mreg.registry import Registry
 
 
 def safetensors_file(path: Path, seed: int, classes: int = 10, changed: bool = False) -> Path:

@@ -4,6 +4,6 @@ Commands live in ``porcelain``, ``plumbing``, ``analysis`` and ``remote``, and a
 loaded on demand by the group in ``app`` (see ``app.COMMANDS``).
 """
 
-from .app import cli, main
+from mreg.cli.app import cli, main
 
 __all__ = ["cli", "main"]

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .app import Session, pass_session
-from .output import compact, echo_json, echo_table, human_size, safe, short
+from mreg.cli.app import Session, pass_session
+from mreg.cli.output import compact, echo_json, echo_table
+from mreg.text import human_size, safe, short
 
 if TYPE_CHECKING:
-    from ..diff import FileChange, TensorChange, VersionDiff
+    from mreg.records.diffs import FileChange, TensorChange, VersionDiff
 
 MAX_TENSOR_LINES = 20
 
@@ -26,10 +27,12 @@ def diff(session: Session, old_ref: str, new_ref: str, as_json: bool) -> None:
     Without torch installed, tensors are compared by their bytes (no max |diff|).
     """
     try:
-        from ..pytorch.diff import compare_weight_files as compare  # imports torch, for weight files
+        from mreg.pytorch.compare import (
+            compare_weight_files as compare,  # imports torch, for weight files
+        )
     except ImportError:
-        from ..rawdiff import compare_raw as compare
-    from ..diff import diff_versions
+        from mreg.operations.raw_compare import compare_raw as compare
+    from mreg.operations.diff import diff_versions
 
     result = diff_versions(session.registry, old_ref, new_ref, compare_tensors=compare)
     if as_json:
@@ -102,7 +105,7 @@ def _value(value: Any) -> str:
 @pass_session
 def du(session: Session, as_json: bool) -> None:
     """Show registered (logical) bytes against stored bytes, per model and in total."""
-    from ..usage import disk_usage
+    from mreg.operations.usage import disk_usage
 
     report = disk_usage(session.registry)
     if as_json:

@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import ExitCode, MregError
-from .. import __version__
-from ..registry import Registry
+from mreg import __version__
+from mreg.errors import ExitCode, MregError
+from mreg.registry import Registry
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug; MREG_DEBUG=1 shows the traceback
 
@@ -42,7 +42,7 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 
 def fail(message: str, code: int) -> NoReturn:
     """Print the one-line error and exit."""
-    from .output import safe
+    from mreg.text import safe
 
     first_line = " ".join(message.split())
     click.echo(f"mreg: error: {safe(first_line)}", err=True)

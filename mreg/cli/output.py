@@ -8,45 +8,15 @@ from typing import Any, Sequence
 
 import click
 
-from ..refs import LogEntry
-from ..registry import Registry
-from ..views import ModelVersion
+from mreg.records.refs import LogEntry
+from mreg.records.views import ModelVersion
+from mreg.registry import Registry
+from mreg.text import _CONTROLS, _JSON_CONTROLS, human_size, safe, short
 
 PROGRESS_THRESHOLD = 32 << 20  # show a bar only for transfers at least this big
 
 
-def human_size(size: int) -> str:
-    """``46828555`` -> ``44.7 MiB``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 model``, ``2 models``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def short(digest: str | None) -> str:
-    """``sha256:abcdef0123...`` -> ``sha256:abcdef01`` (what git calls an abbreviated id)."""
-    return digest[:15] if digest else "-"
-
-
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 _CONTROLS.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
-_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in (*range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-def safe(text: object) -> str:
-    """Text from a manifest, a log or another store, with control characters escaped.
-
-    Escape sequences (C0, DEL, C1) and bidirectional overrides would otherwise reach
-    the terminal: they could rewrite the screen or disguise what is shown.
-    """
-    return str(text).translate(_CONTROLS)
 
 
 def echo(text: object = "", *, err: bool = False) -> None:

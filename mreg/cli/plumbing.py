@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import ExitCode
-from .app import Session, fail, pass_session
-from .output import ProgressBar, echo, echo_json, echo_warnings, human_size, plural
+from mreg.cli.app import Session, fail, pass_session
+from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
+from mreg.errors import ExitCode
+from mreg.text import human_size, plural
 
 
 @click.command()
@@ -106,7 +107,7 @@ def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> N
     if bucket is not None:
         if repair:
             raise click.UsageError("--repair applies to a registry on disk; fsck of a BUCKET changes nothing")
-        from .remote import check_bucket
+        from mreg.cli.remote import check_bucket
 
         report = check_bucket(session, bucket)
     else:
@@ -145,7 +146,7 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     if grace is not None and bucket is None:
         raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
     if bucket is not None:
-        from .remote import collect_bucket
+        from mreg.cli.remote import collect_bucket
 
         report = collect_bucket(session, bucket, grace, dry_run)
     else:

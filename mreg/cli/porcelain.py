@@ -6,22 +6,22 @@ from typing import Any
 
 import click
 
-from ..errors import NotFoundError
-from ..lookup import parent_labels
-from ..names import parse_assignment, parse_number
-from ..registry import Registry
-from ..views import ModelVersion
-from .app import Session, init_path, pass_session
-from .output import (
+from mreg.cli.app import Session, init_path, pass_session
+from mreg.cli.output import (
     ProgressBar,
     describe_log_entry,
     describe_version,
     echo_json,
-    echo_warnings,
     echo_table,
+    echo_warnings,
     format_metrics,
-    short,
 )
+from mreg.errors import NotFoundError
+from mreg.operations.listing import parent_labels
+from mreg.records.names import parse_assignment, parse_number
+from mreg.records.views import ModelVersion
+from mreg.registry import Registry
+from mreg.text import short
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 

@@ -6,14 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import ExitCode
-from .app import Session, fail, init_path, pass_session
-from .output import ProgressBar, echo_json, human_size
+from mreg.cli.app import Session, fail, init_path, pass_session
+from mreg.cli.output import ProgressBar, echo_json
+from mreg.errors import ExitCode
+from mreg.text import human_size
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..maintenance import FsckReport, GcReport
-    from ..transfer import TransferReport
+    from mreg.records.reports import FsckReport, GcReport
+    from mreg.sharing.transfer import TransferReport
+    from mreg.storage.config import Config
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -72,7 +73,7 @@ def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_
     digest. A version that differs on the two sides stops the pull before anything is
     copied.
     """
-    from ..transfer import pull as pull_models
+    from mreg.operations.remotes import pull as pull_models
 
     with ProgressBar("pulling") as progress:
         report = pull_models(session.registry, source, names, force=force, progress=progress)
@@ -93,7 +94,7 @@ def push(session: Session, destination: str, names: tuple[str, ...], force: bool
     last, by compare-and-swap, so a push killed midway leaves nothing behind that
     a later push, pull or clone trips over.
     """
-    from ..transfer import push as push_models
+    from mreg.operations.remotes import push as push_models
 
     with ProgressBar("pushing") as progress:
         report = push_models(session.registry, destination, names, force=force, progress=progress)
@@ -107,7 +108,7 @@ def push(session: Session, destination: str, names: tuple[str, ...], force: bool
 @pass_session
 def clone(session: Session, source: str, directory: str | None, as_json: bool) -> None:
     """Create a registry in DIRECTORY (default: here) with every model of SOURCE, as remote 'origin'."""
-    from ..transfer import clone as clone_registry
+    from mreg.operations.remotes import clone as clone_registry
 
     with ProgressBar("cloning") as progress:
         registry, report = clone_registry(source, str(init_path(session, directory)), progress=progress)
@@ -129,7 +130,7 @@ def collect_bucket(session: Session, location: str, grace_hours: float | None, d
     """``mreg gc BUCKET``: sweep a registry in a bucket (a URL, or a remote's name here)."""
     from datetime import timedelta
 
-    from ..buckets.sweep import DEFAULT_GRACE, collect
+    from mreg.sharing.buckets.sweep import DEFAULT_GRACE, collect
 
     grace = timedelta(hours=grace_hours) if grace_hours is not None else DEFAULT_GRACE
     url, config, timeout = _bucket(session, location, "gc")
@@ -138,7 +139,7 @@ def collect_bucket(session: Session, location: str, grace_hours: float | None, d
 
 def check_bucket(session: Session, location: str) -> FsckReport:
     """``mreg fsck BUCKET``: check a registry in a bucket (a URL, or a remote's name here)."""
-    from ..buckets.check import check
+    from mreg.sharing.buckets.check import check
 
     return check(*_bucket(session, location, "fsck"))
 
@@ -146,10 +147,10 @@ def check_bucket(session: Session, location: str) -> FsckReport:
 def _bucket(session: Session, location: str, command: str) -> tuple[str, Config | None, float]:
     """The URL a bucket argument names, with the config and timeout to reach it (a bucket
     needs no registry here)."""
-    from ..buckets import is_bucket_url
-    from ..errors import InvalidInputError, RegistryNotFoundError
-    from ..remote import DEFAULT_HTTP_TIMEOUT
-    from ..transfer import remote_url
+    from mreg.errors import InvalidInputError, RegistryNotFoundError
+    from mreg.operations.remotes import remote_url
+    from mreg.sharing.buckets.url import is_bucket_url
+    from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT
 
     try:
         registry = session.registry

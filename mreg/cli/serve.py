@@ -6,8 +6,8 @@ import socket
 
 import click
 
-from ..errors import ExitCode
-from .app import Session, fail, pass_session
+from mreg.cli.app import Session, fail, pass_session
+from mreg.errors import ExitCode
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -34,7 +34,7 @@ def serve(session: Session, registry_path: str | None, host: str, port: int) -> 
     try:
         import uvicorn
 
-        from ..web import create_app
+        from mreg.web.app import create_app
     except ImportError as exc:
         fail(f"mreg serve needs the web extra (missing {exc.name}): pip install -e '.[serve]' in mreg's checkout (requirements.txt includes it)", ExitCode.FAILURE)
     registry = Session(registry_path).registry if registry_path else session.registry

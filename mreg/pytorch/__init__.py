@@ -10,12 +10,19 @@ Import it when you work with PyTorch models (importing it imports torch)::
     model = load_model(registry, "classifier@latest", model=MyNet())
 """
 
-from .checkpoints import load_checkpoint
-from .diff import compare_weight_files, diff
-from .models import TorchvisionBuilder, load_model, load_object, load_state_dict, read_weights, register
-from .pretrained import PretrainedModel, fetch_pretrained
-from .tensors import describe
-from .torchvision_compat import import_torchvision, install_import_hook
+from mreg.pytorch.checkpoints import load_checkpoint
+from mreg.pytorch.compare import compare_weight_files, diff
+from mreg.pytorch.models import (
+    TorchvisionBuilder,
+    load_model,
+    load_object,
+    load_state_dict,
+    read_weights,
+    register,
+)
+from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
+from mreg.pytorch.tensors import describe
+from mreg.pytorch.torchvision_compat import import_torchvision, install_import_hook
 
 install_import_hook()  # a user's own 'import torchvision' then works too (see torchvision_compat)
 

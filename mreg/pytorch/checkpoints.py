@@ -16,12 +16,22 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_members
-from ..errors import InvalidInputError
-from ..formats import FormatError
-from ..segments import Segment
-from ..weights import describe_checkpoint
-from .tensors import MappedFile, MappedReader
+from mreg.errors import InvalidInputError
+from mreg.formats.checkpoints import Checkpoint, inflate_members
+from mreg.formats.containers import FormatError
+from mreg.formats.pickle_globals import (
+    MAX_DEPTH,
+    AttributedDict,
+    Device,
+    Dtype,
+    Size,
+    SparseRef,
+    Storage,
+    TensorRef,
+)
+from mreg.formats.weights import describe_checkpoint
+from mreg.pytorch.tensors import MappedFile, MappedReader
+from mreg.storage.blobs import Segment
 
 
 def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> Any:

@@ -14,18 +14,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
-from ..errors import InvalidInputError
-from ..formats import is_safetensors_name, is_weights_name
-from ..lookup import named_file
-from ..notes import warn_if_deprecated
-from ..objects import Dataset, FileEntry, Framework
-from ..registration import Blob, FileSource
-from ..registry import Registry
-from ..versions import Bump
-from ..views import AddResult
-from .checkpoints import as_state_dict, load_segments
-from .tensors import describe, read_safetensors, safetensors_blocks
-from .torchvision_compat import import_torchvision
+from mreg.errors import InvalidInputError
+from mreg.formats.containers import is_safetensors_name, is_weights_name
+from mreg.operations.inputs import Blob, FileSource
+from mreg.operations.listing import named_file
+from mreg.operations.notes import warn_if_deprecated
+from mreg.pytorch.checkpoints import as_state_dict, load_segments
+from mreg.pytorch.tensors import describe, read_safetensors, safetensors_blocks
+from mreg.pytorch.torchvision_compat import import_torchvision
+from mreg.records.manifest import Dataset, FileEntry, Framework
+from mreg.records.versions import Bump
+from mreg.records.views import AddResult
+from mreg.registry import Registry
 
 WEIGHTS_FILE = "model.safetensors"
 StateDict = Mapping[str, torch.Tensor]

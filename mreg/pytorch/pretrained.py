@@ -23,10 +23,11 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..object_store import ObjectStore, read_blocks
-from ..objects import Dataset
-from .models import TorchvisionBuilder
-from .torchvision_compat import import_torchvision
+from mreg.pytorch.models import TorchvisionBuilder
+from mreg.pytorch.torchvision_compat import import_torchvision
+from mreg.records.manifest import Dataset
+from mreg.storage.blobs import read_blocks
+from mreg.storage.objects import ObjectStore
 
 IMAGENET = Dataset("ImageNet-1K", uri="https://image-net.org/")
 DOWNLOAD_TIMEOUT = 30.0

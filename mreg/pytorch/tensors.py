@@ -16,11 +16,16 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from ..errors import CorruptObjectError, InvalidInputError, ObjectNotFoundError
-from ..formats import DTYPES, FormatError, encode_safetensors_header, header_length, parse_safetensors
-from ..object_store import Segment
-from ..segments import SeekableReader
-from ..weights import TensorFacts, summarize
+from mreg.errors import CorruptObjectError, InvalidInputError, ObjectNotFoundError
+from mreg.formats.containers import (
+    DTYPES,
+    FormatError,
+    encode_safetensors_header,
+    header_length,
+    parse_safetensors,
+)
+from mreg.formats.weights import TensorFacts, summarize
+from mreg.storage.blobs import SeekableReader, Segment
 
 # every dtype both safetensors and the installed torch know
 TORCH_TO_SAFETENSORS = {getattr(torch, name): code for code, (_, name) in DTYPES.items() if hasattr(torch, name)}

@@ -8,6 +8,6 @@ the store's files are served at the paths :class:`mreg.remote.HttpSource` reads.
 
 from __future__ import annotations
 
-from .app import create_app
+from mreg.web.app import create_app
 
 __all__ = ["create_app"]

@@ -27,15 +27,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..cli.output import human_size, short
-from ..errors import ExitCode, MregError
-from ..names import parse_ref
-from . import pages
-from .charts import metric_chart
-from .lineage import lineage_graph, render
-from .reader import ReadOnlyRegistry
-from .store_files import store_routes
+from mreg import __version__
+from mreg.errors import ExitCode, MregError
+from mreg.records.names import parse_ref
+from mreg.text import human_size, short
+from mreg.web import pages
+from mreg.web.charts import metric_chart
+from mreg.web.lineage import lineage_graph, render
+from mreg.web.reader import ReadOnlyRegistry
+from mreg.web.store_files import store_routes
 
 HERE = Path(__file__).parent
 STATUS = {ExitCode.USAGE: 400, ExitCode.NOT_FOUND: 404, ExitCode.CONFLICT: 409, ExitCode.LOCKED: 503}
@@ -205,4 +205,3 @@ def application(site: Site) -> ASGIApp:
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     return SecurityHeaders(app)
-

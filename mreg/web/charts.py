@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-from .pages import Point
+from mreg.web.pages import Point
 
 WIDTH, HEIGHT = 360, 150
 LEFT, RIGHT, TOP, BOTTOM = 46, 14, 14, 28

@@ -11,8 +11,8 @@ from typing import Callable, NamedTuple
 
 from markupsafe import Markup, escape
 
-from .pages import label_of, manifest_or_none
-from .reader import ReadOnlyRegistry
+from mreg.web.pages import label_of, manifest_or_none
+from mreg.web.reader import ReadOnlyRegistry
 
 GENERATIONS_UP, GENERATIONS_DOWN = 3, 2
 MAX_PER_COLUMN = 8

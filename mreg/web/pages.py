@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
-from ..errors import InvalidInputError, InvalidRefError, MregError
-from ..lookup import tags_by_version
-from ..names import validate_name
-from ..notes import Note, load as load_note, read_table as read_notes
-from ..objects import Manifest
-from ..refs import LogEntry
-from .reader import ReadOnlyRegistry
+from mreg.errors import InvalidInputError, InvalidRefError, MregError
+from mreg.operations.listing import tags_by_version
+from mreg.operations.notes import load as load_note
+from mreg.operations.notes import read_table as read_notes
+from mreg.records.manifest import Manifest
+from mreg.records.names import validate_name
+from mreg.records.notes import Note
+from mreg.records.refs import LogEntry
+from mreg.web.reader import ReadOnlyRegistry
 
 if TYPE_CHECKING:
-    from ..index import ManifestRow
+    from mreg.storage.index import ManifestRow
 
 PAGE_SIZE = 100  # rows per page: long tables are paged, charts always show every version
 LOG_SHOWN = 200  # the newest log entries a model page shows
@@ -135,7 +137,9 @@ def compare_page(registry: ReadOnlyRegistry, old: str, new: str) -> dict[str, An
     sides = [registry.get(old), registry.get(new)]
     note = None
     try:
-        from ..pytorch.diff import diff as diff_with_tensors  # imports torch: only this page needs it
+        from mreg.pytorch.compare import (
+            diff as diff_with_tensors,  # imports torch: only this page needs it
+        )
 
         result = diff_with_tensors(registry, old, new)
     except (ImportError, MregError) as exc:

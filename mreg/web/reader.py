@@ -14,13 +14,14 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from ..fallback import Fallbacks
-from ..index import ManifestRow, MetadataIndex
-from ..names import Digest
-from ..objects import Manifest
-from ..refs import TABLE_FILE, RefStore, RefTable
-from ..registry import Registry
-from ..validation import manifest_check as check_manifest
+from mreg.records.manifest import Manifest
+from mreg.records.manifest import manifest_check as check_manifest
+from mreg.records.names import Digest
+from mreg.records.refs import RefTable
+from mreg.registry import Registry
+from mreg.sharing.fallbacks import Fallbacks
+from mreg.storage.index import ManifestRow, MetadataIndex
+from mreg.storage.refs import TABLE_FILE, RefStore
 
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
 

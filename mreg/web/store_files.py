@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from ..errors import InvalidNameError
-from ..notes import NOTES_FILE
-from ..refs import LOG_FILE, TABLE_FILE
-from .reader import ReadOnlyRegistry
+from mreg.errors import InvalidNameError
+from mreg.operations.notes import NOTES_FILE
+from mreg.storage.refs import LOG_FILE, TABLE_FILE
+from mreg.web.reader import ReadOnlyRegistry
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"

@@ -1,0 +1,1 @@
+"""Weight formats: the files mreg reads without torch."""

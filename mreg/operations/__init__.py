@@ -1,0 +1,1 @@
+"""Operations: what each command does, as functions over a store."""

@@ -1,0 +1,249 @@
+"""Registering a version: its inputs (files, metadata, who and when) and the commit.
+
+Every input is validated, and every conflict that can be seen early is checked,
+before a byte is stored; the same checks run again under the locks, where they
+decide. A bad option never leaves a half-registered version behind.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Sequence,
+)
+
+from mreg.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidNameError,
+    InvalidTypeError,
+    VersionConflictError,
+)
+from mreg.operations.inputs import (
+    Blob,
+    FileSource,
+    FileToStore,
+    VersionDetails,
+    collect_files,
+)
+from mreg.records.manifest import (
+    MAX_MANIFEST_SIZE,
+    FileEntry,
+    Framework,
+    Lineage,
+    Manifest,
+)
+from mreg.records.names import (
+    Digest,
+    names_of,
+    parse_name_version,
+    text_of,
+    validate_tag,
+)
+from mreg.records.refs import RefTable
+from mreg.records.versions import Bump
+from mreg.records.versions import bump as next_version
+from mreg.records.views import AddResult
+from mreg.storage.blobs import SegmentReader
+from mreg.storage.identity import current_author, now_utc
+from mreg.storage.threads import ProgressReport, counting
+from mreg.text import printable
+
+if TYPE_CHECKING:
+    from mreg.registry import Registry
+
+
+def register(
+    registry: Registry,
+    spec: str,
+    files: Sequence[FileSource],
+    *,
+    bump: Bump | None,
+    details: VersionDetails,
+    parents: Iterable[str],
+    tags: Iterable[str],
+    author: str | None,
+    progress: ProgressReport | None,
+) -> AddResult:
+    """Register files as a new version; see :meth:`mreg.Registry.add`."""
+    name, version = parse_name_version(spec)
+    if (version is None) == (bump is None):
+        raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
+    if bump is not None and bump not in ("major", "minor", "patch"):
+        raise InvalidInputError(f"bump must be 'major', 'minor' or 'patch', not {printable(bump)}")
+    tag_names = [validate_tag(t) for t in names_of(tags, "tags")]
+    to_store = collect_files(names_of(files, "files"))
+    parents = names_of(parents, "parents")
+    if progress is not None and not callable(progress):
+        raise InvalidTypeError(f"progress must be a callable, not {type(progress).__name__}")
+    if author is not None:
+        text_of(author, "author")
+    # Weight files are read (headers, pickles) before a byte is stored, so an unsafe
+    # checkpoint is refused early; what is recorded is read again from the stored bytes.
+    from mreg.formats.weights import describe_paths  # only writers read weight files
+
+    checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])
+    draft = Manifest(
+        name=name,
+        version=version or "0.0.0",
+        files=(),
+        family=details.family,
+        framework=details.framework,
+        architecture=details.architecture,
+        input_shape=details.input_shape,
+        metrics=details.metrics,
+        properties=details.properties,
+        lineage=Lineage(
+            datasets=details.datasets,
+            parents=tuple(registry.resolve(p) for p in parents),
+            author=author or current_author(),
+            message=details.message,
+        ),
+    )
+    refuse_oversized(draft)
+    known = registry.refs.read(name)
+    refuse_twins(registry, name, version, known)
+    if version is not None and version in known.versions:
+        # Re-adding an existing version: hash the files without writing anything.
+        entries = tuple(hash_file(registry, item) for item in to_store)
+        described = with_weights(draft, details, describe_stored(registry, entries) or checked)
+        result = commit(registry, replace(described, files=entries), tag_names, bump=None, stored=False)
+        if result is not None:
+            return result
+        # The version was removed meanwhile: store the files and register it anew.
+    total = sum(item.source.stat().st_size for item in to_store if isinstance(item.source, Path))
+    advance = counting(progress, total)
+    with registry.writing():
+        entries = tuple(store_file(registry, item, advance) for item in to_store)
+        described = with_weights(draft, details, describe_stored(registry, entries) or ({}, None))
+        result = commit(registry, replace(described, files=entries), tag_names, bump=bump, stored=True)
+    assert result is not None  # with stored files, commit always registers or raises
+    return result
+
+
+def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict[str, Any], Framework | None]) -> Manifest:
+    """The draft with the weight files' tensor metadata; what the caller gave takes precedence."""
+    facts, framework = described
+    if not facts:
+        return draft
+    return replace(draft, framework=details.framework or framework, properties={**facts, **details.properties})
+
+
+def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
+    """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
+    from mreg.formats.containers import is_weights_name
+    from mreg.formats.weights import describe_weights
+
+    weights = [entry for entry in entries if is_weights_name(entry.path)]
+    if not all(registry.objects.contains(entry.digest) for entry in weights):
+        return None
+    streams = [(entry.path, io.BufferedReader(SegmentReader(registry.objects.segments(entry.digest))), entry.size) for entry in weights]
+    try:
+        return describe_weights(streams)
+    finally:
+        for _, stream, _ in streams:
+            stream.close()
+
+
+def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool) -> AddResult | None:
+    """Under the model's lock: pick the version, write the manifest, update the refs.
+
+    Returns None, having written nothing, when the files were only hashed
+    (``stored`` False) and the version no longer exists.
+    """
+    name = draft.name
+    lineage = draft.lineage
+    with registry.updating(name, author=lineage.author, message=lineage.message) as update:
+        table = update.table
+        version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
+        existing = table.versions.get(version)
+        if existing is None and not stored:
+            return None
+        manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
+        if existing is not None:
+            check_same(registry, existing, manifest)
+        else:
+            refuse_precedence_twin(name, version, table)
+            refuse_oversized(manifest)
+            existing = registry.objects.add_bytes(manifest.encode()).digest
+            table = table.with_version(version, existing)
+        for tag in tags:
+            table = table.with_tag(tag, version)
+        created = version not in update.table.versions
+        update.table = table
+    return AddResult(name, version, existing, created)
+
+
+def refuse_oversized(manifest: Manifest) -> None:
+    """Refuse a manifest larger than readers accept (``MAX_MANIFEST_SIZE``): one limit, checked on write."""
+    size = len(manifest.encode())
+    if size > MAX_MANIFEST_SIZE:
+        raise InvalidInputError(
+            f"the metadata of {manifest.name} takes {size} bytes, more than the {MAX_MANIFEST_SIZE} a manifest may have"
+        )
+
+
+def refuse_twins(registry: Registry, name: str, version: str | None, table: RefTable) -> None:
+    """Refuse a version that only build metadata sets apart, and a case twin of a model."""
+    if not table.versions:
+        refuse_case_twin(registry, name)
+    if version is not None:
+        refuse_precedence_twin(name, version, table)
+
+
+def refuse_precedence_twin(name: str, version: str, table: RefTable) -> None:
+    """Refuse a new version with the precedence of an existing one (only build metadata differs)."""
+    if version in table.versions:
+        return
+    twin = table.same_precedence(version)
+    if twin is not None:
+        raise ConflictError(
+            f"{name}@{version} would have the same precedence as the existing {name}@{twin}: "
+            "versions that differ only in build metadata cannot both exist"
+        )
+
+
+def refuse_case_twin(registry: Registry, name: str) -> None:
+    """Refuse a new model whose name differs from another only in case.
+
+    Such names would share one directory on case-insensitive file systems.
+    """
+    names = registry.refs.names()
+    if name in names:
+        return
+    twin = next((other for other in names if other.lower() == name.lower()), None)
+    if twin is not None:
+        raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")
+
+
+def check_same(registry: Registry, existing: Digest, manifest: Manifest) -> None:
+    """Re-adding a version: the files and user metadata must be those registered."""
+    current = registry.manifest(existing)
+    if current.same_content(manifest):
+        return
+    what = "different files" if current.files != manifest.files else "different metadata"
+    raise VersionConflictError(manifest.name, manifest.version, existing, what)
+
+
+def store_file(registry: Registry, item: FileToStore, progress: Callable[[int], None] | None) -> FileEntry:
+    """Store one file's bytes (hashing while copying) and describe it."""
+    if isinstance(item.source, Blob):
+        stored = registry.objects.add_stream(item.source.blocks(), progress=progress)
+    else:
+        stored = registry.objects.add_file(item.source, progress=progress)
+    return FileEntry(item.path, stored.digest, stored.size)
+
+
+def hash_file(registry: Registry, item: FileToStore) -> FileEntry:
+    """Describe one file without storing it."""
+    if isinstance(item.source, Blob):
+        digest, size = registry.objects.hash_stream(item.source.blocks())
+    else:
+        digest, size = registry.objects.hash_file(item.source)
+    return FileEntry(item.path, digest, size)

@@ -1,0 +1,88 @@
+"""Moving refs by hand: tags, and the removal of versions.
+
+Each change happens under the model's lock, so a tag move is a compare-and-swap
+when the caller says what it expects, and never loses another process's change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mreg.errors import InvalidInputError, MregError, RefChangedError, UnknownRefError
+from mreg.records.names import Digest, parse_name_version, validate_tag
+from mreg.records.views import TagChange
+from mreg.storage.identity import current_author, now_utc
+
+if TYPE_CHECKING:
+    from mreg.registry import Registry
+
+UNSET: Any = object()
+"""``expected`` not given: move the tag whatever it points at."""
+
+
+def tag(registry: Registry, ref: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+    """Point tag ``name`` at the version ``ref`` names; see :meth:`mreg.Registry.tag`."""
+    validate_tag(name)
+    target = registry.get(ref)
+    model, version = target.name, target.version
+    if registry.refs.read(model).versions.get(version) != target.digest:
+        # Found in a fallback only: refs here cannot point at it (and nothing is created).
+        raise UnknownRefError(ref, f"{model}@{version} is not in this registry, only in a fallback; 'mreg pull' it first")
+    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+        table = update.table
+        if table.versions.get(version) != target.digest:
+            raise UnknownRefError(ref, f"{model}@{version} is no longer registered")
+        old = table.tags.get(name)
+        _check_expected(model, name, old, expected)
+        update.table = table.with_tag(name, version)
+    return TagChange(model, name, old, version)
+
+
+def untag(registry: Registry, model: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+    """Remove tag ``name`` of ``model``."""
+    validate_tag(name)
+    registry.existing_table(model)
+    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+        old = update.table.tags.get(name)
+        if old is None:
+            raise UnknownRefError(f"{model}@{name}", "no such tag")
+        _check_expected(model, name, old, expected)
+        update.table = update.table.without_tag(name)
+    return TagChange(model, name, old, None)
+
+
+def remove(registry: Registry, spec: str, *, message: str = "") -> Digest:
+    """Remove ``NAME@VERSION``; see :meth:`mreg.Registry.remove`."""
+    model, version = parse_name_version(spec)
+    if version is None:
+        raise InvalidInputError("give the exact version to remove: NAME@VERSION")
+    registry.existing_table(model)
+    with registry.refs.update(model, author=current_author(), message=message, time=now_utc()) as update:
+        digest = update.table.versions.get(version)
+        if digest is None:
+            raise UnknownRefError(spec, f"'{model}' has no version {version}")
+        update.table = update.table.without_version(version)
+    if not update.table.versions:
+        drop_from_listing(registry)
+    return digest
+
+
+def drop_from_listing(registry: Registry) -> None:
+    """Rewrite ``info/models`` without a model that lost its last version.
+
+    The removal is already committed, so a failure here (a full disk) must not turn
+    it into an error: the list stays a superset, which readers skip and
+    ``fsck --repair`` (or the next rewrite) corrects.
+    """
+    try:
+        registry.update_server_info()
+    except (OSError, MregError):
+        pass
+
+
+def _check_expected(model: str, name: str, current: str | None, expected: str | None) -> None:
+    if expected is not UNSET and current != expected:
+        raise RefChangedError(
+            f"tag {model}@{name} points at {current or 'nothing'}, not {expected or 'nothing'}: "
+            "it was changed by someone else"
+        )

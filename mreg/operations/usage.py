@@ -1,0 +1,116 @@
+"""``mreg du``: what users registered (logical bytes) against what the store holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mreg.operations.maintenance import file_objects
+from mreg.operations.notes import reachable as reachable_notes
+from mreg.records.names import Digest
+
+if TYPE_CHECKING:
+    from mreg.registry import Registry
+
+
+def _ratio(logical: int, stored: int) -> float:
+    return logical / stored if stored else 1.0
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """One model: the bytes of all its versions' files, and of the objects they need."""
+
+    name: str
+    versions: int
+    logical: int
+    stored: int
+
+    @property
+    def ratio(self) -> float:
+        """Deduplication ratio: logical bytes per stored byte."""
+        return _ratio(self.logical, self.stored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "versions": self.versions, "logical": self.logical, "stored": self.stored, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Per model and in total; objects shared between models count once in the total."""
+
+    models: tuple[ModelUsage, ...]
+    logical: int
+    stored: int
+    unreachable: int  # bytes gc would reclaim
+    cache: int  # files assembled from chunks by `mreg path`
+
+    @property
+    def ratio(self) -> float:
+        return _ratio(self.logical, self.stored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": [m.to_dict() for m in self.models],
+            "logical": self.logical,
+            "stored": self.stored,
+            "ratio": self.ratio,
+            "unreachable": self.unreachable,
+            "cache": self.cache,
+        }
+
+
+def _file_lists(registry: Registry, digests: list[Digest]) -> dict[Digest, tuple[int, int, list[Digest]]]:
+    """For each manifest: its own size, its files' total size and their digests (from the
+    metadata index's plain columns; manifests it lacks are read and added)."""
+    cached = registry.index.file_lists()
+    found = {digest: cached[digest] for digest in digests if digest in cached}
+    for digest, row in registry.manifest_rows(d for d in digests if d not in found).items():
+        found[digest] = (row.size, row.total_size, [Digest(file[1]) for file in row.files])
+    return found
+
+
+def disk_usage(registry: Registry) -> UsageReport:
+    """Measure logical and stored bytes, per model and for the whole store.
+
+    Sizes come in one query from the metadata index (no manifest is decoded), and each file's objects
+    are looked up once however many versions share it.
+    """
+    from mreg.storage.index import without_gc
+
+    with without_gc():
+        return _measure(registry)
+
+
+def _measure(registry: Registry) -> UsageReport:
+    store = registry.objects
+    tables = {name: registry.refs.read(name).versions for name in registry.refs.names()}
+    tables = {name: versions for name, versions in tables.items() if versions}
+    manifests = _file_lists(registry, [d for versions in tables.values() for d in versions.values()])
+    sizes = {digest: size for digest, (size, _, _) in manifests.items()}
+    needs = {f: file_objects(registry, f) for f in {f for _, _, files in manifests.values() for f in files}}
+    for objects in needs.values():
+        sizes.update((d, store.stored_size(d)) for d in objects if d not in sizes)
+    models, everything = [], set()
+    for name, versions in tables.items():
+        objects = set(versions.values())
+        logical = 0
+        for digest in versions.values():
+            _, total, files = manifests[digest]
+            logical += total
+            for file in files:
+                objects |= needs[file]
+        noted = reachable_notes(registry, name)  # notes and their history, which gc keeps
+        sizes.update((d, store.stored_size(d)) for d in noted if d not in sizes)
+        objects |= noted
+        everything |= objects
+        models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
+    unreachable = sum(store.stored_size(d) for d in set(store.iter_digests()) - everything)
+    cache = sum(path.stat().st_size for _, path in store.cached_files())
+    return UsageReport(
+        models=tuple(models),
+        logical=sum(m.logical for m in models),
+        stored=sum(sizes[d] for d in everything),
+        unreachable=unreachable,
+        cache=cache,
+    )

@@ -1,0 +1,257 @@
+"""Ref tables and logs: a model's versions, tags and ``latest``, and their history."""
+
+from __future__ import annotations
+
+import bisect
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+
+from mreg.errors import (
+    CorruptRefsError,
+    MregError,
+    RemoteError,
+)
+from mreg.records.limits import MAX_LOG_FIELD
+from mreg.records.names import Digest, is_digest
+from mreg.records.versions import is_version, parse_version
+from mreg.text import printable
+
+if TYPE_CHECKING:
+    pass
+
+
+TABLE_HEADER = "# mreg refs 1"
+
+
+def _precedence(version: str) -> tuple:
+    return parse_version(version).precedence
+
+
+def _later(candidate: str, current: str | None) -> bool:
+    """Would ``candidate`` replace ``current`` as ``latest``? (releases beat pre-releases)"""
+    if current is None:
+        return True
+    new, old = parse_version(candidate), parse_version(current)
+    if new.is_prerelease != old.is_prerelease:
+        return not new.is_prerelease
+    return new.precedence > old.precedence
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class RefTable(NamedTuple):
+    """A snapshot of one model's refs. Change it with the ``with_*`` methods."""
+
+    versions: Mapping[str, Digest] = _EMPTY  # type: ignore[assignment]  # ascending precedence
+    tags: Mapping[str, str] = _EMPTY  # tag -> version
+    latest: str | None = None
+
+    def with_version(self, version: str, digest: Digest) -> RefTable:
+        """Add a version (the caller has checked it is new) and move ``latest`` if needed."""
+        order = list(self.versions)
+        index = bisect.bisect_right(order, _precedence(version), key=_precedence)
+        order.insert(index, version)
+        versions = {v: self.versions.get(v, digest) for v in order}
+        latest = version if _later(version, self.latest) else self.latest
+        return RefTable(versions, dict(self.tags), latest)
+
+    def without_version(self, version: str) -> RefTable:
+        """Drop a version, the tags that point at it, and recompute ``latest``."""
+        versions = {v: d for v, d in self.versions.items() if v != version}
+        tags = {t: v for t, v in self.tags.items() if v != version}
+        latest = self.latest
+        if latest == version:
+            releases = [v for v in versions if not parse_version(v).is_prerelease]
+            pool = releases or list(versions)
+            latest = pool[-1] if pool else None  # versions are in ascending order
+        return RefTable(versions, tags, latest)
+
+    def with_tag(self, tag: str, version: str) -> RefTable:
+        """Point ``tag`` at ``version`` (which must exist)."""
+        return RefTable(dict(self.versions), {**self.tags, tag: version}, self.latest)
+
+    def without_tag(self, tag: str) -> RefTable:
+        """Remove a tag."""
+        return RefTable(dict(self.versions), {t: v for t, v in self.tags.items() if t != tag}, self.latest)
+
+    def same_precedence(self, version: str) -> str | None:
+        """An existing version with the precedence of ``version`` (differing only in build)."""
+        order = list(self.versions)
+        key = _precedence(version)
+        index = bisect.bisect_left(order, key, key=_precedence)
+        if index < len(order) and _precedence(order[index]) == key:
+            return order[index]
+        return None
+
+    @property
+    def highest(self) -> str | None:
+        """The version of highest precedence (pre-releases included), or None."""
+        return next(reversed(self.versions), None) if self.versions else None
+
+    def tags_of(self, version: str) -> list[str]:
+        """The tags that point at ``version``, sorted."""
+        return sorted(t for t, v in self.tags.items() if v == version)
+
+    def encode(self) -> bytes:
+        """The text stored in ``_refs``."""
+        lines = [TABLE_HEADER]
+        lines += [f"version {v} {d}" for v, d in self.versions.items()]
+        lines += [f"tag {t} {self.tags[t]}" for t in sorted(self.tags)]
+        if self.latest is not None:
+            lines.append(f"latest {self.latest}")
+        return ("\n".join(lines) + "\n").encode("ascii")
+
+    @classmethod
+    def parse(cls, text: str, where: str = "ref table") -> RefTable:
+        """Parse ``_refs`` text (cheaply: fsck calls :meth:`problems` for a full check)."""
+        versions: dict[str, Digest] = {}
+        tags: dict[str, str] = {}
+        latest = None
+        lines = text.splitlines()
+        if not lines or lines[0] != TABLE_HEADER:
+            raise CorruptRefsError(f"{where} is corrupt: missing '{TABLE_HEADER}' header")
+        for number, line in enumerate(lines[1:], start=2):
+            kind, _, rest = line.partition(" ")
+            left, _, right = rest.partition(" ")
+            if kind == "version" and right:
+                versions[left] = Digest(right)
+            elif kind == "tag" and right:
+                tags[left] = right
+            elif kind == "latest" and left and not right:
+                latest = left
+            else:
+                raise CorruptRefsError(f"{where} is corrupt at line {number}: {printable(line)}")
+        return cls(versions, tags, latest)
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this table (used by fsck)."""
+        found = [f"invalid version '{printable(v)}'" for v in self.versions if not is_version(v)]
+        found += [f"version {v} points at invalid digest '{printable(d)}'" for v, d in self.versions.items() if not is_digest(d)]
+        if found:
+            return found
+        order = list(self.versions)
+        if order != sorted(order, key=_precedence):
+            found.append("versions are not in precedence order")
+        found += [f"tag {t} points at missing version {v}" for t, v in self.tags.items() if v not in self.versions]
+        expected = None
+        for version in order:
+            expected = version if _later(version, expected) else expected
+        if self.latest != expected:
+            found.append(f"latest is {self.latest} but should be {expected}")
+        return found
+
+
+class LogEntry(NamedTuple):
+    """One change of one ref, as recorded in the model's log."""
+
+    time: str
+    author: str
+    ref: str  # "versions/1.0.0", "tags/production" or "latest"
+    old: str | None
+    new: str | None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, str | None]:
+        return self._asdict()
+
+
+def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | None]]:
+    """The ref changes from ``old`` to ``new`` as (ref, old value, new value)."""
+    found: list[tuple[str, str | None, str | None]] = []
+    changed = (old.versions.keys() ^ new.versions.keys()) | _differing(old.versions, new.versions)
+    for version in sorted(changed, key=_precedence):  # few: no need to parse the others
+        found.append((f"versions/{version}", old.versions.get(version), new.versions.get(version)))
+    for tag in sorted(old.tags.keys() | new.tags.keys()):
+        if old.tags.get(tag) != new.tags.get(tag):
+            found.append((f"tags/{tag}", old.tags.get(tag), new.tags.get(tag)))
+    if old.latest != new.latest:
+        found.append(("latest", old.latest, new.latest))
+    return found
+
+
+def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> set[str]:
+    return {key for key in old.keys() & new.keys() if old[key] != new[key]}
+
+
+def parse_log(text: str, where: str) -> tuple[list[LogEntry], list[str]]:
+    """Log entries from ``_log`` text, and a description of each unreadable line."""
+    entries, problems = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = parse_log_line(line)
+        if entry is None:
+            problems.append(f"{where} line {number} is unreadable")
+        else:
+            entries.append(entry)
+    return entries, problems
+
+
+def parse_log_line(line: str) -> LogEntry | None:
+    """One ``_log`` line, or None if it cannot be read."""
+    import json
+
+    try:
+        return log_entry(json.loads(line))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
+def table_problems(table: RefTable) -> list[str]:
+    """Everything wrong with a ref table, as local input would be judged.
+
+    Versions valid and in precedence order, no two with one precedence (build
+    metadata twins), tags valid names that are neither ``latest`` nor version-like,
+    every tag and ``latest`` pointing at a listed version.
+    """
+    from mreg.records.names import is_digest, validate_tag
+
+    found = [f"version {printable(v)} points at invalid digest '{printable(d)}'" for v, d in table.versions.items() if not is_digest(d)]
+    try:
+        parsed = [parse_version(v) for v in table.versions]  # once each: tables can hold 10^5 versions
+    except MregError as exc:
+        found.append(exc.message)
+    if found:
+        return found
+    keys = [version.precedence for version in parsed]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        found.append("versions are not in strictly ascending precedence (out of order, or build-metadata twins)")
+    releases = [v for v, version in zip(table.versions, parsed) if not version.is_prerelease]
+    expected = (releases or list(table.versions) or [None])[-1] if not found else table.latest
+    if table.latest != expected:
+        found.append(f"latest is {table.latest} but should be {expected}")
+    for tag, version in table.tags.items():
+        try:
+            validate_tag(tag)
+        except MregError as exc:
+            found.append(exc.message)
+        if version not in table.versions:
+            found.append(f"tag {printable(tag)} points at missing version {printable(version)}")
+    return found
+
+
+def checked_table(table: RefTable, name: str, location: str) -> RefTable:
+    """``table`` if it passes :func:`table_problems`, else RemoteError naming the model."""
+    problems = table_problems(table)
+    if problems:
+        raise RemoteError(f"{location}: the refs of '{name}' are invalid ({printable(problems[0], 120)}); skipped")
+    return table
+
+
+def log_entry(raw: Any) -> LogEntry:
+    """A log line's JSON value as a LogEntry, every field of the right type.
+
+    Raises:
+        ValueError: a field is missing, of the wrong type, or too long.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError("a log line is not a JSON object")
+    values = []
+    for key in LogEntry._fields:
+        value = raw.get(key, "" if key == "message" else None)
+        optional = key in ("old", "new")
+        if not (isinstance(value, str) or (optional and value is None)):
+            raise ValueError(f"log field {key} has the wrong type")
+        if value is not None and len(value) > MAX_LOG_FIELD:
+            raise ValueError(f"log field {key} is too long")
+        values.append(value)
+    return LogEntry(*values)

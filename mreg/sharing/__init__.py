@@ -1,0 +1,1 @@
+"""Sharing: other registries, read and written."""

@@ -1,0 +1,114 @@
+"""fsck for a bucket: check, without changing anything, that every ref leads to what it needs.
+
+Objects are known from one listing of ``objects/`` (a bucket cannot be locked, so this
+is a snapshot: a push under way may add objects meanwhile, never remove them). Every
+model's ref table must be valid; every version's manifest must be there, match its
+digest and be that version's; every file a manifest lists must be there with its size,
+either whole or as a chunk index that decodes and whose chunks are all there with their
+sizes; every note object a notes table names must be there. File bytes are not
+downloaded: a pull verifies them as it reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from mreg.errors import MregError
+from mreg.records.limits import MAX_CHUNK_INDEX_SIZE
+from mreg.records.manifest import MAX_MANIFEST_SIZE, Manifest, manifest_check
+from mreg.records.names import Digest
+from mreg.records.reports import FsckReport
+from mreg.sharing.buckets.client import Bucket, ObjectInfo
+from mreg.sharing.buckets.notes import BucketNotes
+from mreg.sharing.buckets.refs import model_names, read_table
+from mreg.sharing.buckets.sweep import digest_of
+from mreg.sharing.sources import object_path
+from mreg.storage.chunk_index import decode_chunk_index
+from mreg.storage.config import Config
+from mreg.storage.objects import CHUNKS_SUFFIX
+
+
+def check(location: str, config: Config | None, timeout: float) -> FsckReport:
+    """Check the registry in a bucket; every problem found is in the report's ``problems``."""
+    bucket = Bucket.open(location, config, timeout)
+    listed = {key: info for info in bucket.list("objects/") if (key := digest_of(str(info["path"]))) is not None}
+    report = FsckReport(objects=len(listed))
+    checker = _Checker(bucket, listed, report)
+    for name in model_names(bucket):
+        checker.model(name)
+    return report
+
+
+class _Checker:
+    def __init__(self, bucket: Bucket, listed: Mapping[tuple[Digest, str], ObjectInfo], report: FsckReport) -> None:
+        self.bucket, self.listed, self.report = bucket, listed, report
+        self.files: dict[Digest, int] = {}  # files already checked, with their size
+
+    def model(self, name: str) -> None:
+        try:
+            table = read_table(self.bucket, name)[0]
+        except MregError as exc:
+            self.report.problems.append(f"model '{name}': {exc}")
+            return
+        self.report.models += 1
+        for version, digest in sorted(table.versions.items()):
+            self.report.versions += 1
+            try:
+                self.version(name, version, digest)
+            except MregError as exc:
+                self.report.problems.append(f"{name}@{version}: {exc}")
+        try:
+            notes = BucketNotes(self.bucket).notes(name)
+        except MregError as exc:
+            self.report.problems.append(f"notes of '{name}': {exc}")
+            return
+        for head in notes.values():
+            if (head, "") not in self.listed:
+                self.report.problems.append(f"model '{name}': note object {head} is missing")
+
+    def version(self, name: str, version: str, digest: Digest) -> None:
+        got = self.bucket.get(object_path(digest), MAX_MANIFEST_SIZE)
+        if got is None:
+            self.report.problems.append(f"{name}@{version}: manifest {digest} is missing")
+            return
+        if "sha256:" + hashlib.sha256(got[0]).hexdigest() != digest:
+            self.report.problems.append(f"{name}@{version}: manifest {digest} does not match its digest")
+            return
+        manifest = Manifest.decode(got[0], digest)
+        manifest_check(digest, (name, version))(manifest)
+        for entry in manifest.files:
+            problem = self.file(entry.digest, entry.size)
+            if problem:
+                self.report.problems.append(f"{name}@{version}: {entry.path}: {problem}")
+
+    def file(self, digest: Digest, size: int) -> str | None:
+        """What is wrong with a file (None: nothing), checked once however many versions share it."""
+        if self.files.get(digest) == size:
+            return None
+        whole = self.listed.get((digest, ""))
+        if whole is not None:
+            found = int(whole.get("size") or 0)
+            problem = None if found == size else f"object {digest} has {found} bytes, not {size}"
+        elif (digest, CHUNKS_SUFFIX) in self.listed:
+            problem = self.chunked(digest, size)
+        else:
+            problem = f"object {digest} is missing"
+        if problem is None:
+            self.files[digest] = size
+        return problem
+
+    def chunked(self, digest: Digest, size: int) -> str | None:
+        got = self.bucket.get(object_path(digest) + CHUNKS_SUFFIX, MAX_CHUNK_INDEX_SIZE)
+        if got is None:
+            return f"the chunk index of {digest} is missing"
+        chunks = decode_chunk_index(got[0], digest)  # CorruptObjectError: it cannot be read
+        if sum(n for _, n in chunks) != size:
+            return f"the chunks of {digest} add up to {sum(n for _, n in chunks)} bytes, not {size}"
+        for chunk, length in chunks:
+            info = self.listed.get((chunk, ""))
+            if info is None:
+                return f"chunk {chunk} of {digest} is missing"
+            if int(info.get("size") or 0) != length:
+                return f"chunk {chunk} of {digest} has {info.get('size')} bytes, not {length}"
+        return None

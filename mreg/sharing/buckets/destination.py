@@ -1,0 +1,198 @@
+"""Pushing into a bucket: objects create-only and verified, then refs by compare-and-swap.
+
+Objects of versions the bucket already has are never looked at (objects land before
+refs, so a version in a table has all its objects). For the others, each blob is
+checked with one HEAD request and uploaded only if absent, verified against its
+digest as it is read: a small one in one create-only PUT, a large one as a multipart
+upload that is completed only if the bytes match. An object that exists but is older
+than :data:`FRESHEN_AFTER` is written again, as git "freshens" an object it reuses,
+so a concurrent ``mreg gc`` (which spares objects younger than its grace period)
+never deletes an object this push is about to refer to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timezone
+
+from mreg.errors import CorruptObjectError, RemoteError
+from mreg.records.manifest import Manifest
+from mreg.records.names import Digest
+from mreg.records.refs import LogEntry, RefTable, changes
+from mreg.sharing.buckets.client import (
+    CONCURRENCY,
+    FRESHEN_AFTER,
+    PART_SIZE,
+    READERS,
+    Bucket,
+    age,
+)
+from mreg.sharing.buckets.notes import BucketNotes
+from mreg.sharing.buckets.refs import (
+    add_to_info,
+    change_table,
+    listed_models,
+    read_log,
+    read_table,
+    write_log,
+)
+from mreg.sharing.fetching import thread_safe
+from mreg.sharing.sources import Source, object_path
+from mreg.storage.chunk_index import decode_chunk_index
+from mreg.storage.config import Config
+from mreg.storage.threads import Progress, ProgressReport, counting, in_parallel
+
+
+class BucketDestination:
+    """A registry in a bucket that a push writes to (see :class:`mreg.transfer.Destination`)."""
+
+    def __init__(self, location: str, config: Config | None, timeout: float) -> None:
+        self.bucket = Bucket.open(location, config, timeout, check=False)  # checked by tables()
+        self.location = self.bucket.location
+        self._lock = threading.Lock()
+        self._tables: dict[str, RefTable] = {}  # as read before the copy
+        self._listed: set[str] | None = None  # the models info/models listed then
+
+    def tables(self, names: list[str]) -> dict[str, RefTable]:
+        """Models' tables in the bucket (remembered: the copy skips what they hold),
+        read at once, with ``info/models``: a missing bucket or refused credentials
+        fail here even when there is no model to read."""
+
+        def read(name: str | None) -> None:
+            if name is None:
+                self._listed = listed_models(self.bucket)
+            else:
+                self._tables[name] = read_table(self.bucket, name)[0]
+
+        in_parallel(read, [None, *names], READERS)
+        return {name: self._tables[name] for name in names}
+
+    def copy_objects(
+        self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None
+    ) -> tuple[int, int]:
+        """Upload what the new versions need; return (objects, bytes) uploaded."""
+        now = datetime.now(timezone.utc)
+        manifests = sorted(
+            {d for name, table in tables.items() for v, d in table.versions.items() if self._known(name).versions.get(v) != d}
+        )
+        wanted = {d: _read_verified(source, d) for d in manifests}
+        files = {entry.digest: entry.size for data in wanted.values() for entry in Manifest.decode(data).files}
+        blobs: dict[Digest, int] = {}  # every blob the files need, with its size
+        indexes: dict[Digest, bytes] = {}
+        for digest, size in sorted(files.items()):
+            index = source.read(object_path(digest) + ".chunks")
+            if index is None:
+                blobs[digest] = size
+                continue
+            indexes[digest] = index
+            blobs.update(decode_chunk_index(index, digest))
+        stale = self._absent_or_stale([*blobs, *(f"{d}.chunks" for d in indexes), *manifests], now)
+        todo = [d for d in blobs if d in stale]
+        advance = thread_safe(counting(progress, sum(blobs[d] for d in todo)))
+        sent = [0, 0]
+
+        def put_blob(digest: Digest) -> None:
+            size = self._put_blob(source, digest, digest in stale and stale[digest], advance)
+            with self._lock:
+                sent[0] += 1
+                sent[1] += size
+
+        in_parallel(put_blob, todo, CONCURRENCY)
+        for digest, index in indexes.items():  # after their chunks
+            if f"{digest}.chunks" in stale:
+                self._put_small(object_path(digest) + ".chunks", index, stale[f"{digest}.chunks"])
+        for digest in manifests:  # after their files
+            if digest in stale:
+                self._put_small(object_path(digest), wanted[digest], stale[digest])
+                sent[0] += 1
+                sent[1] += len(wanted[digest])
+        return sent[0], sent[1]
+
+    def _known(self, name: str) -> RefTable:
+        """The table read before the copy: the objects of its versions are in the bucket."""
+        return self._tables[name] if name in self._tables else self.tables([name])[name]
+
+    def update_refs(
+        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
+    ) -> tuple[RefTable, RefTable]:
+        """Change the model's table by compare-and-swap, then log the change, with the
+        source's entries the bucket lacks, as one new object."""
+        old, new = change_table(self.bucket, name, merge)
+        if old == new:
+            return old, new
+        known = set(read_log(self.bucket, name))
+        entries = [e for e in imported() if e not in known]
+        entries += [entry._replace(ref=ref, old=before, new=after) for ref, before, after in changes(old, new)]
+        write_log(self.bucket, name, entries)
+        return old, new
+
+    def writing(self) -> AbstractContextManager[object]:
+        """No lock exists in a bucket: gc spares young objects instead (see the module doc)."""
+        return nullcontext()
+
+    def note_home(self) -> BucketNotes:
+        """Notes go to the bucket's ``_notes`` tables by compare-and-swap."""
+        return BucketNotes(self.bucket)
+
+    def finish(self, names: list[str]) -> None:
+        """List the models in ``info/models``, for readers over plain HTTP."""
+        add_to_info(self.bucket, names, self._listed)
+
+    # ------------------------------------------------------------- objects
+
+    def _absent_or_stale(self, digests: list[str], now: datetime) -> dict[str, bool]:
+        """The objects to upload (named by digest, ``.chunks`` appended for an index):
+        absent (False) or present but old enough to freshen (True)."""
+        found: dict[str, bool] = {}
+
+        def check(name: str) -> None:
+            info = self.bucket.head(object_path(name))
+            if info is None or age(info, now) > FRESHEN_AFTER:
+                with self._lock:
+                    found[name] = info is not None
+
+        in_parallel(check, digests, READERS)
+        return found
+
+    def _put_small(self, path: str, data: bytes, freshen: bool) -> None:
+        if freshen:
+            self.bucket.overwrite(path, data)  # the same bytes: only its time changes
+        else:
+            self.bucket.create(path, data)  # False: another push wrote the same bytes first
+
+    def _put_blob(self, source: Source, digest: Digest, overwrite: bool, advance: Progress | None) -> int:
+        """Upload one blob from ``source``, verified as it is read; return its size."""
+        streamed = source.stream(object_path(digest))
+        if streamed is None:
+            raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+        blocks, size = streamed
+        checked = _verified(blocks, digest, advance)
+        if size is not None and size <= PART_SIZE:
+            self._put_small(object_path(digest), b"".join(checked), overwrite)
+        else:
+            self.bucket.upload(object_path(digest), checked)
+        return size or 0
+
+
+def _verified(blocks: Iterator[bytes], digest: Digest, advance: Progress | None) -> Iterator[bytes]:
+    """The blocks, hashed as they pass; raises after the last one if they do not match."""
+    hasher = hashlib.sha256()
+    for block in blocks:
+        hasher.update(block)
+        if advance is not None:
+            advance(len(block))
+        yield block
+    if "sha256:" + hasher.hexdigest() != digest:
+        raise CorruptObjectError(digest, "its bytes do not match its digest; not uploaded")
+
+
+def _read_verified(source: Source, digest: Digest) -> bytes:
+    data = source.read(object_path(digest))
+    if data is None:
+        raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise CorruptObjectError(digest, "its bytes do not match its digest; not uploaded")
+    return data

@@ -1,0 +1,82 @@
+"""Version notes in a bucket: the ``_notes`` table by compare-and-swap, note objects create-only.
+
+The layout is a directory's: ``models/NAME/_notes`` maps manifest digests to note
+digests, and each note is an object under ``objects/``. A change re-reads the table
+with its ETag, applies the change and writes it only if the ETag still holds (on a
+lost race it re-reads and re-applies), then records the change as one log object,
+as ref changes are (:mod:`mreg.buckets.refs`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+
+from mreg.errors import ConflictError, RemoteError
+from mreg.operations.notes import NOTES_FILE
+from mreg.records.codec import sha256_digest
+from mreg.records.names import Digest, validate_name
+from mreg.records.notes import MAX_NOTE_SIZE, Note, encode_table, parse_table
+from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
+from mreg.sharing.buckets.refs import MAX_ATTEMPTS, write_log
+from mreg.sharing.note_sync import MAX_TABLE_SIZE, NotesUpdate
+from mreg.sharing.sources import object_path
+
+
+class BucketNotes:
+    """The notes of a registry in a bucket (a :class:`mreg.note_sync.NoteHome`)."""
+
+    readers = READERS
+    """Notes tables :class:`mreg.note_sync.NoteSync` reads at once."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+
+    def notes(self, name: str) -> dict[Digest, Digest]:
+        return self._read(name)[0]
+
+    def note_bytes(self, digest: Digest) -> bytes | None:
+        got = self.bucket.get(object_path(digest), MAX_NOTE_SIZE)
+        if got is None:
+            return None
+        if sha256_digest(got[0]) != digest:
+            raise RemoteError(f"{self.bucket.location}: note object {digest} does not match its digest")
+        return got[0]
+
+    def note(self, digest: Digest) -> Note | None:
+        """A note object there, decoded, or None when it lacks it."""
+        data = self.note_bytes(digest)
+        return Note.decode(data, digest) if data is not None else None
+
+    def add_note_object(self, data: bytes) -> None:
+        """Write a note object create-only; one already there but old is written again
+        ("freshened", as a push does its objects), so a concurrent gc spares it."""
+        path = object_path(sha256_digest(data))
+        info = self.bucket.head(path)
+        if info is None:
+            self.bucket.create(path, data)  # False: another push wrote the same bytes first
+        elif age(info, datetime.now(timezone.utc)) > FRESHEN_AFTER:
+            self.bucket.overwrite(path, data)
+
+    def change_notes(self, name: str, change: NotesUpdate) -> None:
+        for attempt in range(MAX_ATTEMPTS):
+            ours, etag = self._read(name)
+            table, entries = change(ours)
+            if not entries:
+                return
+            if self.bucket.swap(_key(name), encode_table(table), etag):
+                write_log(self.bucket, name, entries)
+                return
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # let the winner finish
+        raise ConflictError(f"the notes of '{name}' in {self.bucket.location} kept changing: gave up after {MAX_ATTEMPTS} attempts")
+
+    def _read(self, name: str) -> tuple[dict[Digest, Digest], str | None]:
+        got = self.bucket.get(_key(name), MAX_TABLE_SIZE)
+        if got is None:
+            return {}, None
+        return parse_table(got[0], f"notes of '{name}' in {self.bucket.location}"), got[1]
+
+
+def _key(name: str) -> str:
+    return f"models/{validate_name(name)}/{NOTES_FILE}"

@@ -1,0 +1,99 @@
+"""gc for a bucket: mark and sweep with a grace period, as git's prune does.
+
+No lock can keep pushes out of a bucket, so gc never deletes a young object: it
+lists the objects first, then reads every ref table and marks what the refs reach,
+then deletes the unreachable objects older than the grace period. An object a push
+uploaded is young until its refs land; one a push found already there is reused
+only if younger than half the grace period, else written again ("freshened"; see
+:mod:`.destination`). A push that takes less than the other half of the grace period
+therefore never loses an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+from mreg.errors import CorruptObjectError, RemoteError
+from mreg.records.manifest import Manifest
+from mreg.records.names import Digest
+from mreg.records.notes import history
+from mreg.records.reports import GcReport
+from mreg.sharing.buckets.client import FRESHEN_AFTER, Bucket, age
+from mreg.sharing.buckets.notes import BucketNotes
+from mreg.sharing.buckets.refs import MAX_TABLE_BYTES, model_names, read_table
+from mreg.sharing.sources import object_path
+from mreg.storage.chunk_index import decode_chunk_index
+from mreg.storage.config import Config
+from mreg.storage.objects import CHUNKS_SUFFIX
+
+DEFAULT_GRACE = 2 * FRESHEN_AFTER
+_HEX = frozenset("0123456789abcdef")
+
+
+def collect(location: str, config: Config | None, timeout: float, *, grace: timedelta = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
+    """Delete the objects of a bucket registry that no ref reaches and that are older than ``grace``.
+
+    A grace period shorter than the default (24 hours) is safe only while no push is
+    under way, as ``git prune --expire=now`` is.
+
+    Raises:
+        RemoteError: a ref's manifest is missing or corrupt: gc must not guess, and
+            deletes nothing.
+    """
+    bucket = Bucket.open(location, config, timeout)
+    now = datetime.now(timezone.utc)
+    listed = {digest: info for info in bucket.list("objects/") if (digest := digest_of(str(info["path"]))) is not None}
+    reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX})
+    report = GcReport(dry_run)
+    for (digest, suffix), info in sorted(listed.items()):
+        if digest in reachable or age(info, now) <= grace:
+            continue
+        report.objects.append(digest)
+        report.bytes += int(info.get("size") or 0)
+        if not dry_run:
+            bucket.delete(object_path(digest) + suffix)
+    return report
+
+
+def _mark(bucket: Bucket, chunked: set[Digest]) -> set[Digest]:
+    """Every object a ref table leads to: manifests, files, the chunks of chunked files,
+    and the notes on them with their history."""
+    reachable: set[Digest] = set()
+    notes = BucketNotes(bucket)
+    for name in model_names(bucket):
+        for head in notes.notes(name).values():
+            reachable.update(history(notes.note, head))
+        for digest in read_table(bucket, name)[0].versions.values():
+            reachable.add(digest)
+            for entry in Manifest.decode(_read(bucket, digest, verify=True), digest).files:
+                reachable.add(entry.digest)
+                if entry.digest in chunked:
+                    index = _read(bucket, entry.digest, suffix=CHUNKS_SUFFIX, missing_ok=True)
+                    if index is not None:
+                        reachable.update(d for d, _ in decode_chunk_index(index, entry.digest))
+    return reachable
+
+
+def _read(bucket: Bucket, digest: Digest, *, suffix: str = "", verify: bool = False, missing_ok: bool = False) -> bytes | None:
+    got = bucket.get(object_path(digest) + suffix, MAX_TABLE_BYTES)
+    if got is None:
+        if missing_ok:
+            return None
+        raise RemoteError(f"{bucket.location}: object {digest} is missing though a ref needs it; gc stopped, nothing was deleted")
+    if verify and "sha256:" + hashlib.sha256(got[0]).hexdigest() != digest:
+        raise CorruptObjectError(digest, "its bytes do not match its digest; gc stopped, nothing was deleted")
+    return got[0]
+
+
+def digest_of(path: str) -> tuple[Digest, str] | None:
+    """``objects/ab/cdef…[.chunks]`` -> (digest, suffix); None for any other key (never deleted)."""
+    parts = path.split("/")
+    if len(parts) != 3 or len(parts[1]) != 2:
+        return None
+    name = parts[1] + parts[2]
+    suffix = CHUNKS_SUFFIX if name.endswith(CHUNKS_SUFFIX) else ""
+    hexpart = name.removesuffix(suffix)
+    if len(hexpart) != 64 or not set(hexpart) <= _HEX:
+        return None
+    return Digest("sha256:" + hexpart), suffix

@@ -1,0 +1,409 @@
+"""The content-addressed object store: ``.mreg/objects/ab/cdef...``.
+
+Every object is named by the SHA-256 of its bytes and never changes. A stored file
+takes one of two shapes, which readers never need to tell apart:
+
+``objects/ab/cdef...``
+    the file's bytes (a blob; manifests and chunks are blobs too);
+``objects/ab/cdef....chunks``
+    a weight file stored as its tensor chunks: the ordered list of the blobs whose
+    concatenation has this digest (see :mod:`mreg.chunking`).
+
+Writes stream each input byte once through the hashes into temporary files in
+``.mreg/tmp/`` (the same file system), then fsync and rename them into place. A
+blob that is already present is not kept: its temporary copy is dropped before it
+is ever synced. A chunk index is written last, so a crash never leaves an index
+pointing at missing chunks.
+
+Reads trust the local store, as git and the Hugging Face cache do: bytes were
+verified when they entered it. Copies *out* of the store (materialized files,
+streams, transfers) verify again, and :meth:`ObjectStore.verify` (fsck) re-hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
+from mreg.formats.cuts import plan_stream
+from mreg.records.names import Digest, digest_from_hex, is_digest
+from mreg.storage.blob_writer import SegmentWriter
+from mreg.storage.blobs import (
+    Block,
+    Segment,
+    SegmentReader,
+    read_blocks,
+    segment_blocks,
+    verified_blocks,
+    write_hashing,
+)
+from mreg.storage.chunk_index import decode_chunk_index, encode_chunk_index
+from mreg.storage.files import fsync_dirs, unique_temp_path
+from mreg.storage.threads import Progress
+
+__all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
+
+CHUNKS_SUFFIX = ".chunks"
+_HEX = "0123456789abcdef"
+
+
+class Piece(NamedTuple):
+    """One chunk of a file fetched from elsewhere: its bytes, in blocks."""
+
+    blocks: Iterable[Block]
+    stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
+    staged: Path | None = None  # ... and written them to this temporary file (segments.stage_blob)
+
+
+class StoredObject(NamedTuple):
+    """The result of storing bytes: their digest, size, and whether they were new."""
+
+    digest: Digest
+    size: int
+    written: bool
+
+
+class ObjectStore:
+    """Loose objects under ``root/objects`` with fan-out directories."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects_dir = root / "objects"
+        self.tmp_dir = root / "tmp"
+        self.cache_dir = root / "cache"
+
+    # ------------------------------------------------------------------ naming
+
+    def object_path(self, digest: str) -> Path:
+        """Where the blob of ``digest`` lives (whether or not it exists)."""
+        hexdigest = _hex(digest)
+        return self.objects_dir / hexdigest[:2] / hexdigest[2:]
+
+    def index_path(self, digest: str) -> Path:
+        """Where the chunk index of ``digest`` lives (whether or not it exists)."""
+        path = self.object_path(digest)
+        return path.with_name(path.name + CHUNKS_SUFFIX)
+
+    def is_chunked(self, digest: str) -> bool:
+        """True when the file is stored as chunks rather than as one blob."""
+        return not self.object_path(digest).is_file() and self.index_path(digest).is_file()
+
+    def contains(self, digest: str) -> bool:
+        """True when the object is stored locally, in either shape."""
+        return self.object_path(digest).is_file() or self.index_path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        """The size in bytes of a stored file."""
+        return sum(segment.size for segment in self.segments(digest))
+
+    # ----------------------------------------------------------------- writing
+
+    def add_file(self, source: Path, *, progress: Progress | None = None) -> StoredObject:
+        """Store a file's bytes, cut into chunks when it is a weight file.
+
+        Raises:
+            InputFileError: the file is missing or unreadable.
+        """
+        from mreg.formats.cuts import file_cuts
+
+        try:
+            stream = open(source, "rb")
+            cuts = file_cuts(source, os.fstat(stream.fileno()).st_size)
+        except OSError as exc:
+            raise InputFileError(f"cannot read '{source}': {exc.strerror or exc}") from None
+        with stream:
+            return self._write([Piece(read_blocks(stream))], cuts, progress)
+
+    def add_bytes(self, data: bytes) -> StoredObject:
+        """Store a small object held in memory (a manifest) as one blob."""
+        return self._write([Piece([memoryview(data)])], [], None)
+
+    def add_stream(self, blocks: Iterable[Block], *, progress: Progress | None = None) -> StoredObject:
+        """Store a stream of bytes, cut into chunks when it is a safetensors stream."""
+        cuts, blocks = plan_stream(iter(blocks))
+        return self._write([Piece(blocks)], cuts, progress)
+
+    def add_blob(self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None) -> StoredObject:
+        """Store bytes fetched from elsewhere as one blob; they must hash to ``expected``.
+
+        Raises:
+            CorruptObjectError: they do not; nothing is kept.
+        """
+        return self._write([Piece(blocks)], [], progress, expected=expected)
+
+    def add_fetched_chunks(
+        self, digest: Digest, chunks: list[tuple[Digest, int]], pieces: Iterable[Piece], progress: Progress | None = None
+    ) -> StoredObject:
+        """Store a file fetched from elsewhere as the chunks its (checked) index lists.
+
+        ``pieces`` gives each chunk's bytes in order, and whether that chunk is stored
+        here already (its bytes then only feed the file's digest) or was checked against
+        its digest by the caller (then it is not hashed again). Each new chunk must
+        hash to its digest before it is kept, and the whole to ``digest`` before the
+        index is written: the file never becomes visible unverified. The chunks are
+        made durable as one batch, in a single pass over their bytes.
+
+        Raises:
+            CorruptObjectError: a chunk, or the whole, does not match.
+        """
+        cuts = list(itertools.accumulate(size for _, size in chunks))[:-1]
+        return self._write(pieces, cuts, progress, expected=digest, chunks=chunks)
+
+    def _write(
+        self,
+        pieces: Iterable[Piece],
+        cuts: list[int],
+        progress: Progress | None,
+        expected: Digest | None = None,
+        chunks: list[tuple[Digest, int]] | None = None,
+    ) -> StoredObject:
+        """Store ``pieces`` in order; with ``chunks``, one piece per listed chunk, each checked against it."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        writer = SegmentWriter(self, cuts, None if chunks is None else [chunk for chunk, _ in chunks])
+        listed = zip(chunks, pieces, strict=True) if chunks is not None else ((None, piece) for piece in pieces)
+        try:
+            for chunk, piece in listed:
+                if chunk is not None and piece.stored:
+                    writer.skip(*chunk, piece.blocks)
+                    continue
+                if chunk is not None and piece.staged is not None:
+                    writer.adopt(*chunk, piece.staged, piece.blocks)
+                    if progress is not None:
+                        progress(chunk[1])
+                    continue
+                for block in piece.blocks:
+                    writer.write(block)
+                    if progress is not None:
+                        progress(len(block))
+            digest, segments = writer.finish(expected)
+        finally:
+            writer.discard()
+        size = sum(n for _, n in segments)
+        if len(segments) == 1 or self.contains(digest):
+            return StoredObject(digest, size, written=writer.wrote_any)
+        self._install_bytes(encode_chunk_index(size, segments), self.index_path(digest))  # after its chunks are durable
+        return StoredObject(digest, size, written=True)
+
+    def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:
+        """Rename a complete, fsynced temporary file into its fan-out directory.
+
+        With ``durable=False`` the directories whose new entries still need an fsync
+        are returned instead, for the caller to sync once for a whole batch.
+        """
+        fanout = target.parent
+        changed = [fanout]
+        if not fanout.is_dir():
+            fanout.mkdir(parents=True, exist_ok=True)
+            changed.append(fanout.parent)
+        os.replace(temp, target)
+        if durable:
+            fsync_dirs(changed)
+            return []
+        return changed
+
+    def _install_bytes(self, data: bytes, target: Path) -> None:
+        self._install_blocks([data], target)
+
+    def _install_blocks(self, blocks: Iterable[Block], target: Path, *, expected: str | None = None) -> None:
+        """Write blocks to a new temporary file, fsync it, and rename it to ``target``.
+
+        With ``expected``, the bytes must hash to it, or nothing is installed.
+        """
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        temp = unique_temp_path(self.tmp_dir, "new")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                hexdigest = write_hashing(fd, blocks)
+                if expected is not None and "sha256:" + hexdigest != expected:
+                    raise CorruptObjectError(expected, "its chunks do not add up to its digest")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.install(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def hash_file(self, source: Path) -> tuple[Digest, int]:
+        """A file's digest and size, computed without storing anything."""
+        try:
+            stream = open(source, "rb")
+        except OSError as exc:
+            raise InputFileError(f"cannot read '{source}': {exc.strerror or exc}") from None
+        with stream:
+            return self.hash_stream(read_blocks(stream))
+
+    @staticmethod
+    def hash_stream(blocks: Iterable[Block]) -> tuple[Digest, int]:
+        """The digest and size of some bytes, computed without storing anything."""
+        hasher = hashlib.sha256()
+        size = 0
+        for block in blocks:
+            hasher.update(block)
+            size += len(block)
+        return digest_from_hex(hasher.hexdigest()), size
+
+    # ----------------------------------------------------------------- reading
+
+    def chunks(self, digest: str) -> list[tuple[Digest, int]]:
+        """The chunks of a chunked file (``[(digest, size)]``)."""
+        try:
+            data = self.index_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(digest) from None
+        return decode_chunk_index(data, digest)
+
+    def segments(self, digest: str, *, check: bool = True) -> list[Segment]:
+        """The local blobs that hold a file's bytes, in order.
+
+        ``check=False`` skips checking that each chunk exists, for a caller that opens
+        every one and reports a missing one itself (a stat costs as much as the open).
+        """
+        path = str(self.object_path(digest))
+        try:
+            return [Segment(path, 0, os.stat(path).st_size, Digest(digest))]
+        except FileNotFoundError:
+            pass
+        # Plain strings: a load maps dozens of chunks, and pathlib (even os.path.join) costs.
+        objects = str(self.objects_dir)
+        segments, start = [], 0
+        for chunk, size in self.chunks(digest):
+            chunk_path = f"{objects}{os.sep}{chunk[7:9]}{os.sep}{chunk[9:]}"
+            if check and not os.path.isfile(chunk_path):
+                raise CorruptObjectError(digest, f"its chunk {chunk} is missing")
+            segments.append(Segment(chunk_path, start, size, chunk))
+            start += size
+        return segments
+
+    def read_bytes(self, digest: str) -> bytes:
+        """Read a whole object into memory, verified (for manifests and small objects)."""
+        return b"".join(self.iter_bytes(digest))
+
+    def iter_bytes(self, digest: str) -> Iterator[bytes]:
+        """Stream a file's bytes, verifying each blob as it ends.
+
+        Raises:
+            CorruptObjectError: right after the bytes of a blob that does not match.
+        """
+        for segment in self.segments(digest):
+            yield from verified_blocks(segment)
+
+    def materialize(self, digest: str) -> Path:
+        """A local file with the object's exact bytes: the blob itself, or for a
+        chunked file a verified copy assembled once under ``.mreg/cache/``."""
+        blob = self.object_path(digest)
+        if blob.is_file():
+            return blob
+        target = self.cache_dir / blob.relative_to(self.objects_dir)
+        if target.is_file():
+            return target
+        # The whole file's digest is checked as it is written: no chunk needs a check of its own.
+        self._install_blocks(segment_blocks(self.segments(digest)), target, expected=digest)
+        return target
+
+    def verify(self, digest: str) -> str | None:
+        """Re-hash an object (every chunk, and the whole); return the problem, or None."""
+        try:
+            segments = self.segments(digest)
+            whole = len(segments) > 1 or segments[0].digest != digest
+            hasher = hashlib.sha256()
+            for segment in segments:
+                for block in verified_blocks(segment):
+                    if whole:
+                        hasher.update(block)
+            if not whole:
+                return None
+        except CorruptObjectError as exc:
+            return exc.message.partition(": ")[2]
+        except (ObjectNotFoundError, FileNotFoundError):
+            return "missing"
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
+        actual = "sha256:" + hasher.hexdigest()
+        return None if actual == digest else f"content hashes to {actual}"
+
+    # ------------------------------------------------------------ enumeration
+
+    def iter_digests(self) -> Iterator[Digest]:
+        """Every object stored locally (blobs and chunked files), in no order."""
+        for name in self._object_names():
+            yield Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX))
+
+    def iter_chunked(self) -> Iterator[Digest]:
+        """Every file stored as chunks."""
+        for name in self._object_names():
+            if name.endswith(CHUNKS_SUFFIX):
+                yield Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX))
+
+    def _object_names(self) -> Iterator[str]:
+        for fanout in _scandir(self.objects_dir):
+            if fanout.is_dir() and len(fanout.name) == 2:
+                for entry in _scandir(Path(fanout.path)):
+                    name = fanout.name + entry.name
+                    if _is_object_name(name):
+                        yield name
+
+    def stray_files(self) -> list[Path]:
+        """Files under ``objects/`` that are not objects (fsck reports them)."""
+        strays = []
+        for fanout in _scandir(self.objects_dir):
+            if not (fanout.is_dir() and len(fanout.name) == 2):
+                strays.append(Path(fanout.path))
+                continue
+            strays += [Path(e.path) for e in _scandir(Path(fanout.path)) if not _is_object_name(fanout.name + e.name)]
+        return strays
+
+    def find_prefix(self, hexprefix: str) -> list[Digest]:
+        """Stored objects whose hex digest starts with ``hexprefix`` (at least 2 digits)."""
+        fanout = self.objects_dir / hexprefix[:2]
+        rest = hexprefix[2:]
+        names = {entry.name.removesuffix(CHUNKS_SUFFIX) for entry in _scandir(fanout)}
+        return sorted(Digest("sha256:" + hexprefix[:2] + n) for n in names if n.startswith(rest) and len(n) == 62)
+
+    def stored_size(self, digest: str) -> int:
+        """Bytes this object itself occupies: the blob, or the chunk index alone."""
+        for path in (self.object_path(digest), self.index_path(digest)):
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return 0
+
+    def temp_files(self) -> list[Path]:
+        """Leftover temporary files (from interrupted writes)."""
+        return [Path(entry.path) for entry in _scandir(self.tmp_dir)]
+
+    def cached_files(self) -> Iterator[tuple[Digest, Path]]:
+        """Files assembled from chunks by :meth:`materialize`."""
+        for fanout in _scandir(self.cache_dir):
+            for entry in _scandir(Path(fanout.path)):
+                if _is_object_name(fanout.name + entry.name):
+                    yield Digest("sha256:" + fanout.name + entry.name), Path(entry.path)
+
+    def delete(self, digest: str) -> None:
+        """Remove an object in whichever shape it is stored (gc only)."""
+        self.object_path(digest).unlink(missing_ok=True)
+        self.index_path(digest).unlink(missing_ok=True)
+
+
+def _is_object_name(name: str) -> bool:
+    hexpart = name.removesuffix(CHUNKS_SUFFIX)
+    return len(hexpart) == 64 and not hexpart.strip(_HEX)  # strip, not a set: du and gc test every name
+
+
+def _hex(digest: str) -> str:
+    if not is_digest(digest):
+        raise ObjectNotFoundError(digest, "not a sha256 digest")
+    return digest[7:]
+
+
+def _scandir(path: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []

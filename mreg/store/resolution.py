@@ -1,0 +1,119 @@
+"""Resolving references: ref tables, the log, digests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mreg.errors import (
+    AmbiguousRefError,
+    ObjectNotFoundError,
+    UnknownRefError,
+)
+from mreg.records.manifest import (
+    MAX_MANIFEST_SIZE,
+    looks_like_manifest,
+)
+from mreg.records.names import LATEST, Digest, Ref, parse_digest_prefix
+from mreg.records.refs import LogEntry, RefTable
+from mreg.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from mreg.registry import Registry
+
+
+def resolve_in_table(ref: Ref, table: RefTable) -> Digest:
+    """The digest a named reference has in one model's refs.
+
+    Raises:
+        UnknownRefError: the model, version or tag is not there.
+    """
+    if not table.versions:
+        raise UnknownRefError(str(ref), f"no model named '{ref.name}'")
+    if ref.is_latest:
+        assert table.latest is not None  # a table with versions always has latest
+        return table.versions[table.latest]
+    if ref.tag is not None:
+        version = table.tags.get(ref.tag)
+        if version is None:
+            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
+        return table.versions[version]
+    digest = table.versions.get(ref.version or "")
+    if digest is None:
+        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
+    return digest
+
+
+def resolve_at(ref: Ref, log: list[LogEntry]) -> Digest:
+    """The digest a tag or ``latest`` named at the time ``ref.at``, replaying the
+    model's log (oldest first) as git replays a reflog for ``ref@{date}``.
+
+    Raises:
+        UnknownRefError: the tag (or the model) did not exist then.
+    """
+    assert ref.at is not None
+    what = LATEST if ref.is_latest else f"tags/{ref.tag}"
+    label = "latest version" if ref.is_latest else f"tag '{ref.tag}'"
+    version, first = _value_at(log, what, ref.at)
+    if version is None:
+        since = f" (it was first set at {first})" if first else ""
+        raise UnknownRefError(str(ref), f"'{ref.name}' had no {label} at {ref.at}{since}")
+    digest, _ = _value_at(log, f"versions/{version}", ref.at)
+    if digest is None:
+        raise UnknownRefError(str(ref), f"the log of '{ref.name}' does not say what {version} was at {ref.at}")
+    return Digest(digest)
+
+
+def _value_at(log: list[LogEntry], ref: str, at: str) -> tuple[str | None, str | None]:
+    """What ``ref`` pointed at, at time ``at`` (None: nothing), and when it was first set."""
+    value, first = None, None
+    for entry in log:
+        if entry.ref != ref:
+            continue
+        first = first or entry.time
+        if entry.time <= at:  # the log's fixed-width UTC times order as text
+            value = entry.new
+    return value, first
+
+
+def is_manifest(store: ObjectStore, digest: Digest) -> bool:
+    """True when a stored object is a manifest (manifests are small msgpack maps)."""
+    try:
+        with open(store.object_path(digest), "rb") as stream:
+            data = stream.read(MAX_MANIFEST_SIZE + 1)
+    except OSError:
+        return False
+    return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
+
+
+def resolve_digest(registry: Registry, ref: Ref) -> Digest:
+    """The manifest a ``sha256:`` reference names: a full digest (here or in a fallback)
+    or a unique prefix of one stored here."""
+    prefix = ref.digest_prefix or ""
+    store = registry.objects
+    if len(prefix) == 64:
+        digest = Digest("sha256:" + prefix)
+        if not store.contains(digest) and registry.fallbacks:
+            try:
+                registry.fetch(digest)
+            except ObjectNotFoundError:
+                pass
+        if is_manifest(store, digest):
+            return digest
+        detail = "it is a file, not a manifest" if store.contains(digest) else "no such manifest"
+        raise UnknownRefError(str(ref), detail)
+    candidates = [d for d in store.find_prefix(prefix) if is_manifest(store, d)]
+    if not candidates:
+        raise UnknownRefError(str(ref), "no manifest has that digest prefix")
+    if len(candidates) > 1:
+        raise AmbiguousRefError(f"digest prefix '{ref}' is ambiguous: it matches {len(candidates)} manifests; give more digits")
+    return candidates[0]
+
+
+def find_object(store: ObjectStore, text: str) -> Digest:
+    """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
+    candidates = store.find_prefix(parse_digest_prefix(text))
+    if not candidates:
+        raise ObjectNotFoundError(text)
+    if len(candidates) > 1:
+        raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
+    return candidates[0]

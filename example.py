@@ -24,7 +24,6 @@ from mreg.registry import Registry
 from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
 from mreg.pytorch.models import TorchvisionBuilder, load_model, register
 from mreg.pytorch import diff
-from mreg.operations.usage import disk_usage
 
 PRETRAINED = ("resnet18", "mobilenet_v2")  # 44.7 MiB + 13.6 MiB of weights
 DERIVED_VERSION = "2.0.0"  # a new head changes the output: a major version in SemVer terms
@@ -227,7 +226,7 @@ def show_diff_and_usage(registry: Registry) -> None:
     for metric in changes.metrics:
         print(f"   metric {metric.name}: {'-' if metric.old is None else metric.old} -> {metric.new}")
     print("   each distinct tensor is stored once, so versions that share weights share storage:")
-    for model in disk_usage(registry).models:
+    for model in registry.disk_usage().models:
         print(f"   {model.name:<14} {model.versions} version(s): registered {model.logical / 2**20:5.1f} MiB, "
               f"stored {model.stored / 2**20:5.1f} MiB ({model.ratio:.2f}x)")
 

@@ -29,8 +29,6 @@ from common import SecondHash, absolute, best_of, compile_package, mreg, paired,
 
 from mreg.registry import Registry
 from mreg.pytorch.models import register
-from mreg.operations.remotes import pull as pull_models
-from mreg.operations.remotes import push as push_models
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20
@@ -174,11 +172,11 @@ def second_transfers(root: Path) -> None:
     for i in range(3):
         register(team, f"small{i}@1.0.0", {"w": torch.randn(256, 256, generator=generator)})
     url = f"s3://{BUCKET}/noop"
-    push_models(team, url)
-    pull_models(laptop, url)
+    team.push(url)
+    laptop.pull(url)
     in_process = {
-        "push": best_of(lambda: push_models(Registry.open(team.root), url), 7),
-        "pull": best_of(lambda: pull_models(Registry.open(laptop.root), url), 7),
+        "push": best_of(lambda: Registry.open(team.root).push(url), 7),
+        "pull": best_of(lambda: Registry.open(laptop.root).pull(url), 7),
     }
     command = [sys.executable, "-m", "mreg", "--registry"]
     timed = startup_pairs(

@@ -26,7 +26,6 @@ from common import SecondHash, absolute, best_of, mreg, paired, report, run, scr
 
 from mreg.registry import Registry
 from mreg.pytorch.models import register
-from mreg.operations.remotes import pull
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20  # bytes per tensor: a model of 64 large tensors for 1 GiB
@@ -112,9 +111,9 @@ def main() -> None:
         shutil.rmtree(root / "laptop", ignore_errors=True)
 
         laptop = Registry.init(root / "laptop")
-        pull(laptop, str(root / "team"))
-        again = best_of(lambda: pull(Registry.open(root / "laptop"), str(root / "team")), 11)
-        transferred = pull(laptop, str(root / "team")).objects
+        laptop.pull(str(root / "team"))
+        again = best_of(lambda: Registry.open(root / "laptop").pull(str(root / "team")), 11)
+        transferred = laptop.pull(str(root / "team")).objects
         absolute(f"second pull, in-process ({transferred} objects copied)", 1000 * again, "< 100 ms")
 
 

@@ -45,7 +45,7 @@ def build(root: Path) -> Path:
         return registry.objects.add_bytes(Manifest(name, version, files, lineage=lineage, **details).encode()).digest  # type: ignore[arg-type]
 
     def commit(name: str, versions: dict[str, str], tags: dict[str, str]) -> None:
-        with registry.updating(name, author="bench", message="benchmark") as update:
+        with registry.store.updating(name, author="bench", message="benchmark") as update:
             table = update.table
             for version, digest in versions.items():
                 table = table.with_version(version, digest)  # type: ignore[arg-type]

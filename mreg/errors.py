@@ -1,35 +1,39 @@
 """The one exception hierarchy of mreg.
 
-Every error a user can cause derives from :class:`MregError` and carries the exit
-code the CLI uses for it. Where it fits, an error also inherits the matching
-built-in (``KeyError``, ``FileNotFoundError``, ``ValueError``) so that callers of the
-Python API can catch what they already know.
+Every error a user can cause derives from :class:`MregError`. Errors carry data
+(the name, version or digest concerned) and a message in the words of the Python
+API; each front end renders them its own way: the CLI picks an exit code by class
+and spells parameters as its flags (:mod:`mreg.cli.errors`), the web UI picks an
+HTTP status (:mod:`mreg.web.app`). Where it fits, an error also inherits the
+matching built-in (``KeyError``, ``FileNotFoundError``, ``ValueError``) so that
+callers of the Python API can catch what they already know.
 """
 
 from __future__ import annotations
 
-
-class ExitCode:
-    """Process exit codes of the ``mreg`` command (documented in the README)."""
-
-    OK = 0
-    FAILURE = 1  # a generic failure, or fsck found problems
-    USAGE = 2  # bad arguments or invalid input (names, versions, metadata)
-    NOT_FOUND = 3  # no registry, unknown reference, missing object or file
-    CONFLICT = 4  # immutable version differs, compare-and-swap lost, ambiguity
-    CORRUPT = 5  # an object does not match its digest or cannot be decoded
-    LOCKED = 6  # a lock could not be taken in time
-    REMOTE = 7  # a fallback store or remote failed
+from collections.abc import Callable, Iterable
 
 
 class MregError(Exception):
-    """Root of every error mreg raises on purpose."""
+    """Root of every error mreg raises on purpose.
 
-    exit_code = ExitCode.FAILURE
+    A message may name a parameter of the call as ``{name}`` (listed in ``options``):
+    :attr:`message` spells it as Python does (``name=``), and :meth:`render` lets a
+    front end spell it its own way (the CLI as ``--name``).
+    """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, options: Iterable[str] = ()) -> None:
+        self.template = message
+        self.options = tuple(options)
+        self.message = self.render(lambda option: f"{option}=")
+        super().__init__(self.message)
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each parameter it names spelt by ``spell``."""
+        text = self.template
+        for option in self.options:
+            text = text.replace("{" + option + "}", spell(option))
+        return text
 
     def __str__(self) -> str:
         return self.message
@@ -37,8 +41,6 @@ class MregError(Exception):
 
 class InvalidInputError(MregError, ValueError):
     """User input that breaks a rule of the grammar or the metadata schema."""
-
-    exit_code = ExitCode.USAGE
 
 
 class InvalidTypeError(InvalidInputError, TypeError):
@@ -60,13 +62,9 @@ class InvalidRefError(InvalidInputError):
 class RegistryNotFoundError(MregError, FileNotFoundError):
     """No ``.mreg`` directory where one was looked for."""
 
-    exit_code = ExitCode.NOT_FOUND
-
 
 class NotFoundError(MregError, KeyError):
     """Something the user named does not exist."""
-
-    exit_code = ExitCode.NOT_FOUND
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
@@ -99,13 +97,9 @@ class ObjectNotFoundError(NotFoundError):
 class InputFileError(MregError, FileNotFoundError):
     """A file given on the command line that is missing or unreadable."""
 
-    exit_code = ExitCode.NOT_FOUND
-
 
 class ConflictError(MregError):
     """An update that would overwrite something immutable or lost a race."""
-
-    exit_code = ExitCode.CONFLICT
 
 
 class VersionConflictError(ConflictError):
@@ -132,8 +126,6 @@ class AmbiguousRefError(ConflictError):
 class CorruptObjectError(MregError):
     """Stored bytes that do not match their digest, or an undecodable object."""
 
-    exit_code = ExitCode.CORRUPT
-
     def __init__(self, digest: str, detail: str) -> None:
         super().__init__(f"object {digest} is corrupt: {detail}")
         self.digest = digest
@@ -142,16 +134,11 @@ class CorruptObjectError(MregError):
 class CorruptRefsError(MregError):
     """A model's ref table or log that cannot be parsed."""
 
-    exit_code = ExitCode.CORRUPT
-
 
 class LockTimeoutError(MregError, TimeoutError):
     """Another process held a lock for longer than the bounded wait."""
-
-    exit_code = ExitCode.LOCKED
 
 
 class RemoteError(MregError):
     """A fallback store or remote that failed: unreachable, missing or bad data."""
 
-    exit_code = ExitCode.REMOTE

@@ -1,38 +1,24 @@
-"""The registry: models, versions, tags and lineage on top of objects and refs.
+"""The registry: the Python API that the CLI mirrors, one call per command.
 
-This is the Python API that the CLI mirrors. It returns values and raises
+:class:`Registry` is a thin facade over a :class:`~mreg.store.store.Store`: each
+method checks nothing itself and calls one operation of :mod:`mreg.operations`
+(or the store) *down*; nothing below imports it. It returns values and raises
 :class:`~mreg.errors.MregError` subclasses; it never prints and never exits.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from mreg.errors import (
-    InvalidInputError,
-    InvalidTypeError,
-    MregError,
-    ObjectNotFoundError,
-    RegistryNotFoundError,
-    UnknownModelError,
-    UnknownRefError,
-)
-from mreg.operations import tagging
-from mreg.operations.inputs import FileSource, version_details
-from mreg.operations.listing import (
-    list_models,
-    list_versions,
-    named_file,
-    version_label,
-)
-from mreg.operations.register import refuse_case_twin, register
-from mreg.operations.tagging import UNSET, remove, untag
+from mreg.errors import InvalidTypeError
+from mreg.operations import listing, tagging
 from mreg.records.manifest import Dataset, FileEntry, Framework, Manifest
-from mreg.records.names import Digest, parse_ref, validate_name
-from mreg.records.refs import LogEntry, RefTable
+from mreg.records.names import Digest, validate_name
+from mreg.records.refs import UNSET, LogEntry
 from mreg.records.versions import Bump
 from mreg.records.views import (
     AddResult,
@@ -42,52 +28,32 @@ from mreg.records.views import (
     VersionEntry,
 )
 from mreg.storage.blobs import Segment
-from mreg.storage.files import write_atomically
-from mreg.storage.identity import now_utc
-from mreg.storage.locks import FileLock
-from mreg.storage.objects import ObjectStore
-from mreg.storage.refs import RefStore, RefUpdate
-from mreg.storage.threads import ProgressReport, counting
-from mreg.store.resolution import (
-    find_object,
-    is_manifest,
-    resolve_at,
-    resolve_digest,
-    resolve_in_table,
-)
+from mreg.storage.threads import ProgressReport
+from mreg.store.store import Store
 
 if TYPE_CHECKING:
     from mreg.operations.diff import TensorComparer
+    from mreg.operations.inputs import FileSource
     from mreg.operations.export import ExportReport
     from mreg.operations.usage import UsageReport
     from mreg.records.diffs import VersionDiff
     from mreg.records.notes import NoteChange
     from mreg.records.reports import FsckReport, GcReport
-    from mreg.sharing.fallbacks import Fallbacks
     from mreg.sharing.transfer import TransferReport
     from mreg.storage.config import Config
-    from mreg.storage.index import ManifestRow, MetadataIndex
-
-REGISTRY_DIR = ".mreg"
-CONFIG_FILE = "config"
-STORE_LOCK = "lock"
-CREATE_LOCK = "_lock"  # in models/: a name no model segment can take
+    from mreg.storage.objects import ObjectStore
+    from mreg.storage.refs import RefStore
 
 
 class Registry:
     """A model registry stored in a ``.mreg`` directory.
 
     Open one with :meth:`open` (finds the store like git finds ``.git``) or create
-    one with :meth:`init`.
+    one with :meth:`init`. ``registry.store`` is the open store the operations share.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).resolve()
-        self.objects = ObjectStore(self.root)
-        self.refs = RefStore(self.root)
-        self._config: Config | None = None
-        self._fallbacks: Fallbacks | None = None
-        self._index: MetadataIndex | None = None
+    def __init__(self, root: Path | Store) -> None:
+        self.store = root if isinstance(root, Store) else Store(root)
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -95,19 +61,12 @@ class Registry:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def init(cls, path: str | os.PathLike = ".") -> Registry:
+    def init(cls, path: str | os.PathLike[str] = ".") -> Registry:
         """Create an empty registry in ``path/.mreg`` (harmless if it exists)."""
-        _require_path(path)
-        root = Path(path) / REGISTRY_DIR
-        for sub in ("objects", "models", "tmp"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        config = root / CONFIG_FILE
-        if not config.exists():
-            write_atomically(config, b"[core]\n\tformatversion = 1\n")
-        return cls(root)
+        return cls(Store.init(path))
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None) -> Registry:
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Registry:
         """Open the registry at ``path`` (a project directory or its ``.mreg``).
 
         Without ``path``: ``MREG_DIR`` if set, else the nearest ``.mreg`` found
@@ -116,34 +75,22 @@ class Registry:
         Raises:
             RegistryNotFoundError: there is no registry there.
         """
-        if path is None and os.environ.get("MREG_DIR"):
-            path = os.environ["MREG_DIR"]
-        if path is not None:
-            _require_path(path)
-            root = _registry_root(Path(path))
-            if root is None:
-                raise RegistryNotFoundError(f"no mreg registry at '{path}' (run 'mreg init' to create one)")
-            return cls(root)
-        here = Path.cwd()
-        for directory in (here, *here.parents):
-            if (directory / REGISTRY_DIR / CONFIG_FILE).is_file():
-                return cls(directory / REGISTRY_DIR)
-        raise RegistryNotFoundError(
-            "not in an mreg registry (no .mreg here or in any parent directory); "
-            "run 'mreg init' to create one, or use --registry or MREG_DIR"
-        )
+        return cls(Store.open(path))
 
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the store's shared lock while writing objects, so gc never removes them."""
-        with FileLock(self.root / STORE_LOCK, shared=True, what="the store (gc is running)"):
-            yield
+    @property
+    def root(self) -> Path:
+        """The ``.mreg`` directory."""
+        return self.store.root
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold the store's lock exclusively: no object writer runs meanwhile (gc)."""
-        with FileLock(self.root / STORE_LOCK, what="the store (an add or a pull is running)"):
-            yield
+    @property
+    def objects(self) -> ObjectStore:
+        """The object store (plumbing: digests and bytes)."""
+        return self.store.objects
+
+    @property
+    def refs(self) -> RefStore:
+        """Every model's refs and logs (plumbing)."""
+        return self.store.refs
 
     # ----------------------------------------------------------- registering
 
@@ -186,59 +133,22 @@ class Registry:
             InvalidInputError: a name, version, tag or metadata value is invalid.
             InputFileError: a file is missing or unreadable.
         """
-        return register(
-            self,
-            spec,
-            files,
-            bump=bump,
-            details=version_details(
-                family=family,
-                framework=framework,
-                architecture=architecture,
-                input_shape=input_shape,
-                metrics=metrics,
-                properties=properties,
-                datasets=datasets,
-                message=message,
-            ),
-            parents=parents,
-            tags=tags,
-            author=author,
-            progress=progress,
+        from mreg.operations.inputs import version_details  # start-up: only writers read weight files
+        from mreg.operations.register import register
+
+        details = version_details(
+            family=family,
+            framework=framework,
+            architecture=architecture,
+            input_shape=input_shape,
+            metrics=metrics,
+            properties=properties,
+            datasets=datasets,
+            message=message,
         )
-
-    @contextmanager
-    def creating_model(self) -> Iterator[None]:
-        """Hold the lock under which new models are checked and created."""
-        with FileLock(self.refs.models_dir / CREATE_LOCK, what="the list of models"):
-            yield
-
-    @contextmanager
-    def updating(self, name: str, *, author: str, message: str) -> Iterator[RefUpdate]:
-        """Change a model's refs under its lock (see :meth:`mreg.refs.RefStore.update`).
-
-        A model that has no version yet is also checked and created under the
-        creation lock: a case twin is refused, and the change is written before the
-        lock is released, so two new models can never race past the check.
-        """
-        with self.refs.update(name, author=author, message=message, time=now_utc()) as update:
-            if update.table.versions:
-                yield update
-                return
-            with self.creating_model():
-                refuse_case_twin(self, name)
-                from mreg.storage.server_info import list_model
-
-                list_model(self, name)  # listed before it exists: info/models never lags
-                yield update
-                update.commit()
-
-    def existing_table(self, name: str) -> RefTable:
-        """A model's refs; UnknownModelError if it has no version here."""
-        table = self.refs.read(name)
-        if not table.versions:
-            raise UnknownModelError(name)
-        return table
+        return register(
+            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress
+        )
 
     # ---------------------------------------------------------------- lookup
 
@@ -251,134 +161,55 @@ class Registry:
             InvalidRefError: the reference is malformed.
             RemoteError: it is not here and a fallback failed.
         """
-        return self._lookup(ref)[0]
-
-    def _lookup(self, ref: str) -> tuple[Digest, RefTable | None]:
-        """The digest ``ref`` names and the ref table it was found in (None for digests)."""
-        parsed = parse_ref(ref)
-        if parsed.digest_prefix is not None:
-            return resolve_digest(self, parsed), None
-        if parsed.at is not None:
-            return resolve_at(parsed, self.refs.log(parsed.name)[0]), None
-        table = self.refs.read(parsed.name)
-        try:
-            return resolve_in_table(parsed, table), table
-        except UnknownRefError:
-            found = self.fallbacks.lookup(parsed, resolve_in_table) if self.fallbacks else None
-            if found is None:
-                raise
-            return found
+        return self.store.resolve(ref)
 
     def get(self, ref: str) -> ModelVersion:
-        """A read-only view of the version ``ref`` names, with its tags."""
-        from mreg.operations.notes import note_of
+        """A read-only view of the version ``ref`` names, with its tags and note."""
+        return listing.version_view(self.store, ref)
 
-        digest, table = self._lookup(ref)
-        expect = None
-        if table is not None:  # a named reference: the manifest must be that version's
-            expect = (parse_ref(ref).name, next(v for v, d in table.versions.items() if d == digest))
-        manifest = self.manifest(digest, expect=expect)
-        table = table if table is not None else self.refs.read(manifest.name)
-        return ModelVersion.of(digest, manifest, table, note_of(self, manifest.name, digest))
-
-    def manifest(self, digest: str, *, expect: tuple[str, str] | None = None) -> Manifest:
-        """Read and validate a manifest (fetched from a fallback if it is not here).
-
-        With ``expect`` (name, version) the manifest must be that version's; one
-        fetched from a fallback is kept only if it passes every check.
-        """
-        from mreg.records.manifest import manifest_check
-
-        check = manifest_check(digest, expect)
-        if not self.objects.contains(digest) and self.fallbacks:
-            with self.writing():
-                if not self.objects.contains(digest):
-                    return self.fallbacks.fetch_manifest(Digest(digest), self.objects, check)
-        self._ensure_local(Digest(digest))
-        manifest = Manifest.decode(self.objects.read_bytes(digest), digest)
-        check(manifest)
-        return manifest
+    def manifest(self, digest: str) -> Manifest:
+        """Read and validate a manifest by its digest (fetched from a fallback if needed)."""
+        return self.store.manifest(digest)
 
     def manifests(self, digests: Iterable[str]) -> dict[Digest, Manifest]:
-        """Many manifests at once, from the metadata index where it has them.
-
-        The batched form of :meth:`manifest`, for queries over thousands of versions
-        (see :meth:`manifest_rows`).
-        """
-        return {digest: row.manifest() for digest, row in self.manifest_rows(digests).items()}
-
-    def manifest_rows(self, digests: Iterable[str], *, skip_unreadable: bool = False) -> dict[Digest, ManifestRow]:
-        """Many manifests as the metadata index keeps them: plain rows, cheap to filter on.
-
-        The index (``.mreg/index.sqlite``) answers in one query; manifests it lacks
-        are read from their objects, validated and added to it. With
-        ``skip_unreadable``, a manifest that cannot be read (missing, damaged: for fsck
-        to report) is left out instead of raising.
-        """
-        from mreg.storage.index import ManifestRow
-
-        wanted = [Digest(d) for d in dict.fromkeys(digests)]
-        found = self.index.rows(wanted)
-        fresh = []
-        for digest in wanted:
-            if digest not in found:
-                try:
-                    self._ensure_local(digest)
-                    data = self.objects.read_bytes(digest)
-                    found[digest] = ManifestRow.of(Manifest.decode(data, digest), len(data))
-                except MregError:
-                    if not skip_unreadable:
-                        raise
-                    continue
-                fresh.append((digest, found[digest]))
-        self.index.record(fresh)
-        return found
-
-    @property
-    def index(self) -> MetadataIndex:
-        """The metadata index: a cache of manifests for queries (never the source of truth)."""
-        if self._index is None:
-            from mreg.storage.index import MetadataIndex
-
-            self._index = MetadataIndex(self.root)
-        return self._index
+        """Many manifests at once, from the metadata index where it has them (queries over
+        thousands of versions)."""
+        return self.store.manifests(digests)
 
     def label(self, digest: str) -> str:
         """``name@version (sha256:abcd1234)`` for a manifest, or the bare digest if it is gone."""
-        try:
-            manifest = self.manifest(digest)
-        except MregError:
-            return digest  # removed and collected: lineage outlives objects
-        return version_label(manifest.name, manifest.version, digest)
+        return listing.label(self.store, digest)
+
+    def parent_labels(self, digests: Iterable[str]) -> dict[Digest, list[str]]:
+        """The lineage parents of each of these versions, labelled as :meth:`label` does."""
+        return listing.parent_labels(self.store, digests)
 
     def versions(self, name: str) -> list[VersionEntry]:
         """Every version of a model, highest precedence first (fallbacks' included)."""
-        return list_versions(self, validate_name(name))
+        return listing.list_versions(self.store, validate_name(name))
 
     def models(self) -> list[ModelSummary]:
         """Every model with at least one version, sorted by name (fallbacks' included)."""
-        return list_models(self)
+        return listing.list_models(self.store)
 
     def query(self, **conditions: Any) -> list[ModelVersion]:
         """Versions matching every condition, optionally ordered by a metric and limited
-        (``sort=``, ``reverse=``, ``limit=``); see :func:`mreg.query.select`."""
-        import inspect
+        (``sort=``, ``reverse=``, ``limit=``); see :func:`mreg.operations.query.select`."""
+        import inspect  # start-up: only queries need it
 
-        from mreg.operations.query import select
+        from mreg.operations.query import (
+            select,  # start-up: only queries read many versions
+        )
 
         try:
-            inspect.signature(select).bind(self, **conditions)
+            inspect.signature(select).bind(self.store, **conditions)
         except TypeError as exc:
             raise InvalidTypeError(f"query: {exc}") from None
-        return select(self, **conditions)
+        return select(self.store, **conditions)
 
     def log(self, name: str, limit: int | None = None) -> list[LogEntry]:
         """The model's ref history, newest first; with ``limit``, only that many entries."""
-        validate_name(name)
-        entries = self.refs.recent_log(name, limit)
-        if not entries and not self.refs.read(name).versions:
-            raise UnknownModelError(name)
-        return entries
+        return listing.history(self.store, validate_name(name), limit)
 
     def path(self, ref: str, file: str | None = None, *, progress: ProgressReport | None = None) -> Path:
         """The absolute local path of a file with a registered file's exact bytes.
@@ -388,17 +219,10 @@ class Registry:
         is fetched and cached here first; a file stored as chunks is assembled (and
         verified) once into ``.mreg/cache/``, which ``gc`` trims to ``cache.maxsize``.
         """
-        entry = self.file_entry(ref, file)
-        self._ensure_local(entry.digest, size=entry.size, progress=progress)
-        if self.objects.is_chunked(entry.digest):
-            from mreg.storage.cache import mark_used
+        return listing.local_path(self.store, ref, file, progress=progress)
 
-            with self.writing():
-                return mark_used(self.objects.materialize(entry.digest))
-        return self.objects.object_path(entry.digest)
-
-    def export(self, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:
-        """Write every file of a version into ``directory``, verified (see :mod:`mreg.export`).
+    def export(self, ref: str, directory: str | os.PathLike[str], *, link: bool = True) -> ExportReport:
+        """Write every file of a version into ``directory``, verified (see :mod:`mreg.operations.export`).
 
         Whole-file objects are hard-linked (read-only) where possible unless ``link`` is
         False; files already there with the same bytes are kept.
@@ -406,104 +230,64 @@ class Registry:
         Raises:
             ConflictError: a file exists there with other content (nothing is written).
         """
-        from mreg.operations.export import export
+        from mreg.operations.export import (
+            export,  # start-up: only export writes elsewhere
+        )
 
-        return export(self, ref, directory, link=link)
+        return export(self.store, ref, directory, link=link)
 
     def segments(self, entry: FileEntry, *, check: bool = True) -> list[Segment]:
-        """The local blobs that hold a registered file's bytes (fetched if needed), in order
-        (``check``: see :meth:`ObjectStore.segments`)."""
-        self._ensure_local(entry.digest, size=entry.size)
-        return self.objects.segments(entry.digest, check=check)
+        """The local blobs that hold a registered file's bytes (fetched if needed), in order."""
+        return self.store.segments(entry, check=check)
 
     def file_entry(self, ref: str, file: str | None = None) -> FileEntry:
         """The manifest entry of one file of a version."""
-        manifest = self.get(ref).manifest
-        if file is None:
-            if len(manifest.files) != 1:
-                names = ", ".join(f.path for f in manifest.files)
-                raise InvalidInputError(f"{ref} has {len(manifest.files)} files ({names}): name the one you want")
-            return manifest.files[0]
-        return named_file(manifest, ref, file)
+        return listing.file_entry(self.store, ref, file)
 
     # ------------------------------------------------------- objects, fallbacks
 
     def find_object(self, text: str) -> Digest:
         """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
-        return find_object(self.objects, text)
+        return listing.find_object(self.store, text)
 
     def object_type(self, digest: Digest) -> str:
         """``manifest`` or ``blob``."""
-        return "manifest" if is_manifest(self.objects, digest) else "blob"
+        return listing.object_type(self.store, digest)
 
-    def hash_object(self, path: str | os.PathLike, *, write: bool = False) -> Digest:
+    def object_size(self, digest: Digest) -> int:
+        """The size in bytes of a stored object."""
+        return self.store.objects.size(digest)
+
+    def object_bytes(self, digest: Digest) -> Iterator[bytes]:
+        """A stored object's bytes, verified as they stream."""
+        return self.store.objects.iter_bytes(digest)
+
+    def hash_object(self, path: str | os.PathLike[str], *, write: bool = False) -> Digest:
         """A file's digest; with ``write`` the file is also stored as an object."""
-        from mreg.storage.files import regular_file
+        from mreg.operations.register import (
+            hash_object,  # start-up: plumbing that reads files
+        )
 
-        regular_file(path)
-        if not write:
-            return self.objects.hash_file(Path(path))[0]
-        with self.writing():
-            return self.objects.add_file(Path(path)).digest
+        return hash_object(self.store, path, write=write)
 
     @property
     def config(self) -> Config:
-        """The store's config (read once per Registry object)."""
-        if self._config is None:
-            from mreg.storage.config import Config
-
-            self._config = Config.load(self.root / CONFIG_FILE)
-        return self._config
+        """The registry's config (read once per Registry object)."""
+        return self.store.config
 
     def set_config(self, key: str, value: str | None, *, add: bool = False) -> None:
         """Change the config as ``mreg config`` does: set a key, ``add`` a repeated value,
         or unset every value (``value`` None)."""
-        from mreg.records.names import text_of
-        from mreg.storage.config import update
-
-        text_of(key, "a config key")
-        if value is not None:
-            text_of(value, "a config value")
-        self._config = update(self.root / CONFIG_FILE, key, value, add=add)
-        self._fallbacks = None
-
-    @property
-    def fallbacks(self) -> Fallbacks:
-        """The stores to fall back on: ``MREG_FALLBACK``'s, then ``fallback.url``'s, in order."""
-        if self._fallbacks is None:
-            from mreg.sharing.fallbacks import Fallbacks
-
-            self._fallbacks = Fallbacks.configured(self.config, self.root.parent)
-        return self._fallbacks
+        self.store.set_config(key, value, add=add)
 
     @property
     def warnings(self) -> list[str]:
         """Failures of fallback stores that the last operations worked around."""
-        return list(self._fallbacks.warnings) if self._fallbacks is not None else []
+        return self.store.warnings
 
     def update_server_info(self) -> None:
         """Rewrite ``info/models``, which static HTTP servers of this store need."""
-        from mreg.storage.server_info import write_server_info
-
-        with self.creating_model():
-            write_server_info(self)
-
-    def fetch(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
-        """Fetch an object from the fallbacks into this store (verified, atomically).
-
-        ``size`` is the file's size from its manifest: no more is read, and the
-        fetched file must have it; without it the object must be manifest-sized.
-        ``progress(done, size)`` is told how the transfer goes, when ``size`` is known.
-        """
-        with self.writing():
-            if not self.objects.contains(digest):
-                self.fallbacks.fetch(digest, self.objects, counting(progress, size or 0), size=size)
-
-    def _ensure_local(self, digest: Digest, *, size: int | None = None, progress: ProgressReport | None = None) -> None:
-        if not self.objects.contains(digest):
-            if not self.fallbacks:
-                raise ObjectNotFoundError(digest)
-            self.fetch(digest, size=size, progress=progress)
+        self.store.update_server_info()
 
     # ------------------------------------------------------------------ refs
 
@@ -516,11 +300,11 @@ class Registry:
         Raises:
             RefChangedError: the tag did not point where ``expected`` said.
         """
-        return tagging.tag(self, ref, tag, expected=expected)
+        return tagging.tag(self.store, ref, tag, expected=expected)
 
     def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Remove a tag from a model (with ``expected``, only if it points there)."""
-        return untag(self, name, tag, expected=expected)
+        return tagging.untag(self.store, name, tag, expected=expected)
 
     def note(
         self,
@@ -533,7 +317,7 @@ class Registry:
         remove: bool = False,
         expected: Digest | None = UNSET,
     ) -> NoteChange:
-        """Add to or change the note on the version ``ref`` names (see :mod:`mreg.notes`).
+        """Add to or change the note on the version ``ref`` names (see :mod:`mreg.operations.notes`).
 
         ``message`` replaces the note's text, ``metrics`` add to its evaluation metrics,
         ``deprecated`` gives a reason to stop using the version (``undeprecate`` withdraws
@@ -544,69 +328,113 @@ class Registry:
             RefChangedError: the note was not ``expected``.
             NotFoundError: ``remove`` without a note.
         """
-        from mreg.operations.notes import NoteEdit, annotate
+        from mreg.operations.notes import (  # start-up: only `mreg note` writes notes
+            NoteEdit,
+            annotate,
+        )
 
-        return annotate(self, ref, NoteEdit(message, metrics, deprecated, undeprecate, remove), expected=expected)
+        return annotate(self.store, ref, NoteEdit(message, metrics, deprecated, undeprecate, remove), expected=expected)
 
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.
 
         Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
         """
-        return remove(self, spec, message=message)
+        return tagging.remove(self.store, spec, message=message)
 
     # ------------------------------------------------- comparing and sharing
 
-    def diff(self, old: str, new: str, *, compare_tensors: TensorComparer | None = None) -> VersionDiff:
-        """What changed between two versions; ``mreg.pytorch.diff`` adds the tensors."""
-        from mreg.operations.diff import diff_versions
+    def diff(self, old: str, new: str, *, compare_tensors: TensorComparer | bool | None = None) -> VersionDiff:
+        """What changed between two versions.
 
-        return diff_versions(self, old, new, compare_tensors=compare_tensors)
+        ``compare_tensors`` compares weight files tensor by tensor: True by their bytes
+        (no torch), or a comparer (``mreg.pytorch.diff`` passes torch's); None or False
+        compares files by digest only.
+        """
+        from mreg.operations.diff import (
+            diff_versions,  # start-up: only `mreg diff` compares
+        )
+
+        return diff_versions(self.store, old, new, compare_tensors=compare_tensors)
 
     def disk_usage(self) -> UsageReport:
         """Registered (logical) bytes against stored bytes, per model and in total."""
-        from mreg.operations.usage import disk_usage
+        from mreg.operations.usage import (
+            disk_usage,  # start-up: only `mreg du` measures
+        )
 
-        return disk_usage(self)
+        return disk_usage(self.store)
 
-    def pull(self, source: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
+    def pull(
+        self, source: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+    ) -> TransferReport:
         """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name)."""
-        from mreg.operations.remotes import pull
+        from mreg.operations.remotes import (
+            pull,  # start-up: only transfers load the sources
+        )
 
-        return pull(self, source, names, force=force)
+        return pull(self.store, source, names, force=force, progress=progress)
 
-    def push(self, destination: str, names: Sequence[str] = (), *, force: bool = False) -> TransferReport:
+    def push(
+        self, destination: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+    ) -> TransferReport:
         """Copy models into another registry: a path, a bucket URL (s3://, gs://, az://) or a remote name."""
-        from mreg.operations.remotes import push
+        from mreg.operations.remotes import (
+            push,  # start-up: only transfers load the sources
+        )
 
-        return push(self, destination, names, force=force)
+        return push(self.store, destination, names, force=force, progress=progress)
+
+    @classmethod
+    def clone(cls, source: str, directory: str | os.PathLike[str] = ".", *, progress: ProgressReport | None = None) -> tuple[Registry, TransferReport]:
+        """Create a registry in ``directory`` with every model of ``source``, as remote ``origin``."""
+        from mreg.operations.remotes import (
+            clone,  # start-up: only transfers load the sources
+        )
+
+        store, report = clone(source, str(directory), progress=progress)
+        return cls(store), report
 
     # ----------------------------------------------------------- maintenance
 
-    def fsck(self, *, repair: bool = False) -> FsckReport:
+    def fsck(self, *, repair: bool = False, bucket: str | None = None) -> FsckReport:
         """Verify every object, manifest and ref; ``repair`` rewrites derived state
-        (``info/models``). See :func:`mreg.maintenance.fsck`."""
-        from mreg.operations.maintenance import fsck
+        (``info/models``). With ``bucket`` (a URL or a remote's name), check that
+        registry instead, changing nothing. See :mod:`mreg.operations.maintenance`."""
+        if bucket is not None:
+            return fsck_bucket(bucket, registry=self)
+        from mreg.operations.maintenance import (
+            fsck,  # start-up: only fsck reads every object
+        )
 
-        return fsck(self, repair=repair)
+        return fsck(self.store, repair=repair)
 
-    def gc(self, *, dry_run: bool = False) -> GcReport:
-        """Delete unreachable objects and stale temporary files."""
-        from mreg.operations.maintenance import gc
+    def gc(self, *, dry_run: bool = False, bucket: str | None = None, grace: timedelta | None = None) -> GcReport:
+        """Delete unreachable objects and stale temporary files. With ``bucket`` (a URL or a
+        remote's name), sweep that registry instead, sparing objects younger than ``grace``."""
+        if bucket is not None:
+            return gc_bucket(bucket, registry=self, grace=grace, dry_run=dry_run)
+        from mreg.operations.maintenance import (
+            gc,  # start-up: only gc reads every object
+        )
 
-        return gc(self, dry_run=dry_run)
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _require_path(path: object) -> None:
-    if not isinstance(path, (str, os.PathLike)):
-        raise InvalidTypeError(f"a registry path must be a str or os.PathLike, not {type(path).__name__}")
+        return gc(self.store, dry_run=dry_run)
 
 
-def _registry_root(path: Path) -> Path | None:
-    for candidate in (path, path / REGISTRY_DIR):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / "objects").is_dir():
-            return candidate
-    return None
+def fsck_bucket(location: str, *, registry: Registry | None = None) -> FsckReport:
+    """Check a registry in a bucket (a URL, or a remote's name in ``registry``), changing nothing."""
+    from mreg.operations.remotes import (
+        check_bucket,  # start-up: only bucket commands load obstore
+    )
+
+    return check_bucket(registry.store if registry is not None else None, location)
+
+
+def gc_bucket(location: str, *, registry: Registry | None = None, grace: timedelta | None = None, dry_run: bool = False) -> GcReport:
+    """Sweep a registry in a bucket (a URL, or a remote's name in ``registry``): objects no
+    ref leads to that are older than ``grace`` (default 24 hours) go."""
+    from mreg.operations.remotes import (
+        collect_bucket,  # start-up: only bucket commands load obstore
+    )
+
+    return collect_bucket(registry.store if registry is not None else None, location, grace=grace, dry_run=dry_run)

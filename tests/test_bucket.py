@@ -343,10 +343,8 @@ def test_fsck_of_a_bucket_finds_what_refs_lack_and_changes_nothing(origin: Regis
     index = f"objects/{weights[7:9]}/{weights[9:]}.chunks"
     original_index = bytes(obstore.get(store, index).bytes())
     data = origin.file_entry("team/tok@0.1.0", "data.bin").digest
-    from mreg.operations.notes import read_table as read_notes
-
     manifest = origin.resolve("net@1.0.0")
-    note = read_notes(origin, "net")[origin.resolve("net@1.1.0")]
+    note = origin.refs.read_notes("net")[origin.resolve("net@1.1.0")]
     spoiled = {
         f"objects/{data[7:9]}/{data[9:]}": b"short",
         index: b"not an index",

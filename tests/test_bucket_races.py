@@ -15,7 +15,7 @@ from conftest import assert_clean_failure, flip_byte, object_file, run_cli, run_
 from s3server import bucket_url, s3_server  # noqa: F401 - fixtures
 from test_bucket import add, cli_json, keys, refs_of
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from conftest import run_mreg
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 from mreg.errors import InvalidNameError
 

@@ -17,7 +17,6 @@ from mreg.registry import Registry  # noqa: E402
 from mreg.pytorch.models import TorchvisionBuilder, load_state_dict, register
 from mreg.pytorch import diff  # noqa: E402
 from mreg.pytorch.tensors import safetensors_blocks  # noqa: E402
-from mreg.operations.usage import disk_usage  # noqa: E402
 
 
 def store_bytes(registry: Registry) -> int:
@@ -97,7 +96,7 @@ def test_ten_checkpoints_of_a_fine_tuned_head_stay_small(registry: Registry) -> 
             model.fc.weight.add_(0.01)
         register(registry, f"finetune@0.1.{step}", model)
     assert store_bytes(registry) <= 1.3 * first, store_bytes(registry) / first
-    usage = disk_usage(registry)
+    usage = registry.disk_usage()
     assert usage.ratio > 7
 
 
@@ -139,7 +138,7 @@ def test_du_reports_logical_and_stored_bytes(registry: Registry) -> None:
     model = resnet18(num_classes=2)
     register(registry, "a@1.0.0", model)
     register(registry, "b@1.0.0", model)  # the same weights under another model
-    report = disk_usage(registry)
+    report = registry.disk_usage()
     assert report.logical == 2 * registry.get("a").files[0].size
     assert report.stored < 0.55 * report.logical
     assert {m.name for m in report.models} == {"a", "b"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 from mreg.storage.server_info import read_server_info
 

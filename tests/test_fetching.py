@@ -9,12 +9,19 @@ import pytest
 
 from test_object_store import synced_directories
 from mreg.registry import Registry
+from mreg.formats.cuts import stream_cuts
 from mreg.sharing import fetching
 from mreg.errors import RemoteError
 from mreg.sharing.fetching import fetch_all
 from mreg.sharing.sources import DirectorySource, Stream
 
 numpy = pytest.importorskip("numpy")
+
+
+def add_weights(registry: Registry, data: bytes):  # type: ignore[no-untyped-def]
+    """Store a safetensors file's bytes cut at its tensors, as ``mreg add`` stores it."""
+    cuts, blocks = stream_cuts([data])
+    return registry.objects.add_stream(blocks, cuts=cuts)
 
 
 def weight_file(seed: int, tensors: int = 12, changed: int | None = None) -> bytes:
@@ -47,7 +54,7 @@ class CountingSource(DirectorySource):
 
 def stored(tmp_path: Path, *files: bytes) -> tuple[Registry, list]:
     source = Registry.init(tmp_path / "source")
-    return source, [source.objects.add_stream([data]) for data in files]
+    return source, [add_weights(source, data) for data in files]
 
 
 @pytest.mark.parametrize("budget", [30_000, 70_000, 1 << 20])
@@ -90,7 +97,7 @@ def test_chunks_stored_here_are_not_fetched(tmp_path: Path) -> None:
     """Only the chunk that differs travels; the others feed the file's digest from here."""
     source, (old, new) = stored(tmp_path, weight_file(2), weight_file(2, changed=3))
     local = Registry.init(tmp_path / "local")
-    local.objects.add_stream([weight_file(2)])
+    add_weights(local, weight_file(2))
     counting = CountingSource(source.objects.root)
     fetch_all(counting, local.objects, {new.digest: new.size}, 2)
     fetched = {p for p in counting.asked if not p.endswith(".chunks") and not p.endswith(new.digest[9:])}

@@ -163,9 +163,9 @@ def test_metadata_describes_the_bytes_stored_not_a_first_read(registry: Registry
     torch.save({"w": torch.zeros(2)}, path)
     original_store = registration.store_file
 
-    def store_after_a_change(registry: Registry, item, progress):  # type: ignore[no-untyped-def]
+    def store_after_a_change(store, item, progress, cuts):  # type: ignore[no-untyped-def]
         torch.save({"w": torch.zeros(5), "b": torch.zeros(1)}, path)  # the file changes after it was checked
-        return original_store(registry, item, progress)
+        return original_store(store, item, progress, cuts)
 
     monkeypatch.setattr(registration, "store_file", store_after_a_change)
     registry.add("m@1.0.0", [path])
@@ -327,6 +327,6 @@ def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, t
         torch.save(content, path, **options)
         registry.add(f"m@{version}", [path])
     entries = registry.file_entry("m@1.0.0"), registry.file_entry("m@2.0.0")
-    with_torch, without = compare_weight_files(registry, *entries), compare_raw(registry, *entries)
+    with_torch, without = compare_weight_files(registry.store, *entries), compare_raw(registry.store, *entries)
     assert with_torch.to_dict() == without.to_dict()
     assert {c.old.name: c.max_abs_diff for c in without.changed} == {"w": 0.5, "i": 5, "h": 2.0, "n.x": None}

@@ -20,7 +20,7 @@ from conftest import run_cli, store_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 from mreg.errors import MregError
 

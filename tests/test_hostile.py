@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import StoreServer, assert_clean_failure, run_cli, store_snapshot
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 from mreg.errors import MregError
 from mreg.records.manifest import Manifest

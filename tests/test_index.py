@@ -53,7 +53,7 @@ def test_queries_fill_the_index_and_agree_with_the_manifests(registry: Registry,
 def test_a_corrupt_index_is_rebuilt(registry: Registry, make_file) -> None:
     _add_versions(registry, make_file, 3)
     registry.query(name="demo")
-    registry.index.close()
+    registry.store.index.close()
     (registry.root / INDEX_FILE).write_bytes(b"not a database" * 100)
     for suffix in ("-wal", "-shm"):
         (registry.root / (INDEX_FILE + suffix)).unlink(missing_ok=True)
@@ -131,7 +131,7 @@ def test_fsck_reports_a_sealed_row_that_disagrees_with_its_manifest(registry: Re
 def test_an_index_of_an_older_schema_is_rebuilt(registry: Registry, make_file) -> None:
     _add_versions(registry, make_file, 3)
     expected = [v.version for v in registry.query(name="demo", metrics=["acc>=0.5"])]
-    registry.index.close()
+    registry.store.index.close()
     (registry.root / INDEX_FILE).unlink()
     with sqlite3.connect(registry.root / INDEX_FILE) as connection:  # schema 2: bodies, names and files
         connection.executescript(
@@ -210,7 +210,7 @@ def test_sorted_and_filtered_queries_agree_with_the_full_match(registry: Registr
     shape = lambda views: [(v.version, v.tags, dict(v.all_metrics)) for v in views]  # noqa: E731
     for options in ({"metrics": ["acc>=0.5"]}, {"sort": "acc", "limit": 3}, {"sort": "acc", "reverse": True}, {"family": None}):
         fast = shape(Registry.open(registry.root).query(name="demo", **options))
-        registry.index.close()
+        registry.store.index.close()
         (registry.root / INDEX_FILE).unlink()
         assert shape(Registry.open(registry.root).query(name="demo", **options)) == fast, options
     assert [v.version for v in registry.query(name="demo", sort="acc", limit=2)] == ["1.0.0", "1.0.4"]
@@ -238,7 +238,7 @@ def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_fil
     without = pages.model_page(ReadOnlyRegistry(registry.root), "demo")
     assert not (registry.root / INDEX_FILE).exists()  # the web UI does not create one
     registry.query(name="demo")
-    registry.index.close()
+    registry.store.index.close()
     before = store_snapshot(registry)
     assert pages.model_page(ReadOnlyRegistry(registry.root), "demo") == without
     assert store_snapshot(registry) == before

@@ -185,7 +185,7 @@ def test_gc_waits_for_a_writer(populated: Registry) -> None:
     holding, released = threading.Event(), threading.Event()
 
     def writer() -> None:
-        with populated.writing():
+        with populated.store.writing():
             holding.set()
             time.sleep(0.4)
             released.set()
@@ -203,13 +203,13 @@ def test_gc_times_out_beside_a_long_writer(populated: Registry, monkeypatch: pyt
     populated.remove("other/model@0.1.0")
     monkeypatch.setenv("MREG_LOCK_TIMEOUT", "0.2")
     before = store_snapshot(populated)
-    with populated.writing():
+    with populated.store.writing():
         with pytest.raises(LockTimeoutError):
             populated.gc()
         result = run_cli("gc", registry=populated)
         assert result.exit_code == 6 and result.stderr.startswith("mreg: error: timed out")
     assert store_snapshot(populated) == before
-    with populated.writing(), populated.writing():  # writers share the lock
+    with populated.store.writing(), populated.store.writing():  # writers share the lock
         pass
 
 

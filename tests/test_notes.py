@@ -11,9 +11,9 @@ import pytest
 from conftest import run_cli
 from mreg.registry import Registry
 from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError, RemoteError
-from mreg.operations.notes import NOTES_FILE, DeprecatedVersionWarning, warn_if_deprecated
+from mreg.operations.notes import DeprecatedVersionWarning, warn_if_deprecated
+from mreg.storage.refs import NOTES_FILE
 from mreg.records.notes import Note
-from mreg.operations.remotes import clone
 
 
 @pytest.fixture
@@ -62,10 +62,10 @@ def test_deprecation_is_reported_by_show_ls_and_loaders(demo: Registry) -> None:
     listed = run_cli("ls", "demo", registry=demo).stdout.splitlines()
     assert listed[0].split()[-1] == "DEPRECATED" and listed[2].endswith("trained on leaked labels")
     with pytest.warns(DeprecatedVersionWarning, match="demo@1.0.0 is deprecated: trained on leaked labels"):
-        warn_if_deprecated(demo, "demo@1.0.0")
+        warn_if_deprecated(demo.store, "demo@1.0.0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_if_deprecated(demo, "demo@1.1.0")
+        warn_if_deprecated(demo.store, "demo@1.1.0")
     demo.note("demo@1.0.0", undeprecate=True)
     assert demo.get("demo@1.0.0").deprecated is None
 
@@ -115,7 +115,7 @@ def test_note_objects_are_validated() -> None:
 
 def test_notes_travel_with_push_pull_and_clone(demo: Registry, tmp_path: Path) -> None:
     demo.note("demo@1.0.0", message="eval", metrics={"test_acc": 0.9})
-    copy, _ = clone(str(demo.root.parent), str(tmp_path / "copy"))
+    copy, _ = Registry.clone(str(demo.root.parent), str(tmp_path / "copy"))
     assert copy.get("demo@1.0.0").note == demo.get("demo@1.0.0").note and copy.fsck().ok
     assert any(e.ref == "notes/1.0.0" for e in copy.log("demo"))
 
@@ -191,6 +191,5 @@ def test_concurrent_notes_on_one_version_all_land(demo: Registry) -> None:
 
 def history_of(registry: Registry, view):
     from mreg.records.notes import history
-    from mreg.operations.notes import load, read_table
 
-    return history(lambda d: load(registry, d), read_table(registry, "demo")[view.digest])
+    return history(registry.store.note, registry.refs.read_notes("demo")[view.digest])

@@ -14,6 +14,7 @@ from conftest import flip_byte
 from mreg.registry import Registry
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from mreg.storage.objects import ObjectStore
+from mreg.formats.cuts import stream_cuts
 from mreg.storage.blobs import read_blocks
 
 
@@ -215,7 +216,8 @@ def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatc
 
     data = save({f"t{i:02d}": numpy.full(8192, i, dtype=numpy.float32) for i in range(40)})  # 32 KiB tensors: chunks
     synced = synced_directories(monkeypatch)
-    stored = store.add_stream([data])
+    cuts, blocks = stream_cuts([data])
+    stored = store.add_stream(blocks, cuts=cuts)
     chunks = store.chunks(stored.digest)
     assert len(chunks) >= 40
     fanouts = {os.stat(store.object_path(digest).parent).st_ino for digest, _ in chunks}

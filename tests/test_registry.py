@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import colliding_pair, store_snapshot
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.errors import ConflictError, RegistryNotFoundError, VersionConflictError
 from mreg.registry import Registry
 from mreg.errors import AmbiguousRefError, InputFileError, InvalidInputError, InvalidNameError, NotFoundError, ObjectNotFoundError, RefChangedError, UnknownModelError, UnknownRefError

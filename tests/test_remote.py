@@ -14,7 +14,7 @@ import pytest
 from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file
 from conftest import run_cli, run_cli_raw, run_mreg, store_snapshot, weights
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
 from mreg.sharing.sources import split_locations
 

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file, run_cli, store_snapshot, weights
 
-from mreg.operations.inputs import Blob
+from mreg import Blob
 from mreg.registry import Registry
-from mreg.operations.remotes import pull
 
 Serve = Callable[[Path], StoreServer]
 
@@ -110,11 +109,11 @@ def test_only_missing_objects_and_chosen_models_are_copied(origin: Registry, tmp
     """pull NAME copies that model only; a later pull copies just what is still missing."""
     b = Registry.init(tmp_path / "b")
     server = serve(origin.root)
-    first = pull(b, server.url, ["team/net"])
+    first = b.pull(server.url, ["team/net"])
     assert (first.objects, first.versions) == (3, ["team/net@0.1.0"])  # a manifest and two files
     assert b.refs.names() == ["team/net"]
     server.requests.clear()
-    second = pull(b, server.url)
+    second = b.pull(server.url)
     assert second.objects == 3 + 3 and sorted(second.versions) == ["m@1.0.0", "m@1.1.0", "m@2.0.0-rc.1"]
     fetched = {p.removeprefix("/objects/").replace("/", "") for p in server.requests if p.startswith("/objects/")}
     m_objects = {
@@ -129,12 +128,12 @@ def test_a_second_pull_reads_only_tables(origin: Registry, tmp_path: Path, serve
     refs and notes tables only, and reads no manifest here."""
     b = Registry.init(tmp_path / "b")
     server = serve(origin.root)
-    pull(b, server.url)
+    b.pull(server.url)
     server.requests.clear()
     read: list[str] = []
     manifest = Registry.manifest
     monkeypatch.setattr(Registry, "manifest", lambda self, digest, **kw: (read.append(digest), manifest(self, digest, **kw))[1])
-    again = pull(b, server.url)
+    again = b.pull(server.url)
     assert (again.objects, again.versions, again.tags) == (0, [], [])
     names = origin.refs.names()
     assert sorted(server.requests) == sorted(["/info/models", *(f"/models/{n}/{f}" for n in names for f in ("_refs", "_notes"))])
@@ -177,9 +176,9 @@ def test_the_report_counts_the_bytes_actually_copied(tmp_path: Path) -> None:
 
     a, b = Registry.init(tmp_path / "a"), Registry.init(tmp_path / "b")
     register(a, "w@1.0.0", weights())
-    pull(b, str(a.root))
+    b.pull(str(a.root))
     register(a, "w@1.1.0", weights(changed=3))
-    report = pull(b, str(a.root))
+    report = b.pull(str(a.root))
     assert report.bytes < a.file_entry("w@1.1.0").size // 2
 
 
@@ -208,7 +207,7 @@ def test_a_conflicting_tag_needs_force(tmp_path: Path, direction: str) -> None:
     a, b = Registry.init(tmp_path / "a"), Registry.init(tmp_path / "b")
     add(a, "m@1.0.0", b"one")
     add(a, "m@1.1.0", b"two")
-    pull(b, str(a.root))
+    b.pull(str(a.root))
     a.tag("m@1.1.0", "prod")
     b.tag("m@1.0.0", "prod")
     args = ("push", str(b.root.parent)) if direction == "push" else ("pull", str(a.root.parent))
@@ -339,7 +338,7 @@ def test_a_model_whose_versions_were_all_removed_does_not_stop_a_transfer(tmp_pa
     add(a, "gone@1.0.0", b"gone")
     add(a, "kept@1.0.0", b"kept")
     a.remove("gone@1.0.0")
-    assert pull(b, str(a.root)).versions == ["kept@1.0.0"]
+    assert b.pull(str(a.root)).versions == ["kept@1.0.0"]
     assert run_cli("push", str(c.root.parent), registry=a).exit_code == 0
 
 
@@ -356,7 +355,7 @@ def test_info_models_is_kept_current_and_update_server_info_rewrites_it(registry
     assert info_models(registry) == ["b/net"]
     other = Registry.init(tmp_path / "other")
     add(other, "c@1.0.0", b"c")
-    pull(registry, str(other.root))
+    registry.pull(str(other.root))
     assert info_models(registry) == ["b/net", "c"]
     for damage in ("stale\n", None):
         info = registry.root / "info" / "models"

@@ -28,13 +28,13 @@ def diff(session: Session, old_ref: str, new_ref: str, as_json: bool) -> None:
     """
     try:
         from mreg.pytorch.compare import (
-            compare_weight_files as compare,  # imports torch, for weight files
+            compare_weight_files,  # imports torch, for weight files
         )
-    except ImportError:
-        from mreg.operations.raw_compare import compare_raw as compare
-    from mreg.operations.diff import diff_versions
 
-    result = diff_versions(session.registry, old_ref, new_ref, compare_tensors=compare)
+        compare: Any = compare_weight_files
+    except ImportError:
+        compare = True  # without torch: tensors compared by their bytes
+    result = session.registry.diff(old_ref, new_ref, compare_tensors=compare)
     if as_json:
         echo_json(result.to_dict())
     else:
@@ -105,9 +105,7 @@ def _value(value: Any) -> str:
 @pass_session
 def du(session: Session, as_json: bool) -> None:
     """Show registered (logical) bytes against stored bytes, per model and in total."""
-    from mreg.operations.usage import disk_usage
-
-    report = disk_usage(session.registry)
+    report = session.registry.disk_usage()
     if as_json:
         echo_json(report.to_dict())
         return

@@ -16,10 +16,9 @@ from typing import Any, NoReturn
 import click
 
 from mreg import __version__
-from mreg.errors import ExitCode, MregError
+from mreg.cli.errors import ExitCode, exit_code, message
+from mreg.errors import MregError, RegistryNotFoundError
 from mreg.registry import Registry
-
-INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug; MREG_DEBUG=1 shows the traceback
 
 
 class Session:
@@ -34,6 +33,14 @@ class Session:
         if self._registry is None:
             self._registry = Registry.open(self.registry_path)
         return self._registry
+
+    @property
+    def registry_if_any(self) -> Registry | None:
+        """The registry, or None where there is none (commands on a bucket need none)."""
+        try:
+            return self.registry
+        except RegistryNotFoundError:
+            return None
 
 
 pass_session = click.make_pass_decorator(Session, ensure=True)
@@ -97,7 +104,7 @@ class MregGroup(click.Group):
             result = super().main(*args, standalone_mode=False, **kwargs)
         except MregError as exc:
             _maybe_reraise()
-            fail(exc.message, exc.exit_code)
+            fail(message(exc), exit_code(exc))
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else "")
             sys.exit(ExitCode.OK)
@@ -119,7 +126,7 @@ class MregGroup(click.Group):
             fail(f"{exc.strerror or exc}{where}", ExitCode.FAILURE)
         except Exception as exc:  # noqa: BLE001 - last resort: never a traceback
             _maybe_reraise()
-            fail(f"internal error: {type(exc).__name__}: {exc} (set MREG_DEBUG=1 for a traceback)", INTERNAL_ERROR)
+            fail(f"internal error: {type(exc).__name__}: {exc} (set MREG_DEBUG=1 for a traceback)", ExitCode.INTERNAL)
         if standalone_mode:
             sys.exit(result if isinstance(result, int) else ExitCode.OK)
         return result

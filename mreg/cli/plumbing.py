@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from mreg.cli.app import Session, fail, pass_session
+from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
-from mreg.errors import ExitCode
 from mreg.text import human_size, plural
 
 
@@ -73,12 +73,12 @@ def cat_file(session: Session, digest: str, mode: str | None) -> None:
     if mode == "type":
         click.echo(kind)
     elif mode == "size":
-        click.echo(registry.objects.size(digest))
+        click.echo(registry.object_size(digest))
     elif kind == "manifest":
         echo_json(registry.manifest(digest).to_dict())
     else:
         out = sys.stdout.buffer
-        for block in registry.objects.iter_bytes(digest):
+        for block in registry.object_bytes(digest):
             out.write(block)
         out.flush()
 

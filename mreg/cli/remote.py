@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 import click
 
 from mreg.cli.app import Session, fail, init_path, pass_session
+from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo_json
-from mreg.errors import ExitCode
+from mreg.registry import Registry, fsck_bucket, gc_bucket
 from mreg.text import human_size
 
 if TYPE_CHECKING:
     from mreg.records.reports import FsckReport, GcReport
     from mreg.sharing.transfer import TransferReport
-    from mreg.storage.config import Config
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -73,10 +73,8 @@ def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_
     digest. A version that differs on the two sides stops the pull before anything is
     copied.
     """
-    from mreg.operations.remotes import pull as pull_models
-
     with ProgressBar("pulling") as progress:
-        report = pull_models(session.registry, source, names, force=force, progress=progress)
+        report = session.registry.pull(source, names, force=force, progress=progress)
     _print_report(report, as_json)
 
 
@@ -94,10 +92,8 @@ def push(session: Session, destination: str, names: tuple[str, ...], force: bool
     last, by compare-and-swap, so a push killed midway leaves nothing behind that
     a later push, pull or clone trips over.
     """
-    from mreg.operations.remotes import push as push_models
-
     with ProgressBar("pushing") as progress:
-        report = push_models(session.registry, destination, names, force=force, progress=progress)
+        report = session.registry.push(destination, names, force=force, progress=progress)
     _print_report(report, as_json)
 
 
@@ -108,10 +104,8 @@ def push(session: Session, destination: str, names: tuple[str, ...], force: bool
 @pass_session
 def clone(session: Session, source: str, directory: str | None, as_json: bool) -> None:
     """Create a registry in DIRECTORY (default: here) with every model of SOURCE, as remote 'origin'."""
-    from mreg.operations.remotes import clone as clone_registry
-
     with ProgressBar("cloning") as progress:
-        registry, report = clone_registry(source, str(init_path(session, directory)), progress=progress)
+        registry, report = Registry.clone(source, init_path(session, directory), progress=progress)
     click.echo(f"cloned {source} into {registry.root}", err=True)
     _print_report(report, as_json)
 
@@ -128,40 +122,15 @@ def update_server_info(session: Session) -> None:
 
 def collect_bucket(session: Session, location: str, grace_hours: float | None, dry_run: bool) -> GcReport:
     """``mreg gc BUCKET``: sweep a registry in a bucket (a URL, or a remote's name here)."""
-    from datetime import timedelta
+    from datetime import timedelta  # start-up: only gc of a bucket needs it
 
-    from mreg.sharing.buckets.sweep import DEFAULT_GRACE, collect
-
-    grace = timedelta(hours=grace_hours) if grace_hours is not None else DEFAULT_GRACE
-    url, config, timeout = _bucket(session, location, "gc")
-    return collect(url, config, timeout, grace=grace, dry_run=dry_run)
+    grace = timedelta(hours=grace_hours) if grace_hours is not None else None
+    return gc_bucket(location, registry=session.registry_if_any, grace=grace, dry_run=dry_run)
 
 
 def check_bucket(session: Session, location: str) -> FsckReport:
     """``mreg fsck BUCKET``: check a registry in a bucket (a URL, or a remote's name here)."""
-    from mreg.sharing.buckets.check import check
-
-    return check(*_bucket(session, location, "fsck"))
-
-
-def _bucket(session: Session, location: str, command: str) -> tuple[str, Config | None, float]:
-    """The URL a bucket argument names, with the config and timeout to reach it (a bucket
-    needs no registry here)."""
-    from mreg.errors import InvalidInputError, RegistryNotFoundError
-    from mreg.operations.remotes import remote_url
-    from mreg.sharing.buckets.url import is_bucket_url
-    from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT
-
-    try:
-        registry = session.registry
-    except RegistryNotFoundError:
-        registry = None
-    url = remote_url(registry, location) if registry is not None else location
-    if not is_bucket_url(url):
-        raise InvalidInputError(f"'{url}' is not a bucket URL (s3://, gs://, az://): run {command} in that registry instead")
-    if registry is None:
-        return url, None, DEFAULT_HTTP_TIMEOUT
-    return url, registry.config, registry.fallbacks.timeout
+    return fsck_bucket(location, registry=session.registry_if_any)
 
 
 def _print_report(report: TransferReport, as_json: bool) -> None:

@@ -7,7 +7,7 @@ import socket
 import click
 
 from mreg.cli.app import Session, fail, pass_session
-from mreg.errors import ExitCode
+from mreg.cli.errors import ExitCode
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -48,6 +48,7 @@ class Checkpoint:
 
     root: Any
     storages: dict[str, Storage]
+    spans: tuple[tuple[str, int, int], ...] = ()  # (member, start, end) of each stored zip member
 
     def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
         """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
@@ -132,7 +133,7 @@ def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
         root = Machine(Buffer(data), storage).load()
     if any(s.member is None and s.start + s.nbytes > size for s in storages.values()):
         raise FormatError("a storage runs past the end of the file")
-    return Checkpoint(root, storages)
+    return Checkpoint(root, storages, tuple((name, start, end) for name, (start, end) in spans.items()))
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:

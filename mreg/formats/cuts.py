@@ -13,21 +13,16 @@ of them. A file with no tensor that large is not cut at all.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Iterator,
-)
 
 from mreg.formats.containers import (
     FormatError,
+    SafetensorsLayout,
     header_length,
     parse_safetensors,
     zip_member_spans,
 )
-
-if TYPE_CHECKING:
-    pass
 
 MIN_CHUNK = 16 << 10  # tensors smaller than this stay in the glue between big ones
 MAX_SAFETENSORS_PREFIX = 16 << 20  # give up on a header bigger than this
@@ -52,13 +47,22 @@ def safetensors_cuts(header: bytes) -> list[int]:
         layout = parse_safetensors(header, None)
     except FormatError:
         return []
+    return layout_cuts(layout)
+
+
+def layout_cuts(layout: SafetensorsLayout) -> list[int]:
+    """Cut points around the tensors of a parsed safetensors header."""
     return _cuts([(t.start, t.end) for t in layout.tensors], first=layout.data_start)
+
+
+def member_cuts(spans: Iterable[tuple[str, int, int]]) -> list[int]:
+    """Cut points around the tensor storages among a zip checkpoint's ``(member, start, end)``."""
+    return _cuts(sorted((start, end) for name, start, end in spans if "/data/" in name))
 
 
 def zip_cuts(path: Path) -> list[int]:
     """Cut points around the tensor storages of a PyTorch zip checkpoint."""
-    spans = [(start, end) for name, start, end in zip_member_spans(path) if "/data/" in name]
-    return _cuts(sorted(spans))
+    return member_cuts(zip_member_spans(path))
 
 
 def file_cuts(path: Path, size: int) -> list[int]:
@@ -82,9 +86,9 @@ def _cuts(spans: list[tuple[int, int]], first: int | None = None) -> list[int]:
     return sorted(points) if any(end - start >= MIN_CHUNK for start, end in spans) else []
 
 
-def plan_stream(blocks: Iterator[bytes | memoryview]) -> tuple[list[int], Iterator[bytes | memoryview]]:
+def stream_cuts(blocks: Iterable[bytes | memoryview]) -> tuple[list[int], Iterator[bytes | memoryview]]:
     """Peek at the start of a stream for a safetensors header; return cuts and the whole stream."""
-
+    blocks = iter(blocks)
     prefix = bytearray()
     needed: int | None = 8
     while needed is not None and len(prefix) < needed:

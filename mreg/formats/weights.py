@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Sequence
+from typing import Any, BinaryIO, Iterable, NamedTuple, Sequence
 
 from mreg.formats.checkpoints import Checkpoint, read_checkpoint
 from mreg.formats.containers import (
@@ -24,6 +24,7 @@ from mreg.formats.containers import (
     is_weights_name,
     parse_safetensors,
 )
+from mreg.formats.cuts import layout_cuts, member_cuts
 from mreg.formats.pickle_globals import SparseRef, UnsafeCheckpointError
 from mreg.records.manifest import Framework
 
@@ -32,6 +33,15 @@ DTYPE_NAMES = {code: name for code, (_, name) in DTYPES.items()}
 
 TensorFacts = tuple[str, int, int]
 """``(dtype name, number of elements, number of bytes)`` of one tensor."""
+
+
+class Weights(NamedTuple):
+    """What reading weight files found: the metadata to record, the framework they imply,
+    and where to cut each file (by its path in the version) so tensors are stored apart."""
+
+    properties: dict[str, Any]
+    framework: Framework | None
+    cuts: dict[str, list[int]]
 
 
 def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
@@ -50,8 +60,8 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
     return {"parameters": elements, "weights": {"tensors": count, "bytes": size, "dtypes": dict(sorted(dtypes.items()))}}
 
 
-def safetensors_facts(stream: BinaryIO, size: int) -> list[TensorFacts]:
-    """Tensor facts from a safetensors header, without reading the tensors."""
+def safetensors_facts(stream: BinaryIO, size: int) -> tuple[list[TensorFacts], list[int]]:
+    """Tensor facts from a safetensors header, without reading the tensors, and its cut points."""
     prefix = stream.read(8)
     layout = parse_safetensors(prefix + stream.read(header_length(prefix)), size)
     facts = []
@@ -60,7 +70,7 @@ def safetensors_facts(stream: BinaryIO, size: int) -> list[TensorFacts]:
         for dim in tensor.shape:
             numel *= dim
         facts.append((DTYPE_NAMES[tensor.dtype], numel, tensor.nbytes))
-    return facts
+    return facts, [cut for cut in layout_cuts(layout) if cut < size]
 
 
 def describe_checkpoint(stream: BinaryIO, size: int, label: str) -> Checkpoint:
@@ -95,37 +105,39 @@ def checkpoint_facts(checkpoint: Checkpoint) -> list[TensorFacts]:
     return facts
 
 
-def weight_facts(path: str, stream: BinaryIO, size: int) -> list[TensorFacts]:
-    """Tensor facts of one weight file (named ``path``) read from ``stream``."""
+def weight_facts(path: str, stream: BinaryIO, size: int) -> tuple[list[TensorFacts], list[int]]:
+    """Tensor facts of one weight file (named ``path``) read from ``stream``, and its cut points."""
     if is_safetensors_name(path):
         try:
             return safetensors_facts(stream, size)
         except FormatError as exc:
             raise FormatError(f"cannot read '{path}' as safetensors: {exc.message}") from None
-    return checkpoint_facts(describe_checkpoint(stream, size, path))
+    checkpoint = describe_checkpoint(stream, size, path)
+    return checkpoint_facts(checkpoint), [cut for cut in member_cuts(checkpoint.spans) if cut < size]
 
 
-def describe_weights(files: Sequence[tuple[str, BinaryIO, int]]) -> tuple[dict[str, Any], Framework | None]:
-    """Metadata for the weight files among ``(path, stream, size)`` and the framework they imply.
+def describe_weights(files: Sequence[tuple[str, BinaryIO, int]]) -> Weights:
+    """Metadata for the weight files among ``(path, stream, size)``, the framework they
+    imply and their cut points (the header of each is parsed once).
 
-    Returns ``({}, None)`` when there are no weight files.
+    Returns ``Weights({}, None, {})`` when there are no weight files.
 
     Raises:
         InvalidInputError: a weight file is malformed, or a PyTorch checkpoint holds
             Python objects other than tensors (it is refused, never executed).
     """
     facts: list[TensorFacts] = []
-    found = False
+    cuts: dict[str, list[int]] = {}
     for path, stream, size in files:
         if is_weights_name(path):
-            found = True
-            facts += weight_facts(path, stream, size)
-    if not found:
-        return {}, None
-    return summarize(facts), Framework("pytorch", installed_version("torch"))
+            found, cuts[path] = weight_facts(path, stream, size)
+            facts += found
+    if not cuts:
+        return Weights({}, None, {})
+    return Weights(summarize(facts), Framework("pytorch", installed_version("torch")), cuts)
 
 
-def describe_paths(files: Sequence[tuple[str, Path]]) -> tuple[dict[str, Any], Framework | None]:
+def describe_paths(files: Sequence[tuple[str, Path]]) -> Weights:
     """:func:`describe_weights` of files on disk, given as ``(path in the version, file)``."""
     weights = [(name, source) for name, source in files if is_weights_name(name)]
     streams = []

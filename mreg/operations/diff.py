@@ -20,17 +20,24 @@ from mreg.records.diffs import (
 from mreg.records.manifest import FileEntry, Manifest
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 
-TensorComparer = Callable[["Registry", FileEntry, FileEntry], TensorDiff]
+TensorComparer = Callable[["Store", FileEntry, FileEntry], TensorDiff]
 """Compares two stored weight files tensor by tensor."""
 
 
-def diff_versions(registry: Registry, old_ref: str, new_ref: str, *, compare_tensors: TensorComparer | None = None) -> VersionDiff:
-    """Compare two versions; with ``compare_tensors``, weight files tensor by tensor."""
-    old_digest, new_digest = registry.resolve(old_ref), registry.resolve(new_ref)
-    old, new = registry.manifest(old_digest), registry.manifest(new_digest)
+def diff_versions(store: Store, old_ref: str, new_ref: str, *, compare_tensors: TensorComparer | bool | None = None) -> VersionDiff:
+    """Compare two versions; with ``compare_tensors``, weight files tensor by tensor (True:
+    by their bytes, without torch)."""
+    if compare_tensors is True:
+        from mreg.operations.raw_compare import (
+            compare_raw,  # start-up: only a tensor diff reads weight files
+        )
+
+        compare_tensors = compare_raw
+    old_digest, new_digest = store.resolve(old_ref), store.resolve(new_ref)
+    old, new = store.manifest(old_digest), store.manifest(new_digest)
     return VersionDiff(
         old=f"{old.name}@{old.version}",
         new=f"{new.name}@{new.version}",
@@ -42,7 +49,7 @@ def diff_versions(registry: Registry, old_ref: str, new_ref: str, *, compare_ten
             for name in sorted(old.metrics.keys() | new.metrics.keys())
             if old.metrics.get(name) != new.metrics.get(name)
         ),
-        files=tuple(_file_changes(registry, old, new, compare_tensors)),
+        files=tuple(_file_changes(store, old, new, compare_tensors or None)),
     )
 
 
@@ -63,22 +70,22 @@ def _comparable(manifest: Manifest) -> dict[str, Any]:
     return flat
 
 
-def _file_changes(registry: Registry, old: Manifest, new: Manifest, compare: TensorComparer | None) -> list[FileChange]:
+def _file_changes(store: Store, old: Manifest, new: Manifest, compare: TensorComparer | None) -> list[FileChange]:
     before = {f.path: f for f in old.files}
     after = {f.path: f for f in new.files}
     renamed = _renamed_weights(before, after)
     if renamed is not None:
         del before[renamed[0].path], after[renamed[1].path]
     changes = [
-        _file_change(registry, before.get(path), after.get(path), compare)
+        _file_change(store, before.get(path), after.get(path), compare)
         for path in sorted(before.keys() | after.keys())
     ]
     if renamed is not None:
-        changes.append(_file_change(registry, *renamed, compare))
+        changes.append(_file_change(store, *renamed, compare))
     return changes
 
 
-def _file_change(registry: Registry, old: FileEntry | None, new: FileEntry | None, compare: TensorComparer | None) -> FileChange:
+def _file_change(store: Store, old: FileEntry | None, new: FileEntry | None, compare: TensorComparer | None) -> FileChange:
     if old is None or new is None:
         present = old or new
         assert present is not None
@@ -86,7 +93,7 @@ def _file_change(registry: Registry, old: FileEntry | None, new: FileEntry | Non
     if old.digest == new.digest:
         return FileChange(new.path, "unchanged" if old.path == new.path else "renamed", old, new)
     weights = compare is not None and is_weights_name(old.path) and is_weights_name(new.path)
-    return FileChange(new.path, "changed", old, new, compare(registry, old, new) if weights else None)
+    return FileChange(new.path, "changed", old, new, compare(store, old, new) if weights else None)
 
 
 def _renamed_weights(before: dict[str, FileEntry], after: dict[str, FileEntry]) -> tuple[FileEntry, FileEntry] | None:

@@ -2,7 +2,7 @@
 
 This is what ``huggingface_hub.snapshot_download(local_dir=...)`` does for a Hub
 repository: the version's files under their recorded paths, ready for tools that
-want a directory rather than a registry.
+want a directory rather than a store.
 
 Whole-file objects are hard-linked where the file system allows: an export of a
 multi-gigabyte model then costs no space and no copy. The link *is* the object, so
@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import ConflictError, CorruptObjectError, InputFileError
+from mreg.operations.listing import version_view
 from mreg.records.manifest import FileEntry
 from mreg.storage.files import fsync_dir, unique_temp_path, write_all
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 # Errors of os.link that mean "not here" (another file system, no hard links, too many)
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
@@ -54,25 +55,25 @@ class ExportReport:
         return {**self.__dict__, "directory": str(self.directory)}
 
 
-def export(registry: Registry, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:
+def export(store: Store, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:
     """Write every file of the version ``ref`` names into ``directory``; see the module docstring."""
-    view = registry.get(ref)
+    view = version_view(store, ref)
     root = Path(directory).absolute()
     report = ExportReport(view.name, view.version, root)
     targets = [(entry, _target(root, entry)) for entry in view.files]
     for entry, target in targets:  # refuse before writing anything
-        if _existing(registry, target, entry):
+        if _existing(store, target, entry):
             report.unchanged.append(entry.path)
     link = link and permissions_protect()
     for entry, target in targets:
         if entry.path in report.unchanged:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        registry.segments(entry)  # fetched from a fallback if only it has the file
-        if link and not registry.objects.is_chunked(entry.digest) and _link(registry, entry, target):
+        store.segments(entry)  # fetched from a fallback if only it has the file
+        if link and not store.objects.is_chunked(entry.digest) and _link(store, entry, target):
             report.linked.append(entry.path)
         else:
-            _copy(registry, entry, target)
+            _copy(store, entry, target)
             report.copied.append(entry.path)
     return report
 
@@ -90,7 +91,7 @@ def _target(root: Path, entry: FileEntry) -> Path:
     return target
 
 
-def _existing(registry: Registry, target: Path, entry: FileEntry) -> bool:
+def _existing(store: Store, target: Path, entry: FileEntry) -> bool:
     """True when ``target`` already holds the file's bytes; ConflictError when it holds others."""
     try:
         status = target.lstat()
@@ -101,23 +102,23 @@ def _existing(registry: Registry, target: Path, entry: FileEntry) -> bool:
     different = f"refusing to overwrite {target}: it exists with other content (export into an empty directory)"
     if not target.is_file() or target.is_symlink() or status.st_size != entry.size:
         raise ConflictError(different)
-    blob = registry.objects.object_path(entry.digest)
+    blob = store.objects.object_path(entry.digest)
     if blob.exists() and os.path.samefile(blob, target):
         return True
-    if registry.objects.hash_file(target)[0] != entry.digest:
+    if store.objects.hash_file(target)[0] != entry.digest:
         raise ConflictError(different)
     return True
 
 
-def _link(registry: Registry, entry: FileEntry, target: Path) -> bool:
+def _link(store: Store, entry: FileEntry, target: Path) -> bool:
     """Hard-link the object, verified first; False where the file system cannot."""
-    problem = registry.objects.verify(entry.digest)
+    problem = store.objects.verify(entry.digest)
     if problem:
         raise CorruptObjectError(entry.digest, problem)
     try:
-        os.link(registry.objects.object_path(entry.digest), target)
+        os.link(store.objects.object_path(entry.digest), target)
     except FileExistsError:
-        return _existing(registry, target, entry)  # written meanwhile: fine if identical
+        return _existing(store, target, entry)  # written meanwhile: fine if identical
     except OSError as exc:
         if exc.errno in _CANNOT_LINK:
             return False
@@ -125,14 +126,14 @@ def _link(registry: Registry, entry: FileEntry, target: Path) -> bool:
     return True
 
 
-def _copy(registry: Registry, entry: FileEntry, target: Path) -> None:
+def _copy(store: Store, entry: FileEntry, target: Path) -> None:
     """Write a verified, writable copy; link it into place so nothing is overwritten."""
     temp = unique_temp_path(target.parent, ".mreg-export")
     hasher = hashlib.sha256()
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            for block in registry.objects.iter_bytes(entry.digest):  # each blob verified
+            for block in store.objects.iter_bytes(entry.digest):  # each blob verified
                 hasher.update(block)
                 write_all(fd, block)
             os.fsync(fd)
@@ -140,7 +141,7 @@ def _copy(registry: Registry, entry: FileEntry, target: Path) -> None:
             os.close(fd)
         if "sha256:" + hasher.hexdigest() != entry.digest:
             raise CorruptObjectError(entry.digest, "its chunks do not add up to the file")
-        _place(registry, temp, target, entry)
+        _place(store, temp, target, entry)
         fsync_dir(target.parent)
     except OSError as exc:
         raise InputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -148,14 +149,14 @@ def _copy(registry: Registry, entry: FileEntry, target: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _place(registry: Registry, temp: Path, target: Path, entry: FileEntry) -> None:
+def _place(store: Store, temp: Path, target: Path, entry: FileEntry) -> None:
     """Give the finished copy its name without replacing a file created meanwhile."""
     try:
         os.link(temp, target)  # fails if the name is taken, unlike a rename
     except FileExistsError:
-        _existing(registry, target, entry)  # fine if identical
+        _existing(store, target, entry)  # fine if identical
     except OSError as exc:
         if exc.errno not in _CANNOT_LINK:
             raise
-        if not _existing(registry, target, entry):  # no hard links here: check, then rename
+        if not _existing(store, target, entry):  # no hard links here: check, then rename
             os.replace(temp, target)

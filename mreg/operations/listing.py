@@ -1,4 +1,4 @@
-"""Finding things: references in ref tables, digests among objects, and listings.
+"""Finding versions and models: one version's view, a model's versions, every model.
 
 Listings merge this registry with its fallbacks: a model or version comes from the
 first store that has it (this one first), as a reference to it would resolve.
@@ -6,35 +6,65 @@ first store that has it (this one first), as a reference to it would resolve.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from mreg.errors import (
-    MregError,
-    NotFoundError,
-    UnknownModelError,
-)
+from mreg.errors import InvalidInputError, MregError, NotFoundError, UnknownModelError
 from mreg.records.manifest import (
     FileEntry,
     Manifest,
 )
 from mreg.records.names import Digest
-from mreg.records.refs import RefTable
+from mreg.records.refs import LogEntry, RefTable
 from mreg.records.versions import parse_version
-from mreg.records.views import ModelSummary, VersionEntry
+from mreg.records.views import ModelSummary, ModelVersion, VersionEntry
+from mreg.storage.cache import mark_used
+from mreg.storage.threads import ProgressReport
+from mreg.store.resolution import find_object as find_prefixed
+from mreg.store.resolution import is_manifest
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
     from mreg.storage.index import ManifestRow
+    from mreg.store.store import Store
 
 
-def list_versions(registry: Registry, name: str, *, local: RefTable | None = None) -> list[VersionEntry]:
+def version_view(store: Store, ref: str) -> ModelVersion:
+    """A read-only view of the version ``ref`` names, with its tags and its note here."""
+    found = store.lookup(ref)
+    manifest = store.resolved_manifest(found)
+    table = found.table if found.table is not None else store.refs.read(manifest.name)
+    noted = store.refs.read_notes(manifest.name).get(found.digest)
+    return ModelVersion.of(found.digest, manifest, table, store.note(noted) if noted is not None else None)
+
+
+def file_entry(store: Store, ref: str, file: str | None = None) -> FileEntry:
+    """The manifest entry of one file of a version (``file`` may be omitted when it has one)."""
+    manifest = version_view(store, ref).manifest
+    if file is None:
+        if len(manifest.files) != 1:
+            names = ", ".join(f.path for f in manifest.files)
+            raise InvalidInputError(f"{ref} has {len(manifest.files)} files ({names}): name the one you want")
+        return manifest.files[0]
+    return named_file(manifest, ref, file)
+
+
+def label(store: Store, digest: str) -> str:
+    """``name@version (sha256:abcd1234)`` for a manifest, or the bare digest if it is gone."""
+    try:
+        manifest = store.manifest(digest)
+    except MregError:
+        return digest  # removed and collected: lineage outlives objects
+    return version_label(manifest.name, manifest.version, digest)
+
+
+def list_versions(store: Store, name: str, *, local: RefTable | None = None) -> list[VersionEntry]:
     """Every version of a model here and in the fallbacks, highest precedence first
     (``local``: the model's refs here, if the caller has read them)."""
-    local = registry.refs.read(name) if local is None else local
+    local = store.refs.read(name) if local is None else local
     tags = tags_by_version(local)
     entries = {v: VersionEntry(name, v, d, tuple(tags.get(v, ()))) for v, d in local.versions.items()}
-    if registry.fallbacks:
-        for source, table in registry.fallbacks.tables(name):
+    if store.fallbacks:
+        for source, table in store.fallbacks.tables(name):
             for version, digest in table.versions.items():
                 if version not in entries:
                     entries[version] = VersionEntry(name, version, digest, tuple(table.tags_of(version)), source.location)
@@ -53,38 +83,38 @@ def tags_by_version(table: RefTable) -> dict[str, list[str]]:
     return found
 
 
-def list_models(registry: Registry) -> list[ModelSummary]:
+def list_models(store: Store) -> list[ModelSummary]:
     """Every model with at least one version, here and in the fallbacks, sorted by name.
 
     The latest versions' manifests come in one batch from the metadata index.
     """
     found: dict[str, tuple[RefTable, str | None]] = {}
-    for name in registry.refs.names():
-        table = registry.refs.read(name)
+    for name in store.refs.names():
+        table = store.refs.read(name)
         if table.latest is not None:
             found[name] = (table, None)
-    if registry.fallbacks:
-        for source, names in registry.fallbacks.model_names():
+    if store.fallbacks:
+        for source, names in store.fallbacks.model_names():
             for name in names:
                 if name in found:
                     continue
                 try:
                     table = source.table(name)
                 except MregError as exc:
-                    registry.fallbacks.warnings.append(str(exc))
+                    store.fallbacks.warnings.append(str(exc))
                     continue
                 if table is not None and table.latest is not None:
                     found[name] = (table, source.location)
-    rows = registry.manifest_rows((table.versions[table.latest] for table, _ in found.values()), skip_unreadable=True)
+    rows = store.manifest_rows((table.versions[table.latest] for table, _ in found.values()), skip_unreadable=True)
     return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 
-def parent_labels(registry: Registry, digests: Iterable[str]) -> dict[Digest, list[str]]:
+def parent_labels(store: Store, digests: Iterable[str]) -> dict[Digest, list[str]]:
     """The lineage parents of each of these versions, labelled ``name@version (sha256:…)``
     where the parent is still stored (as :meth:`Registry.label` gives them), read in two
     batches; a version whose manifest is gone has none (the log outlives objects)."""
-    rows = registry.manifest_rows(digests, skip_unreadable=True)
-    parents = registry.manifest_rows((p for row in rows.values() for p in row.parents), skip_unreadable=True)
+    rows = store.manifest_rows(digests, skip_unreadable=True)
+    parents = store.manifest_rows((p for row in rows.values() for p in row.parents), skip_unreadable=True)
 
     def label(digest: str) -> str:
         row = parents.get(Digest(digest))
@@ -120,3 +150,31 @@ def named_file(manifest: Manifest, ref: str, path: str) -> FileEntry:
 def version_label(name: str, version: str, digest: str) -> str:
     """``name@version (sha256:abcd1234)``: a version as lineage and logs show it."""
     return f"{name}@{version} ({digest[:15]})"
+
+
+def history(store: Store, name: str, limit: int | None = None) -> list[LogEntry]:
+    """A model's ref history, newest first; with ``limit``, only that many entries."""
+    entries = store.refs.recent_log(name, limit)
+    if not entries and not store.refs.read(name).versions:
+        raise UnknownModelError(name)
+    return entries
+
+
+def local_path(store: Store, ref: str, file: str | None = None, *, progress: ProgressReport | None = None) -> Path:
+    """The local path of a file with a registered file's exact bytes (see :meth:`mreg.Registry.path`)."""
+    entry = file_entry(store, ref, file)
+    store.ensure_local(entry.digest, size=entry.size, progress=progress)
+    if store.objects.is_chunked(entry.digest):
+        with store.writing():
+            return mark_used(store.objects.materialize(entry.digest))
+    return store.objects.object_path(entry.digest)
+
+
+def find_object(store: Store, text: str) -> Digest:
+    """The object a full digest or a unique prefix (8+ hex digits) names, of any type."""
+    return find_prefixed(store.objects, text)
+
+
+def object_type(store: Store, digest: Digest) -> str:
+    """``manifest`` or ``blob``."""
+    return "manifest" if is_manifest(store.objects, digest) else "blob"

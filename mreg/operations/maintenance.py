@@ -15,32 +15,32 @@ from mreg.storage.locks import FileLock
 from mreg.storage.refs import LOCK_FILE, TABLE_FILE
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 
-def fsck(registry: Registry, *, repair: bool = False) -> FsckReport:
+def fsck(store: Store, *, repair: bool = False) -> FsckReport:
     """Verify every object against its digest, every ref's target and every reachable manifest.
 
     Also compares ``info/models`` with the refs; ``repair`` rewrites it. A damaged
     object is reported, never fatal.
     """
     report = FsckReport()
-    corrupt = _check_objects(registry, report)
+    corrupt = _check_objects(store, report)
     reachable = set()
-    for name in registry.refs.names():
-        reachable |= _check_model(registry, name, corrupt, report)
-    dangling = len(set(registry.objects.iter_digests()) - reachable)
+    for name in store.refs.names():
+        reachable |= _check_model(store, name, corrupt, report)
+    dangling = len(set(store.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
-    report.problems += registry.index.problems(registry.objects.read_bytes)
-    temps = registry.objects.temp_files()
+    report.problems += store.index.problems(store.objects.read_bytes)
+    temps = store.objects.temp_files()
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")
-    _check_server_info(registry, report, repair)
+    _check_server_info(store, report, repair)
     return report
 
 
-def _check_server_info(registry: Registry, report: FsckReport, repair: bool) -> None:
+def _check_server_info(store: Store, report: FsckReport, repair: bool) -> None:
     """``info/models`` must list every model with versions; a name too many is only noted."""
     from mreg.storage.server_info import (
         INFO_MODELS,
@@ -48,15 +48,15 @@ def _check_server_info(registry: Registry, report: FsckReport, repair: bool) -> 
         write_server_info,
     )
 
-    expected = {name for name in registry.refs.names() if _has_versions(registry, name)}
-    listed = read_server_info(registry)
+    expected = {name for name in store.refs.names() if _has_versions(store, name)}
+    listed = read_server_info(store.refs)
     missing = sorted(expected - set(listed or ()))
     extra = sorted(set(listed or ()) - expected)
     if listed is None and not expected:
         return
     if repair and (missing or extra or listed is None):
-        with registry.creating_model():
-            write_server_info(registry)
+        with store.creating_model():
+            write_server_info(store.refs)
         report.notes.append(f"rewrote {INFO_MODELS} from the refs")
         return
     if listed is None:
@@ -66,77 +66,77 @@ def _check_server_info(registry: Registry, report: FsckReport, repair: bool) -> 
         report.notes.append(f"{INFO_MODELS} lists {len(extra)} model(s) without versions ({', '.join(extra[:5])}); 'mreg fsck --repair' rewrites it")
 
 
-def _has_versions(registry: Registry, name: str) -> bool:
+def _has_versions(store: Store, name: str) -> bool:
     try:
-        return bool(registry.refs.read(name).versions)
+        return bool(store.refs.read(name).versions)
     except MregError:
         return False  # reported with the model
 
 
-def _verify(registry: Registry, digest: Digest) -> str | None:
+def _verify(store: Store, digest: Digest) -> str | None:
     """An object's problem, or None; a damaged object is a finding, never a crash."""
-    store = registry.objects
+    objects = store.objects
     try:
-        if store.is_chunked(digest):
-            chunks = store.chunks(digest)
+        if objects.is_chunked(digest):
+            chunks = objects.chunks(digest)
             if not chunks:
                 return "its chunk index is empty"
             for chunk, size in chunks:
-                actual = store.object_path(chunk).stat().st_size if store.object_path(chunk).is_file() else None
+                actual = objects.object_path(chunk).stat().st_size if objects.object_path(chunk).is_file() else None
                 if actual is not None and actual != size:
                     return f"its chunk index gives chunk {chunk} {size} bytes, but it has {actual}"
-        return store.verify(digest)
+        return objects.verify(digest)
     except MregError as exc:
         return exc.message
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
         return f"unreadable ({type(exc).__name__}: {exc})"
 
 
-def _check_objects(registry: Registry, report: FsckReport) -> set[Digest]:
+def _check_objects(store: Store, report: FsckReport) -> set[Digest]:
     """Re-hash every object; return the digests of the corrupt ones."""
-    store = registry.objects
+    objects = store.objects
     corrupt, verified = set(), set()
     # A chunked file is checked chunk by chunk and as a whole in one pass; its
     # chunks need no second pass of their own.
-    for digest in store.iter_chunked():
-        problem = _verify(registry, digest)
+    for digest in objects.iter_chunked():
+        problem = _verify(store, digest)
         if problem:
             corrupt.add(digest)
             report.problems.append(f"object {digest} is corrupt: {problem}")
         else:
-            verified.update([digest, *(chunk for chunk, _ in store.chunks(digest))])
-    for digest in set(store.iter_digests()):
+            verified.update([digest, *(chunk for chunk, _ in objects.chunks(digest))])
+    for digest in set(objects.iter_digests()):
         report.objects += 1
-        problem = None if digest in verified or digest in corrupt else _verify(registry, digest)
+        problem = None if digest in verified or digest in corrupt else _verify(store, digest)
         if problem:
             corrupt.add(digest)
             report.problems.append(f"object {digest} is corrupt: {problem}")
-    for stray in registry.objects.stray_files():
+    for stray in store.objects.stray_files():
         report.problems.append(f"unexpected file in the object store: {stray}")
     return corrupt
 
 
-def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: FsckReport) -> set[Digest]:
+def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckReport) -> set[Digest]:
     """Check one model's refs, log and manifests; return the objects they reach."""
     try:
-        table = registry.refs.read(name)
+        table = store.refs.read(name)
     except (CorruptRefsError, ValueError) as exc:
         report.problems.append(str(exc))
         return set()
     report.models += 1
     report.problems += [f"model '{name}': {problem}" for problem in table.problems()]
-    report.problems += registry.refs.log(name)[1]
+    report.problems += store.refs.log(name)[1]
     reachable: set[Digest] = set()
     for version, digest in table.versions.items():
         report.versions += 1
         where = f"{name}@{version} -> {digest}"
         if digest in corrupt or not is_digest(digest):
             continue  # already reported
-        if not registry.objects.contains(digest):
+        if not store.objects.contains(digest):
             report.problems.append(f"{where}: manifest object is missing")
             continue
         try:
-            manifest = local_manifest(registry, digest)
+            manifest = local_manifest(store, digest)
         except MregError as exc:
             report.problems.append(f"{where}: {exc}")
             continue
@@ -144,67 +144,67 @@ def _check_model(registry: Registry, name: str, corrupt: set[Digest], report: Fs
             report.problems.append(f"{where}: manifest is for {manifest.name}@{manifest.version}")
         reachable.add(digest)
         for entry in manifest.files:
-            if not registry.objects.contains(entry.digest):
+            if not store.objects.contains(entry.digest):
                 report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
             elif entry.digest not in corrupt:
                 try:
-                    reachable |= file_objects(registry, entry.digest)
-                    size = registry.objects.size(entry.digest)
+                    reachable |= file_objects(store, entry.digest)
+                    size = store.objects.size(entry.digest)
                 except (MregError, OSError) as exc:
                     report.problems.append(f"{where}: file '{entry.path}': {exc}")
                     continue
                 if size != entry.size:
                     report.problems.append(f"{where}: file '{entry.path}' has {size} bytes, but the manifest says {entry.size}")
-    noted, problems = notes.check(registry, name)
+    noted, problems = notes.check(store, name)
     report.problems += problems
     return reachable | noted
 
 
-def file_objects(registry: Registry, digest: Digest) -> set[Digest]:
+def file_objects(store: Store, digest: Digest) -> set[Digest]:
     """The objects a stored file needs: itself, and its chunks if it is chunked."""
-    if registry.objects.is_chunked(digest):
-        return {digest, *(chunk for chunk, _ in registry.objects.chunks(digest))}
+    if store.objects.is_chunked(digest):
+        return {digest, *(chunk for chunk, _ in store.objects.chunks(digest))}
     return {digest}
 
 
-def reachable_objects(registry: Registry) -> set[Digest]:
+def reachable_objects(store: Store) -> set[Digest]:
     """Every object some ref leads to.
 
     Raises:
         MregError: a ref's manifest cannot be read; gc must not guess what it needs.
     """
     reachable: set[Digest] = set()
-    for name in registry.refs.names():
-        problems = registry.refs.read(name).problems()
+    for name in store.refs.names():
+        problems = store.refs.read(name).problems()
         if problems:
             raise CorruptRefsError(f"refs of '{name}' are damaged ({problems[0]}); run 'mreg fsck'")
-        reachable |= model_objects(registry, name)
+        reachable |= model_objects(store, name)
     return reachable
 
 
-def model_objects(registry: Registry, name: str) -> set[Digest]:
+def model_objects(store: Store, name: str) -> set[Digest]:
     """Every object the versions of one model lead to: manifests, files, chunks, notes."""
-    found: set[Digest] = notes.reachable(registry, name)
-    for digest in registry.refs.read(name).versions.values():
+    found: set[Digest] = notes.reachable(store, name)
+    for digest in store.refs.read(name).versions.values():
         found.add(digest)
-        for entry in local_manifest(registry, digest).files:
-            if registry.objects.contains(entry.digest):  # a missing file needs nothing here
-                found |= file_objects(registry, entry.digest)
+        for entry in local_manifest(store, digest).files:
+            if store.objects.contains(entry.digest):  # a missing file needs nothing here
+                found |= file_objects(store, entry.digest)
     return found
 
 
-def local_manifest(registry: Registry, digest: Digest) -> Manifest:
+def local_manifest(store: Store, digest: Digest) -> Manifest:
     """A manifest stored here; fsck and gc never fetch (gc holds the store lock alone).
 
     Raises:
         ObjectNotFoundError: it is not stored here.
     """
-    if not registry.objects.contains(digest):
+    if not store.objects.contains(digest):
         raise ObjectNotFoundError(digest, "the manifest is not stored here; 'mreg fsck' for details")
-    return Manifest.decode(registry.objects.read_bytes(digest), digest)
+    return Manifest.decode(store.objects.read_bytes(digest), digest)
 
 
-def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
+def gc(store: Store, *, dry_run: bool = False) -> GcReport:
     """Delete objects unreachable from any ref, and stale temporary files.
 
     gc holds the store lock exclusively; every writer holds it shared while it
@@ -212,34 +212,34 @@ def gc(registry: Registry, *, dry_run: bool = False) -> GcReport:
     to reference is never deleted.
     """
     report = GcReport(dry_run)
-    cache_limit = max_size(registry.config)  # a bad bound stops gc before it deletes anything
-    with registry.exclusive():
-        reachable = reachable_objects(registry)
-        for digest in set(registry.objects.iter_digests()) - reachable:
+    cache_limit = max_size(store.config)  # a bad bound stops gc before it deletes anything
+    with store.exclusive():
+        reachable = reachable_objects(store)
+        for digest in set(store.objects.iter_digests()) - reachable:
             report.objects.append(digest)
-            report.bytes += registry.objects.stored_size(digest)
+            report.bytes += store.objects.stored_size(digest)
             if not dry_run:
-                registry.objects.delete(digest)
-        report.cache = trim(registry.objects, reachable, cache_limit, dry_run=dry_run).bytes
-        temps = registry.objects.temp_files()
+                store.objects.delete(digest)
+        report.cache = trim(store.objects, reachable, cache_limit, dry_run=dry_run).bytes
+        temps = store.objects.temp_files()
         report.temp_files = len(temps)
         if not dry_run:
             for temp in temps:
                 temp.unlink(missing_ok=True)
-            _remove_stale_ref_temps(registry)
-            _remove_empty_fanouts(registry)
+            _remove_stale_ref_temps(store)
+            _remove_empty_fanouts(store)
     return report
 
 
-def _remove_stale_ref_temps(registry: Registry) -> None:
+def _remove_stale_ref_temps(store: Store) -> None:
     """Remove ``_refs.tmp`` files left by writers that were killed (under each model's lock)."""
-    for temp in registry.refs.models_dir.rglob(TABLE_FILE + ".tmp"):
+    for temp in store.refs.models_dir.rglob(TABLE_FILE + ".tmp"):
         with FileLock(temp.parent / LOCK_FILE):
             temp.unlink(missing_ok=True)
 
 
-def _remove_empty_fanouts(registry: Registry) -> None:
-    for entry in os.scandir(registry.objects.objects_dir):
+def _remove_empty_fanouts(store: Store) -> None:
+    for entry in os.scandir(store.objects.objects_dir):
         if entry.is_dir():
             try:
                 os.rmdir(entry.path)

@@ -31,70 +31,32 @@ from mreg.errors import (
     RefChangedError,
     UnknownRefError,
 )
-from mreg.operations.tagging import UNSET
+from mreg.operations.listing import version_view
 from mreg.records.manifest import validate_metrics
 from mreg.records.names import Digest
 from mreg.records.notes import (
     MAX_MESSAGE_LENGTH,
     Note,
     NoteChange,
-    encode_table,
     history,
-    parse_table,
 )
-from mreg.records.refs import LogEntry
+from mreg.records.refs import UNSET, LogEntry
 from mreg.storage.identity import current_author, now_utc
-from mreg.storage.refs import LOG_FILE, log_then_replace
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
-NOTES_FILE = "_notes"
-
-
-# ----------------------------------------------------------------- the notes table
-
-
-def table_path(registry: Registry, name: str) -> Path:
-    """Where a model's notes table is (``models/NAME/_notes``)."""
-    return registry.refs.model_dir(name) / NOTES_FILE
-
-
-def read_table(registry: Registry, name: str) -> dict[Digest, Digest]:
-    """A model's notes here: manifest digest -> note digest (empty without notes)."""
-    try:
-        with open(registry.refs.model_file(name, NOTES_FILE), "rb") as stream:
-            data = stream.read()
-    except FileNotFoundError:
-        return {}
-    return parse_table(data, f"notes of '{name}'")
-
-
-def load(registry: Registry, digest: Digest) -> Note:
-    """Read a note object (fetched from a fallback if needed) and validate it."""
-    if not registry.objects.contains(digest) and registry.fallbacks:
-        registry.fetch(digest)
-    return Note.decode(registry.objects.read_bytes(digest), digest)
-
-
-def note_of(registry: Registry, name: str, target: Digest) -> Note | None:
-    """The current note on the version whose manifest is ``target``, if any."""
-    digest = read_table(registry, name).get(target)
-    return load(registry, digest) if digest is not None else None
-
-
-def reachable(registry: Registry, name: str) -> set[Digest]:
+def reachable(store: Store, name: str) -> set[Digest]:
     """The note objects a model's notes keep alive: each current note and its history (gc)."""
-    store = registry.objects
+    objects = store.objects
 
     def local(digest: Digest) -> Note | None:
-        return Note.decode(store.read_bytes(digest), digest) if store.contains(digest) else None
+        return Note.decode(objects.read_bytes(digest), digest) if objects.contains(digest) else None
 
     found: set[Digest] = set()
-    for head in read_table(registry, name).values():
-        found.update(d for d in history(local, head) if store.contains(d))
+    for head in store.refs.read_notes(name).values():
+        found.update(d for d in history(local, head) if objects.contains(d))
     return found
 
 
@@ -132,22 +94,22 @@ class NoteEdit(NamedTuple):
         return edits
 
 
-def annotate(registry: Registry, ref: str, edit: NoteEdit, *, expected: Digest | None = UNSET) -> NoteChange:
+def annotate(store: Store, ref: str, edit: NoteEdit, *, expected: Digest | None = UNSET) -> NoteChange:
     """Add to, change or remove the note on a version; see :meth:`mreg.Registry.note`."""
-    view = registry.get(ref)
+    view = version_view(store, ref)
     edits = edit.fields()
     author, time = current_author(), now_utc()
-    with registry.writing(), registry.refs.update(view.name, author=author, message="", time=time) as update:
+    with store.writing(), store.refs.update(view.name, author=author, message="", time=time) as update:
         if update.table.versions.get(view.version) != view.digest:
             raise UnknownRefError(ref, f"{view.name}@{view.version} is no longer registered")
-        table = read_table(registry, view.name)
+        table = store.refs.read_notes(view.name)
         current = table.get(view.digest)
         if expected is not UNSET and current != expected:
             raise RefChangedError(
                 f"the note on {view.name}@{view.version} is {current or 'absent'}, not {expected or 'absent'}: "
                 "it was changed by someone else"
             )
-        old = load(registry, current) if current is not None else None
+        old = store.note(current) if current is not None else None
         if edit.remove:
             if current is None:
                 raise NotFoundError(f"{view.name}@{view.version} has no note")
@@ -159,9 +121,9 @@ def annotate(registry: Registry, ref: str, edit: NoteEdit, *, expected: Digest |
             note = replace(base, **edits, metrics={**base.metrics, **added}, author=author, time=time, previous=current)
             if note.same_content(old):
                 return NoteChange(view.name, view.version, current, current, old)
-            new = registry.objects.add_bytes(note.encode()).digest
+            new = store.objects.add_bytes(note.encode()).digest
             table[view.digest] = new
-        write_table(registry, view.name, table, [LogEntry(time, author, f"notes/{view.version}", current, new)])
+        store.refs.write_notes(view.name, table, [LogEntry(time, author, f"notes/{view.version}", current, new)])
     return NoteChange(view.name, view.version, current, new, note)
 
 
@@ -171,12 +133,6 @@ def _checked_text(text: str, what: str) -> str:
     return text
 
 
-def write_table(registry: Registry, name: str, table: Mapping[str, str], entries: list[LogEntry]) -> None:
-    """Log the changes, then replace ``_notes`` (the caller holds the model's lock)."""
-    path = table_path(registry, name)
-    log_then_replace(path.with_name(LOG_FILE), entries, path, encode_table(table))
-
-
 # --------------------------------------------------------------------- for readers
 
 
@@ -184,9 +140,9 @@ class DeprecatedVersionWarning(UserWarning):
     """A version that a note deprecates was loaded."""
 
 
-def warn_if_deprecated(registry: Registry, ref: str) -> None:
+def warn_if_deprecated(store: Store, ref: str) -> None:
     """Warn through :mod:`warnings` when a note deprecates the version ``ref`` names."""
-    view = registry.get(ref)
+    view = version_view(store, ref)
     if view.deprecated:
         import warnings
 
@@ -194,31 +150,31 @@ def warn_if_deprecated(registry: Registry, ref: str) -> None:
         warnings.warn(message, DeprecatedVersionWarning, stacklevel=3)
 
 
-def note_finder(registry: Registry, name: str) -> Callable[[Digest], Note | None]:
+def note_finder(store: Store, name: str) -> Callable[[Digest], Note | None]:
     """A function that gives the note a version of this model has here, by manifest
     digest (the model's notes are read once; notes are loaded only for noted versions)."""
-    table = read_table(registry, name)
+    table = store.refs.read_notes(name)
     if not table:
         return lambda digest: None
 
     def find(digest: Digest) -> Note | None:
         note = table.get(digest)
-        return load(registry, note) if note is not None else None
+        return store.note(note) if note is not None else None
 
     return find
 
 
-def check(registry: Registry, name: str) -> tuple[set[Digest], list[str]]:
+def check(store: Store, name: str) -> tuple[set[Digest], list[str]]:
     """fsck of a model's notes: the objects they keep alive, and what is wrong with them."""
     try:
-        table = read_table(registry, name)
-        found = reachable(registry, name)
+        table = store.refs.read_notes(name)
+        found = reachable(store, name)
     except (CorruptRefsError, CorruptObjectError) as exc:
         return set(), [f"model '{name}': {exc}"]
     problems = []
     for target, head in table.items():
         if head not in found:
             problems.append(f"model '{name}': the note on {target} ({head}) is missing")
-        elif Note.decode(registry.objects.read_bytes(head), head).target != target:
+        elif Note.decode(store.objects.read_bytes(head), head).target != target:
             problems.append(f"model '{name}': the note {head} is filed under {target} but annotates another version")
     return found, problems

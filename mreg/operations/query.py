@@ -23,9 +23,7 @@ from typing import (
 
 from mreg.errors import InvalidInputError
 from mreg.operations.listing import list_versions, tags_by_version
-from mreg.operations.notes import load as load_note
 from mreg.operations.notes import note_finder
-from mreg.operations.notes import read_table as read_notes
 from mreg.records.manifest import Framework
 from mreg.records.names import Digest, parse_condition, validate_key, validate_name
 from mreg.records.notes import Note
@@ -34,8 +32,8 @@ from mreg.records.views import ModelVersion, VersionEntry, version_tags
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
     from mreg.storage.index import ManifestRow
+    from mreg.store.store import Store
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -96,7 +94,7 @@ class Candidate(NamedTuple):
 
 
 def select(
-    registry: Registry,
+    store: Store,
     *,
     name: str | None = None,
     family: str | None = None,
@@ -138,15 +136,15 @@ def select(
 
     with without_gc():
         if name is not None and not (latest_only or framework or properties) and (conditions or family is not None or sort):
-            found = _from_columns(registry, validate_name(name), family, conditions, match, sort, -1.0 if not reverse else 1.0, limit)
+            found = _from_columns(store, validate_name(name), family, conditions, match, sort, -1.0 if not reverse else 1.0, limit)
             if found is not None:
                 return found
-        chosen = order([candidate for candidate in candidates(registry, name, latest_only=latest_only) if match(candidate)])
+        chosen = order([candidate for candidate in candidates(store, name, latest_only=latest_only) if match(candidate)])
         return [candidate.view() for candidate in chosen[:limit]]
 
 
 def _from_columns(
-    registry: Registry,
+    store: Store,
     name: str,
     family: str | None,
     conditions: list[Condition],
@@ -163,11 +161,11 @@ def _from_columns(
     disagrees with the columns that chose it, the index is damaged and the answer is
     None (the caller then matches every row itself; fsck reports the row).
     """
-    table = registry.refs.read(name)
-    entries, tags = list_versions(registry, name, local=table), _tagger(table)
-    index, notes = registry.index, read_notes(registry, name)
+    table = store.refs.read(name)
+    entries, tags = list_versions(store, name, local=table), _tagger(table)
+    index, notes = store.index, store.refs.read_notes(name)
     present = index.named(name)
-    loose = registry.manifest_rows(e.digest for e in entries if e.digest not in present or e.digest in notes)
+    loose = store.manifest_rows(e.digest for e in entries if e.digest not in present or e.digest in notes)
     chosen: dict[Digest, ManifestRow | None] | None = {}
     values: dict[Digest, float | None] | None = {}
     if sort is None:
@@ -181,7 +179,7 @@ def _from_columns(
         digest = entry.digest
         row = loose.get(digest)
         if row is not None:
-            note = load_note(registry, notes[digest]) if digest in notes else None
+            note = store.note(notes[digest]) if digest in notes else None
             candidate = Candidate(digest, row, tags(digest, row) or entry.tags, entry.source, note)
             if match(candidate):
                 kept.append((entry, candidate))
@@ -221,28 +219,28 @@ def _checked_views(
     return found
 
 
-def candidates(registry: Registry, name: str | None, *, latest_only: bool) -> Iterator[Candidate]:
+def candidates(store: Store, name: str | None, *, latest_only: bool) -> Iterator[Candidate]:
     """The versions a query looks at, with their notes: by model name, highest version first.
 
     One model's include its versions only fallbacks have, as ``mreg ls NAME`` lists them.
     Every row comes in one batch from the metadata index.
     """
     if name is not None:
-        table, note = registry.refs.read(validate_name(name)), note_finder(registry, name)
-        tags, entries = _tagger(table), list_versions(registry, name, local=table)
+        table, note = store.refs.read(validate_name(name)), note_finder(store, name)
+        tags, entries = _tagger(table), list_versions(store, name, local=table)
         if latest_only:
-            entries = [entry for entry in entries if entry.digest == registry.resolve(name)]
-        rows = registry.manifest_rows(entry.digest for entry in entries)
+            entries = [entry for entry in entries if entry.digest == store.resolve(name)]
+        rows = store.manifest_rows(entry.digest for entry in entries)
         for entry in entries:
             row = rows[entry.digest]
             yield Candidate(entry.digest, row, tags(entry.digest, row) or entry.tags, entry.source, note(entry.digest))
         return
     listed = []
-    for model in registry.refs.names():
-        table = registry.refs.read(model)
+    for model in store.refs.names():
+        table = store.refs.read(model)
         versions = [table.latest] if latest_only and table.latest else list(reversed(table.versions))
-        listed.append((_tagger(table), note_finder(registry, model), [table.versions[version] for version in versions]))
-    rows = registry.manifest_rows(digest for _, _, digests in listed for digest in digests)
+        listed.append((_tagger(table), note_finder(store, model), [table.versions[version] for version in versions]))
+    rows = store.manifest_rows(digest for _, _, digests in listed for digest in digests)
     for tags, note, digests in listed:
         for digest in digests:
             yield Candidate(digest, rows[digest], tags(digest, rows[digest]), None, note(digest))

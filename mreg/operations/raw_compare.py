@@ -31,7 +31,7 @@ from mreg.records.manifest import FileEntry
 from mreg.storage.blobs import SegmentReader
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 GATHER_LIMIT = 1 << 20  # non-contiguous tensors up to this many elements are gathered exactly
 MEASURE_LIMIT = 1 << 20  # changed tensors up to this many elements get a max |diff| without torch
@@ -51,10 +51,10 @@ class Leaf(NamedTuple):
     values: Values | None = None
 
 
-def compare_raw(registry: Registry, old: FileEntry, new: FileEntry) -> TensorDiff:
+def compare_raw(store: Store, old: FileEntry, new: FileEntry) -> TensorDiff:
     """Added, removed and changed tensors of two stored weight files, by their bytes."""
     with ExitStack() as files:
-        before, after = raw_leaves(registry, old, files), raw_leaves(registry, new, files)
+        before, after = raw_leaves(store, old, files), raw_leaves(store, new, files)
         changed, unchanged, unchanged_bytes = [], 0, 0
         for name in sorted(before.keys() & after.keys()):
             a, b = before[name], after[name]
@@ -74,9 +74,9 @@ def compare_raw(registry: Registry, old: FileEntry, new: FileEntry) -> TensorDif
     )
 
 
-def raw_leaves(registry: Registry, entry: FileEntry, files: ExitStack) -> dict[str, Leaf]:
+def raw_leaves(store: Store, entry: FileEntry, files: ExitStack) -> dict[str, Leaf]:
     """Every tensor (and plain value) of a stored weight file; ``files`` keeps it open for reading."""
-    stream = files.enter_context(io.BufferedReader(SegmentReader(registry.segments(entry))))
+    stream = files.enter_context(io.BufferedReader(SegmentReader(store.segments(entry))))
     if is_safetensors_name(entry.path):
         prefix = stream.read(8)
         layout = parse_safetensors(prefix + stream.read(header_length(prefix)), entry.size)

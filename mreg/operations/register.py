@@ -8,23 +8,26 @@ decide. A bad option never leaves a half-registered version behind.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    Any,
     Callable,
     Iterable,
+    Mapping,
     Sequence,
 )
 
 from mreg.errors import (
     ConflictError,
+    InputFileError,
     InvalidInputError,
-    InvalidNameError,
     InvalidTypeError,
     VersionConflictError,
 )
+from mreg.formats.cuts import file_cuts, stream_cuts
+from mreg.formats.weights import Weights
 from mreg.operations.inputs import (
     Blob,
     FileSource,
@@ -35,7 +38,6 @@ from mreg.operations.inputs import (
 from mreg.records.manifest import (
     MAX_MANIFEST_SIZE,
     FileEntry,
-    Framework,
     Lineage,
     Manifest,
 )
@@ -43,6 +45,7 @@ from mreg.records.names import (
     Digest,
     names_of,
     parse_name_version,
+    refuse_case_twin,
     text_of,
     validate_tag,
 )
@@ -51,16 +54,17 @@ from mreg.records.versions import Bump
 from mreg.records.versions import bump as next_version
 from mreg.records.views import AddResult
 from mreg.storage.blobs import SegmentReader
+from mreg.storage.files import regular_file
 from mreg.storage.identity import current_author, now_utc
 from mreg.storage.threads import ProgressReport, counting
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 
 def register(
-    registry: Registry,
+    store: Store,
     spec: str,
     files: Sequence[FileSource],
     *,
@@ -88,7 +92,7 @@ def register(
     # checkpoint is refused early; what is recorded is read again from the stored bytes.
     from mreg.formats.weights import describe_paths  # only writers read weight files
 
-    checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])
+    checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])  # and where to cut
     draft = Manifest(
         name=name,
         version=version or "0.0.0",
@@ -101,49 +105,48 @@ def register(
         properties=details.properties,
         lineage=Lineage(
             datasets=details.datasets,
-            parents=tuple(registry.resolve(p) for p in parents),
+            parents=tuple(store.resolve(p) for p in parents),
             author=author or current_author(),
             message=details.message,
         ),
     )
     refuse_oversized(draft)
-    known = registry.refs.read(name)
-    refuse_twins(registry, name, version, known)
+    known = store.refs.read(name)
+    refuse_twins(store, name, version, known)
     if version is not None and version in known.versions:
         # Re-adding an existing version: hash the files without writing anything.
-        entries = tuple(hash_file(registry, item) for item in to_store)
-        described = with_weights(draft, details, describe_stored(registry, entries) or checked)
-        result = commit(registry, replace(described, files=entries), tag_names, bump=None, stored=False)
+        entries = tuple(hash_file(store, item) for item in to_store)
+        described = with_weights(draft, details, describe_stored(store, entries) or checked)
+        result = commit(store, replace(described, files=entries), tag_names, bump=None, stored=False)
         if result is not None:
             return result
         # The version was removed meanwhile: store the files and register it anew.
     total = sum(item.source.stat().st_size for item in to_store if isinstance(item.source, Path))
     advance = counting(progress, total)
-    with registry.writing():
-        entries = tuple(store_file(registry, item, advance) for item in to_store)
-        described = with_weights(draft, details, describe_stored(registry, entries) or ({}, None))
-        result = commit(registry, replace(described, files=entries), tag_names, bump=bump, stored=True)
+    with store.writing():
+        entries = tuple(store_file(store, item, advance, checked.cuts) for item in to_store)
+        described = with_weights(draft, details, describe_stored(store, entries) or Weights({}, None, {}))
+        result = commit(store, replace(described, files=entries), tag_names, bump=bump, stored=True)
     assert result is not None  # with stored files, commit always registers or raises
     return result
 
 
-def with_weights(draft: Manifest, details: VersionDetails, described: tuple[dict[str, Any], Framework | None]) -> Manifest:
+def with_weights(draft: Manifest, details: VersionDetails, described: Weights) -> Manifest:
     """The draft with the weight files' tensor metadata; what the caller gave takes precedence."""
-    facts, framework = described
-    if not facts:
+    if not described.properties:
         return draft
-    return replace(draft, framework=details.framework or framework, properties={**facts, **details.properties})
+    return replace(draft, framework=details.framework or described.framework, properties={**described.properties, **details.properties})
 
 
-def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[dict[str, Any], Framework | None] | None:
+def describe_stored(store: Store, entries: Sequence[FileEntry]) -> Weights | None:
     """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
     from mreg.formats.containers import is_weights_name
     from mreg.formats.weights import describe_weights
 
     weights = [entry for entry in entries if is_weights_name(entry.path)]
-    if not all(registry.objects.contains(entry.digest) for entry in weights):
+    if not all(store.objects.contains(entry.digest) for entry in weights):
         return None
-    streams = [(entry.path, io.BufferedReader(SegmentReader(registry.objects.segments(entry.digest))), entry.size) for entry in weights]
+    streams = [(entry.path, io.BufferedReader(SegmentReader(store.objects.segments(entry.digest))), entry.size) for entry in weights]
     try:
         return describe_weights(streams)
     finally:
@@ -151,7 +154,7 @@ def describe_stored(registry: Registry, entries: Sequence[FileEntry]) -> tuple[d
             stream.close()
 
 
-def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool) -> AddResult | None:
+def commit(store: Store, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool) -> AddResult | None:
     """Under the model's lock: pick the version, write the manifest, update the refs.
 
     Returns None, having written nothing, when the files were only hashed
@@ -159,7 +162,7 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
     """
     name = draft.name
     lineage = draft.lineage
-    with registry.updating(name, author=lineage.author, message=lineage.message) as update:
+    with store.updating(name, author=lineage.author, message=lineage.message) as update:
         table = update.table
         version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
         existing = table.versions.get(version)
@@ -167,11 +170,11 @@ def commit(registry: Registry, draft: Manifest, tags: list[str], *, bump: Bump |
             return None
         manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
         if existing is not None:
-            check_same(registry, existing, manifest)
+            check_same(store, existing, manifest)
         else:
             refuse_precedence_twin(name, version, table)
             refuse_oversized(manifest)
-            existing = registry.objects.add_bytes(manifest.encode()).digest
+            existing = store.objects.add_bytes(manifest.encode()).digest
             table = table.with_version(version, existing)
         for tag in tags:
             table = table.with_tag(tag, version)
@@ -189,10 +192,10 @@ def refuse_oversized(manifest: Manifest) -> None:
         )
 
 
-def refuse_twins(registry: Registry, name: str, version: str | None, table: RefTable) -> None:
+def refuse_twins(store: Store, name: str, version: str | None, table: RefTable) -> None:
     """Refuse a version that only build metadata sets apart, and a case twin of a model."""
     if not table.versions:
-        refuse_case_twin(registry, name)
+        refuse_case_twin(store.refs.names(), name)
     if version is not None:
         refuse_precedence_twin(name, version, table)
 
@@ -209,41 +212,56 @@ def refuse_precedence_twin(name: str, version: str, table: RefTable) -> None:
         )
 
 
-def refuse_case_twin(registry: Registry, name: str) -> None:
-    """Refuse a new model whose name differs from another only in case.
-
-    Such names would share one directory on case-insensitive file systems.
-    """
-    names = registry.refs.names()
-    if name in names:
-        return
-    twin = next((other for other in names if other.lower() == name.lower()), None)
-    if twin is not None:
-        raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")
-
-
-def check_same(registry: Registry, existing: Digest, manifest: Manifest) -> None:
+def check_same(store: Store, existing: Digest, manifest: Manifest) -> None:
     """Re-adding a version: the files and user metadata must be those registered."""
-    current = registry.manifest(existing)
+    current = store.manifest(existing)
     if current.same_content(manifest):
         return
     what = "different files" if current.files != manifest.files else "different metadata"
     raise VersionConflictError(manifest.name, manifest.version, existing, what)
 
 
-def store_file(registry: Registry, item: FileToStore, progress: Callable[[int], None] | None) -> FileEntry:
-    """Store one file's bytes (hashing while copying) and describe it."""
+def store_file(store: Store, item: FileToStore, progress: Callable[[int], None] | None, cuts: Mapping[str, list[int]]) -> FileEntry:
+    """Store one file's bytes (hashing while copying), cut where its tensors lie, and describe it.
+
+    ``cuts`` holds the cut points of the weight files already read; another file is
+    cut if its bytes are a weight file all the same (a safetensors stream, a zip checkpoint).
+    """
     if isinstance(item.source, Blob):
-        stored = registry.objects.add_stream(item.source.blocks(), progress=progress)
+        found, blocks = stream_cuts(item.source.blocks())
+        stored = store.objects.add_stream(blocks, cuts=found, progress=progress)
     else:
-        stored = registry.objects.add_file(item.source, progress=progress)
+        where = cuts.get(item.path)
+        stored = store.objects.add_file(item.source, cuts=readable_cuts(item.source) if where is None else where, progress=progress)
     return FileEntry(item.path, stored.digest, stored.size)
 
 
-def hash_file(registry: Registry, item: FileToStore) -> FileEntry:
+def readable_cuts(path: Path) -> list[int]:
+    """:func:`~mreg.formats.cuts.file_cuts` of a file given by a user.
+
+    Raises:
+        InputFileError: the file is missing or unreadable.
+    """
+    try:
+        return file_cuts(path, path.stat().st_size)
+    except OSError as exc:
+        raise InputFileError(f"cannot read '{path}': {exc.strerror or exc}") from None
+
+
+def hash_file(store: Store, item: FileToStore) -> FileEntry:
     """Describe one file without storing it."""
     if isinstance(item.source, Blob):
-        digest, size = registry.objects.hash_stream(item.source.blocks())
+        digest, size = store.objects.hash_stream(item.source.blocks())
     else:
-        digest, size = registry.objects.hash_file(item.source)
+        digest, size = store.objects.hash_file(item.source)
     return FileEntry(item.path, digest, size)
+
+
+def hash_object(store: Store, path: str | os.PathLike[str], *, write: bool = False) -> Digest:
+    """A file's digest (``mreg hash-object``); with ``write`` the file is also stored, cut
+    where its tensors lie if it is a weight file."""
+    source = Path(regular_file(path))
+    if not write:
+        return store.objects.hash_file(source)[0]
+    with store.writing():
+        return store.objects.add_file(source, cuts=readable_cuts(source)).digest

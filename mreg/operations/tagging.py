@@ -6,29 +6,27 @@ when the caller says what it expects, and never loses another process's change.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mreg.errors import InvalidInputError, MregError, RefChangedError, UnknownRefError
+from mreg.operations.listing import version_view
 from mreg.records.names import Digest, parse_name_version, validate_tag
+from mreg.records.refs import UNSET
 from mreg.records.views import TagChange
 from mreg.storage.identity import current_author, now_utc
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
-UNSET: Any = object()
-"""``expected`` not given: move the tag whatever it points at."""
-
-
-def tag(registry: Registry, ref: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+def tag(store: Store, ref: str, name: str, *, expected: str | None = UNSET) -> TagChange:
     """Point tag ``name`` at the version ``ref`` names; see :meth:`mreg.Registry.tag`."""
     validate_tag(name)
-    target = registry.get(ref)
+    target = version_view(store, ref)
     model, version = target.name, target.version
-    if registry.refs.read(model).versions.get(version) != target.digest:
+    if store.refs.read(model).versions.get(version) != target.digest:
         # Found in a fallback only: refs here cannot point at it (and nothing is created).
         raise UnknownRefError(ref, f"{model}@{version} is not in this registry, only in a fallback; 'mreg pull' it first")
-    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+    with store.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
         table = update.table
         if table.versions.get(version) != target.digest:
             raise UnknownRefError(ref, f"{model}@{version} is no longer registered")
@@ -38,11 +36,11 @@ def tag(registry: Registry, ref: str, name: str, *, expected: str | None = UNSET
     return TagChange(model, name, old, version)
 
 
-def untag(registry: Registry, model: str, name: str, *, expected: str | None = UNSET) -> TagChange:
+def untag(store: Store, model: str, name: str, *, expected: str | None = UNSET) -> TagChange:
     """Remove tag ``name`` of ``model``."""
     validate_tag(name)
-    registry.existing_table(model)
-    with registry.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
+    store.existing_table(model)
+    with store.refs.update(model, author=current_author(), message="", time=now_utc()) as update:
         old = update.table.tags.get(name)
         if old is None:
             raise UnknownRefError(f"{model}@{name}", "no such tag")
@@ -51,23 +49,23 @@ def untag(registry: Registry, model: str, name: str, *, expected: str | None = U
     return TagChange(model, name, old, None)
 
 
-def remove(registry: Registry, spec: str, *, message: str = "") -> Digest:
+def remove(store: Store, spec: str, *, message: str = "") -> Digest:
     """Remove ``NAME@VERSION``; see :meth:`mreg.Registry.remove`."""
     model, version = parse_name_version(spec)
     if version is None:
         raise InvalidInputError("give the exact version to remove: NAME@VERSION")
-    registry.existing_table(model)
-    with registry.refs.update(model, author=current_author(), message=message, time=now_utc()) as update:
+    store.existing_table(model)
+    with store.refs.update(model, author=current_author(), message=message, time=now_utc()) as update:
         digest = update.table.versions.get(version)
         if digest is None:
             raise UnknownRefError(spec, f"'{model}' has no version {version}")
         update.table = update.table.without_version(version)
     if not update.table.versions:
-        drop_from_listing(registry)
+        drop_from_listing(store)
     return digest
 
 
-def drop_from_listing(registry: Registry) -> None:
+def drop_from_listing(store: Store) -> None:
     """Rewrite ``info/models`` without a model that lost its last version.
 
     The removal is already committed, so a failure here (a full disk) must not turn
@@ -75,7 +73,7 @@ def drop_from_listing(registry: Registry) -> None:
     ``fsck --repair`` (or the next rewrite) corrects.
     """
     try:
-        registry.update_server_info()
+        store.update_server_info()
     except (OSError, MregError):
         pass
 

@@ -10,7 +10,7 @@ from mreg.operations.notes import reachable as reachable_notes
 from mreg.records.names import Digest
 
 if TYPE_CHECKING:
-    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 
 def _ratio(logical: int, stored: int) -> float:
@@ -60,17 +60,17 @@ class UsageReport:
         }
 
 
-def _file_lists(registry: Registry, digests: list[Digest]) -> dict[Digest, tuple[int, int, list[Digest]]]:
+def _file_lists(store: Store, digests: list[Digest]) -> dict[Digest, tuple[int, int, list[Digest]]]:
     """For each manifest: its own size, its files' total size and their digests (from the
     metadata index's plain columns; manifests it lacks are read and added)."""
-    cached = registry.index.file_lists()
+    cached = store.index.file_lists()
     found = {digest: cached[digest] for digest in digests if digest in cached}
-    for digest, row in registry.manifest_rows(d for d in digests if d not in found).items():
+    for digest, row in store.manifest_rows(d for d in digests if d not in found).items():
         found[digest] = (row.size, row.total_size, [Digest(file[1]) for file in row.files])
     return found
 
 
-def disk_usage(registry: Registry) -> UsageReport:
+def disk_usage(store: Store) -> UsageReport:
     """Measure logical and stored bytes, per model and for the whole store.
 
     Sizes come in one query from the metadata index (no manifest is decoded), and each file's objects
@@ -79,18 +79,18 @@ def disk_usage(registry: Registry) -> UsageReport:
     from mreg.storage.index import without_gc
 
     with without_gc():
-        return _measure(registry)
+        return _measure(store)
 
 
-def _measure(registry: Registry) -> UsageReport:
-    store = registry.objects
-    tables = {name: registry.refs.read(name).versions for name in registry.refs.names()}
+def _measure(store: Store) -> UsageReport:
+    stored = store.objects
+    tables = {name: store.refs.read(name).versions for name in store.refs.names()}
     tables = {name: versions for name, versions in tables.items() if versions}
-    manifests = _file_lists(registry, [d for versions in tables.values() for d in versions.values()])
+    manifests = _file_lists(store, [d for versions in tables.values() for d in versions.values()])
     sizes = {digest: size for digest, (size, _, _) in manifests.items()}
-    needs = {f: file_objects(registry, f) for f in {f for _, _, files in manifests.values() for f in files}}
+    needs = {f: file_objects(store, f) for f in {f for _, _, files in manifests.values() for f in files}}
     for objects in needs.values():
-        sizes.update((d, store.stored_size(d)) for d in objects if d not in sizes)
+        sizes.update((d, stored.stored_size(d)) for d in objects if d not in sizes)
     models, everything = [], set()
     for name, versions in tables.items():
         objects = set(versions.values())
@@ -100,13 +100,13 @@ def _measure(registry: Registry) -> UsageReport:
             logical += total
             for file in files:
                 objects |= needs[file]
-        noted = reachable_notes(registry, name)  # notes and their history, which gc keeps
-        sizes.update((d, store.stored_size(d)) for d in noted if d not in sizes)
+        noted = reachable_notes(store, name)  # notes and their history, which gc keeps
+        sizes.update((d, stored.stored_size(d)) for d in noted if d not in sizes)
         objects |= noted
         everything |= objects
         models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
-    unreachable = sum(store.stored_size(d) for d in set(store.iter_digests()) - everything)
-    cache = sum(path.stat().st_size for _, path in store.cached_files())
+    unreachable = sum(stored.stored_size(d) for d in set(stored.iter_digests()) - everything)
+    cache = sum(path.stat().st_size for _, path in stored.cached_files())
     return UsageReport(
         models=tuple(models),
         logical=sum(m.logical for m in models),

@@ -16,12 +16,12 @@ import torch
 
 from mreg.formats.checkpoints import leaves
 from mreg.formats.containers import is_safetensors_name
-from mreg.operations.diff import diff_versions
 from mreg.pytorch.checkpoints import load_segments
 from mreg.pytorch.tensors import dtype_name, read_safetensors
 from mreg.records.diffs import TensorChange, TensorDiff, TensorSpec, VersionDiff
 from mreg.records.manifest import FileEntry
 from mreg.registry import Registry
+from mreg.store.store import Store
 
 DENSE_LIMIT = 1 << 24  # sparse tensors with other indices are compared densely up to this many elements
 Comparison = tuple[bool, "float | int | None", int]  # (same, max |diff|, non-finite positions changed)
@@ -29,12 +29,12 @@ Comparison = tuple[bool, "float | int | None", int]  # (same, max |diff|, non-fi
 
 def diff(registry: Registry, old_ref: str, new_ref: str) -> VersionDiff:
     """Compare two versions, weight files included tensor by tensor (what ``mreg diff`` shows)."""
-    return diff_versions(registry, old_ref, new_ref, compare_tensors=compare_weight_files)
+    return registry.diff(old_ref, new_ref, compare_tensors=compare_weight_files)
 
 
-def compare_weight_files(registry: Registry, old: FileEntry, new: FileEntry) -> TensorDiff:
+def compare_weight_files(store: Store, old: FileEntry, new: FileEntry) -> TensorDiff:
     """Added, removed and changed tensors (and plain values), and how many bytes are unchanged."""
-    before, after = read_leaves(registry, old), read_leaves(registry, new)
+    before, after = read_leaves(store, old), read_leaves(store, new)
     changed, unchanged, unchanged_bytes = [], 0, 0
     for name in sorted(before.keys() & after.keys()):
         a, b = before[name], after[name]
@@ -53,9 +53,9 @@ def compare_weight_files(registry: Registry, old: FileEntry, new: FileEntry) -> 
     )
 
 
-def read_leaves(registry: Registry, entry: FileEntry) -> dict[str, Any]:
+def read_leaves(store: Store, entry: FileEntry) -> dict[str, Any]:
     """Every tensor and plain value of a stored weight file, by its path in the structure."""
-    segments = registry.segments(entry)
+    segments = store.segments(entry)
     if is_safetensors_name(entry.path):
         return dict(read_safetensors(segments))
     return dict(leaves(load_segments(segments, name=entry.path), atomic=(torch.Size,)))

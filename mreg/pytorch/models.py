@@ -172,7 +172,7 @@ def load_model(
     registration. Nothing recorded in a manifest is ever imported or executed.
     """
     digest = registry.resolve(ref)
-    warn_if_deprecated(registry, digest)  # a note may say the version should no longer be used
+    warn_if_deprecated(registry.store, digest)  # a note may say the version should no longer be used
     state_dict = load_state_dict(registry, digest, device="cpu")
     if model is not None:
         _load_into(model, state_dict, strict=strict, assign=False)

@@ -318,3 +318,16 @@ def require(condition: bool, message: str) -> None:
     """Raise InvalidInputError(message) unless ``condition``."""
     if not condition:
         raise InvalidInputError(message)
+
+
+def refuse_case_twin(names: Iterable[str], name: str) -> None:
+    """Refuse a new model whose name differs from one of ``names`` only in case.
+
+    Such names would share one directory on case-insensitive file systems.
+    """
+    existing = list(names)
+    if name in existing:
+        return
+    twin = next((other for other in existing if other.lower() == name.lower()), None)
+    if twin is not None:
+        raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{twin}'")

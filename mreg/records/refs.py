@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 TABLE_HEADER = "# mreg refs 1"
 
+UNSET: Any = object()
+"""``expected`` not given: change the ref (a tag, a note) whatever it points at now."""
+
 
 def _precedence(version: str) -> tuple:
     return parse_version(version).precedence

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from mreg.errors import (
     InvalidInputError,
@@ -39,6 +39,7 @@ from mreg.storage.config import Config
 from mreg.storage.objects import ObjectStore
 
 Advance = Callable[[int], None]
+T = TypeVar("T")
 
 
 def _relative_to(project: Path, location: str) -> str:
@@ -126,8 +127,9 @@ class Fallbacks:
                     self.warnings.append(f"fallback skipped: {exc.message}")
         return self._sources
 
-    def lookup(self, ref: Ref, resolve: Callable[[Ref, RefTable], Digest]) -> tuple[Digest, RefTable] | None:
-        """The first fallback's answer for a named reference, or None.
+    def lookup(self, ref: Ref, resolve: Callable[[Ref, RefTable], T]) -> tuple[T, RefTable, str] | None:
+        """The first fallback's answer for a named reference (what ``resolve`` finds in its
+        refs, the refs, and the fallback's location), or None.
 
         Raises:
             RemoteError: no fallback resolved it and at least one failed.
@@ -138,7 +140,7 @@ class Fallbacks:
             try:
                 table = source.table(ref.name)
                 if table is not None:
-                    return resolve(ref, table), table
+                    return resolve(ref, table), table, source.location
             except UnknownRefError:
                 continue
             except MregError as exc:

@@ -109,9 +109,9 @@ class Source(ABC):
     def models(self, names: Sequence[str], noted: Container[str] | None = None) -> dict[str, RemoteModel]:
         """Several models' refs (see :meth:`table`), with the notes tables of those in
         ``noted`` (default: all), every file read at once."""
-        from mreg.operations.notes import NOTES_FILE
         from mreg.records.limits import MAX_TABLE_SIZE
         from mreg.sharing.note_sync import MAX_TABLE_SIZE as MAX_NOTES_SIZE
+        from mreg.storage.refs import NOTES_FILE
 
         for name in names:
             try:

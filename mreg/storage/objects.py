@@ -26,10 +26,9 @@ import hashlib
 import itertools
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
-from mreg.formats.cuts import plan_stream
 from mreg.records.names import Digest, digest_from_hex, is_digest
 from mreg.storage.blob_writer import SegmentWriter
 from mreg.storage.blobs import (
@@ -102,30 +101,27 @@ class ObjectStore:
 
     # ----------------------------------------------------------------- writing
 
-    def add_file(self, source: Path, *, progress: Progress | None = None) -> StoredObject:
-        """Store a file's bytes, cut into chunks when it is a weight file.
+    def add_file(self, source: Path, *, cuts: Sequence[int] = (), progress: Progress | None = None) -> StoredObject:
+        """Store a file's bytes, cut into chunks at ``cuts`` (offsets, ascending): the
+        caller knows where a weight file's tensors lie (:mod:`mreg.formats.cuts`).
 
         Raises:
             InputFileError: the file is missing or unreadable.
         """
-        from mreg.formats.cuts import file_cuts
-
         try:
             stream = open(source, "rb")
-            cuts = file_cuts(source, os.fstat(stream.fileno()).st_size)
         except OSError as exc:
             raise InputFileError(f"cannot read '{source}': {exc.strerror or exc}") from None
         with stream:
-            return self._write([Piece(read_blocks(stream))], cuts, progress)
+            return self._write([Piece(read_blocks(stream))], list(cuts), progress)
 
     def add_bytes(self, data: bytes) -> StoredObject:
         """Store a small object held in memory (a manifest) as one blob."""
         return self._write([Piece([memoryview(data)])], [], None)
 
-    def add_stream(self, blocks: Iterable[Block], *, progress: Progress | None = None) -> StoredObject:
-        """Store a stream of bytes, cut into chunks when it is a safetensors stream."""
-        cuts, blocks = plan_stream(iter(blocks))
-        return self._write([Piece(blocks)], cuts, progress)
+    def add_stream(self, blocks: Iterable[Block], *, cuts: Sequence[int] = (), progress: Progress | None = None) -> StoredObject:
+        """Store a stream of bytes, cut into chunks at ``cuts`` (see :meth:`add_file`)."""
+        return self._write([Piece(blocks)], list(cuts), progress)
 
     def add_blob(self, blocks: Iterable[Block], *, expected: Digest, progress: Progress | None = None) -> StoredObject:
         """Store bytes fetched from elsewhere as one blob; they must hash to ``expected``.

@@ -27,10 +27,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from mreg.errors import CorruptRefsError
-from mreg.records.names import validate_name
+from mreg.records.names import Digest, validate_name
+from mreg.records.notes import encode_table, parse_table
 from mreg.records.refs import LogEntry, RefTable, changes, parse_log, parse_log_line
 from mreg.storage.files import append_line, write_atomically
 from mreg.storage.locks import FileLock
@@ -38,6 +39,7 @@ from mreg.storage.locks import FileLock
 TABLE_FILE = "_refs"
 LOG_FILE = "_log"
 LOCK_FILE = "_lock"
+NOTES_FILE = "_notes"
 
 
 class RefUpdate:
@@ -148,6 +150,7 @@ class RefStore:
     """Every model's refs and logs under ``root/models``."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.models_dir = root / "models"
         self._models = str(self.models_dir)
 
@@ -193,6 +196,20 @@ class RefStore:
             update = RefUpdate(directory, self.read(name), LogEntry(time, author, "", None, None, message))
             yield update
             update.commit()
+
+    def read_notes(self, name: str) -> dict[Digest, Digest]:
+        """A model's notes table (``_notes``): manifest digest -> note digest (empty without notes)."""
+        try:
+            with open(self.model_file(name, NOTES_FILE), "rb") as stream:
+                data = stream.read()
+        except FileNotFoundError:
+            return {}
+        return parse_table(data, f"notes of '{name}'")
+
+    def write_notes(self, name: str, table: Mapping[Digest, Digest], entries: list[LogEntry]) -> None:
+        """Log the changes, then replace ``_notes`` (the caller holds the model's lock)."""
+        directory = self.model_dir(name)
+        log_then_replace(directory / LOG_FILE, entries, directory / NOTES_FILE, encode_table(table))
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""

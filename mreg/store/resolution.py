@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from mreg.errors import (
     AmbiguousRefError,
@@ -17,12 +17,9 @@ from mreg.records.names import LATEST, Digest, Ref, parse_digest_prefix
 from mreg.records.refs import LogEntry, RefTable
 from mreg.storage.objects import ObjectStore
 
-if TYPE_CHECKING:
-    from mreg.registry import Registry
 
-
-def resolve_in_table(ref: Ref, table: RefTable) -> Digest:
-    """The digest a named reference has in one model's refs.
+def resolve_in_table(ref: Ref, table: RefTable) -> tuple[str, Digest]:
+    """The version a named reference names in one model's refs, and its digest.
 
     Raises:
         UnknownRefError: the model, version or tag is not there.
@@ -31,20 +28,20 @@ def resolve_in_table(ref: Ref, table: RefTable) -> Digest:
         raise UnknownRefError(str(ref), f"no model named '{ref.name}'")
     if ref.is_latest:
         assert table.latest is not None  # a table with versions always has latest
-        return table.versions[table.latest]
+        return table.latest, table.versions[table.latest]
     if ref.tag is not None:
         version = table.tags.get(ref.tag)
         if version is None:
             raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
-        return table.versions[version]
+        return version, table.versions[version]
     digest = table.versions.get(ref.version or "")
     if digest is None:
         raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
-    return digest
+    return str(ref.version), digest
 
 
-def resolve_at(ref: Ref, log: list[LogEntry]) -> Digest:
-    """The digest a tag or ``latest`` named at the time ``ref.at``, replaying the
+def resolve_at(ref: Ref, log: list[LogEntry]) -> tuple[str, Digest]:
+    """The version a tag or ``latest`` named at the time ``ref.at``, and its digest, replaying the
     model's log (oldest first) as git replays a reflog for ``ref@{date}``.
 
     Raises:
@@ -60,7 +57,7 @@ def resolve_at(ref: Ref, log: list[LogEntry]) -> Digest:
     digest, _ = _value_at(log, f"versions/{version}", ref.at)
     if digest is None:
         raise UnknownRefError(str(ref), f"the log of '{ref.name}' does not say what {version} was at {ref.at}")
-    return Digest(digest)
+    return version, Digest(digest)
 
 
 def _value_at(log: list[LogEntry], ref: str, at: str) -> tuple[str | None, str | None]:
@@ -85,18 +82,13 @@ def is_manifest(store: ObjectStore, digest: Digest) -> bool:
     return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
 
 
-def resolve_digest(registry: Registry, ref: Ref) -> Digest:
-    """The manifest a ``sha256:`` reference names: a full digest (here or in a fallback)
-    or a unique prefix of one stored here."""
+def resolve_digest(store: ObjectStore, ref: Ref, fetch: Callable[[Digest], None]) -> Digest:
+    """The manifest a ``sha256:`` reference names: a full digest (here, or brought here by
+    ``fetch`` from elsewhere) or a unique prefix of one stored here."""
     prefix = ref.digest_prefix or ""
-    store = registry.objects
     if len(prefix) == 64:
         digest = Digest("sha256:" + prefix)
-        if not store.contains(digest) and registry.fallbacks:
-            try:
-                registry.fetch(digest)
-            except ObjectNotFoundError:
-                pass
+        fetch(digest)
         if is_manifest(store, digest):
             return digest
         detail = "it is a file, not a manifest" if store.contains(digest) else "no such manifest"

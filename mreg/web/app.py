@@ -28,7 +28,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mreg import __version__
-from mreg.errors import ExitCode, MregError
+from mreg.errors import (
+    ConflictError,
+    InputFileError,
+    InvalidInputError,
+    LockTimeoutError,
+    MregError,
+    NotFoundError,
+    RegistryNotFoundError,
+)
 from mreg.records.names import parse_ref
 from mreg.text import human_size, short
 from mreg.web import pages
@@ -38,7 +46,15 @@ from mreg.web.reader import ReadOnlyRegistry
 from mreg.web.store_files import store_routes
 
 HERE = Path(__file__).parent
-STATUS = {ExitCode.USAGE: 400, ExitCode.NOT_FOUND: 404, ExitCode.CONFLICT: 409, ExitCode.LOCKED: 503}
+# The HTTP status of each kind of error (the first class it is an instance of); anything else is a 500.
+STATUSES: tuple[tuple[type[MregError], int], ...] = (
+    (InvalidInputError, 400),
+    (NotFoundError, 404),
+    (RegistryNotFoundError, 404),
+    (InputFileError, 404),
+    (ConflictError, 409),
+    (LockTimeoutError, 503),
+)
 SECURITY_HEADERS = {
     # Every asset is served from here: no CDN, no inline script, no framing.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -50,6 +66,11 @@ SECURITY_HEADERS = {
 PageData = dict[str, Any]
 Extras = Callable[[], dict[str, Any]]  # what only the HTML page needs (charts, graphs), built on demand
 log = logging.getLogger("mreg.web")
+
+
+def status_of(error: MregError) -> int:
+    """The HTTP status of an error."""
+    return next((status for kind, status in STATUSES if isinstance(error, kind)), 500)
 
 
 def ref_url(ref: str) -> str:
@@ -149,7 +170,7 @@ def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], templa
             context = extras()
             return site.html(context.pop("template", template), request, page=data, **context)
         except MregError as exc:
-            return site.error(request, STATUS.get(exc.exit_code, 500), exc.message)
+            return site.error(request, status_of(exc), exc.message)
         except Exception as exc:  # noqa: BLE001 - a page never shows a traceback
             log.error("mreg serve: %s on %s: %s", type(exc).__name__, request.url.path, exc)
             return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from mreg.errors import InvalidInputError, InvalidRefError, MregError
 from mreg.operations.listing import tags_by_version
-from mreg.operations.notes import load as load_note
-from mreg.operations.notes import read_table as read_notes
 from mreg.records.manifest import Manifest
 from mreg.records.names import validate_name
 from mreg.records.notes import Note
@@ -56,7 +54,7 @@ def model_page(
     """A model's versions with their metrics (one page of them), every metric's series
     across versions, its tags, and its tag history."""
     table = registry.existing_table(validate_name(name))  # one snapshot: _refs is replaced by rename
-    notes = read_notes(registry, name)
+    notes = registry.refs.read_notes(name)
     manifests = registry.manifest_rows(table.versions.values(), skip_unreadable=True)
     tags_of = tags_by_version(table)
     rows = []
@@ -64,7 +62,7 @@ def model_page(
         tags = tags_of.get(version, [])
         row = _version_row(manifests.get(digest), version, digest, ["latest", *tags] if version == table.latest else tags)
         if digest in notes:
-            row = _with_note(row, load_note(registry, notes[digest]))
+            row = _with_note(row, registry.store.note(notes[digest]))
         rows.append({**row, "rank": rank})
     rows.reverse()
     metrics = sorted({key for row in rows for key in row["metrics"]})

@@ -22,6 +22,7 @@ from mreg.registry import Registry
 from mreg.sharing.fallbacks import Fallbacks
 from mreg.storage.index import ManifestRow, MetadataIndex
 from mreg.storage.refs import TABLE_FILE, RefStore
+from mreg.store.store import Store
 
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
 
@@ -49,8 +50,8 @@ class CachingRefStore(RefStore):
         return table
 
 
-class ReadOnlyRegistry(Registry):
-    """A :class:`Registry` that resolves only what this store holds, and caches manifests."""
+class ReadOnlyStore(Store):
+    """A :class:`Store` that resolves only what it holds, and caches manifests."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -67,7 +68,7 @@ class ReadOnlyRegistry(Registry):
         return self._index
 
     def manifest_rows(self, digests: Iterable[str], *, skip_unreadable: bool = False) -> dict[Digest, ManifestRow]:
-        """Manifests as index rows (see :meth:`Registry.manifest_rows`), each read once per process."""
+        """Manifests as index rows (see :meth:`Store.manifest_rows`), each read once per process."""
         wanted = [Digest(d) for d in dict.fromkeys(digests)]
         found = {digest: self._rows[digest] for digest in wanted if digest in self._rows}
         if len(found) < len(wanted):
@@ -85,7 +86,7 @@ class ReadOnlyRegistry(Registry):
         return Fallbacks([])
 
     def manifest(self, digest: str, *, expect: tuple[str, str] | None = None) -> Manifest:
-        """A verified manifest, read from disk once per process (see :meth:`Registry.manifest`)."""
+        """A verified manifest, read from disk once per process (see :meth:`Store.manifest`)."""
         cached = self._manifests.get(digest)
         if cached is not None:
             check_manifest(digest, expect)(cached)
@@ -104,3 +105,24 @@ class ReadOnlyRegistry(Registry):
             for version, digest in self.refs.read(name).versions.items():
                 found.append((name, version, digest))
         return found
+
+
+class ReadOnlyRegistry(Registry):
+    """The :class:`Registry` API over a :class:`ReadOnlyStore`, with the few store reads the pages need."""
+
+    store: ReadOnlyStore
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(ReadOnlyStore(root))
+
+    def existing_table(self, name: str) -> RefTable:
+        """A model's refs; UnknownModelError if it has no version."""
+        return self.store.existing_table(name)
+
+    def manifest_rows(self, digests: Iterable[str], *, skip_unreadable: bool = False) -> dict[Digest, ManifestRow]:
+        """Manifests as index rows, each read once per process."""
+        return self.store.manifest_rows(digests, skip_unreadable=skip_unreadable)
+
+    def version_digests(self) -> list[tuple[str, str, Digest]]:
+        """Every (model, version, digest) the store's refs name right now."""
+        return self.store.version_digests()

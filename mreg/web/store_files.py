@@ -21,8 +21,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from mreg.errors import InvalidNameError
-from mreg.operations.notes import NOTES_FILE
-from mreg.storage.refs import LOG_FILE, TABLE_FILE
+from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE
 from mreg.web.reader import ReadOnlyRegistry
 
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -14,7 +14,6 @@ import time
 from datetime import datetime, timezone
 
 from mreg.errors import ConflictError, RemoteError
-from mreg.operations.notes import NOTES_FILE
 from mreg.records.codec import sha256_digest
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import MAX_NOTE_SIZE, Note, encode_table, parse_table
@@ -22,6 +21,7 @@ from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
 from mreg.sharing.buckets.refs import MAX_ATTEMPTS, write_log
 from mreg.sharing.note_sync import MAX_TABLE_SIZE, NotesUpdate
 from mreg.sharing.sources import object_path
+from mreg.storage.refs import NOTES_FILE
 
 
 class BucketNotes:

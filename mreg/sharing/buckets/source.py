@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from mreg.errors import RemoteError
-from mreg.operations.notes import NOTES_FILE
 from mreg.records.refs import LogEntry
 from mreg.sharing.buckets.client import CONCURRENCY, READERS, Bucket, ObjectInfo
 from mreg.sharing.buckets.refs import names_listed, read_log
 from mreg.sharing.sources import RemoteModel, Source, Stream, with_versions
 from mreg.storage.config import Config
+from mreg.storage.refs import NOTES_FILE
 
 
 class BucketSource(Source):

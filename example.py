@@ -20,10 +20,10 @@ from datetime import datetime, timedelta
 import torch
 
 from mreg.errors import NotFoundError, VersionConflictError
-from mreg.registry import Registry
-from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
-from mreg.pytorch.models import TorchvisionBuilder, load_model, register
 from mreg.pytorch import diff
+from mreg.pytorch.models import TorchvisionBuilder, load_model, register
+from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
+from mreg.registry import Registry
 
 PRETRAINED = ("resnet18", "mobilenet_v2")  # 44.7 MiB + 13.6 MiB of weights
 DERIVED_VERSION = "2.0.0"  # a new head changes the output: a major version in SemVer terms

@@ -25,7 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from common import children_cpu, compile_package, floor_command, mreg, report, run, safetensors_file, scratch
+from common import (
+    children_cpu,
+    compile_package,
+    floor_command,
+    mreg,
+    report,
+    run,
+    safetensors_file,
+    scratch,
+)
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 500 << 20))
 PAIRS = int(os.environ.get("MREG_BENCH_PAIRS", 7))

@@ -23,12 +23,21 @@ from pathlib import Path
 
 import obstore
 import torch
+from common import (
+    SecondHash,
+    absolute,
+    best_of,
+    compile_package,
+    mreg,
+    paired,
+    report,
+    scratch,
+    startup_pairs,
+)
 from obstore.store import S3Store
 
-from common import SecondHash, absolute, best_of, compile_package, mreg, paired, report, scratch, startup_pairs
-
-from mreg.registry import Registry
 from mreg.pytorch.models import register
+from mreg.registry import Registry
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20

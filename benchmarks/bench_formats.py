@@ -19,14 +19,13 @@ import subprocess
 import sys
 
 import torch
-
 from bench_weights import touch
 from common import compile_package, paired, report, scratch
 from common import mreg as run_mreg
 
 import mreg.formats.cuts
-from mreg.registry import Registry
 from mreg.pytorch.models import TorchvisionBuilder, load_state_dict
+from mreg.registry import Registry
 
 BIG = int(os.environ.get("MREG_BENCH_BIG", 2 << 30))
 PAIRS = int(os.environ.get("MREG_BENCH_PAIRS", 11))

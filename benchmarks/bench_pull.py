@@ -17,15 +17,14 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-
 from common import SecondHash, absolute, best_of, mreg, paired, report, run, scratch
 
-from mreg.registry import Registry
 from mreg.pytorch.models import register
+from mreg.registry import Registry
 
 SIZE = int(os.environ.get("MREG_BENCH_SIZE", 1 << 30))
 TENSOR = 16 << 20  # bytes per tensor: a model of 64 large tensors for 1 GiB
@@ -48,7 +47,9 @@ def hash_and_copy(blobs: list[Path], target: Path, passes: int = 1) -> None:
     shutil.rmtree(target)
 
 
-def paired_floors(floors: dict[str, Callable[[], object]], ours: Callable[[], object], pairs: int, prepare: Callable[[], object]) -> tuple[float, dict[str, tuple[float, float]]]:
+def paired_floors(
+    floors: dict[str, Callable[[], object]], ours: Callable[[], object], pairs: int, prepare: Callable[[], object]
+) -> tuple[float, dict[str, tuple[float, float]]]:
     """Each floor, then mreg, ``pairs`` times: mreg's median, and per floor its median and the median per-round ratio."""
     times: dict[str, list[float]] = {name: [] for name in (*floors, "ours")}
     for _ in range(pairs):

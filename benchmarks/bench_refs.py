@@ -11,9 +11,9 @@ import time
 
 from common import absolute, best_of, scratch
 
-from mreg.registry import Registry
 from mreg.records.manifest import FileEntry, Lineage, Manifest
 from mreg.records.refs import RefTable
+from mreg.registry import Registry
 
 VERSIONS = 10_000
 

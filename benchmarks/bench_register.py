@@ -23,12 +23,11 @@ import sys
 from pathlib import Path
 
 import torch
-
 from common import paired, report, safetensors_file, scratch
 
-from mreg.registry import Registry
 from mreg.pytorch.models import TorchvisionBuilder, register
 from mreg.pytorch.tensors import safetensors_blocks
+from mreg.registry import Registry
 
 SIZE = int(os.environ.get("MREG_BENCH_REGISTER_SIZE", 2 << 30))
 PAIRS = int(os.environ.get("MREG_BENCH_PAIRS", 5))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from common import absolute, best_of, compile_package, scratch
 
-from mreg.registry import Registry
 from mreg.records.manifest import FileEntry, Lineage, Manifest
 from mreg.records.refs import RefTable
+from mreg.registry import Registry
 
 VERSIONS = int(os.environ.get("MREG_BENCH_VERSIONS", 10_000))
 MODELS = int(os.environ.get("MREG_BENCH_MODELS", 1_000))

@@ -33,8 +33,8 @@ def build(root: Path) -> Path:
     update: a thousand separate `add`s would spend minutes in fsync, which the pages
     being timed do not depend on.
     """
-    from mreg.registry import Registry
     from mreg.records.manifest import FileEntry, Lineage, Manifest
+    from mreg.registry import Registry
 
     registry = Registry.init(root)
     lineage = Lineage(created="2026-01-01T00:00:00Z", author="bench", message="benchmark version")

@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import torch
-
 from common import best_of, paired, report, scratch
 
 import mreg.formats.cuts
+from mreg.pytorch.models import (
+    TorchvisionBuilder,
+    load_model,
+    load_state_dict,
+    register,
+)
 from mreg.registry import Registry
-from mreg.pytorch.models import TorchvisionBuilder, load_model, load_state_dict, register
 
 BUILDER = TorchvisionBuilder("resnet18")
 

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
-
 
 
 def best_of(function: Callable[[], object], repeat: int = 5) -> float:
@@ -138,9 +137,8 @@ def children_cpu() -> float:
 
 def safetensors_file(path: Path, size: int) -> Path:
     """Write a safetensors file of about ``size`` bytes: 10 MB float32 tensors of random values."""
-    from safetensors.numpy import save_file
-
     import numpy
+    from safetensors.numpy import save_file
 
     count = max(1, size // (10 << 20))
     generator = numpy.random.default_rng(0)

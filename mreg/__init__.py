@@ -13,6 +13,7 @@ PyTorch models are registered and loaded with :mod:`mreg.pytorch`, which is the
 only part of mreg that imports torch.
 """
 
+from mreg._version import __version__
 from mreg.errors import (
     ConflictError,
     CorruptObjectError,
@@ -34,8 +35,6 @@ from mreg.records.views import (
     VersionEntry,
 )
 from mreg.registry import Registry
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AddResult",

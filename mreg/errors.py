@@ -11,21 +11,23 @@ callers of the Python API can catch what they already know.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 
 class MregError(Exception):
     """Root of every error mreg raises on purpose.
 
     A message may name a parameter of the call as ``{name}`` (listed in ``options``):
-    :attr:`message` spells it as Python does (``name=``), and :meth:`render` lets a
-    front end spell it its own way (the CLI as ``--name``).
+    :attr:`message` spells it as Python does (``name=``, or the spelling ``options``
+    maps it to, such as ``force=True``), and :meth:`render` lets a front end spell it
+    its own way (the CLI as ``--name``).
     """
 
-    def __init__(self, message: str, *, options: Iterable[str] = ()) -> None:
+    def __init__(self, message: str, *, options: Iterable[str] | Mapping[str, str] = ()) -> None:
         self.template = message
-        self.options = tuple(options)
-        self.message = self.render(lambda option: f"{option}=")
+        self.spellings = dict(options) if isinstance(options, Mapping) else {option: f"{option}=" for option in options}
+        self.options = tuple(self.spellings)
+        self.message = self.render(self.spellings.__getitem__)
         super().__init__(self.message)
 
     def render(self, spell: Callable[[str], str]) -> str:

@@ -12,15 +12,16 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-from mreg.registry import Registry
 from mreg.cli.app import cli
+from mreg.registry import Registry
 
 
 @pytest.fixture(autouse=True)

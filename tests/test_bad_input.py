@@ -7,8 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import (
+    assert_clean_failure,
+    colliding_pair,
+    flip_byte,
+    object_file,
+    run_cli,
+    run_mreg,
+    store_snapshot,
+)
 
-from conftest import assert_clean_failure, colliding_pair, flip_byte, object_file, run_cli, run_mreg, store_snapshot
 from mreg.registry import Registry
 
 USAGE, NOT_FOUND, CONFLICT, CORRUPT = 2, 3, 4, 5

@@ -308,7 +308,6 @@ def test_reused_old_objects_are_freshened_and_gc_never_guesses(
     import obstore
 
     from mreg.sharing.buckets import destination
-
     from mreg.sharing.buckets.client import Bucket
 
     origin.push(bucket_url, ["team/tok"])

@@ -10,12 +10,22 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_failure, run_cli
 
-from mreg.registry import Registry
-from mreg.sharing.buckets.client import allow_http, aws_profile, aws_profile_region, store_options
-from mreg.sharing.buckets.url import BucketURL, is_bucket_url, parse_bucket_url, remote_settings
-from mreg.storage.config import Config
 from mreg.errors import InvalidInputError
-from mreg.sharing.sources import split_locations
+from mreg.registry import Registry
+from mreg.sharing.buckets.client import (
+    allow_http,
+    aws_profile,
+    aws_profile_region,
+    store_options,
+)
+from mreg.sharing.buckets.url import (
+    BucketURL,
+    is_bucket_url,
+    parse_bucket_url,
+    remote_settings,
+)
+from mreg.sharing.locations import split_locations
+from mreg.storage.config import Config
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+from weightfiles import write_safetensors
+
+from mreg.errors import InvalidInputError
 from mreg.registry import Registry
 from mreg.storage.cache import DEFAULT_MAX_SIZE, parse_size
-from mreg.errors import InvalidInputError
-from weightfiles import write_safetensors
 
 
 @pytest.fixture

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import (
+    assert_clean_failure,
+    modules_loaded_by,
+    run_cli,
+    run_cli_raw,
+    store_snapshot,
+)
 
-from conftest import assert_clean_failure, run_cli, modules_loaded_by, run_cli_raw, store_snapshot
-from mreg.registry import Registry
 from mreg.cli.app import cli
+from mreg.registry import Registry
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-
 from conftest import run_mreg
+
 from mreg import Blob
-from mreg.registry import Registry
 from mreg.errors import InvalidNameError
+from mreg.registry import Registry
 
 # Each worker is a real process that runs the real CLI entry point several times,
 # so that the processes overlap instead of spending their time starting Python.

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_failure, closed_port_url, run_cli
 
+from mreg.errors import InvalidInputError
 from mreg.registry import Registry
 from mreg.storage.config import Config, ConfigError, parse_key, update
-from mreg.errors import InvalidInputError
 
 SAMPLE = """\
 # a comment

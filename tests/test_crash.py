@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import assert_clean_failure, object_file, run_cli, run_mreg
+
 from mreg.registry import Registry
 
 SIZE = 512 << 20

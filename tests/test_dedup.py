@@ -10,13 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import assert_clean_failure, run_cli  # noqa: E402
+from conftest import assert_clean_failure, run_cli
 
 from mreg.errors import CorruptObjectError
-from mreg.registry import Registry  # noqa: E402
+from mreg.pytorch import diff
 from mreg.pytorch.models import TorchvisionBuilder, load_state_dict, register
-from mreg.pytorch import diff  # noqa: E402
-from mreg.pytorch.tensors import safetensors_blocks  # noqa: E402
+from mreg.pytorch.tensors import safetensors_blocks
+from mreg.registry import Registry
 
 
 def store_bytes(registry: Registry) -> int:

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from mreg.registry import Registry
-from mreg.operations import export as export_module
-from mreg.errors import ConflictError, CorruptObjectError
 from weightfiles import write_safetensors
+
+from mreg.errors import ConflictError, CorruptObjectError
+from mreg.operations import export as export_module
+from mreg.registry import Registry
 
 
 @pytest.fixture

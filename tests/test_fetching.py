@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from test_object_store import synced_directories
-from mreg.registry import Registry
-from mreg.formats.cuts import stream_cuts
-from mreg.sharing import fetching
+
 from mreg.errors import RemoteError
+from mreg.formats.cuts import stream_cuts
+from mreg.registry import Registry
+from mreg.sharing import fetching
 from mreg.sharing.fetching import fetch_all
 from mreg.sharing.sources import DirectorySource, Stream
 

@@ -9,20 +9,21 @@ from __future__ import annotations
 import json
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from conftest import run_cli  # noqa: E402
+from conftest import run_cli
 
-from mreg.registry import Registry  # noqa: E402
-from mreg.formats.containers import DTYPES  # noqa: E402
-from mreg.pytorch.models import load_object, load_state_dict  # noqa: E402
-from mreg.pytorch.tensors import TORCH_TO_SAFETENSORS  # noqa: E402
+from mreg.formats.containers import DTYPES
+from mreg.pytorch.models import load_object, load_state_dict
+from mreg.pytorch.tensors import TORCH_TO_SAFETENSORS
+from mreg.registry import Registry
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:

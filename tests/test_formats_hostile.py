@@ -16,12 +16,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
+from conftest import assert_clean_failure, run_cli, store_snapshot
 
 from mreg.errors import InvalidInputError
-from mreg.registry import Registry  # noqa: E402
 from mreg.pytorch.checkpoints import load_checkpoint
-from mreg.pytorch.models import load_state_dict  # noqa: E402
+from mreg.pytorch.models import load_state_dict
+from mreg.registry import Registry
 
 
 def write_zip_checkpoint(path: Path, payload: bytes, storages: dict[str, bytes]) -> Path:
@@ -315,8 +315,8 @@ def test_diff_json_stays_valid_when_a_metric_delta_overflows(registry: Registry,
 
 @pytest.mark.parametrize("options", [{}, {"_use_new_zipfile_serialization": False}])
 def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, tmp_path: Path, options: dict) -> None:
-    from mreg.pytorch.compare import compare_weight_files
     from mreg.operations.raw_compare import compare_raw
+    from mreg.pytorch.compare import compare_weight_files
 
     base = torch.arange(12.0).reshape(3, 4)
     old = {"w": base, "view": base[:, ::2], "i": torch.tensor([2**62, 0]), "h": torch.ones(3, dtype=torch.float16), "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3}}

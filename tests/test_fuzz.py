@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 import pytest
@@ -21,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mreg import Blob
-from mreg.registry import Registry
 from mreg.errors import MregError
+from mreg.registry import Registry
 
 FUZZ = settings(
     max_examples=100,
@@ -60,7 +61,7 @@ def grammar() -> dict[str, Callable[[Any], object]]:
         "parse_input_shape": registration.parse_input_shape,
         "parse_dataset": registration.parse_dataset,
         "parse_framework": registration.parse_framework,
-        "ref table": lambda v: refs.table_problems(refs.RefTable.parse(v if isinstance(v, str) else repr(v))),
+        "ref table": lambda v: refs.RefTable.parse(v if isinstance(v, str) else repr(v)).problems(),
         "log": lambda v: refs.parse_log(v if isinstance(v, str) else repr(v), "log"),
         "input shape list": lambda v: objects.validate_input_shape([v]),
         "metrics": lambda v: objects.validate_metrics({"m": v}),

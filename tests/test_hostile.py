@@ -19,9 +19,9 @@ import pytest
 from conftest import StoreServer, assert_clean_failure, run_cli, store_snapshot
 
 from mreg import Blob
-from mreg.registry import Registry
 from mreg.errors import MregError
 from mreg.records.manifest import Manifest
+from mreg.registry import Registry
 from mreg.storage.chunk_index import encode_chunk_index
 
 Serve = Callable[[Path], StoreServer]

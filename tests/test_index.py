@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from mreg.registry import Registry
 import msgpack
-
-from mreg.storage.index import INDEX_FILE, ManifestRow
-from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest
-
 from conftest import modules_loaded_by, run_cli
+
+from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest
+from mreg.registry import Registry
+from mreg.storage.index import INDEX_FILE, ManifestRow
 
 
 def _add_versions(registry: Registry, make_file, count: int) -> None:
@@ -231,6 +230,7 @@ def test_ls_and_log_read_in_batches_and_skip_what_is_gone(registry: Registry, ma
 
 def test_the_web_reads_an_index_and_never_writes_it(registry: Registry, make_file) -> None:
     from conftest import store_snapshot
+
     from mreg.web import pages
     from mreg.web.reader import ReadOnlyRegistry
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from conftest import run_cli
+
 from mreg.registry import Registry
 
 

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import flip_byte, object_file, run_cli, store_snapshot
-from mreg.registry import Registry
+
 from mreg.errors import LockTimeoutError
+from mreg.registry import Registry
 
 
 @pytest.fixture

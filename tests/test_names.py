@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from mreg.errors import InvalidInputError, InvalidNameError, InvalidRefError, InvalidVersionError
-from mreg.records.names import Ref, format_ref, is_digest, parse_assignment, parse_condition, parse_digest_prefix, parse_name_version, parse_number, parse_ref, validate_file_path, validate_key, validate_name, validate_tag
+from mreg.errors import (
+    InvalidInputError,
+    InvalidNameError,
+    InvalidRefError,
+    InvalidVersionError,
+)
+from mreg.records.names import (
+    Ref,
+    format_ref,
+    is_digest,
+    parse_assignment,
+    parse_condition,
+    parse_digest_prefix,
+    parse_name_version,
+    parse_number,
+    parse_ref,
+    validate_file_path,
+    validate_key,
+    validate_name,
+    validate_tag,
+)
 
 HEX64 = "0123456789abcdef" * 4
 

@@ -7,13 +7,20 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from mreg.registry import Registry
-from mreg.errors import ConflictError, CorruptObjectError, InvalidInputError, NotFoundError, RefChangedError, RemoteError
+
+from mreg.errors import (
+    ConflictError,
+    CorruptObjectError,
+    InvalidInputError,
+    NotFoundError,
+    RefChangedError,
+    RemoteError,
+)
 from mreg.operations.notes import DeprecatedVersionWarning, warn_if_deprecated
-from mreg.storage.refs import NOTES_FILE
 from mreg.records.notes import Note
+from mreg.registry import Registry
+from mreg.storage.refs import NOTES_FILE
 
 
 @pytest.fixture

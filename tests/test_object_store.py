@@ -9,13 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import flip_byte
-from mreg.registry import Registry
+
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
-from mreg.storage.objects import ObjectStore
 from mreg.formats.cuts import stream_cuts
+from mreg.registry import Registry
 from mreg.storage.blobs import read_blocks
+from mreg.storage.objects import ObjectStore
 
 
 @pytest.fixture

@@ -10,8 +10,18 @@ import msgpack
 import pytest
 
 from mreg.errors import CorruptObjectError, InvalidInputError
-from mreg.records.manifest import Dataset, FileEntry, Framework, Lineage, Manifest, looks_like_manifest, validate_input_shape, validate_metrics, validate_properties
 from mreg.records.codec import canonical_encode
+from mreg.records.manifest import (
+    Dataset,
+    FileEntry,
+    Framework,
+    Lineage,
+    Manifest,
+    looks_like_manifest,
+    validate_input_shape,
+    validate_metrics,
+    validate_properties,
+)
 
 BLOB = "sha256:" + "ab" * 32
 PARENT = "sha256:" + "cd" * 32

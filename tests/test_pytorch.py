@@ -10,17 +10,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
+from conftest import assert_clean_failure, run_cli, store_snapshot
 
-from mreg.errors import InvalidInputError
-from mreg.registry import Registry  # noqa: E402
-from mreg.errors import NotFoundError, ObjectNotFoundError  # noqa: E402
-from mreg.pytorch.models import TorchvisionBuilder, load_model, load_state_dict, register
-from mreg.pytorch.tensors import describe
-from mreg.pytorch.pretrained import fetch_pretrained
-from mreg.pytorch.torchvision_compat import import_torchvision
+from mreg.errors import InvalidInputError, NotFoundError, ObjectNotFoundError
 from mreg.pytorch.checkpoints import load_checkpoint
-from mreg.pytorch.tensors import SMALL_SEGMENT  # noqa: E402
+from mreg.pytorch.models import (
+    TorchvisionBuilder,
+    load_model,
+    load_state_dict,
+    register,
+)
+from mreg.pytorch.pretrained import fetch_pretrained
+from mreg.pytorch.tensors import (
+    SMALL_SEGMENT,
+    describe,
+)
+from mreg.pytorch.torchvision_compat import import_torchvision
+from mreg.registry import Registry
 
 
 class TinyNet(torch.nn.Module):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_cli
 
-from mreg.registry import Registry
 from mreg.errors import InvalidInputError, InvalidNameError
+from mreg.operations.query import matcher
+from mreg.records.manifest import FileEntry, Framework, Manifest
 from mreg.records.names import Digest
 from mreg.records.notes import Note
-from mreg.records.manifest import FileEntry, Framework, Manifest
-from mreg.operations.query import matcher
 from mreg.records.views import ModelVersion
-from conftest import run_cli
+from mreg.registry import Registry
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_clean_failure, run_cli
-from mreg.registry import Registry
+
 from mreg.errors import CorruptRefsError, LockTimeoutError
-from mreg.storage.refs import RefStore
 from mreg.records.refs import RefTable, changes
+from mreg.registry import Registry
+from mreg.storage.refs import RefStore
 
 
 def digest(n: int) -> str:

@@ -6,13 +6,25 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from conftest import colliding_pair, store_snapshot
+
 from mreg import Blob
-from mreg.errors import ConflictError, RegistryNotFoundError, VersionConflictError
-from mreg.registry import Registry
-from mreg.errors import AmbiguousRefError, InputFileError, InvalidInputError, InvalidNameError, NotFoundError, ObjectNotFoundError, RefChangedError, UnknownModelError, UnknownRefError
+from mreg.errors import (
+    AmbiguousRefError,
+    ConflictError,
+    InputFileError,
+    InvalidInputError,
+    InvalidNameError,
+    NotFoundError,
+    ObjectNotFoundError,
+    RefChangedError,
+    RegistryNotFoundError,
+    UnknownModelError,
+    UnknownRefError,
+    VersionConflictError,
+)
 from mreg.records.manifest import FileEntry, Lineage, Manifest
+from mreg.registry import Registry
 
 
 def sha(data: bytes) -> str:

@@ -11,12 +11,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file
-from conftest import run_cli, run_cli_raw, run_mreg, store_snapshot, weights
+from conftest import (
+    StoreServer,
+    assert_clean_failure,
+    closed_port_url,
+    flip_byte,
+    http_fault,
+    object_file,
+    run_cli,
+    run_cli_raw,
+    run_mreg,
+    store_snapshot,
+    weights,
+)
 
 from mreg import Blob
 from mreg.registry import Registry
-from mreg.sharing.sources import split_locations
+from mreg.sharing.locations import split_locations
 
 DATA = bytes(range(256)) * 256  # 64 KiB: big enough to truncate halfway
 Serve = Callable[[Path], StoreServer]

@@ -6,11 +6,11 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-
 from conftest import run_cli
-from mreg.registry import Registry
+
 from mreg.errors import InvalidRefError, UnknownRefError
 from mreg.records.names import format_ref, parse_ref
+from mreg.registry import Registry
 
 
 @pytest.fixture

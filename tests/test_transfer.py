@@ -13,7 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import StoreServer, assert_clean_failure, closed_port_url, flip_byte, http_fault, object_file, run_cli, store_snapshot, weights
+from conftest import (
+    StoreServer,
+    assert_clean_failure,
+    closed_port_url,
+    flip_byte,
+    http_fault,
+    object_file,
+    run_cli,
+    store_snapshot,
+    weights,
+)
 
 from mreg import Blob
 from mreg.registry import Registry

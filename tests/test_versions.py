@@ -7,7 +7,14 @@ import random
 import pytest
 
 from mreg.errors import InvalidInputError, InvalidVersionError
-from mreg.records.versions import Version, bump, format_version, highest, is_version, parse_version
+from mreg.records.versions import (
+    Version,
+    bump,
+    format_version,
+    highest,
+    is_version,
+    parse_version,
+)
 
 
 def precedence(text: str) -> tuple:

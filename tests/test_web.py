@@ -10,12 +10,19 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import assert_clean_failure, flip_byte, modules_loaded_by, object_file, run_cli, store_snapshot
+from conftest import (
+    assert_clean_failure,
+    flip_byte,
+    modules_loaded_by,
+    object_file,
+    run_cli,
+    store_snapshot,
+)
 from test_web_registry import build_registry, served
 
 from mreg.registry import Registry

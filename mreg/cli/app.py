@@ -10,15 +10,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from mreg import __version__
+from mreg._version import __version__
 from mreg.cli.errors import ExitCode, exit_code, message
 from mreg.errors import MregError, RegistryNotFoundError
 from mreg.registry import Registry
+from mreg.text import safe
 
 
 class Session:
@@ -49,8 +51,6 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 
 def fail(message: str, code: int) -> NoReturn:
     """Print the one-line error and exit."""
-    from mreg.text import safe
-
     first_line = " ".join(message.split())
     click.echo(f"mreg: error: {safe(first_line)}", err=True)
     sys.exit(code)
@@ -99,9 +99,12 @@ class MregGroup(click.Group):
         module, function = location.split(":")
         return getattr(importlib.import_module(f"mreg.cli.{module}"), function)
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+        standalone_mode: bool = True, **extra: Any,
+    ) -> Any:
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except MregError as exc:
             _maybe_reraise()
             fail(message(exc), exit_code(exc))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
@@ -26,7 +27,7 @@ def echo(text: object = "", *, err: bool = False) -> None:
 
 def echo_json(document: Any) -> None:
     """Print one JSON document on stdout (C1 controls escaped too, which JSON allows)."""
-    import json
+    import json  # start-up: only --json needs it
 
     click.echo(json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False).translate(_JSON_CONTROLS))
 
@@ -100,7 +101,7 @@ def echo_warnings(registry: Registry) -> None:
 
 def compact(value: Any) -> str:
     """A metadata value on one line: text as it is, anything else as JSON."""
-    import json
+    import json  # start-up: only JSON output and metadata values need it
 
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 

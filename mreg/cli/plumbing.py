@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import click
 from mreg.cli.app import Session, fail, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
+from mreg.registry import fsck_bucket, gc_bucket
 from mreg.text import human_size, plural
 
 
@@ -107,9 +109,7 @@ def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> N
     if bucket is not None:
         if repair:
             raise click.UsageError("--repair applies to a registry on disk; fsck of a BUCKET changes nothing")
-        from mreg.cli.remote import check_bucket
-
-        report = check_bucket(session, bucket)
+        report = fsck_bucket(bucket, registry=session.registry_if_any)
     else:
         report = session.registry.fsck(repair=repair)
     if as_json:
@@ -146,9 +146,8 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     if grace is not None and bucket is None:
         raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
     if bucket is not None:
-        from mreg.cli.remote import collect_bucket
-
-        report = collect_bucket(session, bucket, grace, dry_run)
+        hours = timedelta(hours=grace) if grace is not None else None
+        report = gc_bucket(bucket, registry=session.registry_if_any, grace=hours, dry_run=dry_run)
     else:
         report = session.registry.gc(dry_run=dry_run)
     if as_json:

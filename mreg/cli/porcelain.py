@@ -261,7 +261,7 @@ def log(session: Session, name: str, as_json: bool, max_count: int | None) -> No
     """
     registry = session.registry
     entries = registry.log(name, max_count)
-    parents = registry.parent_labels((e.new for e in entries if e.new is not None and _is_add(e.ref, e.new)))
+    parents = registry.parent_labels(e.new for e in entries if e.new is not None and _is_add(e.ref, e.new))
     if as_json:
         echo_json([{**e.to_dict(), "parents": parents.get(e.new, []) if _is_add(e.ref, e.new) else []} for e in entries])  # type: ignore[call-overload]
         return

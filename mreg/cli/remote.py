@@ -9,12 +9,11 @@ import click
 from mreg.cli.app import Session, fail, init_path, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo_json
-from mreg.registry import Registry, fsck_bucket, gc_bucket
+from mreg.registry import Registry
 from mreg.text import human_size
 
 if TYPE_CHECKING:
-    from mreg.records.reports import FsckReport, GcReport
-    from mreg.sharing.transfer import TransferReport
+    from mreg.records.reports import TransferReport
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -118,19 +117,6 @@ def update_server_info(session: Session) -> None:
     mreg keeps it current itself; run this after copying a store by other means.
     """
     session.registry.update_server_info()
-
-
-def collect_bucket(session: Session, location: str, grace_hours: float | None, dry_run: bool) -> GcReport:
-    """``mreg gc BUCKET``: sweep a registry in a bucket (a URL, or a remote's name here)."""
-    from datetime import timedelta  # start-up: only gc of a bucket needs it
-
-    grace = timedelta(hours=grace_hours) if grace_hours is not None else None
-    return gc_bucket(location, registry=session.registry_if_any, grace=grace, dry_run=dry_run)
-
-
-def check_bucket(session: Session, location: str) -> FsckReport:
-    """``mreg fsck BUCKET``: check a registry in a bucket (a URL, or a remote's name here)."""
-    return fsck_bucket(location, registry=session.registry_if_any)
 
 
 def _print_report(report: TransferReport, as_json: bool) -> None:

@@ -32,11 +32,15 @@ def serve(session: Session, registry_path: str | None, host: str, port: int) -> 
     Stop with Ctrl-C.
     """
     try:
-        import uvicorn
+        import uvicorn  # start-up: the web stack, only for serve
 
-        from mreg.web.app import create_app
+        from mreg.web.app import create_app  # start-up: the web stack, only for serve
     except ImportError as exc:
-        fail(f"mreg serve needs the web extra (missing {exc.name}): pip install -e '.[serve]' in mreg's checkout (requirements.txt includes it)", ExitCode.FAILURE)
+        fail(
+            f"mreg serve needs the web extra (missing {exc.name}): pip install -e '.[serve]' in mreg's checkout "
+            "(requirements.txt includes it)",
+            ExitCode.FAILURE,
+        )
     registry = Session(registry_path).registry if registry_path else session.registry
     listener = _listen(host, port)
     bound = listener.getsockname()[1]

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from mreg.formats.containers import ZIP_ERRORS, FormatError, stored_member_spans
 from mreg.formats.pickle_globals import (

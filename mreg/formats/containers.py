@@ -16,9 +16,10 @@ import json
 import math
 import struct
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 from mreg.errors import InvalidInputError
 from mreg.text import printable

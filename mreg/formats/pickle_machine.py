@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from mreg.formats.containers import FormatError
 from mreg.formats.pickle_globals import (

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, NamedTuple, Sequence
+from typing import Any, BinaryIO, NamedTuple
 
 from mreg.formats.checkpoints import Checkpoint, read_checkpoint
 from mreg.formats.containers import (
@@ -155,7 +156,9 @@ def describe_paths(files: Sequence[tuple[str, Path]]) -> Weights:
 
 def installed_version(distribution: str) -> str | None:
     """The installed version of a package, without importing it."""
-    from importlib import metadata
+    from importlib import (
+        metadata,  # start-up: it pulls in email and zipfile, only to name torch's version
+    )
 
     try:
         return metadata.version(distribution)

@@ -7,7 +7,8 @@ inside weight files come from a comparer passed in by the caller;
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from mreg.formats.containers import is_weights_name
 from mreg.records.diffs import (
@@ -92,8 +93,9 @@ def _file_change(store: Store, old: FileEntry | None, new: FileEntry | None, com
         return FileChange(present.path, "added" if old is None else "removed", old, new)
     if old.digest == new.digest:
         return FileChange(new.path, "unchanged" if old.path == new.path else "renamed", old, new)
-    weights = compare is not None and is_weights_name(old.path) and is_weights_name(new.path)
-    return FileChange(new.path, "changed", old, new, compare(store, old, new) if weights else None)
+    if compare is None or not (is_weights_name(old.path) and is_weights_name(new.path)):
+        return FileChange(new.path, "changed", old, new)
+    return FileChange(new.path, "changed", old, new, compare(store, old, new))
 
 
 def _renamed_weights(before: dict[str, FileEntry], after: dict[str, FileEntry]) -> tuple[FileEntry, FileEntry] | None:

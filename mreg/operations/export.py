@@ -23,13 +23,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, CorruptObjectError, InputFileError
 from mreg.operations.listing import version_view
 from mreg.records.manifest import FileEntry
+from mreg.records.reports import ExportReport
 from mreg.storage.files import fsync_dir, unique_temp_path, write_all
 from mreg.text import printable
 
@@ -40,19 +40,6 @@ if TYPE_CHECKING:
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
 
 
-@dataclass
-class ExportReport:
-    """What an export wrote: paths relative to the directory."""
-
-    name: str
-    version: str
-    directory: Path
-    linked: list[str] = field(default_factory=list)
-    copied: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)  # already there with the same bytes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "directory": str(self.directory)}
 
 
 def export(store: Store, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:

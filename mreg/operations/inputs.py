@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
     Any,
-    Callable,
-    Iterable,
-    Mapping,
     NamedTuple,
-    Sequence,
-    Union,
 )
 
 from mreg.errors import (
@@ -51,7 +47,7 @@ class Blob(NamedTuple):
     blocks: Callable[[], Iterable[bytes | memoryview]]
 
 
-FileSource = Union[str, os.PathLike, Blob]
+FileSource = str | os.PathLike[str] | Blob
 
 
 class FileToStore(NamedTuple):

@@ -6,8 +6,9 @@ first store that has it (this one first), as a reference to it would resolve.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from mreg.errors import InvalidInputError, MregError, NotFoundError, UnknownModelError
 from mreg.records.manifest import (
@@ -99,13 +100,13 @@ def list_models(store: Store) -> list[ModelSummary]:
                 if name in found:
                     continue
                 try:
-                    table = source.table(name)
+                    theirs = source.table(name)
                 except MregError as exc:
                     store.fallbacks.warnings.append(str(exc))
                     continue
-                if table is not None and table.latest is not None:
-                    found[name] = (table, source.location)
-    rows = store.manifest_rows((table.versions[table.latest] for table, _ in found.values()), skip_unreadable=True)
+                if theirs is not None and theirs.latest is not None:
+                    found[name] = (theirs, source.location)
+    rows = store.manifest_rows((table.versions[table.latest] for table, _ in found.values() if table.latest is not None), skip_unreadable=True)
     return [_summary(name, *found[name], rows) for name in sorted(found)]
 
 

@@ -13,6 +13,7 @@ from mreg.records.reports import FsckReport, GcReport
 from mreg.storage.cache import max_size, trim
 from mreg.storage.locks import FileLock
 from mreg.storage.refs import LOCK_FILE, TABLE_FILE
+from mreg.storage.server_info import INFO_MODELS, read_server_info, write_server_info
 
 if TYPE_CHECKING:
     from mreg.store.store import Store
@@ -42,12 +43,6 @@ def fsck(store: Store, *, repair: bool = False) -> FsckReport:
 
 def _check_server_info(store: Store, report: FsckReport, repair: bool) -> None:
     """``info/models`` must list every model with versions; a name too many is only noted."""
-    from mreg.storage.server_info import (
-        INFO_MODELS,
-        read_server_info,
-        write_server_info,
-    )
-
     expected = {name for name in store.refs.names() if _has_versions(store, name)}
     listed = read_server_info(store.refs)
     missing = sorted(expected - set(listed or ()))

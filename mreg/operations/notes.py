@@ -20,8 +20,10 @@ follows its object.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mreg.errors import (
     CorruptObjectError,
@@ -90,7 +92,7 @@ class NoteEdit(NamedTuple):
         if self.remove and edits:
             raise InvalidInputError("removing a note cannot be combined with changing it")
         if not self.remove and not edits:
-            raise InvalidInputError("nothing to note: give a message, a metric, a deprecation or --remove")
+            raise InvalidInputError("nothing to note: give a message, a metric, a deprecation or {remove}", options={"remove": "remove=True"})
         return edits
 
 
@@ -144,8 +146,6 @@ def warn_if_deprecated(store: Store, ref: str) -> None:
     """Warn through :mod:`warnings` when a note deprecates the version ``ref`` names."""
     view = version_view(store, ref)
     if view.deprecated:
-        import warnings
-
         message = f"{view.name}@{view.version} is deprecated: {view.deprecated}"
         warnings.warn(message, DeprecatedVersionWarning, stacklevel=3)
 

@@ -10,13 +10,10 @@ returned become full :class:`ModelVersion` views.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import (
     TYPE_CHECKING,
     Any,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
     NamedTuple,
     Protocol,
 )
@@ -132,7 +129,9 @@ def select(
     order = ordering(sort, reverse=reverse)
     if limit is not None and limit < 0:
         raise InvalidInputError(f"invalid limit {limit}: give 0 or more")
-    from mreg.storage.index import without_gc
+    from mreg.storage.index import (
+        without_gc,  # start-up: sqlite3, only commands that read many versions
+    )
 
     with without_gc():
         if name is not None and not (latest_only or framework or properties) and (conditions or family is not None or sort):
@@ -191,7 +190,7 @@ def _from_columns(
         chosen = dict(index.rows(entry.digest for entry, candidate in kept if candidate is None))
 
     def agrees(entry: VersionEntry, row: ManifestRow) -> bool:
-        return row.name == name and (sort is None or row.metrics.get(sort) == values.get(entry.digest))  # type: ignore[union-attr]
+        return row.name == name and (sort is None or row.metrics.get(sort) == values.get(entry.digest))
 
     return _checked_views(kept[:limit], chosen, agrees, match, tags)
 
@@ -238,7 +237,7 @@ def candidates(store: Store, name: str | None, *, latest_only: bool) -> Iterator
     listed = []
     for model in store.refs.names():
         table = store.refs.read(model)
-        versions = [table.latest] if latest_only and table.latest else list(reversed(table.versions))
+        versions = [table.latest] if latest_only and table.latest else list(table.versions)[::-1]
         listed.append((_tagger(table), note_finder(store, model), [table.versions[version] for version in versions]))
     rows = store.manifest_rows(digest for _, _, digests in listed for digest in digests)
     for tags, note, digests in listed:
@@ -268,7 +267,7 @@ def matcher(
     framework: str | None = None,
     metrics: Iterable[str | Condition] = (),
     properties: Mapping[str, Any] | None = None,
-) -> Callable[[ModelVersion], bool]:
+) -> Callable[[Facts], bool]:
     """A predicate on versions (views or candidates); validates every condition up front."""
     conditions = [parse_condition(c) if isinstance(c, str) else c for c in metrics]
     wanted = {key: str(value) for key, value in (properties or {}).items()}
@@ -298,7 +297,7 @@ def ordering(sort: str | None, *, reverse: bool = False) -> Callable[[list[Any]]
     """
     if sort is None:
         if reverse:
-            raise InvalidInputError("--reverse needs --sort METRIC")
+            raise InvalidInputError("{reverse} needs {sort} (a metric)", options={"reverse": "reverse=True", "sort": "sort="})
         return list
     validate_key(sort, "metric name")
     sign = 1.0 if reverse else -1.0
@@ -311,8 +310,14 @@ def ordering(sort: str | None, *, reverse: bool = False) -> Callable[[list[Any]]
 
 def _framework_matcher(spec: str) -> Callable[[Framework | None], bool]:
     """``pytorch`` or ``pytorch>=2.4``: name, then an optional PEP 440 specifier set."""
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
+    from packaging.specifiers import (  # start-up: only a framework filter needs packaging
+        InvalidSpecifier,
+        SpecifierSet,
+    )
+    from packaging.version import (  # start-up: only a framework filter needs packaging
+        InvalidVersion,
+        Version,
+    )
 
     cut = next((i for i, c in enumerate(spec) if c in "<>=!~"), len(spec))
     name, text = spec[:cut].strip(), spec[cut:].strip()

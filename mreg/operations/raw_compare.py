@@ -15,8 +15,9 @@ import io
 import itertools
 import math
 import struct
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from mreg.formats.checkpoints import inflate_members, leaves
 from mreg.formats.containers import (

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
-    Callable,
-    Iterable,
-    Mapping,
-    Sequence,
 )
 
 from mreg.errors import (
@@ -26,8 +23,9 @@ from mreg.errors import (
     InvalidTypeError,
     VersionConflictError,
 )
+from mreg.formats.containers import is_weights_name
 from mreg.formats.cuts import file_cuts, stream_cuts
-from mreg.formats.weights import Weights
+from mreg.formats.weights import Weights, describe_paths, describe_weights
 from mreg.operations.inputs import (
     Blob,
     FileSource,
@@ -35,12 +33,8 @@ from mreg.operations.inputs import (
     VersionDetails,
     collect_files,
 )
-from mreg.records.manifest import (
-    MAX_MANIFEST_SIZE,
-    FileEntry,
-    Lineage,
-    Manifest,
-)
+from mreg.records.limits import MAX_MANIFEST_SIZE
+from mreg.records.manifest import FileEntry, Lineage, Manifest
 from mreg.records.names import (
     Digest,
     names_of,
@@ -78,7 +72,7 @@ def register(
     """Register files as a new version; see :meth:`mreg.Registry.add`."""
     name, version = parse_name_version(spec)
     if (version is None) == (bump is None):
-        raise InvalidInputError(f"give either NAME@VERSION or --bump, not {'both' if version else 'neither'}")
+        raise InvalidInputError(f"give either NAME@VERSION or {{bump}}, not {'both' if version else 'neither'}", options=("bump",))
     if bump is not None and bump not in ("major", "minor", "patch"):
         raise InvalidInputError(f"bump must be 'major', 'minor' or 'patch', not {printable(bump)}")
     tag_names = [validate_tag(t) for t in names_of(tags, "tags")]
@@ -90,8 +84,6 @@ def register(
         text_of(author, "author")
     # Weight files are read (headers, pickles) before a byte is stored, so an unsafe
     # checkpoint is refused early; what is recorded is read again from the stored bytes.
-    from mreg.formats.weights import describe_paths  # only writers read weight files
-
     checked = describe_paths([(item.path, item.source) for item in to_store if isinstance(item.source, Path)])  # and where to cut
     draft = Manifest(
         name=name,
@@ -140,9 +132,6 @@ def with_weights(draft: Manifest, details: VersionDetails, described: Weights) -
 
 def describe_stored(store: Store, entries: Sequence[FileEntry]) -> Weights | None:
     """Tensor metadata read from the stored bytes of the weight files (None: one is not stored)."""
-    from mreg.formats.containers import is_weights_name
-    from mreg.formats.weights import describe_weights
-
     weights = [entry for entry in entries if is_weights_name(entry.path)]
     if not all(store.objects.contains(entry.digest) for entry in weights):
         return None
@@ -260,7 +249,7 @@ def hash_file(store: Store, item: FileToStore) -> FileEntry:
 def hash_object(store: Store, path: str | os.PathLike[str], *, write: bool = False) -> Digest:
     """A file's digest (``mreg hash-object``); with ``write`` the file is also stored, cut
     where its tensors lie if it is a weight file."""
-    source = Path(regular_file(path))
+    source = regular_file(path)
     if not write:
         return store.objects.hash_file(source)[0]
     with store.writing():

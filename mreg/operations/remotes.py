@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, InvalidInputError, RemoteError
 from mreg.records.names import Digest, text_of
 from mreg.records.refs import LogEntry, RefTable
-from mreg.records.reports import FsckReport, GcReport
+from mreg.records.reports import FsckReport, GcReport, TransferReport
 from mreg.sharing.buckets.url import is_bucket_url
 from mreg.sharing.fetching import WORKERS, fetch_all, thread_safe
+from mreg.sharing.locations import open_source
 from mreg.sharing.note_sync import NoteHome, NotesUpdate
-from mreg.sharing.sources import (
-    DEFAULT_HTTP_TIMEOUT,
-    DirectorySource,
-    Source,
-    open_source,
-)
-from mreg.sharing.transfer import (
-    Destination,
-    TransferReport,
-    require_complete,
-    transfer,
-)
+from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT, DirectorySource, Source
+from mreg.sharing.transfer import Destination, require_complete, transfer
 from mreg.storage import config as config_file
 from mreg.storage.files import refuse_symlinks
 from mreg.storage.identity import current_author, now_utc
@@ -63,7 +54,9 @@ def push(
         raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory or a bucket")
     destination: Destination
     if is_bucket_url(url):
-        from mreg.sharing.buckets.destination import BucketDestination
+        from mreg.sharing.buckets.destination import (
+            BucketDestination,  # start-up: obstore, only when a bucket is used
+        )
 
         destination = BucketDestination(url, store.config, store.fallbacks.timeout)
     else:

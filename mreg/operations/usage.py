@@ -2,62 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mreg.operations.maintenance import file_objects
 from mreg.operations.notes import reachable as reachable_notes
 from mreg.records.names import Digest
+from mreg.records.reports import ModelUsage, UsageReport
 
 if TYPE_CHECKING:
     from mreg.store.store import Store
 
 
-def _ratio(logical: int, stored: int) -> float:
-    return logical / stored if stored else 1.0
 
 
-@dataclass(frozen=True)
-class ModelUsage:
-    """One model: the bytes of all its versions' files, and of the objects they need."""
-
-    name: str
-    versions: int
-    logical: int
-    stored: int
-
-    @property
-    def ratio(self) -> float:
-        """Deduplication ratio: logical bytes per stored byte."""
-        return _ratio(self.logical, self.stored)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "versions": self.versions, "logical": self.logical, "stored": self.stored, "ratio": self.ratio}
 
 
-@dataclass(frozen=True)
-class UsageReport:
-    """Per model and in total; objects shared between models count once in the total."""
-
-    models: tuple[ModelUsage, ...]
-    logical: int
-    stored: int
-    unreachable: int  # bytes gc would reclaim
-    cache: int  # files assembled from chunks by `mreg path`
-
-    @property
-    def ratio(self) -> float:
-        return _ratio(self.logical, self.stored)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "models": [m.to_dict() for m in self.models],
-            "logical": self.logical,
-            "stored": self.stored,
-            "ratio": self.ratio,
-            "unreachable": self.unreachable,
-            "cache": self.cache,
-        }
 
 
 def _file_lists(store: Store, digests: list[Digest]) -> dict[Digest, tuple[int, int, list[Digest]]]:
@@ -76,7 +35,9 @@ def disk_usage(store: Store) -> UsageReport:
     Sizes come in one query from the metadata index (no manifest is decoded), and each file's objects
     are looked up once however many versions share it.
     """
-    from mreg.storage.index import without_gc
+    from mreg.storage.index import (
+        without_gc,  # start-up: sqlite3, only commands that read many versions
+    )
 
     with without_gc():
         return _measure(store)

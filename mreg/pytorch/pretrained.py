@@ -16,9 +16,10 @@ import os
 import re
 import socket
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -76,9 +77,9 @@ def fetch_pretrained(name: str, *, seed: int = 0, timeout: float = DOWNLOAD_TIME
             model = models.get_model(name, weights=weights)
         checksum = checksum or _verify_cached(weights.url)  # and a fresh download is checked whole
         if checksum is None:
-            raise CheckpointMismatch("the checkpoint is not in the torch hub cache, so its hash cannot be checked")
+            raise CheckpointMismatchError("the checkpoint is not in the torch hub cache, so its hash cannot be checked")
         pretrained, reason = True, None
-    except (OSError, RuntimeError, CheckpointMismatch) as exc:  # URLError is an OSError
+    except (OSError, RuntimeError, CheckpointMismatchError) as exc:  # URLError is an OSError
         reason = f"could not load the published checkpoint: {' '.join(str(exc).split()) or type(exc).__name__}"
         warnings.warn(f"{name}: {reason}; using seeded random weights (pretrained: false)", RuntimeWarning, stacklevel=2)
         with torch.random.fork_rng(devices=[]):
@@ -137,7 +138,7 @@ def _hash_prefix(url: str) -> str:
     return found.group(1) if found else ""
 
 
-class CheckpointMismatch(Exception):
+class CheckpointMismatchError(Exception):
     """A cached checkpoint whose SHA-256 does not start with the prefix in its name."""
 
 
@@ -148,7 +149,7 @@ def _verify_cached(url: str) -> str | None:
     is trusted as is. We hash the whole file and compare it with the name's prefix.
 
     Raises:
-        CheckpointMismatch: the file's SHA-256 does not start with the prefix.
+        CheckpointMismatchError: the file's SHA-256 does not start with the prefix.
     """
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
     try:
@@ -158,9 +159,9 @@ def _verify_cached(url: str) -> str | None:
         return None
     prefix = _hash_prefix(url)
     if not prefix:
-        raise CheckpointMismatch(f"the name of {path} carries no SHA-256 prefix to check it against")
+        raise CheckpointMismatchError(f"the name of {path} carries no SHA-256 prefix to check it against")
     if not digest.removeprefix("sha256:").startswith(prefix.lower()):
-        raise CheckpointMismatch(f"the cached file {path} has SHA-256 {digest}, which does not start with {prefix} as its name says")
+        raise CheckpointMismatchError(f"the cached file {path} has SHA-256 {digest}, which does not start with {prefix} as its name says")
     return digest
 
 

@@ -9,9 +9,9 @@ come from a fallback store that mreg does not control.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -33,7 +33,6 @@ from mreg.text import printable
 
 MANIFEST_KIND = "mreg.manifest"
 SCHEMA_VERSION = 1
-MAX_MANIFEST_SIZE = 16 << 20
 MAX_INT = (1 << 63) - 1  # msgpack stores integers in 64 bits
 MIN_INT = -(1 << 63)
 

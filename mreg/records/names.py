@@ -215,10 +215,10 @@ def parse_name_version(text: str) -> tuple[str, str | None]:
     if not sep:
         return name, None
     if version == LATEST:
-        raise InvalidRefError("'latest' is maintained by mreg; give an explicit version or --bump")
+        raise InvalidRefError("'latest' is maintained by mreg; give an explicit version or {bump}", options=("bump",))
     if version[:1].isalpha() and not _VERSION_LIKE_TAG.fullmatch(version):
         raise InvalidRefError(
-            f"'{printable(text)}' names a tag; 'mreg add' needs NAME@VERSION (tags go with --tag)"
+            f"'{printable(text)}' names a tag; a new version needs NAME@VERSION (tags go with {{tags}})", options=("tags",)
         )
     return name, str(parse_version(version))
 
@@ -242,7 +242,10 @@ def parse_time(text: str) -> str:
     Raises:
         InvalidRefError: the text is not such a date or time.
     """
-    from datetime import datetime, timezone
+    from datetime import (  # start-up: only a reference with @{DATE} needs it
+        datetime,
+        timezone,
+    )
 
     hint = "expected an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgpack
 
 from mreg.errors import (
     CorruptObjectError,
@@ -28,7 +31,6 @@ NOTE_SCHEMA = 1
 NOTES_HEADER = "# mreg notes 1"
 
 
-MAX_NOTE_SIZE = 1 << 20
 
 
 MAX_MESSAGE_LENGTH = 64 << 10
@@ -75,8 +77,6 @@ class Note:
     @classmethod
     def decode(cls, data: bytes, digest: str = "note") -> Note:
         """Parse and validate a note object (it may come from another store)."""
-        import msgpack
-
         try:
             raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
             _expect(isinstance(raw, dict) and raw.get("kind") == NOTE_KIND, "it is not an mreg note")
@@ -120,7 +120,7 @@ class NoteChange(NamedTuple):
     note: Note | None
 
 
-def encode_table(table: Mapping[str, str]) -> bytes:
+def encode_table(table: Mapping[Digest, Digest]) -> bytes:
     """The text of ``_notes``: one ``MANIFEST NOTE`` line per annotated version."""
     lines = [NOTES_HEADER, *(f"{target} {table[target]}" for target in sorted(table))]
     return ("\n".join(lines) + "\n").encode("ascii")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mreg.errors import (
     CorruptRefsError,
@@ -12,7 +13,7 @@ from mreg.errors import (
     RemoteError,
 )
 from mreg.records.limits import MAX_LOG_FIELD
-from mreg.records.names import Digest, is_digest
+from mreg.records.names import Digest, is_digest, validate_tag
 from mreg.records.versions import is_version, parse_version
 from mreg.text import printable
 
@@ -90,7 +91,7 @@ class RefTable(NamedTuple):
     @property
     def highest(self) -> str | None:
         """The version of highest precedence (pre-releases included), or None."""
-        return next(reversed(self.versions), None) if self.versions else None
+        return next(reversed(list(self.versions)), None)
 
     def tags_of(self, version: str) -> list[str]:
         """The tags that point at ``version``, sorted."""
@@ -128,20 +129,39 @@ class RefTable(NamedTuple):
         return cls(versions, tags, latest)
 
     def problems(self) -> list[str]:
-        """Everything wrong with this table (used by fsck)."""
+        """Everything wrong with this table: the one rule that fsck, pull, fallbacks, buckets
+        and the web apply, to tables of this store and of others alike.
+
+        Versions valid and in strictly ascending precedence (no two that only build
+        metadata sets apart), every digest valid, tags valid names (neither ``latest``
+        nor version-like) that point at listed versions, and ``latest`` the highest
+        release (else the highest pre-release).
+        """
         found = [f"invalid version '{printable(v)}'" for v in self.versions if not is_version(v)]
-        found += [f"version {v} points at invalid digest '{printable(d)}'" for v, d in self.versions.items() if not is_digest(d)]
+        found += [
+            f"version {printable(v)} points at invalid digest '{printable(d)}'" for v, d in self.versions.items() if not is_digest(d)
+        ]
         if found:
             return found
-        order = list(self.versions)
-        if order != sorted(order, key=_precedence):
+        parsed = [parse_version(v) for v in self.versions]  # once each: tables can hold 10^5 versions
+        keys = [version.precedence for version in parsed]
+        pairs = list(zip(self.versions, keys))
+        if any(a[1] > b[1] for a, b in zip(pairs, pairs[1:])):
             found.append("versions are not in precedence order")
-        found += [f"tag {t} points at missing version {v}" for t, v in self.tags.items() if v not in self.versions]
+        twins = [(a[0], b[0]) for a, b in zip(pairs, pairs[1:]) if a[1] == b[1]]
+        found += [f"versions {a} and {b} differ only in build metadata" for a, b in twins]
+        for tag, version in self.tags.items():
+            try:
+                validate_tag(tag)
+            except MregError as exc:
+                found.append(exc.message)
+            if version not in self.versions:
+                found.append(f"tag {printable(tag)} points at missing version {printable(version)}")
         expected = None
-        for version in order:
+        for version in self.versions:
             expected = version if _later(version, expected) else expected
         if self.latest != expected:
-            found.append(f"latest is {self.latest} but should be {expected}")
+            found.append(f"latest is {printable(self.latest)} but should be {expected}")
         return found
 
 
@@ -191,7 +211,7 @@ def parse_log(text: str, where: str) -> tuple[list[LogEntry], list[str]]:
 
 def parse_log_line(line: str) -> LogEntry | None:
     """One ``_log`` line, or None if it cannot be read."""
-    import json
+    import json  # start-up: only log readers need it, not `mreg show`
 
     try:
         return log_entry(json.loads(line))
@@ -199,42 +219,9 @@ def parse_log_line(line: str) -> LogEntry | None:
         return None
 
 
-def table_problems(table: RefTable) -> list[str]:
-    """Everything wrong with a ref table, as local input would be judged.
-
-    Versions valid and in precedence order, no two with one precedence (build
-    metadata twins), tags valid names that are neither ``latest`` nor version-like,
-    every tag and ``latest`` pointing at a listed version.
-    """
-    from mreg.records.names import is_digest, validate_tag
-
-    found = [f"version {printable(v)} points at invalid digest '{printable(d)}'" for v, d in table.versions.items() if not is_digest(d)]
-    try:
-        parsed = [parse_version(v) for v in table.versions]  # once each: tables can hold 10^5 versions
-    except MregError as exc:
-        found.append(exc.message)
-    if found:
-        return found
-    keys = [version.precedence for version in parsed]
-    if any(a >= b for a, b in zip(keys, keys[1:])):
-        found.append("versions are not in strictly ascending precedence (out of order, or build-metadata twins)")
-    releases = [v for v, version in zip(table.versions, parsed) if not version.is_prerelease]
-    expected = (releases or list(table.versions) or [None])[-1] if not found else table.latest
-    if table.latest != expected:
-        found.append(f"latest is {table.latest} but should be {expected}")
-    for tag, version in table.tags.items():
-        try:
-            validate_tag(tag)
-        except MregError as exc:
-            found.append(exc.message)
-        if version not in table.versions:
-            found.append(f"tag {printable(tag)} points at missing version {printable(version)}")
-    return found
-
-
 def checked_table(table: RefTable, name: str, location: str) -> RefTable:
-    """``table`` if it passes :func:`table_problems`, else RemoteError naming the model."""
-    problems = table_problems(table)
+    """``table`` if it has no :meth:`~RefTable.problems`, else RemoteError naming the model."""
+    problems = table.problems()
     if problems:
         raise RemoteError(f"{location}: the refs of '{name}' are invalid ({printable(problems[0], 120)}); skipped")
     return table
@@ -248,7 +235,7 @@ def log_entry(raw: Any) -> LogEntry:
     """
     if not isinstance(raw, dict):
         raise ValueError("a log line is not a JSON object")
-    values = []
+    values: dict[str, str | None] = {}
     for key in LogEntry._fields:
         value = raw.get(key, "" if key == "message" else None)
         optional = key in ("old", "new")
@@ -256,5 +243,6 @@ def log_entry(raw: Any) -> LogEntry:
             raise ValueError(f"log field {key} has the wrong type")
         if value is not None and len(value) > MAX_LOG_FIELD:
             raise ValueError(f"log field {key} is too long")
-        values.append(value)
-    return LogEntry(*values)
+        values[key] = value
+    time, author, ref, message = (str(values[key]) for key in ("time", "author", "ref", "message"))
+    return LogEntry(time, author, ref, values["old"], values["new"], message)

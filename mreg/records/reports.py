@@ -1,14 +1,12 @@
-"""What fsck found and gc removed."""
+"""Reports: what fsck found, what gc removed, what a transfer copied, an export wrote, du measured."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from mreg.records.names import Digest
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -52,5 +50,83 @@ class GcReport:
             "objects": len(self.objects),
             "bytes": self.bytes,
             "temp_files": self.temp_files,
+            "cache": self.cache,
+        }
+
+
+@dataclass
+class TransferReport:
+    """What a transfer copied."""
+
+    source: str
+    destination: str
+    objects: int = 0
+    bytes: int = 0
+    versions: list[str] = field(default_factory=list)  # name@version, new at the destination
+    tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
+    notes: list[str] = field(default_factory=list)  # name@version whose note came over
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote: paths relative to the directory."""
+
+    name: str
+    version: str
+    directory: Path
+    linked: list[str] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # already there with the same bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "directory": str(self.directory)}
+
+
+def _ratio(logical: int, stored: int) -> float:
+    return logical / stored if stored else 1.0
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """One model: the bytes of all its versions' files, and of the objects they need."""
+
+    name: str
+    versions: int
+    logical: int
+    stored: int
+
+    @property
+    def ratio(self) -> float:
+        """Deduplication ratio: logical bytes per stored byte."""
+        return _ratio(self.logical, self.stored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "versions": self.versions, "logical": self.logical, "stored": self.stored, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Per model and in total; objects shared between models count once in the total."""
+
+    models: tuple[ModelUsage, ...]
+    logical: int
+    stored: int
+    unreachable: int  # bytes gc would reclaim
+    cache: int  # files assembled from chunks by `mreg path`
+
+    @property
+    def ratio(self) -> float:
+        return _ratio(self.logical, self.stored)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": [m.to_dict() for m in self.models],
+            "logical": self.logical,
+            "stored": self.stored,
+            "ratio": self.ratio,
+            "unreachable": self.unreachable,
             "cache": self.cache,
         }

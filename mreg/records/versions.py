@@ -8,7 +8,8 @@ and orders build metadata (``+local``), all of which SemVer forbids.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Literal, NamedTuple, Union
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
 
 from mreg.errors import InvalidVersionError
 from mreg.text import printable
@@ -25,7 +26,7 @@ _SEMVER = re.compile(
 MAX_VERSION_LENGTH = 128
 
 Bump = Literal["major", "minor", "patch"]
-_Identifier = Union[int, str]
+_Identifier = int | str
 
 
 class Version(NamedTuple):

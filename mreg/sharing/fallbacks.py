@@ -24,18 +24,15 @@ from mreg.errors import (
     UnknownRefError,
 )
 from mreg.records.codec import sha256_digest
-from mreg.records.manifest import MAX_MANIFEST_SIZE, Manifest
+from mreg.records.limits import MAX_MANIFEST_SIZE
+from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, Ref
 from mreg.records.refs import RefTable
 from mreg.sharing.fetching import WORKERS, fetch_all
-from mreg.sharing.sources import (
-    DEFAULT_HTTP_TIMEOUT,
-    Source,
-    object_path,
-    open_source,
-    split_locations,
-)
+from mreg.sharing.locations import open_source, split_locations
+from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT, Source
 from mreg.storage.config import Config
+from mreg.storage.layout import object_key
 from mreg.storage.objects import ObjectStore
 
 Advance = Callable[[int], None]
@@ -74,7 +71,7 @@ def fetch_manifest(source: Source, digest: Digest, check: Callable[[Manifest], N
 
     Returns None when ``source`` does not have it as a blob.
     """
-    data = source.read_limited(object_path(digest), MAX_MANIFEST_SIZE)
+    data = source.read_limited(object_key(digest), MAX_MANIFEST_SIZE)
     if data is None:
         return None
     if sha256_digest(data) != digest:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptObjectError, RemoteError
-from mreg.records.limits import MAX_CHUNK_INDEX_SIZE
-from mreg.records.manifest import MAX_MANIFEST_SIZE
+from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.names import Digest
-from mreg.sharing.sources import Source, bounded, object_path
+from mreg.sharing.sources import Source, bounded
 from mreg.storage.blobs import Segment, segment_blocks, stage_blob
 from mreg.storage.chunk_index import decode_chunk_index
+from mreg.storage.layout import object_key
 from mreg.storage.objects import ObjectStore, Piece
 from mreg.storage.threads import Progress, in_parallel
 
@@ -128,16 +128,16 @@ def fetch_blob(
         return None
     copied = _store_blob(source, digest, blocks, store, advance)
     if size is not None and copied != size:
-        raise RemoteError(f"{source.location}/{object_path(digest)} has {copied} bytes, but {size} are expected; refused")
+        raise RemoteError(f"{source.location}/{object_key(digest)} has {copied} bytes, but {size} are expected; refused")
     return copied
 
 
 def open_blob(source: Source, digest: Digest, limit: int) -> Iterator[bytes] | None:
     """A blob's bytes from ``source``, cut off with RemoteError past ``limit``; None when it has no such blob."""
-    streamed = source.stream(object_path(digest))
+    streamed = source.stream(object_key(digest))
     if streamed is None:
         return None
-    where = f"{source.location}/{object_path(digest)}"
+    where = f"{source.location}/{object_key(digest)}"
     blocks, announced = streamed
     if announced is not None and announced > limit:
         getattr(blocks, "close", lambda: None)()
@@ -147,7 +147,7 @@ def open_blob(source: Source, digest: Digest, limit: int) -> Iterator[bytes] | N
 
 def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list[tuple[Digest, int]]] | None:
     """A chunked file's index from ``source``: its bytes and its checked chunks (None: no index there)."""
-    index = source.read_limited(object_path(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
+    index = source.read_limited(object_key(digest) + ".chunks", MAX_CHUNK_INDEX_SIZE)
     if index is None:
         return None
     return index, _checked_index(source, digest, index, limit)
@@ -314,4 +314,4 @@ def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:
         received += len(block)
         yield block
     if received != size:
-        raise RemoteError(f"{source.location}/{object_path(chunk)} has {received} bytes, but {size} are expected; refused")
+        raise RemoteError(f"{source.location}/{object_key(chunk)} has {received} bytes, but {size} are expected; refused")

@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import http.client
 import socket
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from mreg._version import __version__
 from mreg.errors import RemoteError
 from mreg.text import printable
 
@@ -104,24 +106,41 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed
 
 
-def _watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
-    class Connection(base):  # type: ignore[valid-type, misc]
-        def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            create = self._create_connection
+class _Watched:
+    """Connections whose socket a :class:`Deadline` watches from the moment it exists,
+    so a stalled TLS handshake is cut off too."""
 
-            def created(*a: Any, **k: Any) -> socket.socket:
-                sock = create(*a, **k)
-                deadline.watch(sock)
-                return sock
+    _create_connection: Callable[..., socket.socket]  # set by http.client.HTTPConnection
 
-            self._create_connection = created
+    def _watch(self, deadline: Deadline) -> None:
+        create = self._create_connection
 
-    return Connection
+        def created(*args: Any, **kwargs: Any) -> socket.socket:
+            sock = create(*args, **kwargs)
+            deadline.watch(sock)
+            return sock
+
+        self._create_connection = created
 
 
-_HTTPConnection = _watched(http.client.HTTPConnection)
-_HTTPSConnection = _watched(http.client.HTTPSConnection)
+class _HTTPConnection(_Watched, http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch(deadline)
+
+
+class _HTTPSConnection(_Watched, http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch(deadline)
+
+
+class _Request(urllib.request.Request):
+    """A request that carries its deadline to the connection that serves it."""
+
+    def __init__(self, url: str, deadline: Deadline, headers: dict[str, str]) -> None:
+        super().__init__(url, headers=headers)
+        self.deadline = deadline
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -130,8 +149,12 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self._tls = ssl.create_default_context()
+
     def https_open(self, req: Any) -> Any:
-        return self.do_open(functools.partial(_HTTPSConnection, deadline=req.deadline), req, context=self._context)
+        return self.do_open(functools.partial(_HTTPSConnection, deadline=req.deadline), req, context=self._tls)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -140,7 +163,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
         if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
             raise RemoteError(f"{req.full_url}: redirected to '{printable(newurl, 200)}', which is not http(s); refused")
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        new: Any = super().redirect_request(req, fp, code, msg, headers, newurl)  # a plain Request: it takes the deadline along
         if new is not None:
             new.deadline = req.deadline
         return new
@@ -157,11 +180,8 @@ def get(director: urllib.request.OpenerDirector, url: str, timeout: float) -> tu
     Raises:
         RemoteError: naming ``url``: unreachable, an HTTP error, no answer in time.
     """
-    from mreg import __version__
-
     deadline = Deadline(timeout)
-    request = urllib.request.Request(url, headers={"User-Agent": f"mreg/{__version__}"})
-    request.deadline = deadline  # type: ignore[attr-defined]
+    request = _Request(url, deadline, {"User-Agent": f"mreg/{__version__}"})
     try:
         response = director.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:

@@ -8,20 +8,19 @@ system (:class:`RegistryNotes`, changed under the model's lock) or a bucket
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Mapping, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mreg.errors import ConflictError, RemoteError
 from mreg.records.codec import sha256_digest
+from mreg.records.limits import MAX_NOTE_SIZE
 from mreg.records.names import Digest
-from mreg.records.notes import MAX_NOTE_SIZE, Note, history, parse_table
+from mreg.records.notes import Note, history, parse_table
 from mreg.records.refs import LogEntry
-from mreg.sharing.sources import object_path
 from mreg.storage.identity import current_author, now_utc
+from mreg.storage.layout import object_key
 from mreg.storage.threads import in_parallel
-
-MAX_TABLE_SIZE = 64 << 20  # 450,000 notes
 
 if TYPE_CHECKING:
     from mreg.records.refs import RefTable
@@ -117,7 +116,7 @@ class NoteSync:
         for target, theirs in sorted(notes.items()):
             decision = self._decide(table.get(target), theirs)
             if decision == "conflict":  # the destination changed since we looked
-                raise ConflictError(self._conflict(name, target, table[target], theirs))
+                raise ConflictError(self._conflict(name, target, table[target], theirs), options={"force": "force=True"})
             if decision == "take":
                 self._store(theirs)
                 version = self.versions[name][target]
@@ -137,7 +136,7 @@ class NoteSync:
 
     def _conflict(self, name: str, target: Digest, ours: Digest, theirs: Digest) -> str:
         version = self.versions[name][target]
-        return f"the note on {name}@{version} is {ours[:15]} here but {theirs[:15]} there (use --force to replace it)"
+        return f"the note on {name}@{version} is {ours[:15]} here but {theirs[:15]} there (use {{force}} to replace it)"
 
     def _check(self, target: Digest, digest: Digest) -> None:
         """The source has the note, and it annotates the version it is filed under."""
@@ -154,7 +153,7 @@ class NoteSync:
 
     def _remote_bytes(self, digest: Digest) -> bytes | None:
         if digest not in self._objects:
-            data = self.source.read(object_path(digest))
+            data = self.source.read(object_key(digest))
             if data is not None and (len(data) > MAX_NOTE_SIZE or sha256_digest(data) != digest):
                 raise RemoteError(f"{self.source.location}: note object {digest} is corrupt")
             self._objects[digest] = data

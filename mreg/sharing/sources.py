@@ -11,7 +11,6 @@ rest (resolving refs, fetching and verifying objects) is built on them, once.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Container, Iterator, Mapping, Sequence
@@ -19,26 +18,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from mreg.errors import CorruptRefsError, InvalidNameError, RemoteError
+from mreg.records.limits import (
+    MAX_LOG_SIZE,
+    MAX_MODEL_LIST_SIZE,
+    MAX_NOTES_TABLE_SIZE,
+    MAX_REF_TABLE_SIZE,
+    MAX_SMALL_FILE,
+)
 from mreg.records.names import validate_name
-from mreg.records.refs import LogEntry, RefTable, parse_log
+from mreg.records.refs import LogEntry, RefTable, checked_table, parse_log
 from mreg.storage.blobs import read_blocks
-from mreg.storage.refs import LOG_FILE, TABLE_FILE
+from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE
 from mreg.storage.server_info import INFO_MODELS
 from mreg.storage.threads import in_parallel
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    from mreg.storage.config import Config
+    pass
 
-URL_SCHEMES = ("http", "https", "s3", "gs", "az")
 DEFAULT_HTTP_TIMEOUT = 30.0
 Stream = tuple[Iterator[bytes], "int | None"]
 """A file's bytes in blocks, and its size when known."""
 
 
-def object_path(digest: str) -> str:
-    """An object's path inside any store: ``objects/ab/cdef...``."""
-    return f"objects/{digest[7:9]}/{digest[9:]}"
 
 
 class RemoteModel(NamedTuple):
@@ -60,8 +62,6 @@ class Source(ABC):
 
     def read(self, path: str) -> bytes | None:
         """A small file's bytes (at most ``MAX_SMALL_FILE``), or None when it does not exist."""
-        from mreg.records.limits import MAX_SMALL_FILE
-
         return self.read_limited(path, MAX_SMALL_FILE)
 
     @abstractmethod
@@ -109,17 +109,13 @@ class Source(ABC):
     def models(self, names: Sequence[str], noted: Container[str] | None = None) -> dict[str, RemoteModel]:
         """Several models' refs (see :meth:`table`), with the notes tables of those in
         ``noted`` (default: all), every file read at once."""
-        from mreg.records.limits import MAX_TABLE_SIZE
-        from mreg.sharing.note_sync import MAX_TABLE_SIZE as MAX_NOTES_SIZE
-        from mreg.storage.refs import NOTES_FILE
-
         for name in names:
             try:
                 validate_name(name)
             except InvalidNameError:
                 raise RemoteError(f"{self.location} lists an invalid model name '{printable(name)}'; skipped") from None
-        limits = {f"models/{name}/{TABLE_FILE}": MAX_TABLE_SIZE for name in names}
-        limits.update({f"models/{name}/{NOTES_FILE}": MAX_NOTES_SIZE for name in names if noted is None or name in noted})
+        limits = {f"models/{name}/{TABLE_FILE}": MAX_REF_TABLE_SIZE for name in names}
+        limits.update({f"models/{name}/{NOTES_FILE}": MAX_NOTES_TABLE_SIZE for name in names if noted is None or name in noted})
         found = self.read_all(limits)
         return {
             name: RemoteModel(self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]), found.get(f"models/{name}/{NOTES_FILE}"))
@@ -131,8 +127,6 @@ class Source(ABC):
         return with_versions(self.models(self.model_names()))
 
     def _parsed_table(self, name: str, data: bytes | None) -> RefTable | None:
-        from mreg.records.refs import checked_table
-
         if data is None:
             return None
         try:
@@ -149,8 +143,6 @@ class Source(ABC):
         Raises:
             RemoteError: the log is too big, or a line is not a valid entry.
         """
-        from mreg.records.limits import MAX_LOG_SIZE
-
         data = self.read_limited(f"models/{validate_name(name)}/{LOG_FILE}", MAX_LOG_SIZE)
         if data is None:
             return []
@@ -242,7 +234,10 @@ class HttpSource(Source):
     """Small files read at once (each request opens its own connection)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
-        from mreg.sharing.http import checked_url, opener
+        from mreg.sharing.http import (  # start-up: urllib costs 40-90 ms, only HTTP sources need it
+            checked_url,
+            opener,
+        )
 
         self.location = checked_url(url.rstrip("/"))
         self.timeout = timeout
@@ -251,13 +246,11 @@ class HttpSource(Source):
         self._opener = opener()
 
     def stream(self, path: str) -> Stream | None:
-        from mreg.sharing.http import get
+        from mreg.sharing.http import get  # start-up: see __init__
 
         return get(self._opener, f"{self.location}/{path}", self.timeout)
 
     def model_names(self) -> list[str]:
-        from mreg.records.limits import MAX_MODEL_LIST_SIZE
-
         data = self.read_limited(INFO_MODELS, MAX_MODEL_LIST_SIZE)
         if data is None:
             raise RemoteError(f"{self.location} has no {INFO_MODELS}: run 'mreg update-server-info' in that registry")
@@ -268,46 +261,5 @@ class HttpSource(Source):
         return sorted({line for line in text.splitlines() if line})
 
 
-def open_source(location: str, *, timeout: float = DEFAULT_HTTP_TIMEOUT, config: Config | None = None, check: bool = True) -> Source:
-    """A Source for a path, an ``http(s)://`` URL or a bucket (``s3://``, ``gs://``, ``az://``).
-
-    ``config`` gives a bucket the endpoint and region of the remote that names it. A
-    bucket is checked with one request (missing, credentials refused) unless ``check``
-    is False: then its first read fails the same way.
-
-    Raises:
-        RemoteError: a path that holds no registry, or a bucket that cannot be read.
-    """
-    if re.match(r"https?://", location):
-        return HttpSource(location, timeout=timeout)
-    if re.match(r"(s3|gs|az)://", location):
-        from mreg.sharing.buckets.source import (
-            open_bucket_source,  # imports obstore: only when a bucket is used
-        )
-
-        return open_bucket_source(location, config, timeout, check=check)
-    path = Path(location).expanduser()
-    for candidate in (path / ".mreg", path):
-        if (candidate / "objects").is_dir() and (candidate / "models").is_dir():
-            return DirectorySource(candidate.resolve(), location)
-    raise RemoteError(f"no mreg registry at '{location}'")
 
 
-def split_locations(text: str) -> list[str]:
-    """Split an ``os.pathsep``-separated list of paths and URLs.
-
-    On POSIX the separator is ``:``, which URLs also contain (``http://host:8000/x``,
-    ``s3://bucket/prefix``), so a scheme, and a port right after a host, are joined
-    back to their URL.
-    """
-    entries: list[str] = []
-    for part in text.split(os.pathsep):
-        previous = entries[-1] if entries else ""
-        inside_url = previous in URL_SCHEMES or (
-            re.fullmatch(r"https?://[^/]*", previous) is not None and re.match(r"\d+(/|$)", part) is not None
-        )
-        if inside_url:
-            entries[-1] = previous + os.pathsep + part
-        else:
-            entries.append(part)
-    return [entry for entry in entries if entry]

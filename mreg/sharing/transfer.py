@@ -16,36 +16,20 @@ once, by a bounded pool of threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from mreg.errors import ConflictError, NotFoundError, RemoteError
 from mreg.records.names import names_of, validate_name
 from mreg.records.refs import LogEntry, RefTable
+from mreg.records.reports import TransferReport
 from mreg.sharing.fetching import Counter
 from mreg.sharing.note_sync import NoteHome, NoteSync
 from mreg.sharing.sources import RemoteModel, Source
 from mreg.storage.identity import current_author, now_utc
 from mreg.storage.threads import ProgressReport
-
-
-@dataclass
-class TransferReport:
-    """What a transfer copied."""
-
-    source: str
-    destination: str
-    objects: int = 0
-    bytes: int = 0
-    versions: list[str] = field(default_factory=list)  # name@version, new at the destination
-    tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
-    notes: list[str] = field(default_factory=list)  # name@version whose note came over
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 class Destination(Protocol):
@@ -97,7 +81,7 @@ def transfer(
     notes = NoteSync(source, destination.note_home(), tables, incoming, force)  # notes travel with their versions
     problems += notes.conflicts()
     if problems:
-        raise ConflictError("nothing was transferred: " + "; ".join(problems))
+        raise ConflictError("nothing was transferred: " + "; ".join(problems), options={"force": "force=True"})
     # Only the models whose refs change are written, and only their logs are read (and
     # checked) before anything is written: a second transfer of the same state reads no
     # log and takes no lock. Were the destination changed meanwhile, the transfer is
@@ -108,7 +92,7 @@ def transfer(
         report.objects, report.bytes = destination.copy_objects(source, tables, progress)
         entry = LogEntry(now_utc(), current_author() if changing else "", "", None, None, message)  # git config: a process
         for name in changing:
-            old, new = destination.update_refs(name, partial(merged, name, tables[name], force), partial(logs.get, name, []), entry)
+            old, new = destination.update_refs(name, partial(merged, name, tables[name], force), partial(logs.__getitem__, name), entry)
             report.versions += [f"{name}@{v}" for v in new.versions if v not in old.versions]
             report.tags += [f"{name}@{t} -> {v}" for t, v in new.tags.items() if old.tags.get(t) != v]
         report.notes = notes.apply(message)
@@ -126,9 +110,9 @@ def conflicts(name: str, theirs: RefTable, ours: RefTable, force: bool) -> list[
         elif mine is None and ours.same_precedence(version):
             found.append(f"{name}@{version} has the precedence of {name}@{ours.same_precedence(version)} here")
     for tag, version in theirs.tags.items():
-        mine = ours.tags.get(tag)
-        if mine is not None and mine != version and not force:
-            found.append(f"tag {name}@{tag} points at {mine} here but {version} there (use --force to move it)")
+        here = ours.tags.get(tag)
+        if here is not None and here != version and not force:
+            found.append(f"tag {name}@{tag} points at {here} here but {version} there (use {{force}} to move it)")
     return found
 
 
@@ -140,7 +124,7 @@ def merged(name: str, theirs: RefTable, force: bool, ours: RefTable) -> RefTable
     """
     problems = conflicts(name, theirs, ours, force)
     if problems:
-        raise ConflictError("; ".join(problems))
+        raise ConflictError("; ".join(problems), options={"force": "force=True"})
     table = ours
     for version, digest in theirs.versions.items():
         if version not in table.versions:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Iterable,
-)
 
 from mreg.errors import CorruptObjectError
 from mreg.records.names import Digest, digest_from_hex
@@ -21,11 +18,8 @@ from mreg.storage.files import (
     unique_temp_path,
     write_all,
 )
+from mreg.storage.layout import ObjectLayout
 from mreg.storage.threads import Worker
-
-if TYPE_CHECKING:
-    from mreg.storage.objects import ObjectStore
-
 
 MAX_PENDING = 256  # blobs written but not yet synced and installed (open files)
 
@@ -45,8 +39,8 @@ class SegmentWriter:
     CorruptObjectError before it is kept.
     """
 
-    def __init__(self, store: ObjectStore, cuts: list[int], expected: list[Digest] | None = None) -> None:
-        self.store = store
+    def __init__(self, layout: ObjectLayout, cuts: list[int], expected: list[Digest] | None = None) -> None:
+        self.layout = layout
         self.cuts = cuts
         self.expected = expected
         self.whole = hashlib.sha256() if cuts else None  # one segment: its hash is the file's
@@ -62,7 +56,7 @@ class SegmentWriter:
         self._open()
 
     def _open(self) -> None:
-        self.temp = unique_temp_path(self.store.tmp_dir, "obj")
+        self.temp = unique_temp_path(self.layout.tmp_dir, "obj")
         self._temps.append(self.temp)
         self.fd: int | None = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         self.hasher = hashlib.sha256()
@@ -74,10 +68,16 @@ class SegmentWriter:
             part = view[: self._room(len(view))]
             self.hasher.update(part)
             self._feed_whole(part)
-            self._background.submit(partial(self._write, self.fd, part))
+            self._background.submit(partial(self._write, self._open_fd(), part))
             self.size += len(part)
             view = view[len(part) :]
             self._advance(len(part))
+
+    def _open_fd(self) -> int:
+        """The descriptor of the segment being written (there is one until :meth:`finish`)."""
+        if self.fd is None:
+            raise ValueError("this writer has finished")
+        return self.fd
 
     def skip(self, digest: Digest, size: int, blocks: Iterable[Block]) -> None:
         """Take a whole segment that is already stored: its bytes only feed the file's hash.
@@ -140,7 +140,7 @@ class SegmentWriter:
     def _finished(self, fd: int | None, temp: Path, digest: Digest) -> None:
         """On the writer thread, after the segment's bytes: batch it, unless already stored
         (``fd`` None: a staged blob, whose writeback has started; it is opened to be synced)."""
-        target = self.store.object_path(digest)
+        target = self.layout.object_path(digest)
         if target.is_file():
             if fd is not None:
                 os.close(fd)
@@ -165,7 +165,7 @@ class SegmentWriter:
                 os.close(fd)
         directories = []
         for _, temp, target in pending:
-            directories += self.store.install(temp, target, durable=False)
+            directories += self.layout.install(temp, target, durable=False)
         fsync_dirs(directories)
         self.wrote_any = self.wrote_any or bool(pending)
 

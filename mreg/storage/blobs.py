@@ -11,14 +11,13 @@ import bisect
 import hashlib
 import io
 import os
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     Any,
     BinaryIO,
-    Iterable,
-    Iterator,
     NamedTuple,
 )
 

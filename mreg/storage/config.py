@@ -109,7 +109,7 @@ def update(path: Path, name: str, value: str | None, *, add: bool = False) -> Co
     if value is not None and ("\n" in value or "\0" in value):
         raise InvalidInputError("config values are one line of text")
     if value is not None:
-        _refuse_secret_or_bad_url(key, value)
+        _refuse_secret(key, value)
     with FileLock(path.with_name(path.name + ".lock"), what="the config file"):
         config = Config.load(path)
         same = [i for i, e in enumerate(config.entries) if (e.section, e.subsection, e.key) == (section, subsection, key)]
@@ -125,19 +125,14 @@ def update(path: Path, name: str, value: str | None, *, add: bool = False) -> Co
     return written
 
 
-def _refuse_secret_or_bad_url(key: str, value: str) -> None:
-    """Secrets stay out of ``.mreg/config`` (it is copied, shared, committed); bucket URLs must parse."""
+def _refuse_secret(key: str, value: str) -> None:
+    """Secrets stay out of ``.mreg/config`` (it is copied, shared, committed)."""
     if _SECRET_KEY.search(key):
         raise InvalidInputError(
             f"'{printable(key)}' looks like a secret, and mreg never writes secrets to its config: "
             "use the provider's environment variables or files (AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, "
             "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY)"
         )
-    if key == "url":
-        from mreg.sharing.buckets.url import is_bucket_url, parse_bucket_url
-
-        if is_bucket_url(value):
-            parse_bucket_url(value)
 
 
 def _parse(text: str, path: Path) -> list[Entry]:

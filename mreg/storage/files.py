@@ -13,6 +13,7 @@ data always moves by ``os.replace``.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
 import stat
@@ -49,7 +50,6 @@ def fsync_all(fds: list[int]) -> None:
     in_parallel(os.fsync, fds)
 
 
-_sync_file_range: Callable[[int, int, int, int], int] | None | bool = False  # False: not looked up yet
 
 
 def start_writeback(fd: int) -> None:
@@ -59,22 +59,23 @@ def start_writeback(fd: int) -> None:
     hashing instead of all happening at the end. A hint only (Linux
     ``sync_file_range``); elsewhere it does nothing. It never replaces the fsync.
     """
-    global _sync_file_range
-    if _sync_file_range is False:
-        _sync_file_range = _find_sync_file_range()
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE; its result is only advice
+    sync_file_range = _sync_file_range()
+    if sync_file_range is not None:
+        sync_file_range(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE; its result is only advice
 
 
-def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), looked up once; None where there is none."""
     try:
-        import ctypes
+        import ctypes  # start-up: looked up once, by the first writer
 
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return function  # type: ignore[no-any-return]
+    sync: Callable[[int, int, int, int], int] = function
+    return sync
 
 
 _process_token: str | None = None
@@ -139,8 +140,8 @@ def append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def regular_file(path: Path, what: str = "file") -> Path:
-    """``path`` if it is a regular file (after symlinks), else InputFileError.
+def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
+    """``path`` as a Path if it is a regular file (after symlinks), else InputFileError.
 
     FIFOs, devices and sockets would block or never end: they are refused.
     """
@@ -156,7 +157,7 @@ def regular_file(path: Path, what: str = "file") -> Path:
         raise InputFileError(f"cannot read {what} '{path}': it is a directory")
     if not stat.S_ISREG(mode):
         raise InputFileError(f"cannot read {what} '{path}': not a regular file (a FIFO, device or socket)")
-    return path
+    return Path(path)
 
 
 def refuse_symlinks(root: Path) -> None:

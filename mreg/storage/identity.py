@@ -19,9 +19,9 @@ def now_utc() -> str:
 
 def current_author() -> str:
     """``MREG_AUTHOR``, else git's ``user.name``, else the login name."""
-    import getpass
-    import shutil
-    import subprocess
+    import getpass  # start-up: only writers ask who they are
+    import shutil  # start-up: only writers ask who they are
+    import subprocess  # start-up: only writers ask who they are
 
     author = os.environ.get("MREG_AUTHOR", "").strip()
     if author:

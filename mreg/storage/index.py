@@ -28,9 +28,10 @@ import gc
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -346,7 +347,8 @@ def _path(key: str) -> str:
 
 def _where(name: str, family: str | None, conditions: list[Condition]) -> tuple[str, list[Any]]:
     """The WHERE clause choosing ``name``'s rows by family and registered metrics."""
-    sql, parameters = ["name = ?"], [name]
+    sql: list[str] = ["name = ?"]
+    parameters: list[object] = [name]
     if family is not None:
         sql.append("family = ?")
         parameters.append(family)

@@ -25,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
-from mreg.records.names import Digest, digest_from_hex, is_digest
+from mreg.records.names import Digest, digest_from_hex
 from mreg.storage.blob_writer import SegmentWriter
 from mreg.storage.blobs import (
     Block,
@@ -41,13 +42,12 @@ from mreg.storage.blobs import (
     write_hashing,
 )
 from mreg.storage.chunk_index import decode_chunk_index, encode_chunk_index
-from mreg.storage.files import fsync_dirs, unique_temp_path
+from mreg.storage.files import unique_temp_path
+from mreg.storage.layout import ObjectLayout
 from mreg.storage.threads import Progress
 
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
 
-CHUNKS_SUFFIX = ".chunks"
-_HEX = "0123456789abcdef"
 
 
 class Piece(NamedTuple):
@@ -66,26 +66,13 @@ class StoredObject(NamedTuple):
     written: bool
 
 
-class ObjectStore:
-    """Loose objects under ``root/objects`` with fan-out directories."""
+class ObjectStore(ObjectLayout):
+    """Loose objects under ``root/objects`` with fan-out directories: writing and reading them."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.objects_dir = root / "objects"
-        self.tmp_dir = root / "tmp"
-        self.cache_dir = root / "cache"
 
     # ------------------------------------------------------------------ naming
 
-    def object_path(self, digest: str) -> Path:
-        """Where the blob of ``digest`` lives (whether or not it exists)."""
-        hexdigest = _hex(digest)
-        return self.objects_dir / hexdigest[:2] / hexdigest[2:]
 
-    def index_path(self, digest: str) -> Path:
-        """Where the chunk index of ``digest`` lives (whether or not it exists)."""
-        path = self.object_path(digest)
-        return path.with_name(path.name + CHUNKS_SUFFIX)
 
     def is_chunked(self, digest: str) -> bool:
         """True when the file is stored as chunks rather than as one blob."""
@@ -184,22 +171,6 @@ class ObjectStore:
         self._install_bytes(encode_chunk_index(size, segments), self.index_path(digest))  # after its chunks are durable
         return StoredObject(digest, size, written=True)
 
-    def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:
-        """Rename a complete, fsynced temporary file into its fan-out directory.
-
-        With ``durable=False`` the directories whose new entries still need an fsync
-        are returned instead, for the caller to sync once for a whole batch.
-        """
-        fanout = target.parent
-        changed = [fanout]
-        if not fanout.is_dir():
-            fanout.mkdir(parents=True, exist_ok=True)
-            changed.append(fanout.parent)
-        os.replace(temp, target)
-        if durable:
-            fsync_dirs(changed)
-            return []
-        return changed
 
     def _install_bytes(self, data: bytes, target: Path) -> None:
         self._install_blocks([data], target)
@@ -324,82 +295,18 @@ class ObjectStore:
 
     # ------------------------------------------------------------ enumeration
 
-    def iter_digests(self) -> Iterator[Digest]:
-        """Every object stored locally (blobs and chunked files), in no order."""
-        for name in self._object_names():
-            yield Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX))
-
-    def iter_chunked(self) -> Iterator[Digest]:
-        """Every file stored as chunks."""
-        for name in self._object_names():
-            if name.endswith(CHUNKS_SUFFIX):
-                yield Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX))
-
-    def _object_names(self) -> Iterator[str]:
-        for fanout in _scandir(self.objects_dir):
-            if fanout.is_dir() and len(fanout.name) == 2:
-                for entry in _scandir(Path(fanout.path)):
-                    name = fanout.name + entry.name
-                    if _is_object_name(name):
-                        yield name
-
-    def stray_files(self) -> list[Path]:
-        """Files under ``objects/`` that are not objects (fsck reports them)."""
-        strays = []
-        for fanout in _scandir(self.objects_dir):
-            if not (fanout.is_dir() and len(fanout.name) == 2):
-                strays.append(Path(fanout.path))
-                continue
-            strays += [Path(e.path) for e in _scandir(Path(fanout.path)) if not _is_object_name(fanout.name + e.name)]
-        return strays
-
-    def find_prefix(self, hexprefix: str) -> list[Digest]:
-        """Stored objects whose hex digest starts with ``hexprefix`` (at least 2 digits)."""
-        fanout = self.objects_dir / hexprefix[:2]
-        rest = hexprefix[2:]
-        names = {entry.name.removesuffix(CHUNKS_SUFFIX) for entry in _scandir(fanout)}
-        return sorted(Digest("sha256:" + hexprefix[:2] + n) for n in names if n.startswith(rest) and len(n) == 62)
-
-    def stored_size(self, digest: str) -> int:
-        """Bytes this object itself occupies: the blob, or the chunk index alone."""
-        for path in (self.object_path(digest), self.index_path(digest)):
-            try:
-                return path.stat().st_size
-            except FileNotFoundError:
-                continue
-        return 0
-
-    def temp_files(self) -> list[Path]:
-        """Leftover temporary files (from interrupted writes)."""
-        return [Path(entry.path) for entry in _scandir(self.tmp_dir)]
-
-    def cached_files(self) -> Iterator[tuple[Digest, Path]]:
-        """Files assembled from chunks by :meth:`materialize`."""
-        for fanout in _scandir(self.cache_dir):
-            for entry in _scandir(Path(fanout.path)):
-                if _is_object_name(fanout.name + entry.name):
-                    yield Digest("sha256:" + fanout.name + entry.name), Path(entry.path)
-
-    def delete(self, digest: str) -> None:
-        """Remove an object in whichever shape it is stored (gc only)."""
-        self.object_path(digest).unlink(missing_ok=True)
-        self.index_path(digest).unlink(missing_ok=True)
 
 
-def _is_object_name(name: str) -> bool:
-    hexpart = name.removesuffix(CHUNKS_SUFFIX)
-    return len(hexpart) == 64 and not hexpart.strip(_HEX)  # strip, not a set: du and gc test every name
 
 
-def _hex(digest: str) -> str:
-    if not is_digest(digest):
-        raise ObjectNotFoundError(digest, "not a sha256 digest")
-    return digest[7:]
 
 
-def _scandir(path: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(path) as entries:
-            return list(entries)
-    except FileNotFoundError:
-        return []
+
+
+
+
+
+
+
+
+

@@ -24,10 +24,9 @@ never collide with a nested model's directory:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from mreg.errors import CorruptRefsError
 from mreg.records.names import Digest, validate_name
@@ -87,7 +86,7 @@ class RefUpdate:
 
     def _merge_log(self) -> None:
         """Rewrite the log as the union of its entries and the imported ones, by time."""
-        import json
+        import json  # start-up: only writers and log readers need it, not `mreg show`
 
         path = self.directory / LOG_FILE
         try:
@@ -110,7 +109,7 @@ def log_then_replace(log: Path, entries: list[LogEntry], target: Path, data: byt
     (git's order, as :meth:`RefUpdate.commit` does): a failure puts the log back, and a
     kill in between leaves a line for a change that did not happen, never a change
     without its line. The caller holds the lock that covers both files."""
-    import json
+    import json  # start-up: only writers and log readers need it, not `mreg show`
 
     size = _file_size(log)
     try:

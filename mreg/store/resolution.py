@@ -9,10 +9,8 @@ from mreg.errors import (
     ObjectNotFoundError,
     UnknownRefError,
 )
-from mreg.records.manifest import (
-    MAX_MANIFEST_SIZE,
-    looks_like_manifest,
-)
+from mreg.records.limits import MAX_MANIFEST_SIZE
+from mreg.records.manifest import looks_like_manifest
 from mreg.records.names import LATEST, Digest, Ref, parse_digest_prefix
 from mreg.records.refs import LogEntry, RefTable
 from mreg.storage.objects import ObjectStore

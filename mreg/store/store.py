@@ -189,7 +189,10 @@ class Store:
             is_bucket_url,
             parse_bucket_url,
         )
-        from mreg.storage.config import parse_key, update
+        from mreg.storage.config import (  # start-up: only `mreg config` writes settings
+            parse_key,
+            update,
+        )
 
         text_of(key, "a config key")
         if value is not None:

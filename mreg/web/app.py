@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -27,7 +28,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mreg import __version__
+import mreg.web.pages as pages
+from mreg._version import __version__
 from mreg.errors import (
     ConflictError,
     InputFileError,
@@ -39,7 +41,6 @@ from mreg.errors import (
 )
 from mreg.records.names import parse_ref
 from mreg.text import human_size, short
-from mreg.web import pages
 from mreg.web.charts import metric_chart
 from mreg.web.lineage import lineage_graph, render
 from mreg.web.reader import ReadOnlyRegistry

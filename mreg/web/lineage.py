@@ -7,7 +7,8 @@ children from an index of every registered version's parents.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from markupsafe import Markup, escape
 

@@ -7,7 +7,8 @@ rename, and manifests never change).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mreg.errors import InvalidInputError, InvalidRefError, MregError
 from mreg.operations.listing import tags_by_version

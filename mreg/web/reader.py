@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from mreg.records.manifest import Manifest
 from mreg.records.manifest import manifest_check as check_manifest

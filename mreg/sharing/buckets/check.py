@@ -15,18 +15,17 @@ import hashlib
 from collections.abc import Mapping
 
 from mreg.errors import MregError
-from mreg.records.limits import MAX_CHUNK_INDEX_SIZE
-from mreg.records.manifest import MAX_MANIFEST_SIZE, Manifest, manifest_check
+from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
+from mreg.records.manifest import Manifest, manifest_check
 from mreg.records.names import Digest
 from mreg.records.reports import FsckReport
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
 from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.sharing.buckets.sweep import digest_of
-from mreg.sharing.sources import object_path
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
-from mreg.storage.objects import CHUNKS_SUFFIX
+from mreg.storage.layout import CHUNKS_SUFFIX, object_key
 
 
 def check(location: str, config: Config | None, timeout: float) -> FsckReport:
@@ -68,7 +67,7 @@ class _Checker:
                 self.report.problems.append(f"model '{name}': note object {head} is missing")
 
     def version(self, name: str, version: str, digest: Digest) -> None:
-        got = self.bucket.get(object_path(digest), MAX_MANIFEST_SIZE)
+        got = self.bucket.get(object_key(digest), MAX_MANIFEST_SIZE)
         if got is None:
             self.report.problems.append(f"{name}@{version}: manifest {digest} is missing")
             return
@@ -99,7 +98,7 @@ class _Checker:
         return problem
 
     def chunked(self, digest: Digest, size: int) -> str | None:
-        got = self.bucket.get(object_path(digest) + CHUNKS_SUFFIX, MAX_CHUNK_INDEX_SIZE)
+        got = self.bucket.get(object_key(digest) + CHUNKS_SUFFIX, MAX_CHUNK_INDEX_SIZE)
         if got is None:
             return f"the chunk index of {digest} is missing"
         chunks = decode_chunk_index(got[0], digest)  # CorruptObjectError: it cannot be read

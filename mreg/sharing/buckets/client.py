@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
 
+from mreg._version import __version__
 from mreg.errors import RemoteError
 from mreg.sharing.buckets.url import BucketURL, parse_bucket_url, remote_settings
 from mreg.text import printable
@@ -292,7 +293,11 @@ def _ini_section(path: str, name: str) -> dict[str, str]:
 
 
 def _open_store(url: BucketURL, settings: Mapping[str, str], timeout: float) -> Any:
-    from obstore.store import AzureStore, GCSStore, S3Store
+    from obstore.store import (  # start-up: obstore, only when a bucket is used
+        AzureStore,
+        GCSStore,
+        S3Store,
+    )
 
     environ = os.environ
     client = {
@@ -316,8 +321,6 @@ def _open_store(url: BucketURL, settings: Mapping[str, str], timeout: float) -> 
 
 
 def _user_agent() -> str:
-    from mreg import __version__
-
     return f"mreg/{__version__}"
 
 

@@ -40,9 +40,10 @@ from mreg.sharing.buckets.refs import (
     write_log,
 )
 from mreg.sharing.fetching import thread_safe
-from mreg.sharing.sources import Source, object_path
+from mreg.sharing.sources import Source
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
+from mreg.storage.layout import object_key
 from mreg.storage.threads import Progress, ProgressReport, counting, in_parallel
 
 
@@ -83,7 +84,7 @@ class BucketDestination:
         blobs: dict[Digest, int] = {}  # every blob the files need, with its size
         indexes: dict[Digest, bytes] = {}
         for digest, size in sorted(files.items()):
-            index = source.read(object_path(digest) + ".chunks")
+            index = source.read(object_key(digest) + ".chunks")
             if index is None:
                 blobs[digest] = size
                 continue
@@ -103,10 +104,10 @@ class BucketDestination:
         in_parallel(put_blob, todo, CONCURRENCY)
         for digest, index in indexes.items():  # after their chunks
             if f"{digest}.chunks" in stale:
-                self._put_small(object_path(digest) + ".chunks", index, stale[f"{digest}.chunks"])
+                self._put_small(object_key(digest) + ".chunks", index, stale[f"{digest}.chunks"])
         for digest in manifests:  # after their files
             if digest in stale:
-                self._put_small(object_path(digest), wanted[digest], stale[digest])
+                self._put_small(object_key(digest), wanted[digest], stale[digest])
                 sent[0] += 1
                 sent[1] += len(wanted[digest])
         return sent[0], sent[1]
@@ -149,7 +150,7 @@ class BucketDestination:
         found: dict[str, bool] = {}
 
         def check(name: str) -> None:
-            info = self.bucket.head(object_path(name))
+            info = self.bucket.head(object_key(name))
             if info is None or age(info, now) > FRESHEN_AFTER:
                 with self._lock:
                     found[name] = info is not None
@@ -165,15 +166,15 @@ class BucketDestination:
 
     def _put_blob(self, source: Source, digest: Digest, overwrite: bool, advance: Progress | None) -> int:
         """Upload one blob from ``source``, verified as it is read; return its size."""
-        streamed = source.stream(object_path(digest))
+        streamed = source.stream(object_key(digest))
         if streamed is None:
             raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
         blocks, size = streamed
         checked = _verified(blocks, digest, advance)
         if size is not None and size <= PART_SIZE:
-            self._put_small(object_path(digest), b"".join(checked), overwrite)
+            self._put_small(object_key(digest), b"".join(checked), overwrite)
         else:
-            self.bucket.upload(object_path(digest), checked)
+            self.bucket.upload(object_key(digest), checked)
         return size or 0
 
 
@@ -190,7 +191,7 @@ def _verified(blocks: Iterator[bytes], digest: Digest, advance: Progress | None)
 
 
 def _read_verified(source: Source, digest: Digest) -> bytes:
-    data = source.read(object_path(digest))
+    data = source.read(object_key(digest))
     if data is None:
         raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 
 from mreg.errors import ConflictError, RemoteError
 from mreg.records.codec import sha256_digest
+from mreg.records.limits import MAX_NOTE_SIZE, MAX_NOTES_TABLE_SIZE
 from mreg.records.names import Digest, validate_name
-from mreg.records.notes import MAX_NOTE_SIZE, Note, encode_table, parse_table
+from mreg.records.notes import Note, encode_table, parse_table
 from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
 from mreg.sharing.buckets.refs import MAX_ATTEMPTS, write_log
-from mreg.sharing.note_sync import MAX_TABLE_SIZE, NotesUpdate
-from mreg.sharing.sources import object_path
+from mreg.sharing.note_sync import NotesUpdate
+from mreg.storage.layout import object_key
 from mreg.storage.refs import NOTES_FILE
 
 
@@ -37,7 +38,7 @@ class BucketNotes:
         return self._read(name)[0]
 
     def note_bytes(self, digest: Digest) -> bytes | None:
-        got = self.bucket.get(object_path(digest), MAX_NOTE_SIZE)
+        got = self.bucket.get(object_key(digest), MAX_NOTE_SIZE)
         if got is None:
             return None
         if sha256_digest(got[0]) != digest:
@@ -52,7 +53,7 @@ class BucketNotes:
     def add_note_object(self, data: bytes) -> None:
         """Write a note object create-only; one already there but old is written again
         ("freshened", as a push does its objects), so a concurrent gc spares it."""
-        path = object_path(sha256_digest(data))
+        path = object_key(sha256_digest(data))
         info = self.bucket.head(path)
         if info is None:
             self.bucket.create(path, data)  # False: another push wrote the same bytes first
@@ -72,7 +73,7 @@ class BucketNotes:
         raise ConflictError(f"the notes of '{name}' in {self.bucket.location} kept changing: gave up after {MAX_ATTEMPTS} attempts")
 
     def _read(self, name: str) -> tuple[dict[Digest, Digest], str | None]:
-        got = self.bucket.get(_key(name), MAX_TABLE_SIZE)
+        got = self.bucket.get(_key(name), MAX_NOTES_TABLE_SIZE)
         if got is None:
             return {}, None
         return parse_table(got[0], f"notes of '{name}' in {self.bucket.location}"), got[1]

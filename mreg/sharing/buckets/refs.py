@@ -22,6 +22,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from mreg.errors import ConflictError, CorruptRefsError, RemoteError
+from mreg.records.limits import (
+    MAX_LOG_OBJECT_SIZE,
+    MAX_MODEL_LIST_SIZE,
+    MAX_REF_TABLE_SIZE,
+)
 from mreg.records.names import validate_name
 from mreg.records.refs import LogEntry, RefTable, parse_log
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
@@ -29,8 +34,6 @@ from mreg.storage.refs import TABLE_FILE
 from mreg.storage.server_info import INFO_MODELS
 
 LOG_DIR = "_logs"
-MAX_TABLE_BYTES = 64 << 20
-MAX_LOG_BYTES = 16 << 20
 MAX_LOG_OBJECTS = 100_000
 MAX_ATTEMPTS = 50
 """Lost races before a writer gives up (each costs two requests)."""
@@ -42,7 +45,7 @@ def table_key(name: str) -> str:
 
 def read_table(bucket: Bucket, name: str) -> tuple[RefTable, str | None]:
     """A model's table and its ETag (an empty table and None when it has none)."""
-    got = bucket.get(table_key(name), MAX_TABLE_BYTES)
+    got = bucket.get(table_key(name), MAX_REF_TABLE_SIZE)
     if got is None:
         return RefTable(), None
     data, etag = got
@@ -99,7 +102,7 @@ def read_log(bucket: Bucket, name: str) -> list[LogEntry]:
     entries: list[LogEntry] = []
     seen: set[LogEntry] = set()
     for key in keys:
-        got = bucket.get(key, MAX_LOG_BYTES)
+        got = bucket.get(key, MAX_LOG_OBJECT_SIZE)
         if got is None:
             continue  # removed since the listing
         found, problems = parse_log(got[0].decode("utf-8", errors="replace"), f"log of '{name}' in {bucket.location}")
@@ -147,6 +150,6 @@ def add_to_info(bucket: Bucket, names: Iterable[str], listed: set[str] | None = 
 
 
 def _info(bucket: Bucket) -> tuple[set[str], str | None]:
-    got = bucket.get(INFO_MODELS, MAX_TABLE_BYTES)
+    got = bucket.get(INFO_MODELS, MAX_MODEL_LIST_SIZE)
     data, etag = got if got is not None else (b"", None)
     return {line for line in data.decode("utf-8", errors="replace").splitlines() if line}, etag

@@ -15,17 +15,17 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from mreg.errors import CorruptObjectError, RemoteError
+from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest
 from mreg.records.notes import history
 from mreg.records.reports import GcReport
 from mreg.sharing.buckets.client import FRESHEN_AFTER, Bucket, age
 from mreg.sharing.buckets.notes import BucketNotes
-from mreg.sharing.buckets.refs import MAX_TABLE_BYTES, model_names, read_table
-from mreg.sharing.sources import object_path
+from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
-from mreg.storage.objects import CHUNKS_SUFFIX
+from mreg.storage.layout import CHUNKS_SUFFIX, object_key
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
 _HEX = frozenset("0123456789abcdef")
@@ -52,7 +52,7 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
         report.objects.append(digest)
         report.bytes += int(info.get("size") or 0)
         if not dry_run:
-            bucket.delete(object_path(digest) + suffix)
+            bucket.delete(object_key(digest) + suffix)
     return report
 
 
@@ -76,7 +76,7 @@ def _mark(bucket: Bucket, chunked: set[Digest]) -> set[Digest]:
 
 
 def _read(bucket: Bucket, digest: Digest, *, suffix: str = "", verify: bool = False, missing_ok: bool = False) -> bytes | None:
-    got = bucket.get(object_path(digest) + suffix, MAX_TABLE_BYTES)
+    got = bucket.get(object_key(digest) + suffix, MAX_CHUNK_INDEX_SIZE if suffix else MAX_MANIFEST_SIZE)
     if got is None:
         if missing_ok:
             return None

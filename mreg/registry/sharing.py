@@ -1,0 +1,109 @@
+"""Other registries and the health of this one: push, pull, clone, diff, du, fsck, gc."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from mreg.storage.threads import ProgressReport
+from mreg.store.store import Store
+
+if TYPE_CHECKING:
+    from mreg.operations.diff import TensorComparer
+    from mreg.records.diffs import VersionDiff
+    from mreg.records.reports import FsckReport, GcReport, TransferReport, UsageReport
+    from mreg.registry import Registry
+
+
+class Sharing:
+    """:class:`~mreg.registry.Registry` methods. Other registries, comparisons and upkeep: push, pull, clone, diff, du, fsck, gc."""
+
+    store: Store
+
+    def diff(self, old: str, new: str, *, compare_tensors: TensorComparer | bool | None = None) -> VersionDiff:
+        """What changed between two versions.
+
+        ``compare_tensors`` compares weight files tensor by tensor: True by their bytes
+        (no torch), or a comparer (``mreg.pytorch.diff`` passes torch's); None or False
+        compares files by digest only.
+        """
+        from mreg.operations.diff import (
+            diff_versions,  # start-up: only `mreg diff` compares
+        )
+
+        return diff_versions(self.store, old, new, compare_tensors=compare_tensors)
+
+    def disk_usage(self) -> UsageReport:
+        """Registered (logical) bytes against stored bytes, per model and in total."""
+        from mreg.operations.usage import (
+            disk_usage,  # start-up: only `mreg du` measures
+        )
+
+        return disk_usage(self.store)
+
+    def pull(
+        self, source: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+    ) -> TransferReport:
+        """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name)."""
+        from mreg.operations.remotes import (
+            pull,  # start-up: only transfers load the sources
+        )
+
+        return pull(self.store, source, names, force=force, progress=progress)
+
+    def push(
+        self, destination: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+    ) -> TransferReport:
+        """Copy models into another registry: a path, a bucket URL (s3://, gs://, az://) or a remote name."""
+        from mreg.operations.remotes import (
+            push,  # start-up: only transfers load the sources
+        )
+
+        return push(self.store, destination, names, force=force, progress=progress)
+
+    def fsck(self, *, repair: bool = False, bucket: str | None = None) -> FsckReport:
+        """Verify every object, manifest and ref; ``repair`` rewrites derived state
+        (``info/models``). With ``bucket`` (a URL or a remote's name), check that
+        registry instead, changing nothing. See :mod:`mreg.operations.maintenance`."""
+        if bucket is not None:
+            from mreg.operations.remotes import check_bucket  # start-up: only bucket commands load obstore
+
+            return check_bucket(self.store, bucket)
+        from mreg.operations.maintenance import (
+            fsck,  # start-up: only fsck reads every object
+        )
+
+        return fsck(self.store, repair=repair)
+
+    def gc(self, *, dry_run: bool = False, bucket: str | None = None, grace: timedelta | None = None) -> GcReport:
+        """Delete unreachable objects and stale temporary files. With ``bucket`` (a URL or a
+        remote's name), sweep that registry instead, sparing objects younger than ``grace``."""
+        if bucket is not None:
+            from mreg.operations.remotes import collect_bucket  # start-up: only bucket commands load obstore
+
+            return collect_bucket(self.store, bucket, grace=grace, dry_run=dry_run)
+        from mreg.operations.maintenance import (
+            gc,  # start-up: only gc reads every object
+        )
+
+        return gc(self.store, dry_run=dry_run)
+
+
+def fsck_bucket(location: str, *, registry: Registry | None = None) -> FsckReport:
+    """Check a registry in a bucket (a URL, or a remote's name in ``registry``), changing nothing."""
+    from mreg.operations.remotes import (
+        check_bucket,  # start-up: only bucket commands load obstore
+    )
+
+    return check_bucket(registry.store if registry is not None else None, location)
+
+
+def gc_bucket(location: str, *, registry: Registry | None = None, grace: timedelta | None = None, dry_run: bool = False) -> GcReport:
+    """Sweep a registry in a bucket (a URL, or a remote's name in ``registry``): objects no
+    ref leads to that are older than ``grace`` (default 24 hours) go."""
+    from mreg.operations.remotes import (
+        collect_bucket,  # start-up: only bucket commands load obstore
+    )
+
+    return collect_bucket(registry.store if registry is not None else None, location, grace=grace, dry_run=dry_run)

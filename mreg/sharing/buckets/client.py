@@ -206,6 +206,7 @@ _CAUSES = {
     "AccessDenied": "access denied (HTTP 403)",
     "AuthenticationFailed": "the credentials were refused",
     "AuthorizationFailure": "access denied (HTTP 403)",
+    "AuthorizationPermissionMismatch": "access denied (HTTP 403)",
 }
 
 
@@ -214,6 +215,8 @@ def cause(exc: BaseException) -> str:
     text = str(exc)
     code = re.search(r"<Code>([A-Za-z]+)</Code>", text)
     if code is not None:
+        if "Server failed to authenticate the request" in text:  # Azurite's code for it is AuthorizationFailure
+            return _CAUSES["AuthenticationFailed"]
         return _CAUSES.get(code[1], f"the service answered {code[1]}")
     if re.search(r"token request|[Cc]redential", text):
         return "no usable credentials (" + _first_line(text, 120) + ")"

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from no_cloud import keep_clouds_local
 
 from mreg.cli.app import cli
 from mreg.registry import Registry
@@ -26,8 +27,10 @@ from mreg.registry import Registry
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run each test in its own directory with a fixed author and no inherited store."""
+    """Run each test in its own directory with a fixed author, no inherited store and no
+    way to a cloud (see no_cloud)."""
     monkeypatch.chdir(tmp_path)
+    keep_clouds_local(monkeypatch)
     monkeypatch.setenv("MREG_AUTHOR", "tester")
     for variable in ("MREG_DIR", "MREG_FALLBACK", "MREG_DEBUG", "MREG_LOCK_TIMEOUT"):
         monkeypatch.delenv(variable, raising=False)

@@ -1,7 +1,7 @@
 """A real S3-protocol server on 127.0.0.1 for the bucket tests: moto in server mode.
 
 One server per test session; each test gets a bucket of its own and the standard
-AWS variables pointing at the server (subprocesses inherit them).
+AWS variables pointing at the server (see :mod:`bucket_servers`).
 """
 
 from __future__ import annotations
@@ -67,15 +67,3 @@ def s3_server() -> Iterator[S3Server]:
     host, port = server.get_host_and_port()
     yield S3Server(f"http://{host}:{port}")
     server.stop()
-
-
-@pytest.fixture
-def bucket_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``s3://<a new bucket>/team``, with the AWS variables set for the test server."""
-    for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_server.endpoint}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    bucket = f"mreg-{uuid.uuid4().hex[:12]}"
-    s3_server.create_bucket(bucket)
-    return f"s3://{bucket}/team"

@@ -1,5 +1,6 @@
-"""Registries in an S3 bucket, against a real S3-protocol server (moto) on 127.0.0.1:
-round trips, remotes, fallbacks, gc, failures and hostile content."""
+"""Registries in a bucket, against real servers on 127.0.0.1 (moto's S3, Azurite's Azure
+Blob Storage; every test taking ``bucket_url`` runs on each): round trips, remotes,
+fallbacks, gc, failures and hostile content."""
 
 from __future__ import annotations
 
@@ -9,21 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_failure, run_cli, run_mreg, store_snapshot, weights
-from s3server import S3Server, bucket_url, s3_server  # noqa: F401 - fixtures
+from bucket_servers import BucketService, azurite, bucket_server, bucket_url, raw_store, s3_server  # noqa: F401 - fixtures
+from conftest import assert_clean_failure, closed_port_url, run_cli, run_mreg, store_snapshot, weights
 from test_transfer import add, refs_of
 from test_transfer import transfer_cli as cli_json
 
 from mreg.registry import Registry
-from mreg.sharing.buckets.url import parse_bucket_url
-
-
-def raw_store(url: str):  # type: ignore[no-untyped-def]
-    """The bucket behind ``url``, through obstore directly (to look at or spoil its keys)."""
-    from obstore.store import S3Store
-
-    parsed = parse_bucket_url(url)
-    return S3Store(parsed.bucket, prefix=parsed.prefix, client_options={"allow_http": True})
 
 
 def keys(url: str) -> list[str]:
@@ -159,11 +151,14 @@ def test_second_push_and_pull_read_only_the_tables(origin: Registry, bucket_url:
     assert pulled["tags"] == ["net@stable -> 1.0.0"] and pulled["notes"] == ["net@1.1.0"]
 
 
-def test_named_remote_with_endpoint_in_config(origin: Registry, bucket_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """remote.NAME.url/endpoint/allow-http reach the server with no AWS_ENDPOINT_URL; secrets are refused."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):
+def test_named_remote_with_endpoint_in_config(
+    origin: Registry, bucket_url: str, bucket_server: BucketService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """remote.NAME.url/endpoint/allow-http reach the server without the endpoint variables; secrets are refused."""
+    settings, replaced = bucket_server.named_remote()
+    for name in replaced:
         monkeypatch.delenv(name)
-    for key, value in (("url", bucket_url), ("endpoint", s3_server.endpoint), ("allow-http", "true"), ("region", "us-east-1")):
+    for key, value in {"url": bucket_url, **settings}.items():
         assert run_cli("config", f"remote.team.{key}", value, registry=origin).exit_code == 0
     assert cli_json("push", "team", registry=origin)["versions"]
     refused = run_cli("config", "remote.team.secret-access-key", "hunter2", registry=origin)
@@ -215,40 +210,32 @@ def test_gc_sweeps_unreachable_old_objects_only(origin: Registry, bucket_url: st
 
 @pytest.mark.parametrize("case", ["no bucket", "closed port", "bad key", "bad secret", "forbidden"])
 def test_failures_name_the_url_and_cause_and_change_nothing(
-    case: str, origin: Registry, bucket_url: str, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    case: str, origin: Registry, bucket_url: str, bucket_server: BucketService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each failure: exit 7, one line naming the URL and the cause, the local store unchanged."""
     url = bucket_url
     if case == "no bucket":
-        url = "s3://mreg-no-such-bucket/team"
+        url = f"{bucket_server.scheme}://mreg-no-such-bucket/team"
     elif case == "closed port":
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        for name, value in bucket_server.unreachable(closed_port_url().removesuffix("/x")).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("MREG_DEBUG", "")
         run_cli("config", "http.timeout", "2", registry=origin)
     before = store_snapshot(origin)
     expected = {
-        "no bucket": "the bucket does not exist",
+        "no bucket": bucket_server.missing_bucket,
         "closed port": "cannot reach the endpoint",
         "bad key": "credentials were refused",
         "bad secret": "credentials were refused",
         "forbidden": "access denied",
     }[case]
     if case in ("bad key", "bad secret", "forbidden"):
-        with s3_server.authenticating() as credentials:
-            key, secret = credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"]
-            if case == "bad key":
-                key = "AKIANOSUCHKEY0000000"
-            elif case == "bad secret":
-                secret = "not-the-secret"
-            else:
-                key, secret = credentials["DENIED_AWS_ACCESS_KEY_ID"], credentials["DENIED_AWS_SECRET_ACCESS_KEY"]
-            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
-            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        with bucket_server.refused(case) as variables:
+            for name, value in variables.items():
+                if value is None:
+                    monkeypatch.delenv(name)
+                else:
+                    monkeypatch.setenv(name, value)
             results = [run_cli(*args, registry=origin) for args in (("push", url), ("pull", url))]
     else:
         results = [run_cli(*args, registry=origin) for args in (("push", url), ("pull", url))]

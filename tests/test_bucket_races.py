@@ -1,5 +1,6 @@
 """Several processes pushing to one bucket at once, a push killed midway, and
-corrupt local objects: the bucket's guarantees under stress (moto on 127.0.0.1)."""
+corrupt local objects: the bucket's guarantees under stress, on every service of
+bucket_servers (moto's S3 and Azurite on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from bucket_servers import azurite, bucket_server, bucket_url, s3_server  # noqa: F401 - fixtures
 from conftest import assert_clean_failure, flip_byte, object_file, run_cli, run_mreg
-from s3server import bucket_url, s3_server  # noqa: F401 - fixtures
 from test_bucket import add, cli_json, keys, refs_of
 
 from mreg import Blob
@@ -115,3 +116,26 @@ def test_a_corrupt_local_object_is_never_uploaded(size: int, bucket_url: str, tm
     stored = keys(bucket_url)
     assert f"objects/{blob[7:9]}/{blob[9:]}" not in stored
     assert f"objects/{digest[7:9]}/{digest[9:]}" not in stored and not any(k.startswith("models/") for k in stored)
+
+
+def test_the_service_enforces_create_only_and_compare_and_swap(bucket_url: str) -> None:
+    """What the refs and objects rest on, as the server enforces it, with eight writers at once
+    each time: one create-only write of a key wins (If-None-Match), one swap from a version wins
+    (If-Match), a stale version or a create over an existing key loses and changes nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mreg.sharing.buckets.client import Bucket
+
+    bucket = Bucket.open(bucket_url, None, 10, check=False)
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(lambda i: bucket.create("k", b"create %d" % i), range(8)))
+        assert created.count(True) == 1
+        first = bucket.get("k", 100)
+        assert first is not None and first[0] == b"create %d" % created.index(True)
+        swapped = list(pool.map(lambda i: bucket.swap("k", b"swap %d" % i, first[1]), range(8)))
+    assert swapped.count(True) == 1
+    second = bucket.get("k", 100)
+    assert second is not None and second[0] == b"swap %d" % swapped.index(True) and second[1] != first[1]
+    assert not bucket.swap("k", b"stale", first[1]) and not bucket.swap("k", b"absent?", None)
+    assert bucket.get("k", 100) == second
+    assert bucket.swap("k", b"current", second[1]) and bucket.get("k", 100)[0] == b"current"  # type: ignore[index]

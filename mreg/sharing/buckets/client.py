@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
@@ -45,6 +45,8 @@ class Bucket:
 
     def __init__(self, url: BucketURL, settings: Mapping[str, str], timeout: float) -> None:
         self.location = str(url)
+        # GCS matches a conditional write against the object's generation, not its ETag
+        self.version_key: Literal["version", "e_tag"] = "version" if url.scheme == "gs" else "e_tag"
         self.store = _open_store(url, settings, timeout)
 
     @classmethod
@@ -64,7 +66,8 @@ class Bucket:
     # ------------------------------------------------------------- reading
 
     def get(self, path: str, limit: int) -> tuple[bytes, str | None] | None:
-        """A small object's bytes and ETag, or None when it does not exist.
+        """A small object's bytes and version (its ETag; on GCS its generation), or None
+        when it does not exist. :meth:`swap` takes that version.
 
         Raises:
             RemoteError: the object is larger than ``limit`` bytes, or the call failed.
@@ -78,7 +81,7 @@ class Bucket:
         data = self._call(lambda: bytes(result.bytes()), path)
         if len(data) != meta["size"]:
             raise RemoteError(f"{self.location}/{path}: received {len(data)} of {meta['size']} bytes")
-        return data, meta.get("e_tag")
+        return data, meta.get(self.version_key)
 
     def stream(self, path: str) -> tuple[Iterator[bytes], int] | None:
         """A large object's bytes in blocks, and its size; None when it does not exist."""
@@ -161,11 +164,12 @@ class Bucket:
         self._call(lambda: obstore.put(self.store, path, data, use_multipart=False), path)
 
     def swap(self, path: str, data: bytes, etag: str | None) -> bool:
-        """Compare-and-swap: write if the object still has ``etag`` (None: if it is absent).
+        """Compare-and-swap: write if the object still has the version ``etag`` that
+        :meth:`get` gave (None: if it is absent).
 
         Returns False when another writer got there first (412, or the key now exists).
         """
-        mode: Any = "create" if etag is None else {"e_tag": etag}
+        mode: Any = "create" if etag is None else {self.version_key: etag}
         try:
             self._call(
                 lambda: obstore.put(self.store, path, data, mode=mode, use_multipart=False),
@@ -207,6 +211,7 @@ _CAUSES = {
     "AccessDenied": "access denied (HTTP 403)",
     "AuthenticationFailed": "the credentials were refused",
     "AuthorizationFailure": "access denied (HTTP 403)",
+    "AuthorizationPermissionMismatch": "access denied (HTTP 403)",
 }
 
 
@@ -215,6 +220,8 @@ def cause(exc: BaseException) -> str:
     text = str(exc)
     code = re.search(r"<Code>([A-Za-z]+)</Code>", text)
     if code is not None:
+        if "Server failed to authenticate the request" in text:  # Azurite's code for it is AuthorizationFailure
+            return _CAUSES["AuthenticationFailed"]
         return _CAUSES.get(code[1], f"the service answered {code[1]}")
     if re.search(r"token request|[Cc]redential", text):
         return "no usable credentials (" + _first_line(text, 120) + ")"

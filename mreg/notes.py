@@ -168,10 +168,8 @@ def table_path(registry: Registry, name: str) -> Path:
 
 def read_table(registry: Registry, name: str) -> dict[Digest, Digest]:
     """A model's notes here: manifest digest -> note digest (empty without notes)."""
-    try:
-        with open(registry.refs.model_file(name, NOTES_FILE), "rb") as stream:
-            data = stream.read()
-    except FileNotFoundError:
+    data = registry.refs.read_file(name, NOTES_FILE)
+    if data is None:
         return {}
     return parse_table(data, f"notes of '{name}'")
 

@@ -23,7 +23,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +33,7 @@ from ..errors import ExitCode, MregError
 from ..names import parse_ref
 from . import pages
 from .charts import metric_chart
+from .hosts import HostGuard, HostPolicy
 from .lineage import lineage_graph, render
 from .reader import ReadOnlyRegistry
 from .store_files import store_routes
@@ -46,6 +47,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",  # no page of another site may embed a response
 }
 PageData = dict[str, Any]
 Extras = Callable[[], dict[str, Any]]  # what only the HTML page needs (charts, graphs), built on demand
@@ -174,20 +176,26 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def create_app(root: str | Path, *, warm_up: bool = True) -> ASGIApp:
+def create_app(root: str | Path, *, warm_up: bool = True, hosts: HostPolicy | None = None) -> ASGIApp:
     """The web application for the store at ``root`` (a ``.mreg`` directory).
 
-    With ``warm_up``, a background thread reads every manifest once at start-up.
+    It answers only requests whose ``Host`` names the server as ``hosts`` says
+    (default: a server at 127.0.0.1:8080). With ``warm_up``, a background thread
+    reads every manifest once at start-up.
     """
     site = Site(ReadOnlyRegistry(Path(root)))
     if warm_up:
         threading.Thread(target=site.warm_up, name="mreg-warm-up", daemon=True).start()
-    return application(site)
+    return application(site, hosts or HostPolicy("127.0.0.1", 8080))
 
 
-def application(site: Site) -> ASGIApp:
-    """The ASGI application serving ``site``'s pages and its store's files."""
-    routes = []
+def application(site: Site, hosts: HostPolicy | None = None) -> ASGIApp:
+    """The ASGI application serving ``site``'s pages and its store's files.
+
+    With ``hosts``, requests naming another host are refused before anything else
+    (:func:`create_app` always passes one; the benchmarks call pages without).
+    """
+    routes: list[BaseRoute] = []
     for path, api_path, build, template in (
         ("/", "/api/models", site.models, "models.html"),
         ("/m/{ref:path}", "/api/m/{ref:path}", site.reference, "model.html"),
@@ -203,6 +211,8 @@ def application(site: Site) -> ASGIApp:
         message = {404: "no such page", 405: "this server is read-only: only GET and HEAD"}.get(exc.status_code, exc.detail)
         return site.error(request, exc.status_code, message)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    if hosts is not None:
+        app = HostGuard(app, hosts)
     return SecurityHeaders(app)
 

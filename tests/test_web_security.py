@@ -6,7 +6,6 @@ the ASGI application (tests/asgi_client.py).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil

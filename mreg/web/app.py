@@ -35,6 +35,8 @@ from . import pages
 from .charts import metric_chart
 from .hosts import HostGuard, HostPolicy
 from .lineage import lineage_graph, render
+from .numbers import json_bytes, number, signed
+from .params import query
 from .reader import ReadOnlyRegistry
 from .store_files import store_routes
 
@@ -68,15 +70,13 @@ class Site:
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
         )
         self.templates.globals.update(ref_url=ref_url, short=short, human_size=human_size, version=__version__)
-        self.templates.filters["number"] = lambda value: "–" if value is None else f"{value:.4g}"
-        self.templates.filters["signed"] = lambda value: "" if value is None else f"{value:+.4g}"
+        self.templates.filters["number"] = number  # a dash for anything but a finite number
+        self.templates.filters["signed"] = signed
         self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
 
     def models(self, request: Request) -> tuple[PageData, Extras]:
-        params = request.query_params
-        found = pages.models_page(
-            self.registry, query=params.get("q", ""), family=params.get("family", ""), page=params.get("page", "1")
-        )
+        params = query(request.query_params, {"q": "", "family": "", "page": "1"})
+        found = pages.models_page(self.registry, query=params["q"], family=params["family"], page=params["page"])
         return found, dict
 
     def reference(self, request: Request) -> tuple[PageData, Extras]:
@@ -92,14 +92,8 @@ class Site:
         }
 
     def _model(self, request: Request, name: str) -> tuple[PageData, Extras]:
-        params = request.query_params
-        data = pages.model_page(
-            self.registry,
-            name,
-            sort=params.get("sort", "version"),
-            order=params.get("order", "desc"),
-            page=params.get("page", "1"),
-        )
+        params = query(request.query_params, {"sort": "version", "order": "desc", "page": "1"})
+        data = pages.model_page(self.registry, name, sort=params["sort"], order=params["order"], page=params["page"])
         return data, lambda: {"template": "model.html", "charts": self._charts(name, data)}
 
     @staticmethod
@@ -112,8 +106,8 @@ class Site:
         }
 
     def compare(self, request: Request) -> tuple[PageData, Extras]:
-        params = request.query_params
-        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), dict
+        params = query(request.query_params, {"a": "", "b": ""})
+        return pages.compare_page(self.registry, params["a"], params["b"]), dict
 
     def warm_up(self) -> None:
         """Compile the templates and read every registered manifest once, so that the first
@@ -147,7 +141,7 @@ def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], templa
         try:
             data, extras = build(request)
             if api:
-                return JSONResponse(data, headers={"Cache-Control": "no-cache"})
+                return FiniteJSONResponse(data, headers={"Cache-Control": "no-cache"})
             context = extras()
             return site.html(context.pop("template", template), request, page=data, **context)
         except MregError as exc:
@@ -157,6 +151,13 @@ def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], templa
             return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     return endpoint
+
+
+class FiniteJSONResponse(JSONResponse):
+    """JSON in which a NaN or an infinity (which JSON cannot hold) is ``null``, never an error."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
 
 
 class SecurityHeaders:

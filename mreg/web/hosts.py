@@ -82,7 +82,8 @@ class HostPolicy:
 
 class HostGuard:
     """ASGI middleware: a request naming another host is refused (421, or 400 without a
-    readable ``Host``), and one from a page of another origin is forbidden (403)."""
+    readable ``Host``), one from a page of another origin is forbidden (403), and one
+    whose query string is not UTF-8 is a 400, before any route sees it."""
 
     def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
         self.app, self.policy = app, policy
@@ -92,7 +93,7 @@ class HostGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        problem = self._problem(headers.getlist("host"), headers.getlist("origin"))
+        problem = self._problem(headers.getlist("host"), headers.getlist("origin")) or _unreadable(scope)
         if problem is None:
             await self.app(scope, receive, send)
             return
@@ -112,3 +113,12 @@ class HostGuard:
         if len(origins) > 1 or origins and not self.policy.accepts_origin(origins[0]):
             return 403, f"requests from pages of '{printable(origins[0] if origins else '')}' are refused"
         return None
+
+
+def _unreadable(scope: Scope) -> tuple[int, str] | None:
+    """A 400 for a query string that is not UTF-8 (Starlette cannot even build the URL of it)."""
+    try:
+        scope.get("query_string", b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return 400, "the query string is not UTF-8 text"
+    return None

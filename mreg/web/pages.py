@@ -15,6 +15,8 @@ from ..names import validate_name
 from ..notes import Note, load as load_note, read_table as read_notes
 from ..objects import Manifest
 from ..refs import LogEntry
+from .numbers import difference
+from .params import page_number
 from .reader import ReadOnlyRegistry
 
 if TYPE_CHECKING:
@@ -89,10 +91,11 @@ def model_page(
 def paginate(items: list, page: str) -> tuple[list, dict[str, int]]:
     """One page of ``items`` (``page`` counts from 1, as given in a URL) and where it is."""
     pages = max(1, -(-len(items) // PAGE_SIZE))
-    if not page.isdigit() or not 1 <= int(page) <= pages:
-        raise InvalidInputError(f"no page '{page[:20]}': pages go from 1 to {pages}")
-    start = (int(page) - 1) * PAGE_SIZE
-    return items[start : start + PAGE_SIZE], {"page": int(page), "pages": pages, "size": PAGE_SIZE, "rows": len(items)}
+    number = page_number(page)  # ASCII digits only: int() would take other scripts' digits
+    if number > pages:
+        raise InvalidInputError(f"no page {number}: pages go from 1 to {pages}")
+    start = (number - 1) * PAGE_SIZE
+    return items[start : start + PAGE_SIZE], {"page": number, "pages": pages, "size": PAGE_SIZE, "rows": len(items)}
 
 
 def _series(ascending: list[dict[str, Any]], metrics: list[str]) -> dict[str, list[Point]]:
@@ -264,5 +267,4 @@ def _side(view: Any) -> dict[str, Any]:
 
 
 def _metric_row(name: str, old: float | None, new: float | None) -> dict[str, Any]:
-    delta = None if old is None or new is None else new - old
-    return {"name": name, "old": old, "new": new, "delta": delta}
+    return {"name": name, "old": old, "new": new, "delta": difference(old, new)}  # None when it overflows

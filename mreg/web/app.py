@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -72,6 +74,7 @@ class Site:
         self.templates.globals.update(ref_url=ref_url, short=short, human_size=human_size, version=__version__)
         self.templates.filters["number"] = number  # a dash for anything but a finite number
         self.templates.filters["signed"] = signed
+        self.templates.filters["breakable"] = breakable
         self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
 
     def models(self, request: Request) -> tuple[PageData, Extras]:
@@ -132,6 +135,11 @@ class Site:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": message, "status": status}, status_code=status)
         return self.html("error.html", request, status=status, status_code=status, message=message)
+
+
+def breakable(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity after each ``_ . - /`` (long metric names)."""
+    return Markup(re.sub(r"([_./-])", r"\1<wbr>", str(escape(text))))
 
 
 def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], template: str, api: bool) -> Callable:

@@ -18,6 +18,7 @@ from ..refs import LogEntry
 from .numbers import difference
 from .params import page_number
 from .reader import ReadOnlyRegistry
+from .snippets import snippets
 
 if TYPE_CHECKING:
     from ..index import ManifestRow
@@ -126,7 +127,7 @@ def version_page(
         total_size=sum(f.size for f in manifest.files),
         parents=[_link(registry, parent) for parent in manifest.lineage.parents],
         children=[_link(registry, child) for child in children.get(view.digest, [])],
-        snippets=snippets(f"{view.name}@{view.version}", view.name, base_url),
+        snippets=snippets(manifest, base_url),  # what works for the files it holds
     )
     return data
 
@@ -163,24 +164,6 @@ def children_index(registry: ReadOnlyRegistry) -> dict[str, list[str]]:
         for parent in row.parents if row is not None else ():
             index.setdefault(parent, []).append(candidate)
     return index
-
-
-def snippets(ref: str, name: str, base_url: str) -> dict[str, str]:
-    """Copy-paste commands that fetch this version from this server and load it."""
-    shell = (
-        f"mreg init .   # once, in your project\n"
-        f"mreg pull {base_url} {name}\n"
-        f"mreg show {ref}\n"
-        f'cp "$(mreg path {ref})" .'
-    )
-    python = (
-        "from mreg import Registry\n"
-        "from mreg.pytorch import load_model\n\n"
-        'registry = Registry.init(".")\n'
-        f'registry.pull("{base_url}", ["{name}"])\n'
-        f'model = load_model(registry, "{ref}")'
-    )
-    return {"shell": shell, "python": python}
 
 
 # ---------------------------------------------------------------- helpers

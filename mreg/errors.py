@@ -137,6 +137,11 @@ class CorruptRefsError(MregError):
     """A model's ref table or log that cannot be parsed."""
 
 
+class UnsafeFileError(MregError):
+    """A file of a store that is a link, a FIFO, a device or a directory, or too large to
+    read: refused, never followed or waited on."""
+
+
 class LockTimeoutError(MregError, TimeoutError):
     """Another process held a lock for longer than the bounded wait."""
 

@@ -113,7 +113,7 @@ def test_version_page_shows_lineage_files_and_snippets(server: str, example: Reg
     assert data["lineage"]["datasets"][0]["name"] == "synthetic-squares"
     assert data["files"][0]["path"] == "model.safetensors" and data["files"][0]["digest"].startswith("sha256:")
     assert f"mreg pull {server} resnet18" in data["snippets"]["shell"]
-    assert 'load_model(registry, "resnet18@2.0.0")' in data["snippets"]["python"]
+    assert 'load_state_dict(registry, "resnet18@2.0.0")' in data["snippets"]["python"]  # added as a plain state dict
     html = request(server, "/m/resnet18@2.0.0").text
     assert '<svg class="lineage"' in html and html.count('class="node ') == 5
     # a tag, latest and a digest prefix name the same page

@@ -18,6 +18,7 @@ from mreg.errors import (
     NotFoundError,
     RegistryNotFoundError,
     RemoteError,
+    UnsafeFileError,
 )
 
 
@@ -44,6 +45,7 @@ EXIT_CODES: tuple[tuple[type[MregError], int], ...] = (
     (ConflictError, ExitCode.CONFLICT),
     (CorruptObjectError, ExitCode.CORRUPT),
     (CorruptRefsError, ExitCode.CORRUPT),
+    (UnsafeFileError, ExitCode.CORRUPT),
     (LockTimeoutError, ExitCode.LOCKED),
     (RemoteError, ExitCode.REMOTE),
 )

@@ -163,14 +163,25 @@ class RefStore:
         more than the open. The name is validated, so it stays inside the store."""
         return f"{self._models}/{validate_name(name)}/{file}"
 
+    def read_file(self, name: str, file: str) -> bytes | None:
+        """One of a model's files (``_refs``, ``_log``, ``_notes``) whole, or None if it does not exist.
+
+        Every read of them goes through here, so a reader that must not follow links
+        (the web server) overrides this one method.
+        """
+        try:
+            with open(self.model_file(name, file), "rb") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
+
     def read(self, name: str) -> RefTable:
         """The model's current refs (empty when the model does not exist)."""
-        path = self.model_file(name, TABLE_FILE)
         try:
-            with open(path, encoding="ascii") as stream:
-                text = stream.read()
-        except FileNotFoundError:
-            return RefTable()
+            data = self.read_file(name, TABLE_FILE)
+            if data is None:
+                return RefTable()
+            text = data.decode("ascii")
         except (UnicodeDecodeError, OSError) as exc:
             raise CorruptRefsError(f"refs of '{name}' are unreadable: {exc}") from None
         return RefTable.parse(text, where=f"ref table of '{name}'")
@@ -198,10 +209,8 @@ class RefStore:
 
     def read_notes(self, name: str) -> dict[Digest, Digest]:
         """A model's notes table (``_notes``): manifest digest -> note digest (empty without notes)."""
-        try:
-            with open(self.model_file(name, NOTES_FILE), "rb") as stream:
-                data = stream.read()
-        except FileNotFoundError:
+        data = self.read_file(name, NOTES_FILE)
+        if data is None:
             return {}
         return parse_table(data, f"notes of '{name}'")
 
@@ -212,21 +221,20 @@ class RefStore:
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""
-        try:
-            text = (self.model_dir(name) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+        data = self.read_file(name, LOG_FILE)
+        if data is None:
             return [], []
-        return parse_log(text, f"log of '{name}'")
+        return parse_log(data.decode("utf-8", errors="replace"), f"log of '{name}'")
 
     def recent_log(self, name: str, limit: int | None = None) -> list[LogEntry]:
         """The model's newest log entries first, at most ``limit`` of them (unreadable lines skipped).
 
         Only the lines shown are parsed, so ``log -n 20`` stays fast with 10,000 versions.
         """
-        try:
-            text = (self.model_dir(name) / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+        data = self.read_file(name, LOG_FILE)
+        if data is None:
             return []
+        text = data.decode("utf-8", errors="replace")
         entries: list[LogEntry] = []
         for line in reversed(text.splitlines()):
             if limit is not None and len(entries) >= limit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 
 from mreg.errors import (
@@ -72,11 +74,14 @@ def _value_at(log: list[LogEntry], ref: str, at: str) -> tuple[str | None, str |
 
 def is_manifest(store: ObjectStore, digest: Digest) -> bool:
     """True when a stored object is a manifest (manifests are small msgpack maps)."""
-    try:
-        with open(store.object_path(digest), "rb") as stream:
-            data = stream.read(MAX_MANIFEST_SIZE + 1)
+    try:  # non-blocking, then fstat: a FIFO planted among the objects must not hang the lookup
+        fd = os.open(store.object_path(digest), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    with open(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        data = stream.read(MAX_MANIFEST_SIZE + 1)
     return len(data) <= MAX_MANIFEST_SIZE and looks_like_manifest(data)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,7 +44,10 @@ from mreg.errors import (
 from mreg.records.names import parse_ref
 from mreg.text import human_size, short
 from mreg.web.charts import metric_chart
+from mreg.web.hosts import HostGuard, HostPolicy
 from mreg.web.lineage import lineage_graph, render
+from mreg.web.numbers import json_bytes, number, signed
+from mreg.web.params import query
 from mreg.web.reader import ReadOnlyRegistry
 from mreg.web.store_files import store_routes
 
@@ -63,6 +68,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",  # no page of another site may embed a response
 }
 PageData = dict[str, Any]
 Extras = Callable[[], dict[str, Any]]  # what only the HTML page needs (charts, graphs), built on demand
@@ -88,15 +94,14 @@ class Site:
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
         )
         self.templates.globals.update(ref_url=ref_url, short=short, human_size=human_size, version=__version__)
-        self.templates.filters["number"] = lambda value: "–" if value is None else f"{value:.4g}"
-        self.templates.filters["signed"] = lambda value: "" if value is None else f"{value:+.4g}"
+        self.templates.filters["number"] = number  # a dash for anything but a finite number
+        self.templates.filters["signed"] = signed
+        self.templates.filters["breakable"] = breakable
         self.templates.filters["compact"] = lambda value: value if isinstance(value, str) else json.dumps(value)
 
     def models(self, request: Request) -> tuple[PageData, Extras]:
-        params = request.query_params
-        found = pages.models_page(
-            self.registry, query=params.get("q", ""), family=params.get("family", ""), page=params.get("page", "1")
-        )
+        params = query(request.query_params, {"q": "", "family": "", "page": "1"})
+        found = pages.models_page(self.registry, query=params["q"], family=params["family"], page=params["page"])
         return found, dict
 
     def reference(self, request: Request) -> tuple[PageData, Extras]:
@@ -112,14 +117,8 @@ class Site:
         }
 
     def _model(self, request: Request, name: str) -> tuple[PageData, Extras]:
-        params = request.query_params
-        data = pages.model_page(
-            self.registry,
-            name,
-            sort=params.get("sort", "version"),
-            order=params.get("order", "desc"),
-            page=params.get("page", "1"),
-        )
+        params = query(request.query_params, {"sort": "version", "order": "desc", "page": "1"})
+        data = pages.model_page(self.registry, name, sort=params["sort"], order=params["order"], page=params["page"])
         return data, lambda: {"template": "model.html", "charts": self._charts(name, data)}
 
     @staticmethod
@@ -132,8 +131,8 @@ class Site:
         }
 
     def compare(self, request: Request) -> tuple[PageData, Extras]:
-        params = request.query_params
-        return pages.compare_page(self.registry, params.get("a", ""), params.get("b", "")), dict
+        params = query(request.query_params, {"a": "", "b": ""})
+        return pages.compare_page(self.registry, params["a"], params["b"]), dict
 
     def warm_up(self) -> None:
         """Compile the templates and read every registered manifest once, so that the first
@@ -160,6 +159,11 @@ class Site:
         return self.html("error.html", request, status=status, status_code=status, message=message)
 
 
+def breakable(text: str) -> Markup:
+    """``text`` escaped, with a line-break opportunity after each ``_ . - /`` (long metric names)."""
+    return Markup(re.sub(r"([_./-])", r"\1<wbr>", str(escape(text))))
+
+
 def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], template: str, api: bool) -> Callable:
     """An endpoint: ``build``'s data as HTML (with its extras) or as JSON."""
 
@@ -167,7 +171,7 @@ def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], templa
         try:
             data, extras = build(request)
             if api:
-                return JSONResponse(data, headers={"Cache-Control": "no-cache"})
+                return FiniteJSONResponse(data, headers={"Cache-Control": "no-cache"})
             context = extras()
             return site.html(context.pop("template", template), request, page=data, **context)
         except MregError as exc:
@@ -177,6 +181,13 @@ def page(site: Site, build: Callable[[Request], tuple[PageData, Extras]], templa
             return site.error(request, 500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
     return endpoint
+
+
+class FiniteJSONResponse(JSONResponse):
+    """JSON in which a NaN or an infinity (which JSON cannot hold) is ``null``, never an error."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
 
 
 class SecurityHeaders:
@@ -196,20 +207,26 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
 
 
-def create_app(root: str | Path, *, warm_up: bool = True) -> ASGIApp:
+def create_app(root: str | Path, *, warm_up: bool = True, hosts: HostPolicy | None = None) -> ASGIApp:
     """The web application for the store at ``root`` (a ``.mreg`` directory).
 
-    With ``warm_up``, a background thread reads every manifest once at start-up.
+    It answers only requests whose ``Host`` names the server as ``hosts`` says
+    (default: a server at 127.0.0.1:8080). With ``warm_up``, a background thread
+    reads every manifest once at start-up.
     """
     site = Site(ReadOnlyRegistry(Path(root)))
     if warm_up:
         threading.Thread(target=site.warm_up, name="mreg-warm-up", daemon=True).start()
-    return application(site)
+    return application(site, hosts or HostPolicy("127.0.0.1", 8080))
 
 
-def application(site: Site) -> ASGIApp:
-    """The ASGI application serving ``site``'s pages and its store's files."""
-    routes = []
+def application(site: Site, hosts: HostPolicy | None = None) -> ASGIApp:
+    """The ASGI application serving ``site``'s pages and its store's files.
+
+    With ``hosts``, requests naming another host are refused before anything else
+    (:func:`create_app` always passes one; the benchmarks call pages without).
+    """
+    routes: list[BaseRoute] = []
     for path, api_path, build, template in (
         ("/", "/api/models", site.models, "models.html"),
         ("/m/{ref:path}", "/api/m/{ref:path}", site.reference, "model.html"),
@@ -225,5 +242,7 @@ def application(site: Site) -> ASGIApp:
         message = {404: "no such page", 405: "this server is read-only: only GET and HEAD"}.get(exc.status_code, exc.detail)
         return site.error(request, exc.status_code, message)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    if hosts is not None:
+        app = HostGuard(app, hosts)
     return SecurityHeaders(app)

@@ -17,8 +17,8 @@ from mreg.web.reader import ReadOnlyRegistry
 
 GENERATIONS_UP, GENERATIONS_DOWN = 3, 2
 MAX_PER_COLUMN = 8
-NODE_W, NODE_H, COLUMN_GAP, ROW_GAP, PAD = 190, 44, 56, 14, 8
-MAX_LABEL = 24
+NODE_W, NODE_H, COLUMN_GAP, ROW_GAP, PAD = 176, 48, 36, 14, 8
+NAME_CHARS, VERSION_CHARS = 20, 12  # what fits in a node at the font sizes of style.css
 
 
 class Node(NamedTuple):
@@ -115,14 +115,32 @@ def render(graph: Graph, href: Callable[[str], str]) -> Markup:
 
 
 def _draw_node(node: Node, x: float, y: float, href: Callable[[str], str]) -> str:
+    """A node: the model's name (shortened in the middle, so that both ends stay), then
+    ``@version`` and the short digest; the full label is the node's tooltip."""
     kind = "current" if node.generation == 0 else "missing" if node.ref is None else "relative"
-    label = node.label if len(node.label) <= MAX_LABEL else node.label[: MAX_LABEL - 1] + "…"
+    name, _, version = node.label.rpartition("@") if node.ref is not None else ("(removed)", "", "")
+    second = f"@{shorten_end(version, VERSION_CHARS)} " if version else ""
     box = (
         f'<g class="node {kind}"><title>{escape(node.label)} {escape(node.digest)}</title>'
         f'<rect x="{x:.1f}" y="{y:.1f}" width="{NODE_W}" height="{NODE_H}" rx="8"/>'
-        f'<text class="name" x="{x + 12:.1f}" y="{y + 19:.1f}">{escape(label)}</text>'
-        f'<text class="digest" x="{x + 12:.1f}" y="{y + 35:.1f}">{escape(node.digest[:15])}</text></g>'
+        f'<text class="name" x="{x + 12:.1f}" y="{y + 20:.1f}">{escape(shorten_middle(name, NAME_CHARS))}</text>'
+        f'<text x="{x + 12:.1f}" y="{y + 37:.1f}"><tspan class="version">{escape(second)}</tspan>'
+        f'<tspan class="digest">{escape(node.digest[7:15] if second else node.digest[:19])}</tspan></text></g>'
     )
     if node.ref is None or node.generation == 0:
         return box
     return f'<a href="{escape(href(node.label))}">{box}</a>'
+
+
+def shorten_middle(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, an ellipsis replacing its middle
+    (``chest-xray/pneu…finetuned``: models of one family differ at either end)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def shorten_end(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, an ellipsis replacing its end."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

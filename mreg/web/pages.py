@@ -16,7 +16,10 @@ from mreg.records.manifest import Manifest
 from mreg.records.names import validate_name
 from mreg.records.notes import Note
 from mreg.records.refs import LogEntry
+from mreg.web.numbers import difference
+from mreg.web.params import page_number
 from mreg.web.reader import ReadOnlyRegistry
+from mreg.web.snippets import snippets
 
 if TYPE_CHECKING:
     from mreg.storage.index import ManifestRow
@@ -90,10 +93,11 @@ def model_page(
 def paginate(items: list, page: str) -> tuple[list, dict[str, int]]:
     """One page of ``items`` (``page`` counts from 1, as given in a URL) and where it is."""
     pages = max(1, -(-len(items) // PAGE_SIZE))
-    if not page.isdigit() or not 1 <= int(page) <= pages:
-        raise InvalidInputError(f"no page '{page[:20]}': pages go from 1 to {pages}")
-    start = (int(page) - 1) * PAGE_SIZE
-    return items[start : start + PAGE_SIZE], {"page": int(page), "pages": pages, "size": PAGE_SIZE, "rows": len(items)}
+    number = page_number(page)  # ASCII digits only: int() would take other scripts' digits
+    if number > pages:
+        raise InvalidInputError(f"no page {number}: pages go from 1 to {pages}")
+    start = (number - 1) * PAGE_SIZE
+    return items[start : start + PAGE_SIZE], {"page": number, "pages": pages, "size": PAGE_SIZE, "rows": len(items)}
 
 
 def _series(ascending: list[dict[str, Any]], metrics: list[str]) -> dict[str, list[Point]]:
@@ -124,7 +128,7 @@ def version_page(
         total_size=sum(f.size for f in manifest.files),
         parents=[_link(registry, parent) for parent in manifest.lineage.parents],
         children=[_link(registry, child) for child in children.get(view.digest, [])],
-        snippets=snippets(f"{view.name}@{view.version}", view.name, base_url),
+        snippets=snippets(manifest, base_url),  # what works for the files it holds
     )
     return data
 
@@ -163,24 +167,6 @@ def children_index(registry: ReadOnlyRegistry) -> dict[str, list[str]]:
         for parent in row.parents if row is not None else ():
             index.setdefault(parent, []).append(candidate)
     return index
-
-
-def snippets(ref: str, name: str, base_url: str) -> dict[str, str]:
-    """Copy-paste commands that fetch this version from this server and load it."""
-    shell = (
-        f"mreg init .   # once, in your project\n"
-        f"mreg pull {base_url} {name}\n"
-        f"mreg show {ref}\n"
-        f'cp "$(mreg path {ref})" .'
-    )
-    python = (
-        "from mreg import Registry\n"
-        "from mreg.pytorch import load_model\n\n"
-        'registry = Registry.init(".")\n'
-        f'registry.pull("{base_url}", ["{name}"])\n'
-        f'model = load_model(registry, "{ref}")'
-    )
-    return {"shell": shell, "python": python}
 
 
 # ---------------------------------------------------------------- helpers
@@ -267,5 +253,4 @@ def _side(view: Any) -> dict[str, Any]:
 
 
 def _metric_row(name: str, old: float | None, new: float | None) -> dict[str, Any]:
-    delta = None if old is None or new is None else new - old
-    return {"name": name, "old": old, "new": new, "delta": delta}
+    return {"name": name, "old": old, "new": new, "delta": difference(old, new)}  # None when it overflows

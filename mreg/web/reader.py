@@ -4,16 +4,22 @@ The UI must never change the store it shows, so fallbacks are switched off
 (resolving through one would cache the fetched objects here). Manifests are
 immutable and named by their digest, so once read and verified they are kept in
 memory: a page listing a thousand versions reads each manifest once per process,
-from the metadata index where it has them (read, never written).
+from the metadata index where it has them (read, never written). Every file of the
+store is read without following links, and only if it is a regular file (see
+:mod:`mreg.web.safe_files`): a link planted in a shared store never leads the
+server outside it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from mreg.errors import CorruptRefsError
+from mreg.records.limits import MAX_LOG_SIZE, MAX_NOTES_TABLE_SIZE, MAX_REF_TABLE_SIZE
 from mreg.records.manifest import Manifest
 from mreg.records.manifest import manifest_check as check_manifest
 from mreg.records.names import Digest
@@ -21,41 +27,74 @@ from mreg.records.refs import RefTable
 from mreg.registry import Registry
 from mreg.sharing.fallbacks import Fallbacks
 from mreg.storage.index import ManifestRow, MetadataIndex
-from mreg.storage.refs import TABLE_FILE, RefStore
+from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE, RefStore
 from mreg.store.store import Store
+from mreg.web.safe_files import UnsafeFileError, open_regular, read_regular
+from mreg.web.safe_objects import LinkFreeObjectStore
 
 MAX_CACHED_MANIFESTS = 100_000  # a manifest is a few hundred bytes decoded
+MODEL_FILE_LIMITS = {TABLE_FILE: MAX_REF_TABLE_SIZE, LOG_FILE: MAX_LOG_SIZE, NOTES_FILE: MAX_NOTES_TABLE_SIZE}
 
 
 class CachingRefStore(RefStore):
-    """A :class:`RefStore` for a long-running reader: keeps each parsed ref table until
-    its file changes."""
+    """A :class:`RefStore` for a long-running reader: reads a model's files without
+    following links, and keeps each parsed ref table until its file changes."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
+        self.root = root
         self._tables: dict[str, tuple[tuple[int, int, int], RefTable]] = {}
+
+    def read_file(self, name: str, file: str) -> bytes | None:
+        """One of a model's files, read bounded, only if it is a regular file reached without links.
+
+        Raises:
+            UnsafeFileError: it is a link, a FIFO, a device, or larger than its bound.
+        """
+        return read_regular(self.root, self._relative(name, file), MODEL_FILE_LIMITS.get(file, MAX_REF_TABLE_SIZE))
 
     def read(self, name: str) -> RefTable:
         """The model's current refs; re-read only when ``_refs`` was replaced or changed."""
         try:
-            info = os.stat(self.model_file(name, TABLE_FILE))
-        except FileNotFoundError:
+            fd = open_regular(self.root, self._relative(name, TABLE_FILE))
+        except UnsafeFileError as exc:
+            raise CorruptRefsError(f"refs of '{name}' are unreadable: {exc.message}") from None
+        if fd is None:
             return RefTable()
-        key = (info.st_ino, info.st_mtime_ns, info.st_size)  # a rename always brings a new inode
-        cached = self._tables.get(name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        table = super().read(name)  # if replaced since the stat, the key is stale and the next read re-reads
+        with open(fd, "rb", closefd=True) as stream:
+            info = os.fstat(fd)  # the file being read: a rename always brings a new inode
+            key = (info.st_ino, info.st_mtime_ns, info.st_size)
+            cached = self._tables.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            data = stream.read(MAX_REF_TABLE_SIZE + 1)
+        if len(data) > MAX_REF_TABLE_SIZE:
+            raise CorruptRefsError(f"refs of '{name}' are larger than {MAX_REF_TABLE_SIZE} bytes; not read")
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise CorruptRefsError(f"refs of '{name}' are unreadable: {exc}") from None
+        table = RefTable.parse(text, where=f"ref table of '{name}'")
         self._tables[name] = (key, table)
         return table
 
+    def names(self) -> list[str]:
+        """Every model whose ``_refs`` is a regular file (the listing follows no directory
+        link; a ``_refs`` that is a link, FIFO or device makes no model)."""
+        return [name for name in super().names() if _is_regular(self.model_file(name, TABLE_FILE))]
+
+    def _relative(self, name: str, file: str) -> str:
+        """A model file's path inside the store (the name is validated by ``model_file``)."""
+        return self.model_file(name, file)[len(str(self.root)) + 1 :]
+
 
 class ReadOnlyStore(Store):
-    """A :class:`Store` that resolves only what it holds, and caches manifests."""
+    """A :class:`Store` that resolves only what it holds, follows no link, and caches manifests."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.refs = CachingRefStore(self.root)
+        self.objects = LinkFreeObjectStore(self.root)
         self._manifests: dict[str, Manifest] = {}
         self._rows: dict[Digest, ManifestRow] = {}
         self._lock = threading.Lock()
@@ -105,6 +144,14 @@ class ReadOnlyStore(Store):
             for version, digest in self.refs.read(name).versions.items():
                 found.append((name, version, digest))
         return found
+
+
+def _is_regular(path: str) -> bool:
+    """True when ``path`` itself (not what a link leads to) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 class ReadOnlyRegistry(Registry):

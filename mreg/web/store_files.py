@@ -6,7 +6,9 @@
 read whole in one go (``_refs`` is replaced by rename, so the read is a consistent
 snapshot), served with ``no-cache`` and an ETag of their content. Every path is
 checked against the store's grammar before any file name is built from it, so no
-request reaches outside ``objects/`` and ``models/``.
+request reaches outside ``objects/`` and ``models/``, and every file is opened
+without following links and sent only if it is a regular file (a link, FIFO or
+device planted in the store is a 404).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from mreg.errors import InvalidNameError
 from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE
+from mreg.web.file_response import OpenFileResponse
 from mreg.web.reader import ReadOnlyRegistry
+from mreg.web.safe_files import UnsafeFileError, open_regular
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
@@ -38,32 +41,28 @@ def store_routes(registry: ReadOnlyRegistry) -> list[Route]:
         fanout, name = request.path_params["fanout"], request.path_params["name"]
         if not (_FANOUT.fullmatch(fanout) and _OBJECT.fullmatch(name)):
             return _not_found()
-        path = registry.objects.objects_dir / fanout / name
         try:
-            info = os.lstat(path)  # lstat: a symlink planted in the store is not followed
-        except OSError:
-            return _not_found()
-        if not stat.S_ISREG(info.st_mode):
+            fd = open_regular(registry.root, f"objects/{fanout}/{name}")
+        except (UnsafeFileError, OSError):
+            fd = None
+        if fd is None:
             return _not_found()
         etag = f'"{fanout}{name}"'
         headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
         if _matches(request, etag):
+            os.close(fd)
             return Response(status_code=304, headers=headers)
-        return FileResponse(path, headers=headers, media_type="application/octet-stream", stat_result=info)
+        return OpenFileResponse(fd, os.fstat(fd).st_size, headers=headers)
 
     def model_file(request: Request) -> Response:
         name, _, file = request.path_params["rest"].rpartition("/")
         if file not in MODEL_FILES:
             return _not_found()
         try:
-            directory = registry.refs.model_dir(name)
-        except InvalidNameError:
-            return _not_found()
-        try:
-            data = (directory / file).read_bytes()
-        except OSError:
-            return _not_found()
-        return _changing(request, data)
+            data = registry.refs.read_file(name, file)  # bounded, regular files only, no link followed
+        except (InvalidNameError, UnsafeFileError, OSError):
+            data = None
+        return _not_found() if data is None else _changing(request, data)
 
     def info_models(request: Request) -> Response:
         names = [name for name in registry.refs.names() if registry.refs.read(name).versions]

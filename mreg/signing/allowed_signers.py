@@ -218,6 +218,10 @@ def _parse_line(line: str, number: int, where: str) -> SignerEntry | str | None:
         options = second
         key_type, rest = _field(rest, where)
         if not _is_key_type(key_type):
+            if options and not any(c in options for c in '=,"') and options.lower() != "cert-authority":
+                raise AllowedSignersError(
+                    f"{where}: unknown key type '{printable(options, 40)}' (mreg reads {', '.join(SUPPORTED_KEY_TYPES)})"
+                )
             found = f"'{printable(key_type, 40)}'" if key_type else "nothing"
             raise AllowedSignersError(
                 f"{where}: expected principals, options and a key type ({', '.join(SUPPORTED_KEY_TYPES)}), found {found}"

@@ -12,6 +12,7 @@ loaded; they are never printed, logged, copied to another file or put in an erro
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..errors import printable
@@ -73,9 +74,11 @@ def _load(raw: bytearray, shown: str) -> object | None:
     from cryptography.exceptions import UnsupportedAlgorithm
 
     try:
-        if raw.lstrip().startswith(OPENSSH_PRIVATE):
-            return serialization.load_ssh_private_key(raw, password=None)
-        return serialization.load_pem_private_key(raw, password=None)
+        with warnings.catch_warnings():  # a DSA key is refused below; cryptography's deprecation notice adds nothing
+            warnings.simplefilter("ignore")
+            if raw.lstrip().startswith(OPENSSH_PRIVATE):
+                return serialization.load_ssh_private_key(raw, password=None)
+            return serialization.load_pem_private_key(raw, password=None)
     except TypeError:  # "password was not given but private key is encrypted"
         return None
     except (ValueError, UnsupportedAlgorithm):

@@ -98,7 +98,7 @@ class Statement:
         if any(c in self.principal for c in _PRINCIPAL_SYNTAX):
             raise StatementError(f"principal '{printable(self.principal)}' has one of {_PRINCIPAL_SYNTAX}, pattern syntax in allowed signers")
         if self.kind in ("tag", "approval") and self.tag is None:
-            raise StatementError(f"a {self.kind} statement names its tag")
+            raise StatementError(f"{'an' if self.kind == 'approval' else 'a'} {self.kind} statement names its tag")
         if self.kind == "registration" and self.tag is not None:
             raise StatementError("a registration statement names no tag")
         if self.tag is not None:

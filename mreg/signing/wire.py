@@ -74,8 +74,8 @@ class Reader:
     def name(self, limit: int = 64) -> str:
         """A short printable ASCII string (an algorithm or key type name)."""
         raw = self.string(limit)
-        if not all(0x21 <= byte < 0x7F for byte in raw):
-            raise self.fail("a name field is not printable ASCII")
+        if not raw or not all(0x21 <= byte < 0x7F for byte in raw):
+            raise self.fail("a name field is empty or not printable ASCII")
         return raw.decode("ascii")
 
     def mpint(self, max_bits: int = MAX_RSA_BITS) -> int:

@@ -359,6 +359,14 @@ def test_garbled_armor_is_refused(change, expected: str, keys: dict[str, Path]) 
         sshsig.verify(MESSAGE, armored)
 
 
+def test_one_blob_has_one_armor() -> None:
+    """Base64 with stray bits in its last character decodes to the same bytes: refused, so
+    that two texts never carry one signature."""
+    assert sshsig.dearmor(f"{sshsig.BEGIN}\nYWJjZA==\n{sshsig.END}\n") == b"abcd"
+    with pytest.raises(SignatureError, match="base64 is not in canonical form"):
+        sshsig.dearmor(f"{sshsig.BEGIN}\nYWJjZB==\n{sshsig.END}\n")
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -405,6 +413,13 @@ def test_an_ecdsa_point_off_its_curve_is_refused(keys: dict[str, Path]) -> None:
     forged = sshsig.Signature(sshsig.public_key(blob, "key"), "mreg", "sha512", found.signature).armor()
     with pytest.raises(SignatureError, match="is not a valid key|does not match"):
         sshsig.verify(MESSAGE, forged)
+
+
+def test_without_cryptography_verifying_says_what_to_install(keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    armored = sshsig.sign(MESSAGE, keys["ed25519"])
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat", None)  # as if it were not installed
+    with pytest.raises(SignatureError, match="need the 'cryptography' package: pip install 'mreg\\[sign\\]'"):
+        sshsig.verify(MESSAGE, armored)
 
 
 def test_importing_the_signing_modules_does_not_import_cryptography() -> None:

@@ -111,16 +111,10 @@ class AllowedSigners:
             if not named:
                 others.extend(entry.principals)
                 continue
-            where = f"{self.path}:{entry.line}"
-            if entry.namespaces is not None and not in_list(namespace, entry.namespaces):
-                listed = ",".join(entry.namespaces)
-                refusal = refusal or Verdict(False, f"{where}: {key} may sign only in namespaces {listed}, not '{printable(namespace)}'", entry)
-            elif entry.valid_after is not None and moment < entry.valid_after:
-                refusal = refusal or Verdict(False, f"{where}: {key} is valid only from {_show(entry.valid_after)}, and the signature is of {_show(moment)}", entry)
-            elif entry.valid_before is not None and moment > entry.valid_before:
-                refusal = refusal or Verdict(False, f"{where}: {key} expired at {_show(entry.valid_before)}, and the signature is of {_show(moment)}", entry)
-            else:
-                return Verdict(True, f"{where}: {key} may sign as '{printable(principal)}'", entry)
+            problem = _restriction(entry, namespace, moment)
+            if problem is None:
+                return Verdict(True, f"{self.path}:{entry.line}: {key} may sign as '{printable(principal)}'", entry)
+            refusal = refusal or Verdict(False, f"{self.path}:{entry.line}: {key} {problem}", entry)  # the first line says why
         if refusal is not None:
             return refusal
         who = f"'{printable(principal)}'"
@@ -159,6 +153,17 @@ class AllowedSigners:
             if entry.key == key and (entry.valid_after or moment) <= moment <= (entry.valid_before or moment):
                 return entry.principals
         return ()
+
+
+def _restriction(entry: SignerEntry, namespace: str, moment: int) -> str | None:
+    """Why ``entry``'s options forbid a signature in ``namespace`` at ``moment`` (None: they allow it)."""
+    if entry.namespaces is not None and not in_list(namespace, entry.namespaces):
+        return f"may sign only in namespaces {','.join(entry.namespaces)}, not '{printable(namespace)}'"
+    if entry.valid_after is not None and moment < entry.valid_after:
+        return f"is valid only from {_show(entry.valid_after)}, and the signature is of {_show(moment)}"
+    if entry.valid_before is not None and moment > entry.valid_before:
+        return f"expired at {_show(entry.valid_before)}, and the signature is of {_show(moment)}"
+    return None
 
 
 def load(path: str | PathLike[str]) -> AllowedSigners:

@@ -35,8 +35,6 @@ def read_small_file(path: Path, limit: int, what: str, error: type[SignatureErro
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise error(f"{what} {shown} does not exist") from None
-    except IsADirectoryError:
-        raise error(f"{what} {shown} is a directory, not a file") from None
     except OSError as exc:
         raise error(f"cannot open {what} {shown}: {exc.strerror}") from None
     try:

@@ -11,9 +11,6 @@ run is bounded in time.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from ..errors import printable
@@ -41,6 +38,10 @@ def sign_with_ssh_keygen(message: bytes, key_path: Path, namespace: str, timeout
     Raises:
         SigningKeyError: ssh-keygen is missing, fails, or does not finish in time.
     """
+    import shutil  # only this rare path needs them: keep importing mreg.signing quick
+    import subprocess
+    import tempfile
+
     shown = printable(str(key_path), 200)
     program = shutil.which("ssh-keygen")
     if program is None:

@@ -29,7 +29,7 @@ from mreg.objects import Dataset, Framework, validate_properties
 from mreg.pytorch.bundle import build_network, network_builder
 from mreg.records.card import InputContract, ModelCard, card_from_bundle
 
-NETWORK_DEF = {
+NETWORK_DEF: dict[str, Any] = {
     "_target_": "UNet",
     "spatial_dims": 2,
     "in_channels": 1,
@@ -145,7 +145,18 @@ def test_a_bundle_registers_with_its_lifted_details(bundle: Path, registry: Regi
     assert manifest.input_shape == (1, 1, 64, 64) and manifest.metrics["per_class/spleen"] == 0.88
     assert ModelCard.from_dict(manifest.properties["model_card"]) == card
     assert {f.path for f in manifest.files} >= {"configs/metadata.json", "configs/inference.json", "models/model.pt"}
-    assert result is not None
+    assert result.created
+
+
+def test_reading_a_bundle_imports_neither_monai_nor_torch(bundle: Path) -> None:
+    script = (
+        "import sys; from mreg.formats.monai_bundle import read_bundle; from mreg.records.card import card_from_bundle; "
+        f"card_from_bundle(read_bundle({str(bundle)!r})); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'monai', 'torch', 'numpy', 'yaml'}))"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
 
 
 def test_dynamic_spatial_dimensions_become_minus_one(bundle: Path) -> None:
@@ -361,7 +372,7 @@ def test_monai_builds_the_same_bundle_with_its_own_loaders(bundle: Path) -> None
     )
 
 
-class MyNet(torch.nn.Module):
+class MyNet(torch.nn.Module):  # type: ignore[name-defined]  # torch comes from importorskip
     """A user's own network class, allowed explicitly."""
 
     def __init__(self, width: int) -> None:

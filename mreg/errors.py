@@ -142,6 +142,26 @@ class UnsafeFileError(MregError):
     read: refused, never followed or waited on."""
 
 
+class SignatureError(MregError):
+    """A signature that cannot be read, or that does not verify."""
+
+
+class SigningKeyError(SignatureError, InvalidInputError):
+    """A signing key that is missing, unsafe or unreadable, or ssh-keygen that failed."""
+
+
+class AllowedSignersError(SignatureError, InvalidInputError):
+    """An allowed signers file that is missing or breaks its format (named with its line)."""
+
+
+class SignerNotAllowedError(SignatureError):
+    """A valid signature by a key the allowed signers do not trust for this use."""
+
+
+class StatementError(SignatureError, InvalidInputError):
+    """A statement field that the canonical format cannot carry, or statement text that does not parse."""
+
+
 class LockTimeoutError(MregError, TimeoutError):
     """Another process held a lock for longer than the bounded wait."""
 

@@ -23,16 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from mreg.errors import MregError
+from mreg.errors import AllowedSignersError, MregError, SignatureError, SignerNotAllowedError, SigningKeyError, StatementError
 from mreg.signing import allowed_signers, sshsig
 from mreg.signing.attestation import verify_statement
-from mreg.signing.errors import (
-    AllowedSignersError,
-    SignatureError,
-    SignerNotAllowedError,
-    SigningKeyError,
-    StatementError,
-)
 from mreg.signing.statement import Statement
 from mreg.signing.wire import mpint, string
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mreg.errors import AllowedSignersError, SignatureError, StatementError
 from mreg.signing import allowed_signers, sshsig
-from mreg.signing.errors import AllowedSignersError, SignatureError, StatementError
 from mreg.signing.patterns import matches
 from mreg.signing.statement import Statement
 from mreg.signing.wire import PublicKey, string

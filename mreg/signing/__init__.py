@@ -6,8 +6,8 @@ mreg signs short text statements (:mod:`.statement`) in OpenSSH's SSHSIG format
 (:mod:`.allowed_signers`, git's ``gpg.ssh.allowedSignersFile``). A third party can
 check every signature with ``ssh-keygen -Y verify`` alone.
 
-Dependency rule: modules of this package import only :mod:`mreg.errors`, each other
-and the standard library, plus ``cryptography``, which only the functions that sign
+Dependency rule: modules of this package import only :mod:`mreg.errors`, :mod:`mreg.text`,
+each other and the standard library, plus ``cryptography``, which only the functions that sign
 or verify import (so ``mreg show`` never loads it). Private key bytes are never
 printed, logged, copied or stored.
 """

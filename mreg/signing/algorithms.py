@@ -13,17 +13,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import SignatureError, SigningKeyError
-from .wire import (
-    ECDSA_CURVES,
-    ED25519,
-    RSA,
-    PublicKey,
-    Reader,
-    mpint,
-    public_key_from_text,
-    string,
-)
+from mreg.errors import SignatureError, SigningKeyError
+from mreg.signing.wire import ECDSA_CURVES, ED25519, RSA, PublicKey, Reader, mpint, public_key_from_text, string
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.hashes import HashAlgorithm

@@ -31,17 +31,11 @@ from datetime import datetime
 from os import PathLike
 from pathlib import Path
 
-from ..errors import printable
-from .errors import AllowedSignersError, SignatureError, SignerNotAllowedError
-from .files import read_small_file
-from .patterns import in_list
-from .wire import (
-    CERTIFICATE_SUFFIX,
-    SUPPORTED_KEY_TYPES,
-    UNSUPPORTED_KEY_TYPES,
-    PublicKey,
-    public_key_from_text,
-)
+from mreg.errors import AllowedSignersError, SignatureError, SignerNotAllowedError
+from mreg.signing.files import read_small_file
+from mreg.signing.patterns import in_list
+from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey, public_key_from_text
+from mreg.text import printable
 
 MAX_FILE = 1 << 20  # ~5,000 ed25519 entries
 MAX_PATTERN = 256  # characters of one principal or namespace pattern

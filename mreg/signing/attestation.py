@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .allowed_signers import AllowedSigners, SignerEntry
-from .sshsig import DEFAULT_NAMESPACE, verify
-from .statement import Statement
-from .wire import PublicKey
+from mreg.signing.allowed_signers import AllowedSigners, SignerEntry
+from mreg.signing.sshsig import DEFAULT_NAMESPACE, verify
+from mreg.signing.statement import Statement
+from mreg.signing.wire import PublicKey
 
 
 @dataclass(frozen=True)

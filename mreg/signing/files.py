@@ -6,8 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import printable
-from .errors import SignatureError
+from mreg.errors import SignatureError
+from mreg.text import printable
 
 
 def read_small_file(path: Path, limit: int, what: str, error: type[SignatureError] = SignatureError) -> tuple[bytearray, int]:

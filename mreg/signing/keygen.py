@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import printable
-from .errors import SigningKeyError
-from .files import read_small_file
+from mreg.errors import SigningKeyError
+from mreg.signing.files import read_small_file
+from mreg.text import printable
 
 DEFAULT_TIMEOUT = 120.0
 """Seconds ssh-keygen may take, a person typing a passphrase included."""

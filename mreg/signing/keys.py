@@ -15,16 +15,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..errors import printable
-from .algorithms import crypto, sign_raw
-from .errors import SigningKeyError
-from .files import read_small_file
-from .wire import (
-    CERTIFICATE_SUFFIX,
-    SUPPORTED_KEY_TYPES,
-    UNSUPPORTED_KEY_TYPES,
-    PublicKey,
-)
+from mreg.errors import SigningKeyError
+from mreg.signing.algorithms import crypto, sign_raw
+from mreg.signing.files import read_small_file
+from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey
+from mreg.text import printable
 
 MAX_KEY_FILE = 64 << 10  # an RSA-16384 private key in PEM is about 13 KiB
 OPENSSH_PRIVATE = b"-----BEGIN OPENSSH PRIVATE KEY-----"

@@ -59,8 +59,8 @@ import unicodedata
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from ..errors import printable
-from .errors import StatementError
+from mreg.errors import StatementError
+from mreg.text import printable
 
 FORMAT = "mreg-statement v1"
 KINDS = ("registration", "tag", "approval", "revocation")

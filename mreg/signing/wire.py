@@ -15,8 +15,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from ..errors import printable
-from .errors import SignatureError
+from mreg.errors import SignatureError
+from mreg.text import printable
 
 MAX_STRING = 8 << 10
 """The longest string any field may hold (an RSA-16384 modulus is 2 KiB)."""

@@ -8,6 +8,9 @@ Import it when you work with PyTorch models (importing it imports torch)::
     registry = Registry.open()
     register(registry, "classifier@1.0.0", model, family="resnet", metrics={"acc": 0.91})
     model = load_model(registry, "classifier@latest", model=MyNet())
+
+May import: :mod:`mreg.registry` and everything below it, torch, torchvision and
+(lazily, for bundles) MONAI.
 """
 
 from mreg.pytorch.checkpoints import load_checkpoint

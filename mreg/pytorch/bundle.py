@@ -144,7 +144,7 @@ def _resolved(network_def: dict[str, Any], label: str, allowed: frozenset[str]) 
         if isinstance(item, dict):
             if "_target_" in item:
                 if locator is None:
-                    from monai.bundle import ComponentLocator
+                    from monai.bundle import ComponentLocator  # start-up: monai, only when a network is built
 
                     locator = ComponentLocator()
                 item["_target_"] = _target_class(item["_target_"], item, where, label, allowed, locator)

@@ -29,7 +29,7 @@ CURVE_NAMES = {"secp256r1": "nistp256", "secp384r1": "nistp384", "secp521r1": "n
 def crypto() -> ModuleType:
     """``cryptography.hazmat.primitives``, or a clear error when it is not installed."""
     try:
-        from cryptography.hazmat import primitives
+        from cryptography.hazmat import primitives  # start-up: cryptography, only when something is signed or checked
         from cryptography.hazmat.primitives import hashes, serialization  # noqa: F401  (loads the submodules)
         from cryptography.hazmat.primitives.asymmetric import (  # noqa: F401
             ec,
@@ -61,7 +61,7 @@ def verify_raw(key: PublicKey, signature: bytes, data: bytes) -> None:
         SignatureError: the blob is malformed, of another algorithm, or does not verify.
     """
     primitives = crypto()
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature  # start-up: cryptography, only when a signature is checked
 
     asymmetric = primitives.asymmetric
     reader = Reader(signature, "the signature")

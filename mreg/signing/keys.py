@@ -66,7 +66,7 @@ def sign_with_file(path: Path, data: bytes) -> tuple[PublicKey, bytes] | None:
 def _load(raw: bytearray, shown: str) -> object | None:
     """The private key object, or None when it is encrypted."""
     serialization = crypto().serialization
-    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.exceptions import UnsupportedAlgorithm  # start-up: cryptography, only when a key is read
 
     try:
         with warnings.catch_warnings():  # a DSA key is refused below; cryptography's deprecation notice adds nothing

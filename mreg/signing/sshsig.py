@@ -39,7 +39,9 @@ from os import PathLike
 from pathlib import Path
 
 from mreg.errors import SignatureError
+from mreg.signing.algorithms import verify_raw
 from mreg.signing.keygen import DEFAULT_TIMEOUT, sign_with_ssh_keygen
+from mreg.signing.keys import sign_with_file
 from mreg.signing.wire import PublicKey, Reader, public_key, string
 from mreg.text import printable
 
@@ -199,7 +201,6 @@ def verify(message: bytes, armored: str | bytes, namespace: str = DEFAULT_NAMESP
     found = read(armored)
     if found.namespace != namespace:
         raise SignatureError(f"the signature was made for namespace '{printable(found.namespace)}', not '{namespace}'")
-    from mreg.signing.algorithms import verify_raw
 
     verify_raw(found.public_key, found.signature, signed_data(namespace, found.hash_algorithm, message))
     return found.public_key
@@ -233,7 +234,6 @@ def sign(
         raise SignatureError(f"only bytes can be signed, not {type(message).__name__}")
     message = bytes(message)
     path = Path(key_path).expanduser()
-    from mreg.signing.keys import sign_with_file
 
     made = sign_with_file(path, signed_data(namespace, DEFAULT_HASH, message))
     if made is None:

@@ -40,6 +40,7 @@ __all__ = [
     "diff",
     "fetch_pretrained",
     "import_torchvision",
+    "install_import_hook",
     "load_checkpoint",
     "load_model",
     "load_object",

@@ -1,0 +1,1 @@
+"""Storage: the ``.mreg`` directory as bytes, digests and refs."""

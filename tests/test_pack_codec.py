@@ -20,7 +20,12 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mreg.errors import CorruptObjectError, ExitCode, InvalidInputError
+from mreg.errors import (
+    CorruptObjectError,
+    ExitCode,
+    InvalidInputError,
+    InvalidTypeError,
+)
 from mreg.storage import pack_codec
 from mreg.storage.pack_codec import (
     DELTA,
@@ -125,6 +130,14 @@ def test_decode_into_refuses_a_read_only_buffer() -> None:
     raw = tensor_bytes(weights(1000))
     with pytest.raises(InvalidInputError, match="writable"):
         decode_into(record(raw), raw)
+
+
+def test_buffers_that_are_not_bytes_are_refused() -> None:
+    raw = tensor_bytes(weights(1000))
+    with pytest.raises(InvalidTypeError, match="C-contiguous buffer, not str"):
+        decode("not bytes", expected_size=4)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match="not ndarray"):
+        decode_into(record(raw), numpy.empty((500, 4), dtype=numpy.float32)[:, ::2])  # strided: not one run of memory
 
 
 def test_a_header_names_its_method_itemsize_size_and_base() -> None:

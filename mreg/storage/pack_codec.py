@@ -37,7 +37,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ..errors import CorruptObjectError, InvalidInputError, MregError
+from ..errors import CorruptObjectError, InvalidInputError, InvalidTypeError, MregError
 from . import pack_planes
 
 Buffer = Any
@@ -88,7 +88,7 @@ class _Layout(NamedTuple):
 
 def is_packed(data: Buffer) -> bool:
     """True when ``data`` starts like a packed record (its magic bytes)."""
-    return bytes(memoryview(data)[: len(MAGIC)]) == MAGIC
+    return bytes(_view(data)[: len(MAGIC)]) == MAGIC
 
 
 def read_header(packed: Buffer, *, digest: str = "") -> PackHeader:
@@ -101,7 +101,7 @@ def read_header(packed: Buffer, *, digest: str = "") -> PackHeader:
     Raises:
         CorruptPackError: not a record this version of mreg reads.
     """
-    return _read_header(memoryview(packed).cast("B"), digest)
+    return _read_header(_view(packed), digest)
 
 
 def encode(
@@ -194,9 +194,9 @@ def encode_best(
     Raises:
         InvalidInputError: as for :func:`encode`.
     """
-    view = memoryview(raw).cast("B")
+    view = _view(raw)
     candidates: list[tuple[str, Buffer] | None] = [None]
-    candidates += [(digest, data) for digest, data in bases if memoryview(data).nbytes == view.nbytes]
+    candidates += [(digest, data) for digest, data in bases if _view(data).nbytes == view.nbytes]
     if len(candidates) > 1 and view.nbytes > SAMPLE_FROM:
         candidates = [min(candidates, key=lambda candidate: _sampled_size(view, itemsize, candidate, level))]
     best: bytes | None = None
@@ -252,10 +252,10 @@ def decode_into(packed: Buffer, out: Buffer, *, base: Buffer | None = None, base
         CorruptPackError: as for :func:`decode`.
     """
     numpy, zstandard = _modules()
-    target = memoryview(out).cast("B")
+    target = _view(out)
     if target.readonly:
         raise InvalidInputError("decode_into needs a writable buffer; a read-only one was given")
-    record = memoryview(packed).cast("B")
+    record = _view(packed)
     layout = _read_layout(record, len(target), digest)
     header = layout.header
     base_array = None
@@ -286,9 +286,17 @@ def _modules() -> tuple[Any, Any]:
     return numpy, zstandard
 
 
+def _view(data: Buffer) -> memoryview:
+    """``data`` as a flat memoryview of bytes, without a copy."""
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise InvalidTypeError(f"expected bytes or a C-contiguous buffer, not {type(data).__name__}") from None
+
+
 def _array(numpy: Any, data: Buffer) -> Any:
     """A read-only byte array over ``data``, without a copy."""
-    return numpy.frombuffer(memoryview(data).cast("B"), dtype=numpy.uint8)
+    return numpy.frombuffer(_view(data), dtype=numpy.uint8)
 
 
 def _digest_bytes(base_digest: str | None, base: Any) -> bytes:
@@ -378,7 +386,7 @@ def _sampled_size(view: memoryview, itemsize: int, candidate: tuple[str, Buffer]
     sample = b"".join(view[start:end] for start, end in spans)
     base, base_digest = None, None
     if candidate is not None:
-        base_view = memoryview(candidate[1]).cast("B")
+        base_view = _view(candidate[1])
         base = b"".join(base_view[start:end] for start, end in spans)
         base_digest = candidate[0]  # not the sample's, but only the record's size matters here
     record = encode(sample, itemsize=itemsize, base=base, base_digest=base_digest, level=level, min_saving=None)

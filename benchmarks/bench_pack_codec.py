@@ -290,6 +290,49 @@ def load(root: Path, versions: list[Version], state: dict[str, torch.Tensor]) ->
             print(f"  {label:<48} {threads} thread{'s' if threads > 1 else ' '}: {ours * 1000:7.1f} ms vs {base * 1000:6.1f} ms  ratio {ratio:5.2f} (target <= 2)")
 
 
+def gil(versions: list[Version]) -> None:
+    """How much of the time the codec holds the GIL: a pure-Python counter on a second
+    thread keeps its pace while the codec runs on the first, unless the codec holds it.
+
+    Wall-clock scaling on two threads needs two free cores; this holds on a shared
+    machine too, since both the counter and its reference run under the same load."""
+    import threading
+
+    new, old = versions[5], versions[4]
+    records = pack_version(new, old, 1)
+
+    def counting(function: Callable[[], object]) -> float:
+        """Counter steps per second while ``function`` runs over and over for one second."""
+        stop, steps = threading.Event(), [0]
+
+        def count() -> None:
+            while not stop.is_set():
+                steps[0] += 1
+
+        thread = threading.Thread(target=count)
+        started = time.perf_counter()
+        thread.start()
+        while time.perf_counter() - started < 1.0:
+            function()
+        stop.set()
+        thread.join()
+        return steps[0] / (time.perf_counter() - started)
+
+    def median_counting(function: Callable[[], object]) -> float:
+        return statistics.median(counting(function) for _ in range(3))
+
+    idle = median_counting(partial(time.sleep, 0.01))
+    print("\nthe GIL: a pure-Python counter's pace on a second thread while the first runs (1.00: never blocked)")
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("encode a version (delta)", partial(pack_version, new, old, 1)),
+        ("decode a version (delta)", partial(unpack_version, new, old, records, 1)),
+        ("reference: hashlib.sha256 (releases the GIL)", lambda: [hashlib.sha256(c.data).digest() for c in new.chunks]),
+        ("reference: a pure-Python loop (holds it)", lambda: sum(range(1 << 20))),
+    ]
+    for label, function in cases:
+        print(f"  {label:<48} {median_counting(function) / idle:5.2f}")
+
+
 def kernels(versions: list[Version]) -> None:
     """The codec's steps on ResNet-18's big float32 chunks: pure Python against numpy, one thread."""
     from mreg.storage import pack_planes
@@ -345,6 +388,7 @@ def main() -> None:
         sizes_and_speed(versions)
         bf16(root, state)
         load(root, versions, state)
+        gil(versions)
         kernels(versions)
     print(f"load average {os.getloadavg()[0]:.1f}")
 

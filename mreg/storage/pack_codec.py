@@ -197,7 +197,7 @@ def encode_best(
     view = _view(raw)
     candidates: list[tuple[str, Buffer] | None] = [None]
     candidates += [(digest, data) for digest, data in bases if _view(data).nbytes == view.nbytes]
-    if len(candidates) > 1 and view.nbytes > SAMPLE_FROM:
+    if len(candidates) > 1 and view.nbytes > max(SAMPLE_FROM, SAMPLE_WINDOWS * SAMPLE_WINDOW):
         candidates = [min(candidates, key=lambda candidate: _sampled_size(view, itemsize, candidate, level))]
     best: bytes | None = None
     for candidate in candidates:

@@ -192,6 +192,11 @@ def sizes_and_speed(versions: list[Version]) -> None:
     print(f"{'all':<10} {raw / 2**20:9.2f} {sum(packed) / 2**20:11.2f} {sum(packed) / raw:7.3f}  everything packed (target <= 0.55x)")
     print(f"{'':<10} {'':>9} {newest_raw / 2**20:11.2f} {newest_raw / raw:7.3f}  the newest unpacked (target <= 0.6x)")
     print("           (chunk dedup alone: 1.00x; no chunk is shared, every tensor changed)")
+    reverse = [sum(map(len, pack_version(version, successor, threads=2))) for version, successor in itertools.pairwise(versions)]
+    print(
+        f"each version against its successor instead, the newest unpacked: {(sum(reverse) + versions[-1].size) / raw:.3f}x "
+        f"(deltas {min(reverse) / versions[0].size:.3f}x to {max(reverse) / versions[0].size:.3f}x)"
+    )
     star = [sum(map(len, pack_version(version, versions[0], threads=2))) / version.size for version in versions[1:]]
     print("delta of each version against the first instead (a star, every base unpacked): " + " ".join(f"{r:.3f}" for r in star))
 
@@ -377,6 +382,12 @@ def kernels(versions: list[Version]) -> None:
             f"  zstd level {level}: delta as zigzagged difference {len(difference) / size:.3f}x, as XOR {len(xored) / size:.3f}x; "
             f"standalone {len(alone) / size:.3f}x; delta encode {speed:.0f} MB/s"
         )
+    out = bytearray(size)
+    for saving in (pack_codec.MIN_PLANE_SAVING, 1 / 6):
+        record = pack_codec.encode(new, itemsize=4, base=old, min_plane_saving=saving, min_saving=None)
+        assert record is not None
+        decode = timed(partial(pack_codec.decode_into, record, out, base=old, base_digest="sha256:" + hashlib.sha256(old).hexdigest()), 3)
+        print(f"  planes stored unless zstd saves {saving:.3f} of them: delta {len(record) / size:.3f}x, decode {size / decode / 1e6:.0f} MB/s")
 
 
 def main() -> None:

@@ -159,6 +159,16 @@ def test_a_fine_tune_packs_to_about_half_against_its_parent_and_less_well_alone(
     assert len(delta) < 0.6 * len(raw) and len(delta) < len(alone) < 0.9 * len(raw)
 
 
+def test_planes_that_zstd_shrinks_too_little_are_stored() -> None:
+    parent = weights(250_000)
+    raw, base = tensor_bytes(fine_tuned(parent)), tensor_bytes(parent)
+    small, fast = (encode(raw, itemsize=4, base=base, min_plane_saving=saving, min_saving=None) for saving in (1 / 32, 0.5))
+    assert small is not None and fast is not None
+    codings = [[struct.unpack_from("<BQ", packed, 52 + 9 * plane)[0] for plane in range(4)] for packed in (small, fast)]
+    assert codings == [[0, 1, 1, 1], [0, 0, 1, 1]] and len(small) < len(fast)  # the low byte is noise; the second shrinks < 50 %
+    assert bytes(decode(fast, expected_size=len(raw), base=base)) == raw
+
+
 def test_bf16_packs_standalone_to_at_most_three_quarters() -> None:
     raw = tensor_bytes(weights(250_000).to(torch.bfloat16))
     packed = encode(raw, itemsize=2)

@@ -36,20 +36,47 @@ def split(numpy: Any, body: Any, itemsize: int, base: Any | None) -> Any:
     return planes
 
 
-def undo_delta(numpy: Any, body: Any, base: Any, itemsize: int) -> None:
-    """Turn ``body``, the zigzagged differences from ``base``, back into the values, in place."""
+def join(numpy: Any, body: Any, planes: list[Any], itemsize: int, base: Any | None) -> None:
+    """Put ``planes`` back together into ``body``, a writable uint8 array of whole elements,
+    undoing the zigzagged difference from ``base`` (as long as ``body``) when there is one.
+
+    ``planes`` holds one entry per byte of an element: a uint8 array (a plane stored as
+    it is), or a reader whose ``read_into(buffer)`` fills a buffer with the plane's next
+    bytes (a plane being decompressed). Block by block, so that the elements being
+    assembled stay in the CPU's cache while the difference is undone: one pass over
+    ``body`` where a plane at a time and then a whole-array undo took four, and ran at
+    two thirds of the speed.
+    """
+    count = len(body) // itemsize
+    rows = body.reshape(count, itemsize)
     unsigned = numpy.dtype(_UNSIGNED[itemsize])
     values = body.view(unsigned)
-    origin = base[: len(body)].view(unsigned)
-    sign = numpy.empty(min(len(values), BLOCK_ELEMENTS), dtype=unsigned)
-    for start in range(0, len(values), BLOCK_ELEMENTS):
-        block = values[start : start + BLOCK_ELEMENTS]
-        signs = sign[: len(block)]
-        numpy.bitwise_and(block, 1, out=signs)
-        numpy.negative(signs, out=signs)  # 0 or all ones (unsigned arithmetic wraps)
-        block >>= 1
-        block ^= signs
-        block += origin[start : start + BLOCK_ELEMENTS]
+    origin = base.view(unsigned) if base is not None else None
+    block_size = min(count, BLOCK_ELEMENTS)
+    sign = numpy.empty(block_size, dtype=unsigned)
+    buffers = [None if isinstance(plane, numpy.ndarray) else numpy.empty(block_size, dtype=numpy.uint8) for plane in planes]
+    for start in range(0, count, BLOCK_ELEMENTS):
+        end = min(count, start + BLOCK_ELEMENTS)
+        block = rows[start:end]
+        for index, plane in enumerate(planes):
+            buffer = buffers[index]
+            if buffer is None:
+                part = plane[start:end]
+            else:
+                part = buffer[: end - start]
+                plane.read_into(part)
+            if itemsize == 1:
+                values[start:end] = part
+            else:
+                block[:, index] = part
+        if origin is not None:
+            elements = values[start:end]
+            signs = sign[: end - start]
+            numpy.bitwise_and(elements, 1, out=signs)
+            numpy.negative(signs, out=signs)  # 0 or all ones (unsigned arithmetic wraps)
+            elements >>= 1
+            elements ^= signs
+            elements += origin[start:end]
 
 
 def _zigzag_difference(numpy: Any, block: Any, base: Any, itemsize: int) -> Any:

@@ -53,6 +53,7 @@ def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", n
 def load_segments(segments: Sequence[Segment], *, device: str | torch.device = "cpu", name: str = "") -> Any:
     """Load a checkpoint held by ``segments`` (a stored file, whole or chunked)."""
     mapped = MappedFile(segments)
+    mapped.open_all()  # packed chunks decoded at once, on several threads
     with MappedReader(mapped) as stream:  # unbuffered: reads copy straight from the maps
         checkpoint = describe_checkpoint(stream, mapped.size, name)
         try:

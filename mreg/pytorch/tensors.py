@@ -4,7 +4,9 @@ Writing streams the header and then each tensor's bytes straight into the object
 store (no temporary file). Reading memory-maps the stored objects copy-on-write and
 wraps the tensors around the mapped bytes, so loading copies nothing until a tensor
 is written to (chunks under 64 KiB are read instead: cheaper than a map); the tensors
-are writable and never change the store.
+are writable and never change the store. A chunk stored packed (``mreg pack``) cannot
+be mapped: it is decoded straight into new memory that the tensor then wraps, the
+chunks of a file on several threads at once (zstd and numpy release the GIL).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+from collections.abc import Callable
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +30,8 @@ from mreg.formats.containers import (
 )
 from mreg.formats.weights import TensorFacts, summarize
 from mreg.storage.blobs import SeekableReader, Segment
+from mreg.storage.packed import objects_dir_of
+from mreg.storage.threads import in_parallel
 
 # every dtype both safetensors and the installed torch know
 TORCH_TO_SAFETENSORS = {getattr(torch, name): code for code, (_, name) in DTYPES.items() if hasattr(torch, name)}
@@ -37,6 +42,8 @@ StateDict = Mapping[str, torch.Tensor]
 # less than a map, its unmapping and its first page fault (a ResNet-18 has a dozen
 # such chunks: headers, biases, norms).
 SMALL_SEGMENT = 64 << 10
+DECODE_THREADS = os.cpu_count() or 2
+"""Packed chunks of one file decoded at once."""
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -87,13 +94,31 @@ class MappedFile:
         self.segments = list(segments)
         self.size = sum(s.size for s in self.segments)
         self._starts = [s.start for s in self.segments]
-        self._buffers: dict[int, mmap.mmap | bytearray] = {}
+        self._buffers: dict[int, Any] = {}  # an mmap, a bytearray, or a decoded chunk's array
 
-    def _buffer(self, index: int) -> mmap.mmap | bytearray:
+    def _buffer(self, index: int) -> Any:
         buffer = self._buffers.get(index)
         if buffer is None:
-            buffer = self._buffers[index] = private_bytes(self.segments[index])
+            segment = self.segments[index]
+            buffer = self._buffers[index] = private_bytes(segment) or decoded_bytes(segment)
         return buffer
+
+    def open_all(self, workers: int = DECODE_THREADS) -> None:
+        """Make every segment's memory ready now: raw ones mapped (or read), packed ones
+        decoded on ``workers`` threads, the largest first so that the threads end together."""
+        packed = []
+        for index, segment in enumerate(self.segments):
+            if index not in self._buffers:
+                buffer = private_bytes(segment)
+                if buffer is None:
+                    packed.append(index)
+                else:
+                    self._buffers[index] = buffer
+        packed.sort(key=lambda index: -self.segments[index].size)
+        in_parallel(self._decode, packed, workers)
+
+    def _decode(self, index: int) -> None:
+        self._buffers[index] = decoded_bytes(self.segments[index])
 
     def tensor(self, start: int, end: int, dtype: torch.dtype) -> torch.Tensor:
         """A 1-D tensor over bytes ``[start, end)``; zero-copy when one segment holds them."""
@@ -119,13 +144,14 @@ class MappedFile:
         return b"".join(parts)
 
 
-def private_bytes(segment: Segment) -> mmap.mmap | bytearray:
+def private_bytes(segment: Segment) -> mmap.mmap | bytearray | None:
     """A segment's bytes as writable memory of this process alone: read when small, else
-    mapped copy-on-write (one open, and no buffered file object)."""
+    mapped copy-on-write (one open, and no buffered file object); None when its blob is
+    not stored raw (it may be packed: see :func:`decoded_bytes`)."""
     try:
         fd = os.open(segment.path, os.O_RDONLY)
     except FileNotFoundError:
-        raise ObjectNotFoundError(segment.digest) from None
+        return None
     try:
         if segment.size >= SMALL_SEGMENT:
             return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
@@ -135,6 +161,28 @@ def private_bytes(segment: Segment) -> mmap.mmap | bytearray:
         return data
     finally:
         os.close(fd)
+
+
+def decoded_bytes(segment: Segment) -> Any:
+    """A packed segment's bytes, decoded into new memory of torch's (a numpy view of it, which
+    ``torch.frombuffer`` wraps without a copy).
+
+    Raises:
+        ObjectNotFoundError: the blob is stored in neither form.
+        CorruptPackError: its record, or a base's, cannot be decoded.
+    """
+    if not segment.digest:  # a file outside the store (load_checkpoint): nothing can be packed
+        raise ObjectNotFoundError(segment.path)
+    decode: Callable[[str, Any, Any], None] = _decoder()
+    out = torch.empty(segment.size, dtype=torch.uint8).numpy()
+    decode(objects_dir_of(segment.path), segment.digest, out)
+    return out
+
+
+def _decoder() -> Callable[[str, Any, Any], None]:
+    from mreg.storage.packed import decode_into  # start-up: numpy and zstandard, only for packed chunks
+
+    return decode_into
 
 
 class MappedReader(SeekableReader):
@@ -158,6 +206,7 @@ def read_safetensors(segments: Sequence[Segment], *, device: str | torch.device 
         InvalidInputError: the file is not valid safetensors.
     """
     mapped = MappedFile(segments)
+    mapped.open_all()
     try:
         head = mapped.read(0, min(8 + header_length(mapped.read(0, 8)), mapped.size))
         layout = parse_safetensors(head, mapped.size)

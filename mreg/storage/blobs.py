@@ -21,7 +21,7 @@ from typing import (
     NamedTuple,
 )
 
-from mreg.errors import CorruptObjectError, ObjectNotFoundError
+from mreg.errors import CorruptObjectError
 from mreg.records.names import Digest
 from mreg.storage.files import (
     start_writeback,
@@ -39,12 +39,18 @@ Block = bytes | memoryview
 
 
 class Segment(NamedTuple):
-    """A run of a stored file's bytes held in one local blob."""
+    """A run of a stored file's bytes held in one local blob.
 
-    path: str  # a local file
+    A blob may be stored packed (``path`` + ``.pack``, see :mod:`mreg.storage.packed`):
+    readers open the raw path first and decode the record when the raw form is not
+    there, so a segment stays valid while ``mreg pack`` changes a blob's form.
+    """
+
+    path: str  # a local file: the raw blob's path, even for a blob stored packed
     start: int  # offset of the segment's first byte in the whole file
     size: int
     digest: Digest
+    packed: bool = False  # stored packed when the segment was listed (a hint: see above)
 
 
 def read_blocks(stream: BinaryIO, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
@@ -59,9 +65,17 @@ def segment_blocks(segments: list[Segment]) -> Iterator[bytes]:
         try:
             stream = open(segment.path, "rb")
         except FileNotFoundError:
-            raise ObjectNotFoundError(segment.digest) from None
+            yield from _packed_blocks(segment)
+            continue
         with stream:
             yield from read_blocks(stream)
+
+
+def _packed_blocks(segment: Segment, *, verify: bool = False) -> Iterator[bytes]:
+    """A blob whose raw form is not there: its packed record, decoded."""
+    from mreg.storage.packed import decoded_blocks  # start-up: only a store with packs reads them
+
+    return decoded_blocks(segment, verify=verify)
 
 
 def write_hashing(fd: int, blocks: Iterable[Block]) -> str:
@@ -108,12 +122,14 @@ def stage_blob(tmp_dir: Path, blocks: Iterable[Block]) -> Path:
 
 
 def verified_blocks(segment: Segment) -> Iterator[bytes]:
-    """A blob's bytes; raises CorruptObjectError after its last block if they do not match."""
+    """A blob's bytes; raises CorruptObjectError after its last block if they do not match
+    (a packed one: before its first, as it is decoded whole)."""
     hasher = hashlib.sha256()
     try:
         stream = open(segment.path, "rb")
     except FileNotFoundError:
-        raise ObjectNotFoundError(segment.digest) from None
+        yield from _packed_blocks(segment, verify=True)
+        return
     with stream:
         for block in read_blocks(stream):
             hasher.update(block)
@@ -153,23 +169,43 @@ class SegmentReader(SeekableReader):
         self.segments = segments
         self._starts = [s.start for s in segments]
         self._open: dict[int, BinaryIO] = {}
+        self._decoded: tuple[int, memoryview] | None = None  # the last packed segment read, decoded
 
     def readinto(self, buffer: Any) -> int:
         if self.position >= self.size:
             return 0
         index = bisect.bisect_right(self._starts, self.position) - 1
         segment = self.segments[index]
+        wanted = min(len(buffer), segment.start + segment.size - self.position)
+        target = memoryview(buffer).cast("B")[:wanted]
         if index not in self._open:
-            self._open[index] = open(segment.path, "rb")
+            try:
+                self._open[index] = open(segment.path, "rb")
+            except FileNotFoundError:
+                count = self._read_packed(index, target)
+                self.position += count
+                return count
         stream = self._open[index]
         stream.seek(self.position - segment.start)
-        wanted = min(len(buffer), segment.start + segment.size - self.position)
-        count = stream.readinto(memoryview(buffer).cast("B")[:wanted])  # type: ignore[attr-defined]
+        count = stream.readinto(target)  # type: ignore[attr-defined]
         self.position += count
         return count
+
+    def _read_packed(self, index: int, target: memoryview) -> int:
+        """Read from a packed segment, decoded once while reads stay in it (one at a time)."""
+        if self._decoded is None or self._decoded[0] != index:
+            self._decoded = None  # the previous one's memory goes first
+            from mreg.storage.packed import decoded  # start-up: only a store with packs reads them
+
+            self._decoded = (index, memoryview(decoded(self.segments[index])).cast("B"))
+        offset = self.position - self.segments[index].start
+        data = self._decoded[1][offset : offset + len(target)]
+        target[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         for stream in self._open.values():
             stream.close()
         self._open.clear()
+        self._decoded = None
         super().close()

@@ -2,7 +2,8 @@
 
 ``objects/ab/cdef...`` holds a blob (a whole file, a manifest, a note, a chunk);
 ``objects/ab/cdef....chunks`` the chunk index of a file stored as chunks (see
-:mod:`mreg.storage.objects`). Names are checked as hex digests before any path is
+:mod:`mreg.storage.objects`); ``objects/ab/cdef....pack`` a chunk stored packed, still
+named by the SHA-256 of its raw bytes (see :mod:`mreg.storage.packed`). Names are checked as hex digests before any path is
 built from them, so no name can lead outside the store.
 """
 
@@ -17,6 +18,7 @@ from mreg.records.names import Digest, is_digest
 from mreg.storage.files import fsync_dirs
 
 CHUNKS_SUFFIX = ".chunks"
+PACK_SUFFIX = ".pack"
 _HEX = "0123456789abcdef"
 
 
@@ -39,6 +41,15 @@ class ObjectLayout:
         path = self.object_path(digest)
         return path.with_name(path.name + CHUNKS_SUFFIX)
 
+    def pack_path(self, digest: str) -> Path:
+        """Where the packed record of ``digest`` lives (whether or not it exists)."""
+        path = self.object_path(digest)
+        return path.with_name(path.name + PACK_SUFFIX)
+
+    def is_packed(self, digest: str) -> bool:
+        """True when the blob of ``digest`` is stored packed only (its raw form is read first)."""
+        return not self.object_path(digest).is_file() and self.pack_path(digest).is_file()
+
     def install(self, temp: Path, target: Path, *, durable: bool = True) -> list[Path]:
         """Rename a complete, fsynced temporary file into its fan-out directory.
 
@@ -57,9 +68,19 @@ class ObjectLayout:
         return changed
 
     def iter_digests(self) -> Iterator[Digest]:
-        """Every object stored locally (blobs and chunked files), in no order."""
+        """Every object stored locally (blobs, packed blobs and chunked files), each once, in no order."""
+        last = None
         for name in self._object_names():
-            yield Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX))
+            digest = _digest_of(name)
+            if digest != last:  # a blob stored both raw and packed: its names are neighbours
+                yield digest
+            last = digest
+
+    def iter_packed(self) -> Iterator[Digest]:
+        """Every blob that has a packed record (its raw form may be there too)."""
+        for name in self._object_names():
+            if name.endswith(PACK_SUFFIX):
+                yield Digest("sha256:" + name.removesuffix(PACK_SUFFIX))
 
     def iter_chunked(self) -> Iterator[Digest]:
         """Every file stored as chunks."""
@@ -70,8 +91,7 @@ class ObjectLayout:
     def _object_names(self) -> Iterator[str]:
         for fanout in _scandir(self.objects_dir):
             if fanout.is_dir() and len(fanout.name) == 2:
-                for entry in _scandir(Path(fanout.path)):
-                    name = fanout.name + entry.name
+                for name in sorted(fanout.name + entry.name for entry in _scandir(Path(fanout.path))):
                     if _is_object_name(name):
                         yield name
 
@@ -89,17 +109,16 @@ class ObjectLayout:
         """Stored objects whose hex digest starts with ``hexprefix`` (at least 2 digits)."""
         fanout = self.objects_dir / hexprefix[:2]
         rest = hexprefix[2:]
-        names = {entry.name.removesuffix(CHUNKS_SUFFIX) for entry in _scandir(fanout)}
+        names = {entry.name.removesuffix(CHUNKS_SUFFIX).removesuffix(PACK_SUFFIX) for entry in _scandir(fanout)}
         return sorted(Digest("sha256:" + hexprefix[:2] + n) for n in names if n.startswith(rest) and len(n) == 62)
 
     def stored_size(self, digest: str) -> int:
-        """Bytes this object itself occupies: the blob, or the chunk index alone."""
-        for path in (self.object_path(digest), self.index_path(digest)):
-            try:
-                return path.stat().st_size
-            except FileNotFoundError:
-                continue
-        return 0
+        """Bytes this object itself occupies: its blob and its packed record (both, for the
+        moment a pack or an unpack leaves them side by side), else its chunk index."""
+        blob, packed = _file_size(self.object_path(digest)), _file_size(self.pack_path(digest))
+        if blob is None and packed is None:
+            return _file_size(self.index_path(digest)) or 0
+        return (blob or 0) + (packed or 0)
 
     def temp_files(self) -> list[Path]:
         """Leftover temporary files (from interrupted writes)."""
@@ -114,6 +133,7 @@ class ObjectLayout:
 
     def delete(self, digest: str) -> None:
         """Remove an object in whichever shape it is stored (gc only)."""
+        self.pack_path(digest).unlink(missing_ok=True)  # first: a record is never left without its raw form's name
         self.object_path(digest).unlink(missing_ok=True)
         self.index_path(digest).unlink(missing_ok=True)
 
@@ -123,8 +143,12 @@ def object_key(digest: str) -> str:
     return f"objects/{digest[7:9]}/{digest[9:]}"
 
 
+def _digest_of(name: str) -> Digest:
+    return Digest("sha256:" + name.removesuffix(CHUNKS_SUFFIX).removesuffix(PACK_SUFFIX))
+
+
 def _is_object_name(name: str) -> bool:
-    hexpart = name.removesuffix(CHUNKS_SUFFIX)
+    hexpart = name.removesuffix(CHUNKS_SUFFIX).removesuffix(PACK_SUFFIX)
     return len(hexpart) == 64 and not hexpart.strip(_HEX)  # strip, not a set: du and gc test every name
 
 
@@ -132,6 +156,13 @@ def hex_digits(digest: str) -> str:
     if not is_digest(digest):
         raise ObjectNotFoundError(digest, "not a sha256 digest")
     return digest[7:]
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _scandir(path: Path) -> list[os.DirEntry]:

@@ -9,6 +9,9 @@ takes one of two shapes, which readers never need to tell apart:
     a weight file stored as its tensor chunks: the ordered list of the blobs whose
     concatenation has this digest (see :mod:`mreg.chunking`).
 
+A blob may also be stored *packed*, ``objects/ab/cdef....pack`` (``mreg pack``; see
+:mod:`mreg.storage.packed`): it keeps its name, and every read here decodes it.
+
 Writes stream each input byte once through the hashes into temporary files in
 ``.mreg/tmp/`` (the same file system), then fsync and rename them into place. A
 blob that is already present is not kept: its temporary copy is dropped before it
@@ -31,6 +34,7 @@ from typing import NamedTuple
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from mreg.records.names import Digest, digest_from_hex
+from mreg.storage import format_version
 from mreg.storage.blob_writer import SegmentWriter
 from mreg.storage.blobs import (
     Block,
@@ -43,7 +47,8 @@ from mreg.storage.blobs import (
 )
 from mreg.storage.chunk_index import decode_chunk_index, encode_chunk_index
 from mreg.storage.files import unique_temp_path
-from mreg.storage.layout import ObjectLayout
+from mreg.storage.layout import PACK_SUFFIX, ObjectLayout
+from mreg.storage.pack_layout import packed_size
 from mreg.storage.threads import Progress
 
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
@@ -67,7 +72,14 @@ class StoredObject(NamedTuple):
 
 
 class ObjectStore(ObjectLayout):
-    """Loose objects under ``root/objects`` with fan-out directories: writing and reading them."""
+    """Loose objects under ``root/objects`` with fan-out directories: writing and reading them.
+
+    Opening one checks the store's format version (:mod:`mreg.storage.format_version`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        format_version.check(root)
 
 
     # ------------------------------------------------------------------ naming
@@ -76,11 +88,11 @@ class ObjectStore(ObjectLayout):
 
     def is_chunked(self, digest: str) -> bool:
         """True when the file is stored as chunks rather than as one blob."""
-        return not self.object_path(digest).is_file() and self.index_path(digest).is_file()
+        return not self.object_path(digest).is_file() and self.index_path(digest).is_file() and not self.pack_path(digest).is_file()
 
     def contains(self, digest: str) -> bool:
-        """True when the object is stored locally, in either shape."""
-        return self.object_path(digest).is_file() or self.index_path(digest).is_file()
+        """True when the object is stored locally, in any shape (a blob, packed or not, or chunks)."""
+        return self.object_path(digest).is_file() or self.index_path(digest).is_file() or self.pack_path(digest).is_file()
 
     def size(self, digest: str) -> int:
         """The size in bytes of a stored file."""
@@ -235,14 +247,19 @@ class ObjectStore(ObjectLayout):
             return [Segment(path, 0, os.stat(path).st_size, Digest(digest))]
         except FileNotFoundError:
             pass
+        if not self.index_path(digest).is_file() and self.pack_path(digest).is_file():
+            return [Segment(path, 0, packed_size(self.pack_path(digest), digest), Digest(digest), packed=True)]
         # Plain strings: a load maps dozens of chunks, and pathlib (even os.path.join) costs.
         objects = str(self.objects_dir)
         segments, start = [], 0
         for chunk, size in self.chunks(digest):
             chunk_path = f"{objects}{os.sep}{chunk[7:9]}{os.sep}{chunk[9:]}"
+            packed = False
             if check and not os.path.isfile(chunk_path):
-                raise CorruptObjectError(digest, f"its chunk {chunk} is missing")
-            segments.append(Segment(chunk_path, start, size, chunk))
+                packed = os.path.isfile(chunk_path + PACK_SUFFIX)
+                if not packed:
+                    raise CorruptObjectError(digest, f"its chunk {chunk} is missing")
+            segments.append(Segment(chunk_path, start, size, chunk, packed))
             start += size
         return segments
 
@@ -265,7 +282,7 @@ class ObjectStore(ObjectLayout):
         blob = self.object_path(digest)
         if blob.is_file():
             return blob
-        target = self.cache_dir / blob.relative_to(self.objects_dir)
+        target = self.cache_dir / blob.relative_to(self.objects_dir)  # a chunked or a packed file
         if target.is_file():
             return target
         # The whole file's digest is checked as it is written: no chunk needs a check of its own.

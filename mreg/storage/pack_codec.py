@@ -61,6 +61,7 @@ __all__ = [
     "encode_best",
     "is_packed",
     "read_header",
+    "scratch",
 ]
 
 Buffer = Any
@@ -256,6 +257,12 @@ def decode_into(packed: Buffer, out: Buffer, *, base: Buffer | None = None, base
     if base_array is not None:
         tail = tail ^ base_array[body:]
     destination[body:] = tail
+
+
+def scratch(size: int) -> Any:
+    """A new writable array of ``size`` bytes to decode into (numpy's: not zero-filled first)."""
+    numpy, _ = _modules()
+    return numpy.empty(size, dtype=numpy.uint8)
 
 
 def _modules() -> tuple[Any, Any]:

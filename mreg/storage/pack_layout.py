@@ -26,7 +26,7 @@ import hashlib
 import struct
 from typing import Any, NamedTuple
 
-from mreg.errors import CorruptObjectError, InvalidInputError, InvalidTypeError
+from mreg.errors import CorruptObjectError, InvalidInputError, InvalidTypeError, ObjectNotFoundError
 
 MAGIC = b"\x89MREGPK\n"
 FORMAT_VERSION = 1
@@ -110,6 +110,20 @@ def read_header(packed: Any, *, digest: str = "") -> PackHeader:
             raise CorruptPackError(digest, "is truncated inside its base digest")
         base = "sha256:" + bytes(record[FIXED.size : BASE_HEADER]).hex()
     return PackHeader(method, itemsize, size, base)
+
+
+def packed_size(path: Any, digest: str) -> int:
+    """The raw size a record file's header declares.
+
+    Raises:
+        ObjectNotFoundError: there is no such file.
+        CorruptPackError: its header cannot be read.
+    """
+    try:
+        with open(path, "rb") as stream:
+            return read_header(stream.read(BASE_HEADER), digest=digest).size
+    except FileNotFoundError:
+        raise ObjectNotFoundError(digest) from None
 
 
 def read_layout(record: memoryview, expected_size: int, digest: str) -> Layout:

@@ -114,8 +114,14 @@ def du(session: Session, as_json: bool) -> None:
     ]
     rows.append(("total", "", human_size(report.logical), human_size(report.stored), f"{report.ratio:.2f}x"))
     echo_table(rows, ("MODEL", "VERSIONS", "REGISTERED", "STORED", "DEDUP"))
-    if report.unreachable or report.cache:
+    if report.packed_raw:
+        click.echo(
+            f"packed: {human_size(report.packed_raw)} of chunks stored in {human_size(report.packed_stored)} "
+            f"({report.packed_stored / report.packed_raw:.2f}x): packing saved {human_size(report.packing_saved)}"
+        )
+    if report.unreachable or report.cache or report.bases:
+        bases = f", {human_size(report.bases)} kept as bases of packed objects ('mreg pack' re-encodes them)" if report.bases else ""
         click.echo(
             f"also on disk: {human_size(report.unreachable)} unreachable ('mreg gc' removes it), "
-            f"{human_size(report.cache)} of files assembled for 'mreg path'"
+            f"{human_size(report.cache)} of files assembled for 'mreg path'{bases}"
         )

@@ -75,6 +75,7 @@ COMMANDS = {
     "hash-object": "plumbing:hash_object",
     "fsck": "plumbing:fsck",
     "gc": "plumbing:gc",
+    "pack": "plumbing:pack",
     "diff": "analysis:diff",
     "du": "analysis:du",
     "config": "remote:config",

@@ -1,4 +1,4 @@
-"""Plumbing for scripts: resolve, path, export, cat-file, hash-object, fsck, gc."""
+"""Plumbing for scripts: resolve, path, export, cat-file, hash-object, fsck, gc, pack."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 from mreg.cli.app import Session, fail, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
+from mreg.records.packing import PackReport
 from mreg.registry import fsck_bucket, gc_bucket
 from mreg.text import human_size, plural
 
@@ -131,9 +132,10 @@ def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> N
 @click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--grace", type=click.FloatRange(min=0), metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24).")
+@click.option("--pack", "then_pack", is_flag=True, help="Then pack the cold chunks, as 'mreg pack' does.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
-def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, as_json: bool) -> None:
+def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, then_pack: bool, as_json: bool) -> None:
     """Delete objects no ref leads to, and temporary files left by interrupted writes.
 
     With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
@@ -145,11 +147,13 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     """
     if grace is not None and bucket is None:
         raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
+    if then_pack and bucket is not None:
+        raise click.UsageError("--pack applies to a registry on disk: pack it, then push the packed objects to the BUCKET")
     if bucket is not None:
         hours = timedelta(hours=grace) if grace is not None else None
         report = gc_bucket(bucket, registry=session.registry_if_any, grace=hours, dry_run=dry_run)
     else:
-        report = session.registry.gc(dry_run=dry_run)
+        report = session.registry.gc(dry_run=dry_run, pack=then_pack)
     if as_json:
         echo_json(report.to_dict())
         return
@@ -158,3 +162,43 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
         f"{verb} {len(report.objects)} unreachable object(s) ({human_size(report.bytes)}), "
         f"{human_size(report.cache)} of cached copies and {report.temp_files} temporary file(s)"
     )
+    if report.packed is not None:
+        echo_pack(report.packed)
+
+
+@click.command()
+@click.option("--all", "include_hot", is_flag=True, help="Pack the newest and the tagged versions too (they stay raw by default).")
+@click.option("--dry-run", is_flag=True, help="Change nothing; estimate the saving from samples of each chunk.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_session
+def pack(session: Session, include_hot: bool, dry_run: bool, as_json: bool) -> None:
+    """Store cold tensor chunks packed: losslessly compressed, as deltas against the same
+    tensor of the next version or alone, about half their size for full fine-tunes.
+
+    Every chunk keeps its name (the SHA-256 of its raw bytes) and is verified by decoding
+    before its raw form goes. The newest version of each model and tagged versions stay
+    raw, memory-mapped at load, unless --all; a hot chunk found packed is unpacked. A
+    chain of deltas decodes in at most pack.depth steps (default 10). See docs/packs.md.
+    """
+    with ProgressBar("packing") as progress:
+        report = session.registry.pack(all=include_hot, dry_run=dry_run, progress=progress)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        echo_pack(report)
+    if report.problems:
+        fail(f"{plural(len(report.problems), 'chunk')} could not be packed (see above)", ExitCode.FAILURE)
+
+
+def echo_pack(report: PackReport) -> None:
+    """The lines of ``mreg pack`` (and of ``gc --pack``)."""
+    verb = "would pack" if report.dry_run else "packed"
+    click.echo(
+        f"{verb} {plural(report.packed, 'chunk')} ({report.deltas} as deltas, {report.standalone} alone): "
+        f"{human_size(report.raw_bytes)} -> {human_size(report.packed_bytes)}{' (estimated)' if report.dry_run else ''} "
+        f"({report.ratio:.2f}x); {report.left_raw} left raw, {report.unpacked} unpacked, {report.kept} already packed"
+    )
+    gained = "would free" if report.dry_run else "freed"
+    click.echo(f"{gained} {human_size(max(report.freed, 0))}; the longest chain decodes in {plural(report.deepest, 'step')}")
+    for problem in report.problems:
+        echo(f"problem: {problem}")

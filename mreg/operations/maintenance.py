@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptRefsError, MregError, ObjectNotFoundError
-from mreg.operations import notes
+from mreg.operations import notes, pack_check
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, is_digest
 from mreg.records.reports import FsckReport, GcReport
@@ -30,6 +30,7 @@ def fsck(store: Store, *, repair: bool = False) -> FsckReport:
     reachable = set()
     for name in store.refs.names():
         reachable |= _check_model(store, name, corrupt, report)
+    reachable |= pack_check.check(store, reachable, report)  # packed objects' bases are not dangling
     dangling = len(set(store.objects.iter_digests()) - reachable)
     if dangling:
         report.notes.append(f"{dangling} unreachable object(s); 'mreg gc' removes them")
@@ -209,8 +210,10 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
     report = GcReport(dry_run)
     cache_limit = max_size(store.config)  # a bad bound stops gc before it deletes anything
     with store.exclusive():
+        packed = pack_check.packed_objects(store)
         reachable = reachable_objects(store)
-        for digest in set(store.objects.iter_digests()) - reachable:
+        reachable |= pack_check.base_closure(packed, reachable)  # a kept packed object keeps its bases
+        for digest in pack_check.deletion_order(packed, set(store.objects.iter_digests()) - reachable):
             report.objects.append(digest)
             report.bytes += store.objects.stored_size(digest)
             if not dry_run:

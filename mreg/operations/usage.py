@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mreg.operations import pack_check
 from mreg.operations.maintenance import file_objects
 from mreg.operations.notes import reachable as reachable_notes
 from mreg.records.names import Digest
@@ -66,12 +68,25 @@ def _measure(store: Store) -> UsageReport:
         objects |= noted
         everything |= objects
         models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
-    unreachable = sum(stored.stored_size(d) for d in set(stored.iter_digests()) - everything)
+    packed = pack_check.packed_objects(store)
+    bases = pack_check.base_closure(packed, everything)  # unreachable, but gc keeps them
+    unreachable = sum(stored.stored_size(d) for d in set(stored.iter_digests()) - everything - bases)
     cache = sum(path.stat().st_size for _, path in stored.cached_files())
+    needed = [d for d in packed.sizes if d in everything]
     return UsageReport(
         models=tuple(models),
         logical=sum(m.logical for m in models),
         stored=sum(sizes[d] for d in everything),
         unreachable=unreachable,
         cache=cache,
+        packed_raw=sum(packed.sizes[d] for d in needed),
+        packed_stored=sum(_size(stored.pack_path(d)) for d in needed),
+        bases=sum(stored.stored_size(d) for d in bases),
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -14,8 +14,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
-from collections.abc import Callable
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mreg.records.names import Digest
+from mreg.records.packing import PackReport
 
 
 @dataclass
@@ -43,15 +44,19 @@ class GcReport:
     bytes: int = 0
     temp_files: int = 0
     cache: int = 0  # bytes of cached copies dropped (see mreg.cache)
+    packed: PackReport | None = None  # with gc --pack: what packing did
 
     def to_dict(self) -> dict:
-        return {
+        found = {
             "dry_run": self.dry_run,
             "objects": len(self.objects),
             "bytes": self.bytes,
             "temp_files": self.temp_files,
             "cache": self.cache,
         }
+        if self.packed is not None:
+            found["pack"] = self.packed.to_dict()
+        return found
 
 
 @dataclass
@@ -116,10 +121,18 @@ class UsageReport:
     stored: int
     unreachable: int  # bytes gc would reclaim
     cache: int  # files assembled from chunks by `mreg path`
+    packed_raw: int = 0  # raw bytes of the packed objects the versions need (mreg pack)...
+    packed_stored: int = 0  # ... and the bytes their records take (counted in stored)
+    bases: int = 0  # bytes of unreachable objects kept as bases of packed ones (not in unreachable)
 
     @property
     def ratio(self) -> float:
         return _ratio(self.logical, self.stored)
+
+    @property
+    def packing_saved(self) -> int:
+        """Bytes packing saves: the packed objects' raw bytes less their records'."""
+        return self.packed_raw - self.packed_stored
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,4 +142,8 @@ class UsageReport:
             "ratio": self.ratio,
             "unreachable": self.unreachable,
             "cache": self.cache,
+            "packed_raw": self.packed_raw,
+            "packed_stored": self.packed_stored,
+            "packing_saved": self.packing_saved,
+            "bases": self.bases,
         }

@@ -76,9 +76,16 @@ class Sharing:
 
         return fsck(self.store, repair=repair)
 
-    def gc(self, *, dry_run: bool = False, bucket: str | None = None, grace: timedelta | None = None) -> GcReport:
+    def gc(self, *, dry_run: bool = False, bucket: str | None = None, grace: timedelta | None = None, pack: bool = False) -> GcReport:
         """Delete unreachable objects and stale temporary files. With ``bucket`` (a URL or a
-        remote's name), sweep that registry instead, sparing objects younger than ``grace``."""
+        remote's name), sweep that registry instead, sparing objects younger than ``grace``.
+        With ``pack``, then pack the cold chunks (:meth:`pack`); the report's ``packed`` says how."""
+        if pack:
+            from mreg.operations.packing import collect_and_pack  # start-up: only `gc --pack` plans packs
+
+            collected, packed = collect_and_pack(self.store, dry_run=dry_run)
+            collected.packed = packed
+            return collected
         if bucket is not None:
             from mreg.operations.remotes import collect_bucket  # start-up: only bucket commands load obstore
 

@@ -135,6 +135,23 @@ def decode_into(objects_dir: str, digest: Digest, out: Any) -> None:
         chain.close()
 
 
+def blob_bytes(objects_dir: str, digest: Digest, size: int) -> Any:
+    """A blob's ``size`` bytes, read-only: its raw form mapped (refused if larger), else its
+    record decoded into new memory.
+
+    Raises:
+        ObjectNotFoundError, CorruptPackError: as :func:`find_chain`.
+    """
+    raw = _mapped(blob_path(objects_dir, digest), digest, size, missing_ok=True)
+    if raw is not None:
+        return raw
+    from mreg.storage import pack_codec  # start-up: imports numpy and zstandard on first use
+
+    out = pack_codec.scratch(size)
+    decode_into(objects_dir, digest, out)
+    return out
+
+
 def decoded(segment: Any) -> Any:
     """A packed segment's bytes, decoded into a new buffer (a numpy array of bytes)."""
     from mreg.storage import pack_codec  # start-up: imports numpy and zstandard on first use

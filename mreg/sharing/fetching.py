@@ -14,6 +14,10 @@ streamed, checked and written by the ordered pass when its turn comes. Chunks
 already stored here are not fetched: their local bytes only feed the file's digest.
 Only when every chunk is in and the whole matches is the chunk index written: a
 file is never visible before all its bytes are, and verified.
+
+A chunk the source stores packed (``.pack``, no raw blob) is fetched as it is and kept
+packed, once it decodes to its name, its base fetched first (:mod:`mreg.sharing.packs`);
+its decoded bytes feed the whole file's digest like a stored chunk's.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mreg.errors import CorruptObjectError, RemoteError
+from mreg.errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.names import Digest
+from mreg.sharing.packs import PackFetcher
 from mreg.sharing.sources import Source, bounded
 from mreg.storage.blobs import Segment, segment_blocks, stage_blob
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.layout import object_key
 from mreg.storage.objects import ObjectStore, Piece
+from mreg.storage.pack_layout import packed_size
+from mreg.storage.packed import blob_bytes
 from mreg.storage.threads import Progress, in_parallel
 
 if TYPE_CHECKING:
@@ -103,10 +110,16 @@ def fetch_all(
             counter.add(copied)
             return
         found = fetch_index(source, digest, limit)
-        if found is None:
+        if found is not None:
+            indexes[digest] = found
+            return
+        fetcher = PackFetcher(source, store)
+        record = fetcher.record(digest, size) if size is not None else None  # a packed blob (manifests never are)
+        if record is None:
             counter.lacks(digest)
             return
-        indexes[digest] = found
+        fetcher.fetch_packed(digest, size or 0, record)
+        counter.add(fetcher.take_received())
 
     in_parallel(blob_or_index, files, workers)
     if indexes:
@@ -154,12 +167,19 @@ def fetch_index(source: Source, digest: Digest, limit: int) -> tuple[bytes, list
 
 
 def check_local_chunk(source: Source, digest: Digest, chunk: Digest, size: int, store: ObjectStore) -> bool:
-    """True when ``chunk`` is already stored here, with the size the index of ``digest`` gives it."""
+    """True when ``chunk`` is already stored here (raw or packed), with the size the index of ``digest`` gives it."""
     path = store.object_path(chunk)
-    if not path.is_file():
+    if path.is_file():
+        found = path.stat().st_size
+    elif store.pack_path(chunk).is_file():
+        try:
+            found = packed_size(store.pack_path(chunk), chunk)
+        except (MregError, OSError):
+            return False  # unreadable here: fetched again (fsck reports the damage)
+    else:
         return False
-    if path.stat().st_size != size:
-        raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {path.stat().st_size}")
+    if found != size:
+        raise RemoteError(f"{source.location}: the chunk index of {digest} gives chunk {chunk} {size} bytes; it has {found}")
     return True
 
 
@@ -197,6 +217,7 @@ def _fetch_chunked(
         for digest, (index, chunks) in indexes.items():
             try:
                 store.add_fetched_chunks(digest, chunks, ahead.pieces(digest, chunks, counter), advance)
+                counter.add(ahead.packs.take_received(), objects=0)
             except CorruptObjectError as exc:
                 if exc.digest == digest:
                     raise RemoteError(f"{source.location}: the chunks of {digest} do not add up to it; not cached") from None
@@ -216,13 +237,14 @@ class _Ahead:
     def __init__(self, source: Source, store: ObjectStore, files: Mapping[Digest, list[tuple[Digest, int]]], workers: int) -> None:
         self.source = source
         self.store = store
+        self.packs = PackFetcher(source, store)  # chunks stored packed there, and their bases
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         from concurrent.futures import (
             ThreadPoolExecutor,  # here: a transfer that moves nothing never imports it
         )
 
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mreg-fetch")
-        self._fetched: dict[Digest, Future[tuple[list[bytes], Path]]] = {}
+        self._fetched: dict[Digest, Future[tuple[list[Any], Path | None]]] = {}
         self._held = 0  # bytes asked for and not yet stored
         self._queue: list[tuple[Digest, int]] = []
         self._counted: set[Digest] = set()  # chunks whose bytes the counter has
@@ -241,7 +263,9 @@ class _Ahead:
         self._pool.shutdown(wait=True, cancel_futures=True)
         for future in self._fetched.values():  # fetched, never stored (after a failure)
             if future.done() and not future.cancelled() and future.exception() is None:
-                future.result()[1].unlink(missing_ok=True)
+                staged = future.result()[1]
+                if staged is not None:
+                    staged.unlink(missing_ok=True)
 
     def pieces(self, digest: Digest, chunks: list[tuple[Digest, int]], counter: Counter) -> Iterator[Piece]:
         """Each chunk of one file, in order: its bytes, and whether it is stored here already.
@@ -267,13 +291,22 @@ class _Ahead:
                 self._held -= size
                 if to_come[chunk] and kept_bytes + size <= PREFETCH_BYTES:
                     kept[chunk], kept_bytes = blocks, kept_bytes + size
-                yield Piece(blocks, staged=staged)
+                if staged is None:  # stored packed (its bytes on the wire are the fetcher's count)
+                    self._counted.add(chunk)
+                    yield Piece(blocks, stored=True)
+                else:
+                    yield Piece(blocks, staged=staged)
             elif check_local_chunk(self.source, digest, chunk, size, self.store):
                 local = Segment(str(self.store.object_path(chunk)), 0, size, chunk)
                 yield Piece(segment_blocks([local]), stored=True)  # stored before, or earlier in this fetch
                 continue
             else:
-                yield Piece(_open_chunk(self.source, chunk, size))
+                opened = open_blob(self.source, chunk, size)
+                if opened is None:  # stored packed there: fetched as it is, then only hashed here
+                    self._counted.add(chunk)
+                    yield Piece([memoryview(self.packs.fetch_packed(chunk, size))], stored=True)
+                else:
+                    yield Piece(_counted(self.source, chunk, size, opened))
             if chunk not in self._counted:
                 self._counted.add(chunk)
                 counter.add(size, objects=0)
@@ -285,16 +318,24 @@ class _Ahead:
             if size <= PREFETCH_BYTES:
                 if self._held + size > PREFETCH_BYTES:
                     return
-                self._fetched[chunk] = self._pool.submit(_fetch_chunk, self.source, self.store, chunk, size)
+                self._fetched[chunk] = self._pool.submit(_fetch_chunk, self.source, self.store, chunk, size, self.packs)
                 self._held += size
             self._queue.pop()
 
 
-def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -> tuple[list[bytes], Path]:
+def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int, packs: PackFetcher) -> tuple[list[Any], Path | None]:
     """A chunk's bytes, checked against its digest and written to a temporary file here, on
     a pool thread (so chunks are hashed and written in parallel); the bytes are kept in memory
-    for the ordered pass, which hashes the whole file from them."""
-    blocks = list(_open_chunk(source, chunk, size))
+    for the ordered pass, which hashes the whole file from them. A chunk stored packed there
+    is stored packed here (no temporary file: None), once it decodes to its digest."""
+    try:  # fetched meanwhile, as the base of a packed chunk
+        return [memoryview(blob_bytes(str(store.objects_dir), chunk, size))], None
+    except ObjectNotFoundError:
+        pass
+    opened = open_blob(source, chunk, size)
+    if opened is None:
+        return [memoryview(packs.fetch_packed(chunk, size))], None
+    blocks = list(_counted(source, chunk, size, opened))
     hasher = hashlib.sha256()
     for block in blocks:
         hasher.update(block)
@@ -303,12 +344,9 @@ def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int) -
     return blocks, stage_blob(store.tmp_dir, blocks)
 
 
-def _open_chunk(source: Source, chunk: Digest, size: int) -> Iterator[bytes]:
-    """A chunk's bytes from ``source``, then RemoteError if they were fewer than ``size``
-    (more is cut off by the bound)."""
-    blocks = open_blob(source, chunk, size)
-    if blocks is None:
-        raise RemoteError(f"{source.location}: chunk {chunk} is missing there")
+def _counted(source: Source, chunk: Digest, size: int, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """A chunk's bytes from ``source`` (:func:`open_blob`), then RemoteError if they were fewer
+    than ``size`` (more is cut off by the bound)."""
     received = 0
     for block in blocks:
         received += len(block)

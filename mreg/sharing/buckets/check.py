@@ -21,11 +21,12 @@ from mreg.records.names import Digest
 from mreg.records.reports import FsckReport
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
 from mreg.sharing.buckets.notes import BucketNotes
+from mreg.sharing.buckets.packs import check_packed
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.sharing.buckets.sweep import digest_of
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
-from mreg.storage.layout import CHUNKS_SUFFIX, object_key
+from mreg.storage.layout import CHUNKS_SUFFIX, PACK_SUFFIX, object_key
 
 
 def check(location: str, config: Config | None, timeout: float) -> FsckReport:
@@ -106,6 +107,11 @@ class _Checker:
             return f"the chunks of {digest} add up to {sum(n for _, n in chunks)} bytes, not {size}"
         for chunk, length in chunks:
             info = self.listed.get((chunk, ""))
+            if info is None and (chunk, PACK_SUFFIX) in self.listed:
+                problem = check_packed(self.bucket, self.listed, chunk)  # its chain, to a base that is there
+                if problem is not None:
+                    return problem
+                continue
             if info is None:
                 return f"chunk {chunk} of {digest} is missing"
             if int(info.get("size") or 0) != length:

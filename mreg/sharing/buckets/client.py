@@ -106,6 +106,16 @@ class Bucket:
 
         return blocks(), size
 
+    def head_bytes(self, path: str, length: int) -> bytes | None:
+        """An object's first ``length`` bytes (all of it when shorter), or None when it does not exist."""
+        info = self.head(path)
+        if info is None:
+            return None
+        end = min(length, int(info["size"]))
+        if end == 0:
+            return b""
+        return bytes(self._call(lambda: obstore.get_range(self.store, path, start=0, end=end), path))
+
     def head(self, path: str) -> ObjectInfo | None:
         """What the service knows of a key, or None when it does not exist."""
         meta = self._call(lambda: obstore.head(self.store, path), path, missing=None)

@@ -43,7 +43,7 @@ from mreg.sharing.fetching import thread_safe
 from mreg.sharing.sources import Source
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
-from mreg.storage.layout import object_key
+from mreg.storage.layout import PACK_SUFFIX, object_key
 from mreg.storage.threads import Progress, ProgressReport, counting, in_parallel
 
 
@@ -94,14 +94,21 @@ class BucketDestination:
         todo = [d for d in blobs if d in stale]
         advance = thread_safe(counting(progress, sum(blobs[d] for d in todo)))
         sent = [0, 0]
+        packed: dict[Digest, bool] = {}  # blobs stored packed here: uploaded as they are, below
 
         def put_blob(digest: Digest) -> None:
             size = self._put_blob(source, digest, digest in stale and stale[digest], advance)
             with self._lock:
+                if size is None:
+                    packed[digest] = stale[digest]
+                    return
                 sent[0] += 1
                 sent[1] += size
 
         in_parallel(put_blob, todo, CONCURRENCY)
+        if packed:
+            sent[0] += len(packed)
+            sent[1] += self._put_packed(source, packed, now, advance)
         for digest, index in indexes.items():  # after their chunks
             if f"{digest}.chunks" in stale:
                 self._put_small(object_key(digest) + ".chunks", index, stale[f"{digest}.chunks"])
@@ -151,6 +158,8 @@ class BucketDestination:
 
         def check(name: str) -> None:
             info = self.bucket.head(object_key(name))
+            if info is None and not name.endswith(".chunks"):  # a blob may be there packed
+                info = self.bucket.head(object_key(name) + PACK_SUFFIX)
             if info is None or age(info, now) > FRESHEN_AFTER:
                 with self._lock:
                     found[name] = info is not None
@@ -164,10 +173,30 @@ class BucketDestination:
         else:
             self.bucket.create(path, data)  # False: another push wrote the same bytes first
 
-    def _put_blob(self, source: Source, digest: Digest, overwrite: bool, advance: Progress | None) -> int:
-        """Upload one blob from ``source``, verified as it is read; return its size."""
+    def _put_packed(self, source: Source, packed: dict[Digest, bool], now: datetime, advance: Progress | None) -> int:
+        """Upload blobs stored packed in ``source`` as they are, with the bases they need (see
+        :mod:`.packs`); return the bytes uploaded."""
+        from mreg.sharing.buckets.packs import PackUploads  # start-up: only a push of packed objects
+
+        uploads = PackUploads(self.bucket, source, now)
+        raw_bases = uploads.plan(packed)
+        sent = [0]
+
+        def put_base(digest: Digest) -> None:
+            size = self._put_blob(source, digest, raw_bases[digest], None)
+            with self._lock:
+                sent[0] += size or 0
+
+        in_parallel(put_base, sorted(raw_bases), CONCURRENCY)
+        return sent[0] + uploads.upload()
+
+    def _put_blob(self, source: Source, digest: Digest, overwrite: bool, advance: Progress | None) -> int | None:
+        """Upload one blob from ``source``, verified as it is read; return its size (None: the
+        source stores it packed, and :meth:`_put_packed` uploads it)."""
         streamed = source.stream(object_key(digest))
         if streamed is None:
+            if source.stream(object_key(digest) + PACK_SUFFIX) is not None:
+                return None
             raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
         blocks, size = streamed
         checked = _verified(blocks, digest, advance)

@@ -22,10 +22,11 @@ from mreg.records.notes import history
 from mreg.records.reports import GcReport
 from mreg.sharing.buckets.client import FRESHEN_AFTER, Bucket, age
 from mreg.sharing.buckets.notes import BucketNotes
+from mreg.sharing.buckets.packs import mark_bases
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
-from mreg.storage.layout import CHUNKS_SUFFIX, object_key
+from mreg.storage.layout import CHUNKS_SUFFIX, PACK_SUFFIX, object_key
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
 _HEX = frozenset("0123456789abcdef")
@@ -45,8 +46,9 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
     now = datetime.now(timezone.utc)
     listed = {digest: info for info in bucket.list("objects/") if (digest := digest_of(str(info["path"]))) is not None}
     reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX})
+    reachable |= mark_bases(bucket, listed, reachable)  # a kept packed object keeps its bases
     report = GcReport(dry_run)
-    for (digest, suffix), info in sorted(listed.items()):
+    for (digest, suffix), info in sorted(listed.items(), key=lambda item: item[0][1] != PACK_SUFFIX):  # records before their bases
         if digest in reachable or age(info, now) <= grace:
             continue
         report.objects.append(digest)
@@ -87,12 +89,12 @@ def _read(bucket: Bucket, digest: Digest, *, suffix: str = "", verify: bool = Fa
 
 
 def digest_of(path: str) -> tuple[Digest, str] | None:
-    """``objects/ab/cdef…[.chunks]`` -> (digest, suffix); None for any other key (never deleted)."""
+    """``objects/ab/cdef…[.chunks|.pack]`` -> (digest, suffix); None for any other key (never deleted)."""
     parts = path.split("/")
     if len(parts) != 3 or len(parts[1]) != 2:
         return None
     name = parts[1] + parts[2]
-    suffix = CHUNKS_SUFFIX if name.endswith(CHUNKS_SUFFIX) else ""
+    suffix = next((suffix for suffix in (CHUNKS_SUFFIX, PACK_SUFFIX) if name.endswith(suffix)), "")
     hexpart = name.removesuffix(suffix)
     if len(hexpart) != 64 or not set(hexpart) <= _HEX:
         return None

@@ -167,6 +167,8 @@ def _versions(store: Store, plan: Plan, include_hot: bool) -> tuple[dict[tuple[s
                     chunk.hot = chunk.hot or (version in hot and not include_hot)
                     keys[place][item.key] = item.digest
     parents = {place: [place_of[p] for p in found if p in place_of] for place, found in lineage.items()}
+    for whole in [digest for digest, chunks in described.items() if not chunks]:
+        plan.chunks.pop(whole, None)  # a chunk that is also a file stored whole stays raw: paths link to it
     for chunk in plan.chunks.values():
         _look(store, chunk, plan)
     return keys, parents, order

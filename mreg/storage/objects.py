@@ -80,6 +80,7 @@ class ObjectStore(ObjectLayout):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         format_version.check(root)
+        self._chunk_sizes: dict[str, int] = {}  # the size chunk indexes read so far give each chunk
 
 
     # ------------------------------------------------------------------ naming
@@ -248,12 +249,15 @@ class ObjectStore(ObjectLayout):
         except FileNotFoundError:
             pass
         if not self.index_path(digest).is_file() and self.pack_path(digest).is_file():
-            return [Segment(path, 0, packed_size(self.pack_path(digest), digest), Digest(digest), packed=True)]
+            # A record's declared size is trusted only where no chunk index says otherwise.
+            size = self._chunk_sizes.get(digest)
+            return [Segment(path, 0, packed_size(self.pack_path(digest), digest) if size is None else size, Digest(digest), packed=True)]
         # Plain strings: a load maps dozens of chunks, and pathlib (even os.path.join) costs.
         objects = str(self.objects_dir)
         segments, start = [], 0
         for chunk, size in self.chunks(digest):
             chunk_path = f"{objects}{os.sep}{chunk[7:9]}{os.sep}{chunk[9:]}"
+            self._chunk_sizes[chunk] = size
             packed = False
             if check and not os.path.isfile(chunk_path):
                 packed = os.path.isfile(chunk_path + PACK_SUFFIX)

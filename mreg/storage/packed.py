@@ -156,7 +156,10 @@ def decoded(segment: Any) -> Any:
     """A packed segment's bytes, decoded into a new buffer (a numpy array of bytes)."""
     from mreg.storage import pack_codec  # start-up: imports numpy and zstandard on first use
 
-    out = pack_codec.scratch(segment.size)
+    try:
+        out = pack_codec.scratch(segment.size)
+    except MemoryError:
+        raise CorruptPackError(segment.digest, f"declares {segment.size} bytes, more than memory holds") from None
     decode_into(objects_dir_of(segment.path), segment.digest, out)
     return out
 

@@ -32,11 +32,10 @@ from typing import Any, NamedTuple
 
 import numpy
 import torch
-from common import paired, scratch
+from common import paired, resnet_fine_tunes, scratch
 
 from mreg.formats.containers import DTYPES, parse_safetensors
 from mreg.formats.cuts import file_cuts
-from mreg.pytorch import TorchvisionBuilder
 from mreg.storage import pack_codec
 
 VERSIONS = 10
@@ -60,28 +59,16 @@ class Version(NamedTuple):
 
 
 def fine_tunes(root: Path) -> tuple[list[Version], dict[str, torch.Tensor]]:
-    """ResNet-18 and its successive full fine-tunes, saved as safetensors and cut into chunks."""
+    """ResNet-18 and its successive full fine-tunes (common.resnet_fine_tunes), saved as safetensors and cut into chunks."""
     from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    model = TorchvisionBuilder("resnet18").build()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    versions, previous = [], None
-    for number in range(VERSIONS):
-        if number:
-            for _ in range(STEPS):
-                optimizer.zero_grad()
-                loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 64, 64)), torch.randint(0, 1000, (8,)))
-                loss.backward()
-                optimizer.step()
-        state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-        if previous is not None:
-            assert all(not torch.equal(state[name], previous[name]) for name in state), "a tensor did not change"
-        previous = state
+    states = resnet_fine_tunes(VERSIONS, STEPS)
+    versions = []
+    for number, state in enumerate(states):
         path = root / f"resnet18-{number}.safetensors"
         save_file(state, str(path))
         versions.append(chunked(path))
-    return versions, previous  # type: ignore[return-value]
+    return versions, states[-1]
 
 
 def chunked(path: Path) -> Version:

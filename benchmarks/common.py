@@ -223,3 +223,30 @@ def startup_pairs(commands: dict[str, list[str]], cwd: Path, pairs: int) -> dict
             ratios[name].append(times[name][-1] / base)
     base_median = statistics.median(times[""])
     return {name: (statistics.median(times[name]), base_median, statistics.median(ratios[name])) for name in commands}
+
+
+def resnet_fine_tunes(versions: int = 10, steps: int = 10) -> list[dict]:
+    """ResNet-18 (torchvision, random init, seeded) and ``versions - 1`` successive full
+    fine-tunes (SGD, lr 1e-4, momentum 0.9, ``steps`` steps each on random 8x3x64x64 batches
+    with random labels): every tensor changes, so chunk dedup saves nothing. The state
+    dicts, each a detached copy; checked so that no tensor is left unchanged."""
+    import torch
+
+    from mreg.pytorch import TorchvisionBuilder
+
+    torch.manual_seed(0)
+    model = TorchvisionBuilder("resnet18").build()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    states: list[dict] = []
+    for number in range(versions):
+        if number:
+            for _ in range(steps):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 64, 64)), torch.randint(0, 1000, (8,)))
+                loss.backward()
+                optimizer.step()
+        state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        if states:
+            assert all(not torch.equal(state[name], states[-1][name]) for name in state), "a tensor did not change"
+        states.append(state)
+    return states

@@ -20,6 +20,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError
@@ -30,6 +31,7 @@ from mreg.records.names import Digest
 from mreg.records.packing import PackReport
 from mreg.records.reports import GcReport
 from mreg.storage import pack_codec, pack_writer
+from mreg.storage.files import fsync_dirs
 from mreg.storage.locks import FileLock
 from mreg.storage.packed import blob_bytes, decode_into
 from mreg.storage.threads import ProgressReport, counting, in_parallel
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
 
 WORKERS = os.cpu_count() or 2
 PACK_LOCK = "pack.lock"
+CHOOSE_FROM = 256 << 10  # a larger chunk's base is chosen from samples, and only the winner encoded whole
+BATCH_BYTES = 1 << 30  # raw bytes packed before their records' directories are synced and the raw blobs go
 MIN_PLANE_SAVING = pack_codec.MIN_PLANE_SAVING
 """A byte plane zstd shrinks less than this is stored (faster to decode; see bench_pack.py)."""
 SAMPLE, SAMPLES = 64 << 10, 4  # a dry run encodes this many windows of a chunk larger than SAMPLE * SAMPLES
@@ -80,12 +84,40 @@ class _Run:
         self.store, self.plan, self.report, self.progress = store, plan, report, progress
         self.objects_dir = str(store.objects.objects_dir)
         self.lock = threading.Lock()
+        self.commit_lock = threading.Lock()
+        self.local = threading.local()
+        self.pending: list[tuple[Digest, int]] = []  # packed: their raw blobs go at the next commit
+        self.pending_bytes = 0
 
     def all(self, jobs: list[Chunk]) -> None:
-        in_parallel(self.one, jobs, WORKERS)
+        try:
+            in_parallel(self.one, jobs, WORKERS)
+        finally:
+            self.commit()  # what was packed before an error keeps its record; its raw form goes
+
+    def commit(self) -> None:
+        """Make the new records' names durable (their bytes are), then remove the raw blobs
+        they replace: a crash before this leaves both forms, never neither."""
+        with self.commit_lock:
+            with self.lock:
+                pending, self.pending, self.pending_bytes = self.pending, [], 0
+            if not pending:
+                return
+            fsync_dirs(Path(self.objects_dir, digest[7:9]) for digest, _ in pending)
+            for digest, _ in pending:  # (counted as freed when it was packed)
+                pack_writer.drop_raw(self.store.objects, digest, durable=False)
+            fsync_dirs(Path(self.objects_dir, digest[7:9]) for digest, _ in pending)
+
+    def scratch(self, size: int) -> Any:
+        """A buffer of ``size`` bytes of this thread's, reused from chunk to chunk."""
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = self.local.buffer = pack_codec.scratch(size)
+        return buffer[:size]
 
     def one(self, chunk: Chunk) -> None:
         before = self.store.objects.stored_size(chunk.digest)
+        packing = chunk.action == "encode" and not self.report.dry_run  # its raw blob goes at the commit
         try:
             if self.report.dry_run:
                 self.estimate(chunk)
@@ -101,7 +133,10 @@ class _Run:
         finally:
             with self.lock:
                 if not self.report.dry_run:
-                    self.report.freed += before - self.store.objects.stored_size(chunk.digest)
+                    after = self.store.objects.stored_size(chunk.digest)
+                    if packing and self.store.objects.object_path(chunk.digest).is_file():
+                        after -= chunk.size  # counted when the commit removes it
+                    self.report.freed += before - after
                 if self.progress is not None:
                     self.progress(chunk.size)
 
@@ -111,20 +146,25 @@ class _Run:
         raw = self.bytes_of(chunk.digest, chunk.size)
         bases = self.bases(chunk)
         itemsize = chunk.itemsize or guess_itemsize(raw)
-        record = pack_codec.encode_best(raw, itemsize=itemsize, bases=bases.items(), min_plane_saving=MIN_PLANE_SAVING)
+        record = smallest_record(raw, itemsize, bases)
         if record is None:
             self.keep_raw(chunk, raw)
             with self.lock:
                 self.report.left_raw += 1
             return
         header = pack_codec.read_header(record, digest=chunk.digest)
-        out = pack_codec.scratch(chunk.size)
+        out = self.scratch(chunk.size)
         pack_codec.decode_into(record, out, base=bases.get(header.base or ""), base_digest=header.base, digest=chunk.digest)
         if _sha256(out) != chunk.digest:
             problem = "its raw bytes do not match its name (run 'mreg fsck')" if bytes(out) == bytes(raw) else "its record does not decode back to it"
             raise CorruptObjectError(chunk.digest, problem)
-        pack_writer.install_record(self.store.objects, chunk.digest, record)
-        pack_writer.drop_raw(self.store.objects, chunk.digest)
+        pack_writer.install_record(self.store.objects, chunk.digest, record, durable=False)  # its bytes are; its name at commit
+        with self.lock:
+            self.pending.append((chunk.digest, chunk.size))
+            self.pending_bytes += chunk.size
+            full = self.pending_bytes >= BATCH_BYTES
+        if full:
+            self.commit()
         with self.lock:
             if header.base is None:
                 self.report.standalone += 1
@@ -200,14 +240,28 @@ class _Run:
         return data
 
 
-def estimated_size(raw: Any, itemsize: int, bases: dict[str, Any]) -> tuple[int, bool]:
+def smallest_record(raw: Any, itemsize: int, bases: dict[str, Any]) -> bytes | None:
+    """The smallest record of ``raw``, standalone or against one of ``bases``, if it saves
+    enough; for a large chunk with bases the choice is made from samples (as a dry run's
+    estimate), so that only the winner is encoded whole."""
+    size = memoryview(raw).cast("B").nbytes
+    if size <= CHOOSE_FROM or not bases:
+        return pack_codec.encode_best(raw, itemsize=itemsize, bases=bases.items(), min_plane_saving=MIN_PLANE_SAVING)
+    _, best = estimated_size(raw, itemsize, bases)
+    record = pack_codec.encode(raw, itemsize=itemsize, base=bases.get(best or ""), base_digest=best, min_plane_saving=MIN_PLANE_SAVING)
+    if record is None and best is not None:  # the samples misled: alone, then
+        record = pack_codec.encode(raw, itemsize=itemsize, min_plane_saving=MIN_PLANE_SAVING)
+    return record
+
+
+def estimated_size(raw: Any, itemsize: int, bases: dict[str, Any]) -> tuple[int, str | None]:
     """The size of the smallest record of ``raw`` (standalone or against one of ``bases``),
-    from four windows of it when it is large, and whether it is a delta."""
+    from four windows of it when it is large, and the base it is a delta against (None: alone)."""
     view = memoryview(raw).cast("B")
     if view.nbytes <= SAMPLE * SAMPLES:
         record = pack_codec.encode_best(view, itemsize=itemsize, bases=bases.items(), min_saving=None, min_plane_saving=MIN_PLANE_SAVING)
         assert record is not None  # min_saving=None: always a record
-        return len(record), pack_codec.read_header(record).base is not None
+        return len(record), pack_codec.read_header(record).base
     step = (view.nbytes - SAMPLE) // (SAMPLES - 1) // itemsize * itemsize
     spans = [(i * step, i * step + SAMPLE) for i in range(SAMPLES)]
     sample = b"".join(view[start:end] for start, end in spans)
@@ -218,7 +272,7 @@ def estimated_size(raw: Any, itemsize: int, bases: dict[str, Any]) -> tuple[int,
         assert record is not None
         sizes[digest] = len(record)
     best = min(sizes, key=lambda digest: sizes[digest])
-    return sizes[best] * view.nbytes // len(sample), best is not None
+    return sizes[best] * view.nbytes // len(sample), best
 
 
 def guess_itemsize(raw: Any) -> int:

@@ -58,9 +58,15 @@ def current(root: Path) -> int:
         raise StoreFormatError(f"core.formatversion in {root / CONFIG_FILE} is '{value[:40]}', not a number") from None
 
 
+_RAISED: set[tuple[Path, int]] = set()  # stores this process saw at a version (it never goes down)
+
+
 def require(root: Path, version: int) -> None:
     """Raise the store's format version to ``version`` (before the first object that needs it is written)."""
+    if (root, version) in _RAISED:
+        return
     if current(root) < version:
         from mreg.storage.config import update  # start-up: only a write that needs a newer format changes it
 
         update(root / CONFIG_FILE, "core.formatversion", str(version))
+    _RAISED.add((root, version))

@@ -73,6 +73,7 @@ MIN_SAVING = 0.05  # a record must be this much smaller than the raw bytes to be
 MIN_PLANE_SAVING = 1 / 32  # a plane zstd shrinks less is stored as it is: it decodes for the price of a copy
 SAMPLE_FROM = 4 << 20  # encode_best tries each base on samples of a tensor larger than this
 SAMPLE_WINDOWS, SAMPLE_WINDOW = 4, 64 << 10
+NOISE_SAMPLE = 64 << 10  # a plane four times larger is first tried on this many bytes of its middle
 
 
 def encode(
@@ -125,8 +126,8 @@ def encode(
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
     table, payloads = [], []
     for plane in planes:
-        compressed = compressor.compress(plane)
-        if len(compressed) <= count * (1 - min_plane_saving):
+        compressed = None if _noise(compressor, plane, min_plane_saving) else compressor.compress(plane)
+        if compressed is not None and len(compressed) <= count * (1 - min_plane_saving):
             table.append(ENTRY.pack(ZSTD, len(compressed)))
             payloads.append(compressed)
         else:
@@ -273,6 +274,17 @@ def _modules() -> tuple[Any, Any]:
     except ImportError as exc:
         raise MregError(f"packed objects need the numpy and zstandard packages (missing {exc.name}): pip install numpy zstandard") from None
     return numpy, zstandard
+
+
+def _noise(compressor: Any, plane: Any, min_plane_saving: float) -> bool:
+    """True for a large plane whose middle zstd shrinks by less than half of
+    ``min_plane_saving``: the low mantissa bytes, random, stored without trying the rest
+    (compressing them cost a quarter of an encode, for nothing)."""
+    if len(plane) < 4 * NOISE_SAMPLE:
+        return False
+    middle = len(plane) // 2
+    sample = plane[middle : middle + NOISE_SAMPLE]
+    return len(compressor.compress(sample)) > NOISE_SAMPLE * (1 - min_plane_saving / 2)
 
 
 def _array(numpy: Any, data: Buffer) -> Any:

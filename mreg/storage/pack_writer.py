@@ -20,14 +20,16 @@ from mreg.storage.files import fsync_dir, unique_temp_path, write_all
 from mreg.storage.layout import ObjectLayout
 
 
-def install_record(layout: ObjectLayout, digest: str, record: bytes) -> None:
-    """Make ``record`` the durable packed form of ``digest`` (replacing an older record atomically).
+def install_record(layout: ObjectLayout, digest: str, record: bytes, *, durable: bool = True) -> None:
+    """Make ``record`` the packed form of ``digest`` (replacing an older record atomically):
+    its bytes durable, and with ``durable`` its name too (else the caller fsyncs its
+    directory, once for many, before it removes the raw blobs they replace).
 
     The store's format version is raised first (:mod:`mreg.storage.format_version`), so
     that no store holds a record while its config says it cannot.
     """
     format_version.require(layout.root, format_version.PACKS)
-    _install(layout, [record], str(layout.pack_path(digest)))
+    _install(layout, [record], str(layout.pack_path(digest)), durable=durable)
 
 
 def install_raw(layout: ObjectLayout, digest: str, blocks: Iterable[Block]) -> None:
@@ -35,9 +37,10 @@ def install_raw(layout: ObjectLayout, digest: str, blocks: Iterable[Block]) -> N
     _install(layout, blocks, str(layout.object_path(digest)))
 
 
-def drop_raw(layout: ObjectLayout, digest: str) -> None:
-    """Remove the raw form of a blob whose record is durable and checked."""
-    _unlink(str(layout.object_path(digest)))
+def drop_raw(layout: ObjectLayout, digest: str, *, durable: bool = True) -> None:
+    """Remove the raw form of a blob whose record is durable and checked (with ``durable``
+    False the caller syncs the directory: a removal lost in a crash only leaves both forms)."""
+    _unlink(str(layout.object_path(digest)), durable=durable)
 
 
 def drop_record(layout: ObjectLayout, digest: str) -> None:
@@ -45,7 +48,7 @@ def drop_record(layout: ObjectLayout, digest: str) -> None:
     _unlink(str(layout.pack_path(digest)))
 
 
-def _install(layout: ObjectLayout, blocks: Iterable[Block], target: str) -> None:
+def _install(layout: ObjectLayout, blocks: Iterable[Block], target: str, *, durable: bool = True) -> None:
     layout.tmp_dir.mkdir(parents=True, exist_ok=True)
     temp = unique_temp_path(layout.tmp_dir, "pack")
     try:
@@ -59,14 +62,16 @@ def _install(layout: ObjectLayout, blocks: Iterable[Block], target: str) -> None
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
         os.replace(temp, target)
-        fsync_dir(directory)  # type: ignore[arg-type]
+        if durable:
+            fsync_dir(directory)  # type: ignore[arg-type]
     finally:
         temp.unlink(missing_ok=True)
 
 
-def _unlink(path: str) -> None:
+def _unlink(path: str, *, durable: bool = True) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         return
-    fsync_dir(os.path.dirname(path))  # type: ignore[arg-type]
+    if durable:
+        fsync_dir(os.path.dirname(path))  # type: ignore[arg-type]

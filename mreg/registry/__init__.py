@@ -4,7 +4,7 @@
 method checks nothing itself and calls one operation of :mod:`mreg.operations`
 (or the store) *down*; nothing below imports it. Its methods are grouped by topic
 in the modules of this package (:mod:`.finding`, :mod:`.changing`, :mod:`.sharing`,
-:mod:`.plumbing`, :mod:`.packing`). It returns values and raises :class:`~mreg.errors.MregError`
+:mod:`.plumbing`). It returns values and raises :class:`~mreg.errors.MregError`
 subclasses; it never prints and never exits.
 """
 
@@ -24,14 +24,13 @@ if TYPE_CHECKING:
 
 from mreg.registry.changing import Changing
 from mreg.registry.finding import Finding
-from mreg.registry.packing import Packing
 from mreg.registry.plumbing import Plumbing
 from mreg.registry.sharing import Sharing, fsck_bucket, gc_bucket
 
 __all__ = ["Registry", "fsck_bucket", "gc_bucket"]
 
 
-class Registry(Finding, Changing, Sharing, Plumbing, Packing):
+class Registry(Finding, Changing, Sharing, Plumbing):
     """A model registry stored in a ``.mreg`` directory.
 
     Open one with :meth:`open` (finds the store like git finds ``.git``) or create

@@ -1,4 +1,4 @@
-"""Other registries and the health of this one: push, pull, clone, diff, du, fsck, gc."""
+"""Other registries and the health of this one: push, pull, clone, diff, du, fsck, gc, pack."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from mreg.store.store import Store
 if TYPE_CHECKING:
     from mreg.operations.diff import TensorComparer
     from mreg.records.diffs import VersionDiff
+    from mreg.records.packing import PackReport
     from mreg.records.reports import FsckReport, GcReport, TransferReport, UsageReport
     from mreg.registry import Registry
 
 
 class Sharing:
-    """:class:`~mreg.registry.Registry` methods. Other registries, comparisons and upkeep: push, pull, clone, diff, du, fsck, gc."""
+    """:class:`~mreg.registry.Registry` methods. Other registries, comparisons and upkeep: push, pull, clone, diff, du, fsck, gc, pack."""
 
     store: Store
 
@@ -61,6 +62,18 @@ class Sharing:
         )
 
         return push(self.store, destination, names, force=force, progress=progress)
+
+    def pack(self, *, all: bool = False, dry_run: bool = False, progress: ProgressReport | None = None) -> PackReport:
+        """Re-encode the cold chunks of every model as packed records (lossless: deltas
+        against the same tensor of the next version, or alone), keeping each chunk's
+        name; the newest version of each model and tagged ones stay raw unless ``all``.
+        ``dry_run`` changes nothing and estimates the saving from samples. See
+        :mod:`mreg.operations.packing` and docs/packs.md."""
+        from mreg.operations.packing import (
+            pack,  # start-up: only `mreg pack` plans packs
+        )
+
+        return pack(self.store, include_hot=all, dry_run=dry_run, progress=progress)
 
     def fsck(self, *, repair: bool = False, bucket: str | None = None) -> FsckReport:
         """Verify every object, manifest and ref; ``repair`` rewrites derived state

@@ -8,7 +8,6 @@ packs ignores the key and reports a packed chunk missing, never misreading it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from mreg.errors import MregError
@@ -18,7 +17,6 @@ PACKS = 2
 NEWEST = PACKS
 """The newest version this mreg reads and writes."""
 CONFIG_FILE = "config"
-_VALUE = re.compile(rb"formatversion\s*=\s*([^\s#;]*)", re.IGNORECASE)
 
 
 class StoreFormatError(MregError):
@@ -26,20 +24,12 @@ class StoreFormatError(MregError):
 
 
 def check(root: Path) -> None:
-    """Refuse a store whose ``core.formatversion`` is newer than this mreg reads.
-
-    Every open runs this: the config's bytes are searched first, and parsed only when a
-    value other than a known version appears (``mreg show`` must stay quick).
+    """Refuse a store whose ``core.formatversion`` is newer than this mreg reads (opening a
+    store looks at the config's bytes first, and calls this only when they need parsing).
 
     Raises:
         StoreFormatError: the store is newer than this mreg.
     """
-    try:
-        data = (root / CONFIG_FILE).read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if all(value in (b"1", b"2") for value in _VALUE.findall(data)):
-        return
     version = current(root)
     if version > NEWEST:
         raise StoreFormatError(

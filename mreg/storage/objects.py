@@ -28,13 +28,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from mreg.records.names import Digest, digest_from_hex
-from mreg.storage import format_version
 from mreg.storage.blob_writer import SegmentWriter
 from mreg.storage.blobs import (
     Block,
@@ -48,7 +48,6 @@ from mreg.storage.blobs import (
 from mreg.storage.chunk_index import decode_chunk_index, encode_chunk_index
 from mreg.storage.files import unique_temp_path
 from mreg.storage.layout import PACK_SUFFIX, ObjectLayout
-from mreg.storage.pack_layout import packed_size
 from mreg.storage.threads import Progress
 
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
@@ -79,7 +78,7 @@ class ObjectStore(ObjectLayout):
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        format_version.check(root)
+        _check_format(root)
         self._chunk_sizes: dict[str, int] = {}  # the size chunk indexes read so far give each chunk
 
 
@@ -251,7 +250,11 @@ class ObjectStore(ObjectLayout):
         if not self.index_path(digest).is_file() and self.pack_path(digest).is_file():
             # A record's declared size is trusted only where no chunk index says otherwise.
             size = self._chunk_sizes.get(digest)
-            return [Segment(path, 0, packed_size(self.pack_path(digest), digest) if size is None else size, Digest(digest), packed=True)]
+            if size is None:
+                from mreg.storage.pack_layout import packed_size  # start-up: only a blob stored packed whole
+
+                size = packed_size(self.pack_path(digest), digest)
+            return [Segment(path, 0, size, Digest(digest), packed=True)]
         # Plain strings: a load maps dozens of chunks, and pathlib (even os.path.join) costs.
         objects = str(self.objects_dir)
         segments, start = [], 0
@@ -317,17 +320,18 @@ class ObjectStore(ObjectLayout):
     # ------------------------------------------------------------ enumeration
 
 
+_FORMAT_VALUES = re.compile(rb"formatversion\s*=\s*([^\s#;]*)", re.IGNORECASE)
 
 
+def _check_format(root: Path) -> None:
+    """Refuse a store newer than this mreg (:mod:`mreg.storage.format_version`), parsing its
+    config only when a look at the bytes finds a version other than 1 or 2: every command
+    opens the store, and ``mreg show`` must stay quick."""
+    try:
+        data = (root / "config").read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if any(value not in (b"1", b"2") for value in _FORMAT_VALUES.findall(data)):
+        from mreg.storage import format_version  # start-up: only a store whose config says more
 
-
-
-
-
-
-
-
-
-
-
-
+        format_version.check(root)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mreg.errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError
+from mreg.errors import CorruptObjectError, MregError, RemoteError
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.names import Digest
 from mreg.sharing.packs import PackFetcher
@@ -39,7 +39,6 @@ from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.layout import object_key
 from mreg.storage.objects import ObjectStore, Piece
 from mreg.storage.pack_layout import packed_size
-from mreg.storage.packed import blob_bytes
 from mreg.storage.threads import Progress, in_parallel
 
 if TYPE_CHECKING:
@@ -328,10 +327,9 @@ def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int, p
     a pool thread (so chunks are hashed and written in parallel); the bytes are kept in memory
     for the ordered pass, which hashes the whole file from them. A chunk stored packed there
     is stored packed here (no temporary file: None), once it decodes to its digest."""
-    try:  # fetched meanwhile, as the base of a packed chunk
-        return [memoryview(blob_bytes(str(store.objects_dir), chunk, size))], None
-    except ObjectNotFoundError:
-        pass
+    local = packs.local(chunk, size)  # fetched meanwhile, as the base of a packed chunk
+    if local is not None:
+        return [memoryview(local)], None
     opened = open_blob(source, chunk, size)
     if opened is None:
         return [memoryview(packs.fetch_packed(chunk, size))], None

@@ -14,7 +14,9 @@ loop: a hostile store gets one RemoteError, and nothing of what failed is kept.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from mreg.errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError
@@ -25,6 +27,10 @@ from mreg.storage.layout import PACK_SUFFIX, object_key
 from mreg.storage.objects import ObjectStore
 from mreg.storage.packed import MAX_CHAIN, blob_bytes
 
+CACHE_BYTES = 256 << 20
+"""Decoded chunks a transfer keeps for the records that are deltas against them (a chain
+is then decoded once, not once per record on it)."""
+
 
 class PackFetcher:
     """Fetches blobs a source may store packed into ``store``, bases first, verified."""
@@ -34,6 +40,34 @@ class PackFetcher:
         self.objects_dir = str(store.objects_dir)
         self._received = 0  # bytes fetched (records and raw bases), by any thread
         self._lock = threading.Lock()
+        self._decoded: OrderedDict[Digest, Any] = OrderedDict()  # the most recent last
+        self._cached = 0
+
+    def local(self, digest: Digest, size: int) -> Any | None:
+        """A blob's bytes if this store has it (decoded if packed, and then kept a while), else None."""
+        with self._lock:
+            if digest in self._decoded:
+                self._decoded.move_to_end(digest)
+                return self._decoded[digest]
+        try:
+            data = blob_bytes(self.objects_dir, digest, size)
+        except ObjectNotFoundError:
+            return None
+        except MregError as exc:
+            raise RemoteError(f"the base {digest} stored here cannot be read ({exc}); run 'mreg fsck'") from None
+        if not isinstance(data, (bytes, mmap.mmap)):
+            self._keep(digest, data)
+        return data
+
+    def _keep(self, digest: Digest, data: Any) -> None:
+        with self._lock:
+            if digest in self._decoded or len(data) > CACHE_BYTES:
+                return
+            self._decoded[digest] = data
+            self._cached += len(data)
+            while self._cached > CACHE_BYTES:
+                _, dropped = self._decoded.popitem(last=False)
+                self._cached -= len(dropped)
 
     def take_received(self) -> int:
         """The bytes fetched since the last call."""
@@ -79,16 +113,14 @@ class PackFetcher:
         if "sha256:" + hashlib.sha256(out).hexdigest() != digest:
             raise RemoteError(f"{where}: it decodes to bytes that do not match its digest; refused")
         pack_writer.install_record(self.store, digest, record)
+        self._keep(digest, out)
         return out
 
     def blob(self, digest: Digest, size: int, trail: tuple[Digest, ...] = ()) -> Any:
         """A blob's ``size`` bytes: this store's, else fetched (raw or packed), verified and stored."""
-        try:
-            return blob_bytes(self.objects_dir, digest, size)
-        except ObjectNotFoundError:
-            pass
-        except MregError as exc:
-            raise RemoteError(f"the base {digest} stored here cannot be read ({exc}); run 'mreg fsck'") from None
+        found = self.local(digest, size)
+        if found is not None:
+            return found
         raw = self.source.read_limited(object_key(digest), size)
         self._count(raw)
         if raw is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,6 @@ from mreg.formats.containers import (
 )
 from mreg.formats.weights import TensorFacts, summarize
 from mreg.storage.blobs import SeekableReader, Segment
-from mreg.storage.packed import objects_dir_of
 from mreg.storage.threads import in_parallel
 
 # every dtype both safetensors and the installed torch know
@@ -102,9 +101,10 @@ class MappedFile:
             buffer = self._buffers[index] = private_bytes(segment) or decoded_bytes(segment)
         return buffer
 
-    def open_all(self, workers: int = DECODE_THREADS) -> None:
+    def open_all(self, workers: int | None = None) -> None:
         """Make every segment's memory ready now: raw ones mapped (or read), packed ones
-        decoded on ``workers`` threads, the largest first so that the threads end together."""
+        decoded on ``workers`` threads (default :data:`DECODE_THREADS`), the largest first so
+        that the threads end together."""
         packed = []
         for index, segment in enumerate(self.segments):
             if index not in self._buffers:
@@ -114,7 +114,7 @@ class MappedFile:
                 else:
                     self._buffers[index] = buffer
         packed.sort(key=lambda index: -self.segments[index].size)
-        in_parallel(self._decode, packed, workers)
+        in_parallel(self._decode, packed, workers or DECODE_THREADS)
 
     def _decode(self, index: int) -> None:
         self._buffers[index] = decoded_bytes(self.segments[index])
@@ -163,8 +163,9 @@ def private_bytes(segment: Segment) -> mmap.mmap | bytearray | None:
 
 
 def decoded_bytes(segment: Segment) -> Any:
-    """A packed segment's bytes, decoded into new memory of torch's (a numpy view of it, which
-    ``torch.frombuffer`` wraps without a copy).
+    """A packed segment's bytes, decoded into new memory (a numpy array, which ``torch.frombuffer``
+    wraps without a copy: numpy asks the kernel for huge pages for large arrays, and faulting
+    them in cost a third of what torch's own allocation did).
 
     Raises:
         ObjectNotFoundError: the blob is stored in neither form.
@@ -172,16 +173,9 @@ def decoded_bytes(segment: Segment) -> Any:
     """
     if not segment.digest:  # a file outside the store (load_checkpoint): nothing can be packed
         raise ObjectNotFoundError(segment.path)
-    decode: Callable[[str, Any, Any], None] = _decoder()
-    out = torch.empty(segment.size, dtype=torch.uint8).numpy()
-    decode(objects_dir_of(segment.path), segment.digest, out)
-    return out
+    from mreg.storage.packed import decoded  # start-up: numpy and zstandard, only for packed chunks
 
-
-def _decoder() -> Callable[[str, Any, Any], None]:
-    from mreg.storage.packed import decode_into  # start-up: numpy and zstandard, only for packed chunks
-
-    return decode_into
+    return decoded(segment)
 
 
 class MappedReader(SeekableReader):

@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -81,9 +80,13 @@ def bit_exact(registry: Registry, states: list[dict[str, torch.Tensor]]) -> bool
     fresh = Registry(registry.root)
     for number, state in enumerate(states):
         loaded = load_state_dict(fresh, f"resnet@1.{number}.0")
-        if loaded.keys() != state.keys() or not all(torch.equal(loaded[k].reshape(-1).view(torch.uint8), state[k].reshape(-1).view(torch.uint8)) for k in state):
+        if loaded.keys() != state.keys() or not all(torch.equal(_bytes(loaded[k]), _bytes(state[k])) for k in state):
             return False
     return True
+
+
+def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.reshape(-1).view(torch.uint8)
 
 
 def sizes(root: Path, states: list[dict[str, torch.Tensor]]) -> tuple[Registry, int]:

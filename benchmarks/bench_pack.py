@@ -195,14 +195,14 @@ def main() -> None:
               f"bit-exact: {bit_exact(everything, versions)}")
 
         variants = {}
+        print("min_plane_saving (a byte plane zstd shrinks less is stored; default: 1/6 for deltas against a raw chunk, else 1/32):")
         for label, compact, fast in (("1/32 for every record", 1 / 32, 1 / 32), ("1/6 for every record", 1 / 6, 1 / 6)):
             shutil.copytree(raw_registry.root.parent, root / label.replace("/", "-").replace(" ", "_"))
             variants[label] = Registry(root / label.replace("/", "-").replace(" ", "_") / ".mreg")
             packing.MIN_PLANE_SAVING, packing.FAST_PLANE_SAVING = compact, fast
             variants[label].pack()
             usage = variants[label].disk_usage()
-            print(f"min_plane_saving {label} (the default: 1/6 for deltas against a raw chunk, else 1/32): "
-                  f"stored {usage.stored / registered:.3f}x; bit-exact: {bit_exact(variants[label], versions)}")
+            print(f"  {label}: stored {usage.stored / registered:.3f}x; bit-exact: {bit_exact(variants[label], versions)}")
         packing.MIN_PLANE_SAVING, packing.FAST_PLANE_SAVING = 1 / 32, 1 / 6
 
         bf16 = Registry.init(root / "bf16")

@@ -68,7 +68,8 @@ def test_a_fault_at_every_step_of_a_pack_leaves_a_sound_store(tmp_path: Path, ar
 def test_kill_9_of_a_real_pack_process_loses_nothing(tmp_path: Path) -> None:
     registry, states = small_model(tmp_path / "store", versions=6)
     for delay in (0.05, 0.2, 0.5):
-        process = subprocess.Popen([sys.executable, "-m", "mreg", "--registry", str(registry.root), "pack"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "mreg", "--registry", str(registry.root), "pack"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:

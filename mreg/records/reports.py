@@ -47,7 +47,7 @@ class GcReport:
     packed: PackReport | None = None  # with gc --pack: what packing did
 
     def to_dict(self) -> dict:
-        found = {
+        found: dict[str, Any] = {
             "dry_run": self.dry_run,
             "objects": len(self.objects),
             "bytes": self.bytes,

@@ -1,6 +1,6 @@
 """The store's files over HTTP, at the paths :class:`mreg.remote.HttpSource` reads.
 
-``objects/ab/cdef...`` (and ``.chunks``) never change: they are served with
+``objects/ab/cdef...`` (and ``.chunks``, ``.pack``) never change: they are served with
 ``Cache-Control: immutable``, an ETag made of the digest, and Range requests.
 ``models/NAME/_refs``, ``_log``, ``_notes`` and ``info/models`` change: they are
 read whole in one go (``_refs`` is replaced by rename, so the read is a consistent
@@ -30,7 +30,7 @@ from mreg.web.safe_files import UnsafeFileError, open_regular
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 _FANOUT = re.compile(r"[0-9a-f]{2}")
-_OBJECT = re.compile(r"[0-9a-f]{62}(?:\.chunks)?")
+_OBJECT = re.compile(r"[0-9a-f]{62}(?:\.chunks|\.pack)?")  # a blob, a chunk index, a packed blob
 MODEL_FILES = (TABLE_FILE, LOG_FILE, NOTES_FILE)
 
 

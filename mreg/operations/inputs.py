@@ -18,6 +18,7 @@ from mreg.errors import (
     InvalidNameError,
     InvalidTypeError,
 )
+from mreg.records.card_field import CardInput, with_card
 from mreg.records.manifest import (
     Dataset,
     Framework,
@@ -121,15 +122,16 @@ def version_details(
     properties: Mapping[str, Any] | None = None,
     datasets: Iterable[str | Dataset] = (),
     message: str = "",
+    card: CardInput | None = None,
 ) -> VersionDetails:
-    """Validate user metadata into a :class:`VersionDetails`."""
+    """Validate user metadata into a :class:`VersionDetails` (the model card joins the metadata)."""
     return VersionDetails(
         family=_optional_word(family, "family"),
         framework=parse_framework(framework),
         architecture=_optional_word(architecture, "architecture"),
         input_shape=parse_input_shape(input_shape),
         metrics=validate_metrics(metrics or {}),
-        properties=validate_properties(properties or {}),
+        properties=with_card(validate_properties(properties or {}), card),
         datasets=tuple(parse_dataset(d) for d in names_of(datasets, "datasets")),
         message=text_of(message, "message"),
     )

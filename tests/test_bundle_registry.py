@@ -261,7 +261,8 @@ def test_the_card_metadata_key_takes_only_a_card(registry: Registry, make_file: 
         registry.add("m@1.0.0", [make_file("model.bin")], properties={"card": {}}, card=CARD)
     assert registry.models() == []
     registry.add("m@1.0.0", [make_file("model.bin")], properties={"card": CARD.to_dict()})  # a valid one is the card
-    assert registry.get("m@1.0.0").card == CARD
+    registry.add("m@1.0.1", [make_file("model.bin")], properties={"card": CARD})  # as a ModelCard too
+    assert registry.get("m@1.0.0").card == registry.get("m@1.0.1").card == CARD
 
 
 def test_an_invalid_stored_card_is_reported_as_corrupt(registry: Registry, make_file: Any) -> None:

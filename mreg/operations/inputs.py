@@ -131,7 +131,7 @@ def version_details(
         architecture=_optional_word(architecture, "architecture"),
         input_shape=parse_input_shape(input_shape),
         metrics=validate_metrics(metrics or {}),
-        properties=with_card(validate_properties(properties or {}), card),
+        properties=validate_properties(with_card(properties or {}, card)),
         datasets=tuple(parse_dataset(d) for d in names_of(datasets, "datasets")),
         message=text_of(message, "message"),
     )

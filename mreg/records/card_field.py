@@ -41,15 +41,18 @@ def as_card(card: CardInput, what: str = "the model card") -> ModelCard:
         raise InvalidInputError(f"invalid model card: {exc.message}") from None
 
 
-def with_card(properties: Mapping[str, Any], card: CardInput | None) -> dict[str, Any]:
+def with_card(properties: Any, card: CardInput | None) -> Any:
     """Free metadata with the model card under :data:`CARD_KEY`, checked and in its stored form.
 
-    The card comes from ``card`` or from ``properties`` itself (never both); an empty
-    card is not stored.
+    The card comes from ``card`` or from ``properties`` itself (a :class:`ModelCard` or
+    its plain data; never both); an empty card is not stored. ``properties`` that are
+    not a map come back as they are, for the metadata check to refuse.
 
     Raises:
         InvalidInputError: the card is given twice, or is not a valid card.
     """
+    if not isinstance(properties, Mapping):
+        return properties
     found = dict(properties)
     if card is not None and CARD_KEY in found:
         raise InvalidInputError(f"the model card is given twice: as {{card}} and as the metadata key '{CARD_KEY}'", options=("card",))

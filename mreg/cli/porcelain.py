@@ -57,9 +57,9 @@ def add(
 ) -> None:
     """Register files as a new version: NAME@VERSION PATH... (or NAME PATH... --bump PART).
 
-    A directory adds its files recursively. A MONAI bundle directory is checked and
-    its metadata fills in what is not given (version, message, framework, input
-    shape, metrics, model card). Re-adding an existing version with the same files
+    A directory adds its files recursively. A MONAI bundle directory (NAME BUNDLE_DIR
+    takes the bundle's own version) is checked, and its metadata fills in what is not
+    given: version, message, framework, input shape, metrics, model card. Re-adding an existing version with the same files
     and metadata does nothing; with anything different it fails. The last line
     printed is the version's manifest digest.
     """

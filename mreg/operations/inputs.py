@@ -18,7 +18,6 @@ from mreg.errors import (
     InvalidNameError,
     InvalidTypeError,
 )
-from mreg.records.card_field import CardInput, with_card
 from mreg.records.manifest import (
     Dataset,
     Framework,
@@ -35,7 +34,7 @@ from mreg.records.names import (
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    pass
+    from mreg.records.card_field import CardInput
 
 
 class Blob(NamedTuple):
@@ -125,6 +124,8 @@ def version_details(
     card: CardInput | None = None,
 ) -> VersionDetails:
     """Validate user metadata into a :class:`VersionDetails` (the model card joins the metadata)."""
+    from mreg.records.card_field import with_card  # start-up: `import mreg` loads this module, only add needs cards
+
     return VersionDetails(
         family=_optional_word(family, "family"),
         framework=parse_framework(framework),

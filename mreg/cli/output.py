@@ -70,9 +70,14 @@ def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]
     lines += [f"  parent:     {parent}" for parent in parents]
     if lineage.message:
         lines.append(f"  message:    {lineage.message}")
-    if m.properties:
+    card = view.card
+    metadata = sorted((key, value) for key, value in m.properties.items() if card is None or key != "card")  # the card comes last
+    if metadata:
         lines.append("metadata:")
-        lines += [f"  {key}: {compact(value)}" for key, value in sorted(m.properties.items())]
+        lines += [f"  {key}: {compact(value)}" for key, value in metadata]
+    if card is not None and card.lines():
+        lines.append("card:")
+        lines += [f"  {line}" for line in card.lines()]
     return [safe(line) for line in lines]
 
 

@@ -34,7 +34,7 @@ from mreg.records.names import (
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    pass
+    from mreg.records.card_field import CardInput
 
 
 class Blob(NamedTuple):
@@ -121,15 +121,18 @@ def version_details(
     properties: Mapping[str, Any] | None = None,
     datasets: Iterable[str | Dataset] = (),
     message: str = "",
+    card: CardInput | None = None,
 ) -> VersionDetails:
-    """Validate user metadata into a :class:`VersionDetails`."""
+    """Validate user metadata into a :class:`VersionDetails` (the model card joins the metadata)."""
+    from mreg.records.card_field import with_card  # start-up: `import mreg` loads this module, only add needs cards
+
     return VersionDetails(
         family=_optional_word(family, "family"),
         framework=parse_framework(framework),
         architecture=_optional_word(architecture, "architecture"),
         input_shape=parse_input_shape(input_shape),
         metrics=validate_metrics(metrics or {}),
-        properties=validate_properties(properties or {}),
+        properties=validate_properties(with_card(properties or {}, card)),
         datasets=tuple(parse_dataset(d) for d in names_of(datasets, "datasets")),
         message=text_of(message, "message"),
     )

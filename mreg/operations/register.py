@@ -26,6 +26,7 @@ from mreg.errors import (
 from mreg.formats.containers import is_weights_name
 from mreg.formats.cuts import file_cuts, stream_cuts
 from mreg.formats.weights import Weights, describe_paths, describe_weights
+from mreg.operations.bundles import bundle_details
 from mreg.operations.inputs import (
     Blob,
     FileSource,
@@ -71,6 +72,7 @@ def register(
 ) -> AddResult:
     """Register files as a new version; see :meth:`mreg.Registry.add`."""
     name, version = parse_name_version(spec)
+    version, details = bundle_details(files, version=version, bump=bump, details=details)  # a MONAI bundle fills in the rest
     if (version is None) == (bump is None):
         raise InvalidInputError(f"give either NAME@VERSION or {{bump}}, not {'both' if version else 'neither'}", options=("bump",))
     if bump is not None and bump not in ("major", "minor", "patch"):

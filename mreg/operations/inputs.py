@@ -31,6 +31,7 @@ from mreg.records.names import (
     text_of,
     validate_file_path,
 )
+from mreg.records.paths import refuse_path_clashes
 from mreg.text import printable
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
 
     Raises:
         InputFileError: a path is missing or unreadable, or a directory is empty.
-        InvalidInputError: two files would get the same path.
+        InvalidInputError: two files would get the same path, or one would have to be
+            the directory of another (``f`` and ``f/g``).
     """
     if not sources:
         raise InvalidInputError("no files given: a version needs at least one file")
@@ -89,6 +91,7 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
             if item.path in found:
                 raise InvalidInputError(f"two files would be stored as '{printable(item.path)}'")
             found[item.path] = item
+    refuse_path_clashes(found)  # 'f' and 'f/g' could never be exported together
     return [found[path] for path in sorted(found)]
 
 

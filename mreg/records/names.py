@@ -247,6 +247,7 @@ def parse_time(text: str) -> str:
         timezone,
     )
 
+    _require_text(text, "a date")
     hint = "expected an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
     try:
         if _DATE.fullmatch(text):

@@ -131,3 +131,24 @@ def test_repair_leaves_unreachable_damage_to_gc(pair: tuple[Registry, Registry])
     assert "restored" not in result.stdout and "could not restore" not in result.stdout
     assert run_cli("gc", registry=here).exit_code == 0 and here.fsck().ok
     assert not os.path.exists(manifest)
+
+
+def test_one_bad_chunk_is_restored_alone_and_the_file_stays_chunked(pair: tuple[Registry, Registry]) -> None:
+    here, healthy = pair
+    entry = here.file_entry("net@1.0.0", "model.safetensors")
+    healthy.objects.add_bytes(healthy.path("net@1.0.0", "model.safetensors").read_bytes())  # it also has the whole file
+    flip_byte(chunk_of(here, "net@1.0.0", "model.safetensors"), 100)
+    here.set_config("fallback.url", str(healthy.root.parent))
+    assert run_cli("fsck", "--repair", registry=here).exit_code == 0
+    assert here.objects.is_chunked(entry.digest) and not here.objects.object_path(entry.digest).exists()  # dedup kept
+
+
+def test_a_damaged_whole_blob_is_replaced_by_the_chunks_another_store_keeps(pair: tuple[Registry, Registry]) -> None:
+    here, healthy = pair
+    entry = here.file_entry("net@1.0.0", "model.safetensors")
+    here.objects.add_bytes(here.path("net@1.0.0", "model.safetensors").read_bytes())  # kept whole here ...
+    here.objects.index_path(entry.digest).unlink()
+    flip_byte(here.objects.object_path(entry.digest), 500)  # ... and damaged
+    here.set_config("fallback.url", str(healthy.root.parent))
+    assert run_cli("fsck", "--repair", registry=here).exit_code == 0
+    assert here.fsck().ok and here.objects.is_chunked(entry.digest)  # the damaged blob no longer shadows the index

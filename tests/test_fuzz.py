@@ -168,7 +168,8 @@ OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1)
 
 def iso(moment: Any, offset: int) -> str:
     sign = "+" if offset >= 0 else "-"
-    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    return f"{date}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
 
 
 @FUZZ
@@ -207,17 +208,27 @@ def test_the_new_grammar_accepts_or_raises_an_mreg_error(value: Any, function: s
 
 
 TOUCHED = ["export", "fsck", "add", "show", "resolve", "ls", "log", "tag", "gc", "config"]
-TOUCHED_TOKENS = [
-    "m", "m@1.0.0", "m@prod", "M", "mm", "n@0.1.0", "out", "f.bin", "dir", ".git", "out/.git/hooks", ".mreg",
+POSITIONALS = [
+    "m", "m@1.0.0", "m@prod", "M", "mm", "n@0.1.0", "out", "f.bin", "dir", ".git", "out/.git/hooks", ".mreg", "s3://bucket/x",
     "m@prod@{0999-12-31}", "m@{0001-01-01T00:00:00+23:59}", "m@{9999-12-31T23:59:59-23:59}", "m@prod@{2026-13-01}",
-    "m@latest@{0500-01-01T00:00:00-00:30}", "--repair", "--json", "--copy", "--bump", "minor", "--no-inherit", "--inherit",
-    "--grace", "nan", "inf", "1e300", "-1", "0", "9" * 30, "s3://bucket/x", "http.timeout", "cache.maxsize", "fallback.url",
-    "--meta", "site=A", "--dry-run", "--parent", "m@1.0.0", "-m", "x",
+    "m@latest@{0500-01-01T00:00:00-00:30}", "http.timeout", "cache.maxsize", "fallback.url", "nan", "1e300", "9" * 30,
 ]
+NUMBERS = ["nan", "inf", "-inf", "1e300", "-1", "0", "24", "9" * 30, "\uff15", "x"]
+OPTIONS = st.one_of(
+    st.sampled_from([["--repair"], ["--json"], ["--copy"], ["--no-inherit"], ["--inherit"], ["--dry-run"], ["-m", "x"]]),
+    st.tuples(st.just("--grace"), st.sampled_from(NUMBERS)).map(list),
+    st.tuples(st.sampled_from(["--bump"]), st.sampled_from(["minor", "major", "patch", "x"])).map(list),
+    st.tuples(st.sampled_from(["--meta", "--metric"]), st.sampled_from(["site=A", "acc=nan", "acc=1e999", "k"])).map(list),
+    st.tuples(st.just("--parent"), st.sampled_from(POSITIONALS)).map(list),
+    st.tuples(st.sampled_from(["--limit", "-n"]), st.sampled_from(NUMBERS)).map(list),
+)
+TOUCHED_ARGS = st.tuples(st.lists(st.sampled_from(POSITIONALS), max_size=2), st.lists(OPTIONS, max_size=3)).map(
+    lambda parts: [*parts[0], *(token for option in parts[1] for token in option)]
+)
 
 
-@FUZZ
-@given(command=st.sampled_from(TOUCHED), args=st.lists(st.sampled_from(TOUCHED_TOKENS), max_size=5))
+@settings(FUZZ, max_examples=300)
+@given(command=st.sampled_from(TOUCHED), args=TOUCHED_ARGS)
 def test_the_commands_issue_22_touched_never_reach_an_internal_error(template: Path, tmp_path: Path, command: str, args: list[str]) -> None:
     work = tmp_path / f"example{len(list(tmp_path.iterdir()))}"
     shutil.copytree(template, work / "project")

@@ -125,8 +125,9 @@ def _require_text(value: object, what: str) -> None:
 
 
 def is_digest(text: str) -> bool:
-    """True for a full digest ``sha256:<64 hex>``."""
-    return text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.fullmatch(text[7:]))
+    """True for a full digest ``sha256:<64 hex>`` (False for anything else, a non-string too:
+    decoded objects from elsewhere hold any type)."""
+    return isinstance(text, str) and text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.fullmatch(text[7:]))
 
 
 def validate_digest(text: str) -> Digest:

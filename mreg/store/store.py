@@ -38,7 +38,6 @@ from mreg.storage.refs import RefStore, RefUpdate
 from mreg.storage.server_info import list_model, write_server_info
 from mreg.storage.threads import ProgressReport, counting
 from mreg.store.resolution import resolve_at, resolve_digest, resolve_in_table
-from mreg.store.sizes import refuse_wrong_sizes
 from mreg.store.trust import refuse_foreign
 
 if TYPE_CHECKING:
@@ -288,6 +287,8 @@ class Store:
         if not self.objects.contains(digest) and self.fallbacks:
 
             def fetched(manifest: Manifest) -> None:
+                from mreg.store.sizes import refuse_wrong_sizes  # start-up: only a manifest from a fallback
+
                 check(manifest)
                 refuse_wrong_sizes(self.objects, manifest, "")  # the fallback names itself
 

@@ -59,12 +59,12 @@ class PendingFile:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.temp: Path | None = None
-        anonymous = self._anonymous()
-        if anonymous is None:
+        fd = self._anonymous()
+        if fd is None:
             self.temp = unique_temp_path(directory, TEMP_PREFIX)
-            anonymous = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            fcntl.flock(anonymous, fcntl.LOCK_EX)  # alive: a sweeping export leaves it alone
-        self.fd: int = anonymous
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # alive: a sweeping export leaves it alone
+        self.fd: int = fd
 
     def _anonymous(self) -> int | None:
         if not hasattr(os, "O_TMPFILE") or not os.path.isdir("/proc/self/fd") or _linkat() is None:

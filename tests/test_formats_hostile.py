@@ -271,10 +271,16 @@ def test_adding_a_pt_file_does_not_import_torch(registry: Registry, tmp_path: Pa
     assert "mreg.formats.checkpoints" in imported and not any(m == "torch" or m.startswith("torch.") for m in imported)
 
 
-def test_users_import_torchvision_after_mreg_pytorch() -> None:
-    code = "import mreg.pytorch, torchvision; print(torchvision.models.resnet18().fc.out_features)"
+def test_users_import_torchvision_after_the_opt_in_hook() -> None:
+    code = "import mreg.pytorch; mreg.pytorch.install_import_hook(); import torchvision; print(torchvision.models.resnet18().fc.out_features)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == "1000", completed.stderr
+
+
+def test_importing_the_adapter_leaves_how_other_code_imports_alone() -> None:
+    code = "import sys; before = list(sys.meta_path); import mreg.pytorch; print(sys.meta_path == before, 'torchvision' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout.split() == ["True", "False"], completed.stderr
 
 
 def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from mreg.records.names import (
     text_of,
     validate_file_path,
 )
-from mreg.records.paths import refuse_path_clashes
 from mreg.text import printable
 
 if TYPE_CHECKING:
@@ -91,6 +90,8 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
             if item.path in found:
                 raise InvalidInputError(f"two files would be stored as '{printable(item.path)}'")
             found[item.path] = item
+    from mreg.records.paths import refuse_path_clashes  # start-up: only add collects files, not show
+
     refuse_path_clashes(found)  # 'f' and 'f/g' could never be exported together
     return [found[path] for path in sorted(found)]
 

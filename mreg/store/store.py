@@ -28,7 +28,6 @@ from mreg.records.manifest import FileEntry, Manifest, manifest_check
 from mreg.records.names import Digest, format_ref, parse_ref, refuse_case_twin, text_of
 from mreg.records.notes import Note
 from mreg.records.refs import RefTable
-from mreg.records.suggestions import similar
 from mreg.storage.blobs import Segment
 from mreg.storage.files import write_atomically
 from mreg.storage.identity import now_utc
@@ -177,6 +176,8 @@ class Store:
 
     def similar_models(self, name: str) -> tuple[str, ...]:
         """Models here whose names are close to ``name`` (a mistyped name's suggestions)."""
+        from mreg.records.suggestions import similar  # start-up: only a name not found needs it
+
         return similar(name, self.refs.names())
 
     def unknown_model(self, name: str) -> UnknownModelError:

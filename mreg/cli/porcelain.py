@@ -40,6 +40,11 @@ def init(session: Session, directory: str | None) -> None:
 @click.argument("spec", metavar="NAME@VERSION")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]), help="Pick the next version after the highest one.")
+@click.option(
+    "--inherit/--no-inherit", default=True, show_default=True,
+    help="With --bump: start from the highest version's family, framework, architecture, input shape and "
+    "--meta values (not its metrics, datasets or message) and record it as the parent.",
+)
 @click.option("--family", help="Model family, e.g. resnet.")
 @click.option("--framework", help="Framework and version, e.g. 'pytorch 2.13.0'.")
 @click.option("--architecture", help="Architecture, e.g. resnet18.")
@@ -230,7 +235,7 @@ def _list_versions(views: list[ModelVersion], as_json: bool, *, named: bool) -> 
     deprecated = any(view.deprecated for view in views)
     rows = []
     for view in views:
-        tags = ", ".join(tag for tag in view.tags if tag != "latest")
+        tags = ", ".join(view.tags)  # latest included, as show and the web list it
         label = view.version if named else f"{view.name}@{view.version}"
         cells = [label, short(view.digest), tags, *(_metric_cell(view, key) for key in keys)]
         if deprecated:

@@ -78,7 +78,8 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
 
     Raises:
         InputFileError: a path is missing or unreadable, or a directory is empty.
-        InvalidInputError: two files would get the same path.
+        InvalidInputError: two files would get the same path, or one would have to be
+            the directory of another (``f`` and ``f/g``).
     """
     if not sources:
         raise InvalidInputError("no files given: a version needs at least one file")
@@ -89,6 +90,9 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
             if item.path in found:
                 raise InvalidInputError(f"two files would be stored as '{printable(item.path)}'")
             found[item.path] = item
+    from mreg.records.paths import refuse_path_clashes  # start-up: only add collects files, not show
+
+    refuse_path_clashes(found)  # 'f' and 'f/g' could never be exported together
     return [found[path] for path in sorted(found)]
 
 

@@ -97,12 +97,13 @@ class ModelVersion(NamedTuple):
         return {"digest": self.digest, **data, "tags": list(self.tags), "notes": notes, "card": card.to_dict() if card else None}
 
     def to_entry_dict(self) -> dict[str, Any]:
-        """The JSON view of one line of ``mreg ls NAME``: a :class:`VersionEntry`, its
-        registration metrics and its notes."""
+        """The JSON view of one line of ``mreg ls NAME``: a :class:`VersionEntry` (its tags
+        as the model's refs name them), whether it is the latest version, its registration
+        metrics and its notes."""
         tags = [tag for tag in self.tags if tag != "latest"]
         notes = self.note.to_dict() if self.note is not None else None
         entry = VersionEntry(self.name, self.version, self.digest, tuple(tags), self.source)
-        return {**entry.to_dict(), "metrics": dict(self.metrics), "notes": notes}
+        return {**entry.to_dict(), "latest": "latest" in self.tags, "metrics": dict(self.metrics), "notes": notes}
 
 
 class VersionEntry(NamedTuple):

@@ -48,6 +48,7 @@ class Changing:
         author: str | None = None,
         progress: ProgressReport | None = None,
         card: CardInput | None = None,
+        inherit: bool = True,
     ) -> AddResult:
         """Register files as a new version of a model.
 
@@ -55,7 +56,10 @@ class Changing:
             spec: ``NAME@VERSION``, or ``NAME`` together with ``bump``.
             files: files, directories (added recursively) or :class:`Blob` objects.
             bump: ``"major"``, ``"minor"`` or ``"patch"``: the next version after the
-                highest existing one.
+                highest existing one, which (unless ``inherit`` is False, or ``parents``
+                are given) becomes its parent and lends it what it does not say itself:
+                family, framework, architecture, input shape and properties (never
+                metrics, datasets or the message).
             parents: references or digests of the versions this one derives from.
             tags: tags to point at the new version.
             progress: called as ``progress(done, total)`` while bytes are stored.
@@ -93,7 +97,8 @@ class Changing:
             card=card,
         )
         return register(
-            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress
+            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress,
+            inherit=inherit,
         )
 
     def tag(self, ref: str, tag: str, *, expected: str | None = UNSET) -> TagChange:

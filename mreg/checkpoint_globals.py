@@ -9,10 +9,12 @@ Python values; none of them calls into torch, and every argument is checked.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .formats import FormatError
+from .tensor_bounds import BoundsError, check_dims, check_view, element_count
 
 MAX_PICKLE = 64 << 20  # bytes of pickle we agree to interpret
 MAX_DEPTH = 200  # containers nested deeper than this are refused
@@ -140,9 +142,10 @@ class TensorClass(NamedTuple):
 
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(type(d) is int and d >= 0 for d in value):
-        raise FormatError(f"tensor {what} must be a tuple of non-negative integers")
-    return tuple(value)
+    try:
+        return check_dims(value, f"tensor {what}")
+    except BoundsError as exc:
+        raise FormatError(str(exc)) from None
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: str) -> TensorRef:
@@ -151,12 +154,10 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
     if hooks not in (None, {}) or type(offset) is not int or offset < 0 or type(requires_grad) is not bool:
         raise FormatError("malformed tensor rebuild")
     shape, strides = _shape(size, "size"), _shape(stride, "stride")
-    if len(shape) != len(strides):
-        raise FormatError("tensor size and stride differ in length")
-    itemsize = ITEMSIZE[dtype]
-    extent = offset + (sum((d - 1) * s for d, s in zip(shape, strides)) + 1 if all(shape) else 0)
-    if extent * itemsize > storage.nbytes:
-        raise FormatError(f"a tensor reaches past the end of storage '{storage.key}'")
+    try:
+        check_view(shape, strides, offset, ITEMSIZE[dtype], storage.nbytes, storage.key)
+    except BoundsError as exc:
+        raise FormatError(f"a tensor of size {list(shape)} {exc}") from None
     return TensorRef(storage.key, dtype, offset, shape, strides, requires_grad)
 
 
@@ -190,7 +191,12 @@ def _sparse(layout: Any, data: Any) -> SparseRef:
         raise FormatError("malformed sparse tensor")
     if not all(isinstance(p, TensorRef) for p in parts) or coalesced not in (None, True, False):
         raise FormatError("malformed sparse tensor")
-    return SparseRef(layout.removeprefix("torch."), tuple(parts), _shape(tuple(size), "size"), coalesced)
+    shape = _shape(size, "size")
+    try:
+        element_count(shape, ITEMSIZE[parts[-1].dtype] * 8)
+    except BoundsError as exc:
+        raise FormatError(f"sparse tensor: {exc}") from None
+    return SparseRef(layout.removeprefix("torch."), tuple(parts), shape, coalesced)
 
 
 def _from_type(function: Any, new_type: Any, args: Any, state: Any) -> Any:
@@ -198,6 +204,8 @@ def _from_type(function: Any, new_type: Any, args: Any, state: Any) -> Any:
         raise UnsafeCheckpointError(f"tensor rebuilt by {label(function)}")
     if not isinstance(new_type, Global) or not isinstance(new_type.value, TensorClass) or state:
         raise UnsafeCheckpointError(f"tensor subclass {label(new_type)} or tensor with Python state")
+    if not isinstance(args, tuple) or len(args) > 8:
+        raise FormatError("malformed tensor rebuild")
     tensor = function.value(*args)
     return _parameter(tensor, tensor.requires_grad) if new_type.value.parameter else tensor
 
@@ -207,7 +215,7 @@ class Layout(str):
 
 
 def _layout(name: Any) -> Layout:
-    if name not in LAYOUTS:
+    if type(name) is not str or name not in LAYOUTS:
         raise UnsafeCheckpointError(f"unknown tensor layout {name!r}")
     return Layout(name)
 
@@ -234,6 +242,26 @@ def _set(items: Any = ()) -> set[Any]:
     return set(items)
 
 
+def _pair_keys(items: Iterable[Any]) -> Iterable[Any]:
+    """The keys ``OrderedDict(items)`` hashes when ``items`` are pairs."""
+    return (item[0] for item in items if isinstance(item, (list, tuple)) and item)
+
+
+# Constructors whose work grows with their arguments (copies, parsing, hashing): the
+# pickle machine charges it to the checkpoint's budget (see checkpoint_budget).
+COPYING_CONSTRUCTORS = {
+    "collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.bytearray", "builtins.complex",
+    "_codecs.encode", "torch.Size", "torch.device",
+}  # fmt: skip
+# Constructors that hash what their first argument holds when it is a list or a tuple,
+# and how to find those values: the pickle machine checks them first (see checkpoint_budget).
+HASHING_CONSTRUCTORS: dict[str, Callable[[Iterable[Any]], Iterable[Any]]] = {
+    "builtins.set": lambda items: items,
+    "collections.Counter": lambda items: items,
+    "collections.OrderedDict": _pair_keys,
+}
+
+
 GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": lambda *args: AttributedDict(*args),
     "collections.Counter": lambda *args: Counter(*args),
@@ -241,7 +269,7 @@ GLOBALS: dict[str, Any] = {
     "builtins.bytearray": lambda *args: bytearray(_encode(*args) if args and isinstance(args[0], str) else _bytes(*args)),
     "builtins.complex": lambda real=0.0, imag=0.0: complex(float(real), float(imag)),
     "_codecs.encode": _encode,
-    "torch.Size": lambda items=(): Size(_shape(tuple(items), "size")),
+    "torch.Size": lambda items=(): Size(_shape(items, "size")),
     "torch.device": _device,
     "torch.serialization._get_layout": _layout,
     "torch._utils._rebuild_tensor_v2": _rebuild_v2,

@@ -16,7 +16,17 @@ import struct
 from collections import Counter
 from typing import Any, BinaryIO, Callable
 
+from .checkpoint_budget import (
+    MAX_ARGUMENTS,
+    MAX_INT_BYTES,
+    MAX_NAME,
+    MAX_OPERATIONS,
+    SET_COST,
+    Budget,
+)
 from .checkpoint_globals import (
+    COPYING_CONSTRUCTORS,
+    HASHING_CONSTRUCTORS,
     ITEMSIZE,
     MAX_PICKLE,
     AttributedDict,
@@ -28,6 +38,7 @@ from .checkpoint_globals import (
     resolve,
 )
 from .formats import FormatError
+from .tensor_bounds import INT64_MAX
 
 _U32 = struct.Struct("<I")
 
@@ -57,6 +68,8 @@ class Buffer:
             raise FormatError(f"checkpoint pickle is truncated or larger than {MAX_PICKLE} bytes")
 
     def read(self, count: int) -> bytes:
+        if count < 0:  # a signed length field: never step back
+            raise FormatError(f"malformed pickle: a length of {count} bytes")
         self.ensure(count)
         start = self.pos
         self.pos += count
@@ -83,6 +96,7 @@ class Machine:
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
         self.storages: dict[str, int] = {}
+        self.budget = Budget()
 
     def load(self, what: str = "checkpoint") -> Any:
         """The object the pickle builds.
@@ -106,7 +120,7 @@ class Machine:
         buffer, stack, memo = self.buffer, self.stack, self.memo
         push = stack.append
         data, pos = buffer.data, buffer.pos
-        while True:
+        for _ in range(MAX_OPERATIONS):
             if pos + 9 > len(data):  # every inline opcode's argument fits in 9 bytes
                 buffer.pos = pos
                 buffer.ensure(9, strict=False)
@@ -154,6 +168,7 @@ class Machine:
                 buffer.pos = pos
                 handler(self)
                 data, pos = buffer.data, buffer.pos
+        raise FormatError(f"checkpoint pickle runs more than {MAX_OPERATIONS} operations")
 
     # ------------------------------------------------------------- reading
 
@@ -192,7 +207,10 @@ class Machine:
         self.push(self._read(self._int(fmt)))
 
     def long(self, fmt: str) -> None:
-        self.push(int.from_bytes(self._read(self._int(fmt)), "little", signed=True))
+        size = self._int(fmt)
+        if not 0 <= size <= MAX_INT_BYTES:
+            raise FormatError(f"checkpoint pickle holds an integer of {size} bytes (at most {MAX_INT_BYTES})")
+        self.push(int.from_bytes(self._read(size), "little", signed=True))
 
     def put(self, index: int) -> None:
         self.memo[index] = self.stack[-1]
@@ -201,6 +219,8 @@ class Machine:
         self.push(self.memo[index])
 
     def tuple_n(self, count: int) -> None:
+        if len(self.stack) < count:
+            raise FormatError("malformed pickle: a tuple of more items than the stack holds")
         items = self.stack[len(self.stack) - count :] if count else []
         del self.stack[len(self.stack) - count :]
         self.push(tuple(items))
@@ -215,11 +235,13 @@ class Machine:
 
     def setitem(self) -> None:
         value, key = self.stack.pop(), self.stack.pop()
+        self.budget.key(key)
         _dict(self.stack[-1])[key] = value
 
     def setitems(self) -> None:
         items = self._pop_mark()
         target = _dict(self.stack[-1])
+        self.budget.keys(items[0::2])
         for index in range(0, len(items) - 1, 2):
             target[items[index]] = items[index + 1]
 
@@ -228,6 +250,7 @@ class Machine:
         target = self.stack[-1]
         if type(target) is not set:
             raise UnsafeCheckpointError("ADDITEMS on something other than a set")
+        self.budget.keys(items)
         target.update(items)
 
     def global_text(self) -> None:
@@ -237,19 +260,30 @@ class Machine:
 
     def global_stack(self) -> None:
         name, module = self.stack.pop(), self.stack.pop()
-        self.push(resolve(str(module), str(name)))
+        if not (type(module) is str and type(name) is str and len(module) + len(name) <= MAX_NAME):
+            raise FormatError(f"malformed pickle: STACK_GLOBAL names need two strings of at most {MAX_NAME} bytes")
+        self.push(resolve(module, name))
 
     def reduce(self) -> None:
         args, function = self.stack.pop(), self.stack.pop()
         if not isinstance(function, Global) or not callable(function.value) or not isinstance(args, tuple):
             raise UnsafeCheckpointError(f"the checkpoint calls {label(function)}, which weights-only loading refuses")
+        if len(args) > MAX_ARGUMENTS:
+            raise FormatError(f"the checkpoint calls {function.name} with {len(args)} arguments")
+        if function.name in COPYING_CONSTRUCTORS:
+            self.budget.charge_arguments(args)
+        if function.name in HASHING_CONSTRUCTORS and args and isinstance(args[0], (list, tuple)):
+            self.budget.keys(HASHING_CONSTRUCTORS[function.name](args[0]))
         self.push(function.value(*args))
 
     def build(self) -> None:
         state = self.stack.pop()
         target = self.stack[-1]
         if isinstance(target, AttributedDict) and isinstance(state, dict):
-            target.attributes.update({str(k): v for k, v in state.items()})
+            if not all(type(k) is str for k in state):
+                raise FormatError("the checkpoint sets attributes whose names are not strings")
+            self.budget.charge(len(state))
+            target.attributes.update(state)
         elif state not in (None, {}) and not (isinstance(state, tuple) and not any(state)):
             raise UnsafeCheckpointError(f"the checkpoint sets the state of a {type(target).__name__}")
 
@@ -262,10 +296,12 @@ class Machine:
             raise FormatError("storage views of very old checkpoints are not supported")
         if not isinstance(storage_type, Global) or not isinstance(storage_type.value, StorageType):
             raise UnsafeCheckpointError(f"storage of type {label(storage_type)} is not a tensor storage")
-        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+        if not isinstance(key, str) or len(key) > MAX_NAME or type(numel) is not int or numel < 0:
             raise FormatError("malformed storage reference")
         dtype = storage_type.value.dtype
         nbytes = numel * ITEMSIZE[dtype]
+        if nbytes > INT64_MAX:
+            raise FormatError(f"storage '{key}' declares {numel} elements, more bytes than 2**63-1")
         if key not in self.storages:
             self.storages[key] = nbytes
             self.on_storage(key, nbytes)
@@ -286,6 +322,18 @@ def _dict(value: Any) -> dict[Any, Any]:
     return value
 
 
+def _empty_set(machine: Machine) -> None:
+    machine.budget.charge(SET_COST)
+    machine.push(set())
+
+
+def _frozenset(machine: Machine) -> None:
+    items = machine._pop_mark()
+    machine.budget.charge(SET_COST)
+    machine.budget.keys(items)
+    machine.push(frozenset(items))
+
+
 def _pop_to_mark_tuple(machine: Machine) -> None:
     machine.push(tuple(machine._pop_mark()))
 
@@ -296,6 +344,7 @@ def _pop_to_mark_list(machine: Machine) -> None:
 
 def _pop_to_mark_dict(machine: Machine) -> None:
     items = machine._pop_mark()
+    machine.budget.keys(items[0::2])
     machine.push({items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)})
 
 
@@ -309,9 +358,9 @@ _OPCODES: dict[bytes, Callable[[Machine], None]] = {
     b"}": lambda m: m.push({}),
     b"]": lambda m: m.push([]),
     b")": lambda m: m.push(()),
-    b"\x8f": lambda m: m.push(set()),
+    b"\x8f": _empty_set,
     b"\x90": Machine.additems,
-    b"\x91": lambda m: m.push(frozenset(m._pop_mark())),
+    b"\x91": _frozenset,
     b"t": _pop_to_mark_tuple,
     b"l": _pop_to_mark_list,
     b"d": _pop_to_mark_dict,

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..checkpoints import MAX_DEPTH, AttributedDict, Checkpoint, Device, Dtype, Size, SparseRef, Storage, TensorRef, inflate_members
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, printable
 from ..formats import FormatError
 from ..segments import Segment
 from ..weights import describe_checkpoint
@@ -66,7 +66,9 @@ class _Builder:
         self.checkpoint = checkpoint
         self.bases = bases
         self.device = device
-        self.built: dict[int, Any] = {}  # one object per description: shared tensors stay shared
+        # One object per description: what was shared when saved (tensors, containers,
+        # tuples) is shared again, and a container reached along many paths is built once.
+        self.built: dict[int, Any] = {}
 
     def build(self, value: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -74,7 +76,7 @@ class _Builder:
         if id(value) in self.built:
             return self.built[id(value)]
         result = self._build(value, depth + 1)
-        if isinstance(value, (TensorRef, SparseRef, dict, list)):
+        if isinstance(value, (TensorRef, SparseRef, dict, list, tuple)):
             self.built[id(value)] = result
         return result
 
@@ -100,17 +102,21 @@ class _Builder:
         if isinstance(value, tuple):
             return tuple(self.build(inner, depth) for inner in value)
         if isinstance(value, Dtype):
-            return getattr(torch, value)
+            return _torch_dtype(value)
         if isinstance(value, Device):
-            return torch.device(value)
+            try:
+                return torch.device(value)
+            except RuntimeError:
+                raise InvalidInputError(f"checkpoint names an unknown device {printable(str(value))}") from None
         return value
 
     def tensor(self, ref: TensorRef) -> torch.Tensor:
-        dtype = getattr(torch, ref.dtype)
-        tensor = torch.empty((0,), dtype=dtype)
+        tensor = torch.empty((0,), dtype=_torch_dtype(ref.dtype))
         tensor.set_(self.bases[ref.storage].untyped_storage(), ref.offset, ref.shape, ref.stride)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
+        if ref.requires_grad and not (tensor.is_floating_point() or tensor.is_complex()):
+            raise InvalidInputError(f"checkpoint asks for gradients of a {ref.dtype} tensor; only floating point and complex tensors have them")
         if ref.parameter:
             return torch.nn.Parameter(tensor, requires_grad=ref.requires_grad)
         return tensor.requires_grad_() if ref.requires_grad else tensor
@@ -124,6 +130,13 @@ class _Builder:
             return torch.sparse_compressed_tensor(*parts, ref.shape, layout=layout, check_invariants=True)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"checkpoint holds an invalid sparse tensor: {' '.join(str(exc).split())}") from None
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise InvalidInputError(f"checkpoint holds {name} tensors, which this version of torch does not know")
+    return dtype
 
 
 def as_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ ITEMSIZE = {
     "complex32": 4, "complex64": 8, "complex128": 16, "float8_e5m2": 1, "float8_e4m3fn": 1,
     "float8_e5m2fnuz": 1, "float8_e4m3fnuz": 1, "float8_e8m0fnu": 1, "float4_e2m1fn_x2": 1,
 }  # fmt: skip
+GRADIENT_DTYPES = {name for name in ITEMSIZE if not name.startswith(("bool", "int", "uint"))}
 # legacy storage classes (``torch.FloatStorage``) -> the dtype they hold
 STORAGE_DTYPES = {
     "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
@@ -143,9 +144,9 @@ class TensorClass(NamedTuple):
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
     try:
-        return check_dims(value, f"tensor {what}")
+        return check_dims(value, what)
     except BoundsError as exc:
-        raise FormatError(str(exc)) from None
+        raise FormatError(f"a tensor {exc}") from None
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: str) -> TensorRef:
@@ -153,6 +154,8 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
         raise FormatError("a tensor is rebuilt from something other than a storage")
     if hooks not in (None, {}) or type(offset) is not int or offset < 0 or type(requires_grad) is not bool:
         raise FormatError("malformed tensor rebuild")
+    if requires_grad and dtype not in GRADIENT_DTYPES:
+        raise FormatError(f"a tensor of dtype {dtype} requires gradients; only floating point and complex tensors have them")
     shape, strides = _shape(size, "size"), _shape(stride, "stride")
     try:
         check_view(shape, strides, offset, ITEMSIZE[dtype], storage.nbytes, storage.key)
@@ -177,6 +180,8 @@ def _rebuild_v3(storage: Any, offset: Any, size: Any, stride: Any, requires_grad
 def _parameter(data: Any, requires_grad: Any = True, hooks: Any = None, state: Any = None) -> TensorRef:
     if not isinstance(data, TensorRef) or type(requires_grad) is not bool or hooks not in (None, {}) or state:
         raise UnsafeCheckpointError("parameter with hooks, state or non-tensor data")
+    if requires_grad and data.dtype not in GRADIENT_DTYPES:
+        raise FormatError(f"a parameter of dtype {data.dtype} requires gradients; only floating point and complex tensors have them")
     return TensorRef(data.storage, data.dtype, data.offset, data.shape, data.stride, requires_grad, parameter=True)
 
 
@@ -195,7 +200,7 @@ def _sparse(layout: Any, data: Any) -> SparseRef:
     try:
         element_count(shape, ITEMSIZE[parts[-1].dtype] * 8)
     except BoundsError as exc:
-        raise FormatError(f"sparse tensor: {exc}") from None
+        raise FormatError(f"a sparse tensor of size {list(shape)} {exc}") from None
     return SparseRef(layout.removeprefix("torch."), tuple(parts), shape, coalesced)
 
 

@@ -168,7 +168,7 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
     try:
         bits = element_count(check_dims(shape, "shape"), DTYPES[dtype][0]) * DTYPES[dtype][0]
     except BoundsError as exc:
-        raise FormatError(f"tensor '{label}': {exc}") from None
+        raise FormatError(f"tensor '{label}' {exc}") from None
     if bits % 8 or (end - begin) != bits // 8:
         raise FormatError(f"tensor '{label}' has {end - begin} bytes, which does not fit {dtype} {shape}")
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)

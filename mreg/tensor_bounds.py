@@ -26,35 +26,39 @@ class BoundsError(ValueError):
 def check_dims(values: Any, what: str) -> tuple[int, ...]:
     """``values`` as a tuple of integers in ``[0, 2**63 - 1]``, at most :data:`MAX_DIMS` of them.
 
+    Messages read after the tensor's name: ``tensor 'w' has a shape holding ...``.
+
     Raises:
         BoundsError: it is not a sequence of such integers.
     """
     if not isinstance(values, (list, tuple)):
-        raise BoundsError(f"{what} is not a list of integers")
+        raise BoundsError(f"has a {what} that is not a list of integers")
     if len(values) > MAX_DIMS:
-        raise BoundsError(f"{what} has {len(values)} dimensions, more than {MAX_DIMS}")
+        raise BoundsError(f"has a {what} of {len(values)} dimensions, more than {MAX_DIMS}")
     if not values or (set(map(type, values)) == _INT and min(values) >= 0 and max(values) <= INT64_MAX):
         return tuple(values)  # the common case, checked at C speed
     for value in values:
         if type(value) is not int or not 0 <= value <= INT64_MAX:
-            raise BoundsError(f"{what} holds {_short(value)}; each must be an integer from 0 to 2**63-1")
+            raise BoundsError(f"has a {what} holding {_short(value)}; each must be an integer from 0 to 2**63-1")
     return tuple(values)
 
 
 def element_count(shape: Sequence[int], itembits: int = 8) -> int:
     """How many elements ``shape`` holds, checked so that their bytes fit in int64.
 
+    Dimensions of zero are left out of the check: torch computes a contiguous tensor's
+    strides as products of the dimensions after each one, so ``[0, 2**62, 4]`` holds
+    nothing but still overflows.
+
     Raises:
-        BoundsError: the product of the dimensions, times the element size, exceeds 2**63-1.
+        BoundsError: the product of the non-zero dimensions, times the element size, exceeds 2**63-1.
     """
-    if 0 in shape:
-        return 0
     count = 1
     for dim in shape:
-        count *= dim
+        count *= dim or 1
         if count * itembits > INT64_MAX * 8:  # checked at each step: the product never grows huge
-            raise BoundsError(f"shape {_short(shape)} holds more bytes than 2**63-1")
-    return count
+            raise BoundsError("holds more than 2**63-1 bytes")
+    return 0 if 0 in shape else count
 
 
 def check_view(shape: Sequence[int], stride: Sequence[int], offset: int, itemsize: int, available: int, storage: str = "") -> None:

@@ -115,8 +115,6 @@ class _Builder:
         tensor.set_(self.bases[ref.storage].untyped_storage(), ref.offset, ref.shape, ref.stride)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
-        if ref.requires_grad and not (tensor.is_floating_point() or tensor.is_complex()):
-            raise InvalidInputError(f"checkpoint asks for gradients of a {ref.dtype} tensor; only floating point and complex tensors have them")
         if ref.parameter:
             return torch.nn.Parameter(tensor, requires_grad=ref.requires_grad)
         return tensor.requires_grad_() if ref.requires_grad else tensor

@@ -201,7 +201,7 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
         if position > size:
             raise FormatError("legacy checkpoint is truncated")
         (elements,) = struct.unpack("<q", count)
-        if elements < 0 or (declared[key] and declared[key] % elements) or (elements == 0) != (declared[key] == 0):
+        if elements < 0 or (elements == 0) != (declared[key] == 0) or (elements and declared[key] % elements):
             raise FormatError(f"storage '{key}' announces {elements} elements for {declared[key]} bytes")
     return Checkpoint(root, storages)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Sequence
@@ -196,6 +197,7 @@ def encode_safetensors_header(
 
 ZIP_ERRORS = (
     zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError,
+    zlib.error,  # a deflated member that does not inflate
     RuntimeError,  # an encrypted member
     OSError,  # a seek before the start of the file
 )  # fmt: skip

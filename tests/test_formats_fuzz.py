@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-import weightfuzz  # noqa: E402
+import weightfuzz
 
 EXAMPLES = int(os.environ.get("MREG_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

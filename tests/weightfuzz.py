@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import faulthandler
 import io
+import itertools
 import json
 import pickle
 import pickletools
@@ -55,7 +56,7 @@ def seeds(directory: Path) -> dict[str, bytes]:
             "tags": {"x", "y"},
             "blob": b"\x00\x01",
         },
-        "sparse": {"s": torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (4,)), "e": torch.empty(0)},
+        "sparse": {"s": torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.tensor([1.0, 2.0]), (4,), check_invariants=True), "e": torch.empty(0)},
     }
     files: dict[str, bytes] = {}
     for name, content in contents.items():
@@ -108,7 +109,7 @@ def pickle_ops(data: bytes) -> list[tuple[int, int]]:
     except Exception:  # noqa: BLE001 - a mutated pickle: keep what parsed
         return spans
     starts = [pos for _, _, pos in ops if pos is not None] + [len(data)]
-    return list(zip(starts[:-1], starts[1:]))
+    return list(itertools.pairwise(starts))
 
 
 def mutate_pickle(data: bytes, rng: random.Random) -> bytes:
@@ -235,7 +236,8 @@ def mutate_header(data: bytes, rng: random.Random) -> bytes:
         elif kind == 6:
             header[f"n{rng.randrange(100)}\n\x1b[31m"] = dict(entry)
         else:
-            entry["shape"] = [*entry["shape"], rng.choice([0, 1, 2**62])]
+            shape = entry.get("shape")
+            entry["shape"] = [*(shape if isinstance(shape, list) else []), rng.choice([0, 1, 2**62])]
     text = json.dumps(header).encode()
     if b'"@NEST@"' in text:
         text = text.replace(b'"@NEST@"', b"[" * depth + b"0" + b"]" * depth)

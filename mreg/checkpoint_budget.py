@@ -25,8 +25,9 @@ MAX_NAME = 256  # bytes of a module or a global's name
 MAX_KEY_NODES = 256  # values inside one tuple or frozenset used as a dict key or set member
 MAX_HASHED = 1 << 14  # such values (and keys other than text and 64-bit integers) in one pickle
 INT64 = 1 << 63
-SET_COST = 16  # an empty set takes four times the memory of the objects most opcodes make
-TEXT_UNIT = 64  # bytes of text or bytes a constructor may copy per unit of work
+CONTAINER_COST = 4  # an empty dict or list: some 64 bytes, where most opcodes make 8 to 50
+SET_COST = 16  # an empty set: 216 bytes
+TEXT_UNIT = 16  # bytes of text or bytes a constructor may copy per unit of work
 _TEXT = {str, Dtype, Device}
 
 
@@ -48,7 +49,7 @@ class Budget:
             raise FormatError(f"checkpoint pickle asks for more than {MAX_WORK} units of work (copies, sets, containers)")
 
     def charge_arguments(self, args: tuple[Any, ...]) -> None:
-        """Spend what a constructor called with ``args`` may copy: containers by item, text by 64 bytes."""
+        """Spend what a constructor called with ``args`` may copy: containers by item, text by TEXT_UNIT bytes."""
         units = 1
         for arg in args:
             if isinstance(arg, (str, bytes, bytearray)):

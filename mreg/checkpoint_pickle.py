@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any, BinaryIO, Callable
 
 from .checkpoint_budget import (
+    CONTAINER_COST,
     MAX_ARGUMENTS,
     MAX_INT_BYTES,
     MAX_NAME,
@@ -322,6 +323,16 @@ def _dict(value: Any) -> dict[Any, Any]:
     return value
 
 
+def _empty_dict(machine: Machine) -> None:
+    machine.budget.charge(CONTAINER_COST)
+    machine.push({})
+
+
+def _empty_list(machine: Machine) -> None:
+    machine.budget.charge(CONTAINER_COST)
+    machine.push([])
+
+
 def _empty_set(machine: Machine) -> None:
     machine.budget.charge(SET_COST)
     machine.push(set())
@@ -355,8 +366,8 @@ _OPCODES: dict[bytes, Callable[[Machine], None]] = {
     b"0": lambda m: m.stack.pop(),
     b"1": lambda m: m._pop_mark() and None,
     b"2": lambda m: m.push(m.stack[-1]),
-    b"}": lambda m: m.push({}),
-    b"]": lambda m: m.push([]),
+    b"}": _empty_dict,
+    b"]": _empty_list,
     b")": lambda m: m.push(()),
     b"\x8f": _empty_set,
     b"\x90": Machine.additems,

@@ -14,7 +14,7 @@ builds from them (:mod:`mreg.pytorch`), which share containers the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from .checkpoint_globals import MAX_DEPTH, AttributedDict, Size
@@ -23,12 +23,10 @@ from .formats import FormatError
 MAX_EDGES = 1 << 24  # container entries a survey may visit (each shared container counted once)
 MAX_VISITS = 1 << 22  # containers entered plus values yielded by one listing
 MAX_PATH_TEXT = 1 << 26  # characters of all the paths one listing yields
-
-Wanted = Callable[[Any], bool]
-
+CONTAINERS = (dict, list, tuple)
 
 class Extent(NamedTuple):
-    """What a container holds, counted along every path (saturating at the limits above)."""
+    """What a container holds, counted along every path (exact integers: a shared tree's may be huge)."""
 
     height: int  # containers nested in the deepest path, itself included
     paths: int  # wanted values reachable, one per path
@@ -36,13 +34,9 @@ class Extent(NamedTuple):
     text: int  # characters of those paths below this container
 
 
-def _everything(value: Any) -> bool:
-    return True
-
-
 def is_container(value: Any, atomic: tuple[type, ...] = (Size,)) -> bool:
     """Dicts, lists and tuples are walked into; tuples of an ``atomic`` type (sizes) are values."""
-    return isinstance(value, (dict, list)) or (isinstance(value, tuple) and not isinstance(value, atomic))
+    return isinstance(value, CONTAINERS) and not isinstance(value, atomic)
 
 
 def entries(value: Any, attributes: bool = False) -> Iterable[tuple[Any, Any]]:
@@ -55,9 +49,12 @@ def entries(value: Any, attributes: bool = False) -> Iterable[tuple[Any, Any]]:
 
 
 def survey(
-    root: Any, atomic: tuple[type, ...] = (Size,), wanted: Wanted = _everything, attributes: bool = False
+    root: Any, atomic: tuple[type, ...] = (Size,), wanted: tuple[type, ...] | None = None, attributes: bool = False
 ) -> dict[int, Extent]:
     """The :class:`Extent` of every container under ``root``, by ``id``, each visited once.
+
+    Args:
+        wanted: the types of the values to count (None: every value that is not a container).
 
     Raises:
         FormatError: a container holds itself, containers nest more than MAX_DEPTH
@@ -75,12 +72,14 @@ def survey(
         node, node_key, pending, sums = stack[-1]
         for key, item in pending:
             edges += 1
+            if not isinstance(item, CONTAINERS) or isinstance(item, atomic):
+                if wanted is None or isinstance(item, wanted):  # a value listed under this key
+                    sums[1] += 1
+                    sums[2] += 1
+                    sums[3] += len(key if type(key) is str else str(key)) + 1
+                continue
             if edges > MAX_EDGES:
                 raise FormatError(f"checkpoint has more than {MAX_EDGES} entries in its containers")
-            if not is_container(item, atomic):
-                if wanted(item):
-                    _add(sums, Extent(0, 1, 1, 0), key)
-                continue
             known = extents.get(id(item))
             if known is not None:  # shared: measured once, counted along this path too
                 if len(stack) + known.height > MAX_DEPTH:
@@ -93,6 +92,8 @@ def survey(
             stack.append((item, key, iter(entries(item, attributes)), [0, 0, 1, 0]))
             break
         else:  # every entry seen: the container is measured
+            if edges > MAX_EDGES:
+                raise FormatError(f"checkpoint has more than {MAX_EDGES} entries in its containers")
             stack.pop()
             open_ids.discard(id(node))
             extent = extents[id(node)] = Extent(sums[0] + 1, *sums[1:])
@@ -102,30 +103,35 @@ def survey(
 
 
 def _add(sums: list[int], extent: Extent, key: Any) -> None:
-    """Add what one entry (under ``key``) holds to its container's sums."""
+    """Add what one container entry (under ``key``) holds to its parent's sums."""
     sums[0] = max(sums[0], extent.height)
     if extent.paths:
-        sums[1] = min(sums[1] + extent.paths, MAX_VISITS + 1)
-        sums[2] = min(sums[2] + extent.visits, MAX_VISITS + 1)
-        sums[3] = min(sums[3] + extent.text + extent.paths * (len(_key_text(key)) + 1), MAX_PATH_TEXT + 1)
+        sums[1] += extent.paths
+        sums[2] += extent.visits
+        sums[3] += extent.text + extent.paths * (len(_key_text(key)) + 1)
 
 
 def _key_text(key: Any) -> str:
     return key if isinstance(key, str) else str(key)
 
 
-def leaves(value: Any, prefix: str = "", atomic: tuple[type, ...] = (Size,), wanted: Wanted = _everything) -> Iterator[tuple[str, Any]]:
+def leaves(
+    value: Any, prefix: str = "", atomic: tuple[type, ...] = (Size,), wanted: tuple[type, ...] | None = None
+) -> Iterator[tuple[str, Any]]:
     """``(path, value)`` of every wanted value of a tree of dicts, lists and tuples; keys are joined with dots.
 
     A container reached along two paths is listed under both, as the tree reads;
     subtrees without a wanted value are skipped.
+
+    Args:
+        wanted: the types of the values to list (None: every value that is not a container).
 
     Raises:
         FormatError: the tree is malformed (see :func:`survey`), or listing it would
             yield more than MAX_VISITS values or MAX_PATH_TEXT characters of paths.
     """
     if not is_container(value, atomic):
-        if wanted(value):
+        if wanted is None or isinstance(value, wanted):
             yield prefix, value
         return
     extents = survey(value, atomic, wanted)
@@ -134,22 +140,24 @@ def leaves(value: Any, prefix: str = "", atomic: tuple[type, ...] = (Size,), wan
         raise FormatError(
             f"checkpoint's shared containers expand to more than {MAX_VISITS} entries or {MAX_PATH_TEXT} characters of names"
         )
-    yield from _listing(value, prefix, extents, atomic, wanted)
+    if total.paths:
+        yield from _listing(value, prefix, extents, atomic, wanted)
 
 
-def _listing(root: Any, prefix: str, extents: dict[int, Extent], atomic: tuple[type, ...], wanted: Wanted) -> Iterator[tuple[str, Any]]:
+def _listing(
+    root: Any, prefix: str, extents: dict[int, Extent], atomic: tuple[type, ...], wanted: tuple[type, ...] | None
+) -> Iterator[tuple[str, Any]]:
     """The paths :func:`leaves` yields, walked with a stack of its own (no recursion)."""
     stack: list[tuple[str, Iterator[tuple[Any, Any]]]] = [(prefix, iter(entries(root)))]
     while stack:
         prefix, pending = stack[-1]
         for key, inner in pending:
-            path = f"{prefix}.{_key_text(key)}" if prefix else _key_text(key)
-            if is_container(inner, atomic):
+            if isinstance(inner, CONTAINERS) and not isinstance(inner, atomic):
                 if extents[id(inner)].paths:
-                    stack.append((path, iter(entries(inner))))
+                    stack.append((f"{prefix}.{_key_text(key)}" if prefix else _key_text(key), iter(entries(inner))))
                     break
-            elif wanted(inner):
-                yield path, inner
+            elif wanted is None or isinstance(inner, wanted):
+                yield f"{prefix}.{_key_text(key)}" if prefix else _key_text(key), inner
         else:
             stack.pop()
 
@@ -160,8 +168,4 @@ def check_structure(root: Any) -> None:
     Raises:
         FormatError: see :func:`survey`.
     """
-    survey(root, wanted=_nothing, attributes=True)
-
-
-def _nothing(value: Any) -> bool:
-    return False
+    survey(root, wanted=(), attributes=True)

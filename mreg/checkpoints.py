@@ -58,11 +58,7 @@ class Checkpoint:
 
     def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
         """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
-        yield from leaves(self.root, wanted=_is_tensor)  # subtrees without tensors are skipped
-
-
-def _is_tensor(value: Any) -> bool:
-    return isinstance(value, (TensorRef, SparseRef))
+        yield from leaves(self.root, wanted=(TensorRef, SparseRef))  # subtrees without tensors are skipped
 
 
 def is_checkpoint_zip(head: bytes) -> bool:

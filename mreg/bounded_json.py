@@ -45,10 +45,17 @@ def check_depth(data: bytes, max_depth: int) -> None:
     Raises:
         JSONDepthError: brackets remain after ``max_depth`` passes.
     """
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    if b"\\" in data:  # escapes: strings end only where the parser ends them
+        outside = _STRING.sub(b"", data)
+    else:  # no escapes (the usual header): every other quote opens a string
+        outside = b"".join(data.split(b'"')[0::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
     for _ in range(max_depth):
-        if not brackets:
+        peeled = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not peeled:
             return
-        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if len(peeled) == len(brackets):  # no pair left to peel: it never will be empty
+            break
+        brackets = peeled
     if brackets:
         raise JSONDepthError(f"JSON nested more than {max_depth} deep, or with brackets that do not pair")

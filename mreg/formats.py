@@ -155,7 +155,7 @@ def parse_safetensors(head: bytes, file_size: int | None) -> SafetensorsLayout:
 
 
 def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
-    label = printable(name)  # names come from the file: shown short and escaped
+    label = _Label(name)  # names come from the file: shown short and escaped, when shown
     try:
         dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     except (TypeError, KeyError, ValueError):
@@ -173,6 +173,16 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
     if bits % 8 or (end - begin) != bits // 8:
         raise FormatError(f"tensor '{label}' has {end - begin} bytes, which does not fit {dtype} {shape}")
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
+
+
+class _Label:
+    """A tensor name as an error message shows it, escaped only when a message is made."""
+
+    def __init__(self, name: Any) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return printable(str(self.name))
 
 
 def encode_safetensors_header(

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Iterable, Sequence
 
 from .checkpoints import Checkpoint, SparseRef, UnsafeCheckpointError, read_checkpoint
 from .formats import DTYPES, FormatError, header_length, is_safetensors_name, is_weights_name, parse_safetensors
-from .objects import Framework
+from .objects import MAX_INT, Framework
 
 # safetensors dtype codes under the names PyTorch users know
 DTYPE_NAMES = {code: name for code, (_, name) in DTYPES.items()}
@@ -31,6 +31,9 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
 
     ``parameters`` counts the elements of every tensor, buffers included, as the
     Hugging Face Hub counts them for safetensors files.
+
+    Raises:
+        FormatError: the totals exceed what a manifest records (2**63-1).
     """
     dtypes: Counter[str] = Counter()
     elements = size = count = 0
@@ -39,6 +42,8 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
         elements += numel
         size += nbytes
         count += 1
+    if max(elements, size) > MAX_INT:  # views repeating their storage (stride 0) may each claim 2**62
+        raise FormatError(f"the tensors hold {elements} elements of {size} bytes in all, more than a manifest records (2**63-1)")
     return {"parameters": elements, "weights": {"tensors": count, "bytes": size, "dtypes": dict(sorted(dtypes.items()))}}
 
 

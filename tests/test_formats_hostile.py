@@ -512,6 +512,8 @@ def good_twin(kind: str, path: Path) -> Path:
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_a_stored_hostile_file_fails_diff_and_load_in_one_line(registry: Registry, tmp_path: Path, kind: str) -> None:
     from mreg.rawdiff import compare_raw
+    from mreg.web.pages import compare_page
+    from mreg.web.reader import ReadOnlyRegistry
 
     plant(registry, "evil@1.0.0", craft(kind, tmp_path / "in" / kind))
     registry.add("good@1.0.0", [good_twin(kind, tmp_path / "good" / kind)])
@@ -522,6 +524,8 @@ def test_a_stored_hostile_file_fails_diff_and_load_in_one_line(registry: Registr
     assert HOSTILE[kind] in diffed.stderr, diffed.stderr
     with pytest.raises(InvalidInputError, match=re.escape(HOSTILE[kind])):  # the diff without torch
         within(60, lambda: compare_raw(registry, registry.file_entry("good@1.0.0"), registry.file_entry("evil@1.0.0")))
+    page = within(60, lambda: compare_page(ReadOnlyRegistry(registry.root), "good@1.0.0", "evil@1.0.0"))
+    assert HOSTILE[kind] in page["note"]  # the web compare page shows the rest, and says why not tensors
     loading = "not a state dict" if kind == "shared-tensors.pt" else HOSTILE[kind]  # built once, it is a tuple
     with pytest.raises(InvalidInputError, match=re.escape(loading)):
         within(60, lambda: load_state_dict(registry, "evil"))
@@ -563,3 +567,12 @@ def test_a_view_repeating_its_storage_is_diffed_without_copying_it(registry: Reg
     assert diffed.exit_code == 0, diffed
     tensors = json.loads(diffed.stdout)["files"][0]["tensors"]
     assert [c["name"] for c in tensors["changed"]] == ["b"] and tensors["unchanged"] == 1
+
+
+def test_views_whose_sizes_add_up_beyond_int64_are_refused_by_add(registry: Registry, tmp_path: Path) -> None:
+    """64 views of 2**60 elements over one 4-byte storage: each valid, their sum beyond what a manifest stores."""
+    payload = crafted_pickle({f"w{i}": rebuild(_Storage("0", 1), (2**30, 2**30), (0, 0)) for i in range(64)})
+    path = write_zip_checkpoint(tmp_path / "in" / "views.pt", payload, {"0": bytes(4)})
+    result = run_cli("add", "views@1.0.0", str(path), registry=registry)
+    assert_clean_failure(result, code=2)
+    assert "more than a manifest records" in result.stderr

@@ -285,7 +285,7 @@ class Machine:
                 raise FormatError("the checkpoint sets attributes whose names are not strings")
             self.budget.charge(len(state))
             target.attributes.update(state)
-        elif state not in (None, {}) and not (isinstance(state, tuple) and not any(state)):
+        elif state not in (None, {}) and not (isinstance(state, tuple) and len(state) <= 2 and not any(state)):
             raise UnsafeCheckpointError(f"the checkpoint sets the state of a {type(target).__name__}")
 
     def persistent(self) -> None:

@@ -576,3 +576,19 @@ def test_views_whose_sizes_add_up_beyond_int64_are_refused_by_add(registry: Regi
     result = run_cli("add", "views@1.0.0", str(path), registry=registry)
     assert_clean_failure(result, code=2)
     assert "more than a manifest records" in result.stderr
+
+
+def test_a_checkpoint_naming_an_unknown_device_fails_to_load_in_one_line(registry: Registry, tmp_path: Path) -> None:
+    """Device names are kept as text when described (torch builds know different devices); building one fails cleanly."""
+
+    class Device:
+        def __reduce__(self) -> tuple:
+            return (torch.device, ("nonsense",))
+
+    path = write_zip_checkpoint(tmp_path / "in" / "device.pt", pickle.dumps({"where": Device()}, protocol=2), {})
+    registry.add("dev@1.0.0", [path])
+    registry.add("other@1.0.0", [good_twin("x.pt", tmp_path / "good" / "device.pt")])
+    with pytest.raises(InvalidInputError, match="unknown device nonsense"):
+        load_object(registry, "dev")
+    diffed = run_cli("diff", "other@1.0.0", "dev@1.0.0", registry=registry)
+    assert_clean_failure(diffed, code=2)

@@ -394,6 +394,24 @@ def huge_directory(path: Path) -> Path:
     return path
 
 
+def negative_offset(path: Path) -> Path:
+    """A zip checkpoint whose directory puts the storage's local header 1000 bytes before the archive."""
+    write_zip_checkpoint(path, crafted_pickle({"w": rebuild(_Storage("0", 1), (1,), (1,))}), {"0": bytes(4)})
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    (start,) = struct.unpack_from("<L", data, end + 16)
+    struct.pack_into("<L", data, end + 16, start + 1000)  # zipfile subtracts the 1000 from every member
+    entry = start
+    while data[entry : entry + 4] == b"PK\x01\x02":
+        name_length, extra_length, comment_length = struct.unpack_from("<3H", data, entry + 28)
+        name = bytes(data[entry + 46 : entry + 46 + name_length])
+        (offset,) = struct.unpack_from("<L", data, entry + 42)
+        struct.pack_into("<L", data, entry + 42, 0 if name == b"archive/data/0" else offset + 1000)
+        entry += 46 + name_length + extra_length + comment_length
+    path.write_bytes(bytes(data))
+    return path
+
+
 def craft(kind: str, path: Path) -> Path:
     """The hostile file ``kind`` at ``path``."""
     four = _Storage("0", 1)
@@ -438,6 +456,8 @@ def craft(kind: str, path: Path) -> Path:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2), compress_type=zipfile.ZIP_BZIP2)
         return path
+    if kind == "negative-offset.pt":  # read from a store, the storage was mapped from before the file's start
+        return negative_offset(path)
     if kind == "huge-directory.pt":
         return huge_directory(path)
     if kind == "deep.safetensors":  # json.loads raised RecursionError
@@ -469,6 +489,7 @@ HOSTILE = {
     "bzip2-pickle.pt": "compressed in a way",
     "bad-deflate.pt": "damaged zip archive",
     "huge-directory.pt": "central directory",
+    "negative-offset.pt": "negative offset",
     "deep.safetensors": "nested more than",
     "shape-over-int64.safetensors": "2**63-1",
     "strides-over-int64.safetensors": "2**63-1",

@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 from conftest import assert_clean_failure, run_cli, store_snapshot  # noqa: E402
 
 from mreg import Blob, InvalidInputError, Registry  # noqa: E402
-from mreg.objects import Manifest  # noqa: E402
+from mreg.objects import Manifest
 from mreg.pytorch import load_checkpoint, load_object, load_state_dict  # noqa: E402
 
 
@@ -386,7 +386,7 @@ def huge_directory(path: Path) -> Path:
     data = path.read_bytes()
     end = data.rindex(b"PK\x05\x06")
     entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"x"
-    count, size, offset = struct.unpack_from("<HLL", data, end + 10)
+    (offset,) = struct.unpack_from("<L", data, end + 16)
     extra = 400_000
     directory = data[offset:end] + entry * extra
     record = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(directory), offset, 0)

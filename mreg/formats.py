@@ -155,34 +155,23 @@ def parse_safetensors(head: bytes, file_size: int | None) -> SafetensorsLayout:
 
 
 def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
-    label = _Label(name)  # names come from the file: shown short and escaped, when shown
     try:
         dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     except (TypeError, KeyError, ValueError):
-        raise FormatError(f"safetensors entry '{label}' lacks dtype, shape or data_offsets") from None
+        raise FormatError(f"safetensors entry '{printable(name)}' lacks dtype, shape or data_offsets") from None
     if type(dtype) is not str or dtype not in DTYPES:
-        raise FormatError(f"tensor '{label}' has unknown dtype {printable(str(dtype))}")
+        raise FormatError(f"tensor '{printable(name)}' has unknown dtype {printable(str(dtype))}")
     if not isinstance(shape, list):
-        raise FormatError(f"tensor '{label}' has an invalid shape")
+        raise FormatError(f"tensor '{printable(name)}' has an invalid shape")
     if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= INT64_MAX - data_start):
-        raise FormatError(f"tensor '{label}' has invalid data offsets")
+        raise FormatError(f"tensor '{printable(name)}' has invalid data offsets")
     try:
         bits = element_count(check_dims(shape, "shape"), DTYPES[dtype][0]) * DTYPES[dtype][0]
     except BoundsError as exc:
-        raise FormatError(f"tensor '{label}' {exc}") from None
+        raise FormatError(f"tensor '{printable(name)}' {exc}") from None
     if bits % 8 or (end - begin) != bits // 8:
-        raise FormatError(f"tensor '{label}' has {end - begin} bytes, which does not fit {dtype} {shape}")
+        raise FormatError(f"tensor '{printable(name)}' has {end - begin} bytes, which does not fit {dtype} {shape}")
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
-
-
-class _Label:
-    """A tensor name as an error message shows it, escaped only when a message is made."""
-
-    def __init__(self, name: Any) -> None:
-        self.name = name
-
-    def __str__(self) -> str:
-        return printable(str(self.name))
 
 
 def encode_safetensors_header(

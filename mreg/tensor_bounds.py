@@ -16,7 +16,7 @@ from .errors import printable
 
 INT64_MAX = (1 << 63) - 1
 MAX_DIMS = 64  # no weight tensor has more dimensions; a list of millions is an attack
-_INT = {int}
+_BITS_LIMIT = INT64_MAX * 8
 
 
 class BoundsError(ValueError):
@@ -35,8 +35,6 @@ def check_dims(values: Any, what: str) -> tuple[int, ...]:
         raise BoundsError(f"has a {what} that is not a list of integers")
     if len(values) > MAX_DIMS:
         raise BoundsError(f"has a {what} of {len(values)} dimensions, more than {MAX_DIMS}")
-    if not values or (set(map(type, values)) == _INT and min(values) >= 0 and max(values) <= INT64_MAX):
-        return tuple(values)  # the common case, checked at C speed
     for value in values:
         if type(value) is not int or not 0 <= value <= INT64_MAX:
             raise BoundsError(f"has a {what} holding {_short(value)}; each must be an integer from 0 to 2**63-1")
@@ -56,7 +54,7 @@ def element_count(shape: Sequence[int], itembits: int = 8) -> int:
     count = 1
     for dim in shape:
         count *= dim or 1
-        if count * itembits > INT64_MAX * 8:  # checked at each step: the product never grows huge
+        if count * itembits > _BITS_LIMIT:  # checked at each step: the product never grows huge
             raise BoundsError("holds more than 2**63-1 bytes")
     return 0 if 0 in shape else count
 

@@ -93,7 +93,7 @@ class Dtype(str):
     """A dtype held as a value (``torch.float32`` in the pickle)."""
 
 
-class Size(tuple):  # type: ignore[type-arg]
+class Size(tuple):
     """A ``torch.Size`` held as a value."""
 
 
@@ -101,7 +101,7 @@ class Device(str):
     """A ``torch.device`` held as a value."""
 
 
-class AttributedDict(OrderedDict):  # type: ignore[type-arg]
+class AttributedDict(OrderedDict):
     """An OrderedDict with attributes (``state_dict()._metadata``), kept apart from its keys."""
 
     def __init__(self, *args: Any) -> None:

@@ -300,6 +300,10 @@ def _frozenset(machine: Machine) -> None:
     machine.push(frozenset(items))
 
 
+def _pop_to_mark(machine: Machine) -> None:
+    machine._pop_mark()
+
+
 def _pop_to_mark_tuple(machine: Machine) -> None:
     machine.push(tuple(machine._pop_mark()))
 
@@ -319,7 +323,7 @@ _OPCODES: dict[bytes, Callable[[Machine], None]] = {
     b"\x95": Machine.frame,
     b"(": Machine.mark,
     b"0": lambda m: m.stack.pop(),
-    b"1": lambda m: m._pop_mark() and None,
+    b"1": _pop_to_mark,
     b"2": lambda m: m.push(m.stack[-1]),
     b"}": _empty_dict,
     b"]": _empty_list,

@@ -79,9 +79,11 @@ class ModelVersion(NamedTuple):
         Raises:
             CorruptObjectError: the stored card is not a valid card.
         """
+        if "card" not in self.manifest.properties:
+            return None
         from mreg.records.card_field import card_of  # start-up: only versions with a card need it
 
-        return card_of(self.manifest.properties, self.digest) if "card" in self.manifest.properties else None
+        return card_of(self.manifest.properties, self.digest)
 
     @classmethod
     def of(cls, digest: Digest, manifest: Manifest, table: RefTable, note: Note | None = None) -> ModelVersion:

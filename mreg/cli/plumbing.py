@@ -11,9 +11,12 @@ import click
 from mreg.cli.app import Session, fail, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
+from mreg.records.names import parse_seconds
 from mreg.records.packing import PackReport
 from mreg.registry import fsck_bucket, gc_bucket
 from mreg.text import human_size, plural
+
+MAX_GRACE_HOURS = 100 * 365 * 24.0  # a century: timedelta's range is far beyond it
 
 
 @click.command()
@@ -98,7 +101,11 @@ def hash_object(session: Session, file: Path, write: bool) -> None:
 @click.command()
 @click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--repair", is_flag=True, help="Rewrite derived state (info/models) that differs from the refs.")
+@click.option(
+    "--repair", is_flag=True,
+    help="Restore damaged or missing objects from the fallbacks and remotes (verified), and rewrite "
+    "derived state (info/models) that differs from the refs.",
+)
 @pass_session
 def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> None:
     """Verify every object, manifest and ref; exit non-zero naming each problem.
@@ -131,11 +138,11 @@ def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> N
 @click.command()
 @click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
-@click.option("--grace", type=click.FloatRange(min=0), metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24).")
+@click.option("--grace", metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24; at most 100 years).")
 @click.option("--pack", "then_pack", is_flag=True, help="Then pack the cold chunks, as 'mreg pack' does.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
-def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, then_pack: bool, as_json: bool) -> None:
+def gc(session: Session, bucket: str | None, dry_run: bool, grace: str | None, then_pack: bool, as_json: bool) -> None:
     """Delete objects no ref leads to, and temporary files left by interrupted writes.
 
     With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
@@ -150,7 +157,7 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     if then_pack and bucket is not None:
         raise click.UsageError("--pack applies to a registry on disk: pack it, then push the packed objects to the BUCKET")
     if bucket is not None:
-        hours = timedelta(hours=grace) if grace is not None else None
+        hours = timedelta(hours=parse_seconds(grace, "--grace", maximum=MAX_GRACE_HOURS, unit="hours")) if grace is not None else None
         report = gc_bucket(bucket, registry=session.registry_if_any, grace=hours, dry_run=dry_run)
     else:
         report = session.registry.gc(dry_run=dry_run, pack=then_pack)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from mreg.errors import MregError
+from mreg.errors import MregError, ObjectNotFoundError
 from mreg.formats.containers import DTYPES, FormatError, header_length, is_safetensors_name, parse_safetensors
 from mreg.operations.maintenance import local_manifest
 from mreg.records.manifest import FileEntry
@@ -152,6 +152,8 @@ def _versions(store: Store, plan: Plan, include_hot: bool) -> tuple[dict[tuple[s
             place_of[digest] = place
             try:
                 manifest = local_manifest(store, digest)
+            except ObjectNotFoundError:
+                continue  # only a fallback has it: nothing of it is stored here to pack
             except MregError as exc:
                 plan.problems.append(f"{name}@{version} is skipped: {exc}")
                 continue

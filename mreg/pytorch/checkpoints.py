@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import torch
 
@@ -32,6 +32,7 @@ from mreg.formats.pickle_globals import (
 )
 from mreg.formats.weights import describe_checkpoint
 from mreg.pytorch.tensors import MappedFile, MappedReader
+from mreg.records.names import Digest
 from mreg.storage.blobs import Segment
 from mreg.text import printable
 
@@ -48,14 +49,15 @@ def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", n
         size = path.stat().st_size
     except OSError as exc:
         raise InvalidInputError(f"cannot read '{path}': {exc.strerror or exc}") from None
-    return load_segments([Segment(str(path), 0, size, "")], device=device, name=name or str(path))
+    return load_segments([Segment(str(path), 0, size, Digest(""))], device=device, name=name or str(path))
 
 
 def load_segments(segments: Sequence[Segment], *, device: str | torch.device = "cpu", name: str = "") -> Any:
     """Load a checkpoint held by ``segments`` (a stored file, whole or chunked)."""
     mapped = MappedFile(segments)
     mapped.open_all()  # packed chunks decoded at once, on several threads
-    with MappedReader(mapped) as stream:  # unbuffered: reads copy straight from the maps
+    with MappedReader(mapped) as reader:  # unbuffered: reads copy straight from the maps
+        stream = cast(BinaryIO, reader)  # a raw binary file is all the readers of checkpoints need
         checkpoint = describe_checkpoint(stream, mapped.size, name)
         try:
             inflated = inflate_members(stream, checkpoint.storages.values())
@@ -135,10 +137,14 @@ class _Builder:
     def sparse(self, ref: SparseRef) -> torch.Tensor:
         parts = [self.build(part, 0) for part in ref.parts]
         try:
-            if ref.layout == "sparse_coo":
-                return torch.sparse_coo_tensor(*parts, ref.shape, check_invariants=True, is_coalesced=ref.coalesced)
-            layout = getattr(torch, ref.layout)
-            return torch.sparse_compressed_tensor(*parts, ref.shape, layout=layout, check_invariants=True)
+            if ref.layout == "sparse_coo" and len(parts) == 2:
+                indices, values = parts
+                return torch.sparse_coo_tensor(indices, values, size=ref.shape, check_invariants=True, is_coalesced=ref.coalesced)
+            if ref.layout != "sparse_coo" and len(parts) == 3:
+                compressed, plain, values = parts
+                layout = getattr(torch, ref.layout)
+                return torch.sparse_compressed_tensor(compressed, plain, values, size=ref.shape, layout=layout, check_invariants=True)
+            raise ValueError(f"a {ref.layout} tensor of {len(parts)} parts")
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"checkpoint holds an invalid sparse tensor: {' '.join(str(exc).split())}") from None
 

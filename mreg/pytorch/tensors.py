@@ -81,7 +81,7 @@ def safetensors_blocks(state_dict: StateDict, metadata: dict[str, str] | None = 
     yield memoryview(header)
     for _, tensor in tensors:
         if tensor.numel():
-            yield memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+            yield tensor.reshape(-1).view(torch.uint8).numpy().data
 
 
 class MappedFile:

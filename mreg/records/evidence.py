@@ -11,33 +11,28 @@ so both files a third party needs (``ssh-keygen -Y verify ... -s SIG < STATEMENT
 come out of it byte for byte. What the statement says is read by
 :mod:`mreg.signing.statement`; this module only stores and bounds it.
 
-``models/NAME/_signatures`` indexes a model's signatures, one ``MANIFEST OBJECT``
-line each, sorted, many per manifest. Signatures are only ever added: a withdrawn
-approval stays, and a revocation (itself signed) is added beside it.
+A model's ref table files its signatures (``signature MANIFEST OBJECT`` lines of
+``_refs``, :class:`mreg.records.refs.RefTable`), so a signature lands in the same rename
+or compare-and-swap as the version or tag it signs. Signatures are only ever added: a
+withdrawn approval stays, and a revocation (itself signed) is added beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgpack
 
-from mreg.errors import CorruptObjectError, CorruptRefsError
+from mreg.errors import CorruptObjectError
 from mreg.records.codec import canonical_encode, sha256_digest
-from mreg.records.names import Digest, is_digest
+from mreg.records.names import Digest
 from mreg.text import printable
 
 SIGNATURE_KIND = "mreg.signature"
 SIGNATURE_SCHEMA = 1
-SIGNATURES_HEADER = "# mreg signatures 1"
 MAX_STATEMENT_BYTES = 8 << 10  # mreg.signing.statement.MAX_STATEMENT
 MAX_ARMOR_BYTES = 16 << 10  # mreg.signing.sshsig.MAX_ARMOR
 MAX_SIGNATURE_OBJECT = MAX_STATEMENT_BYTES + MAX_ARMOR_BYTES + 256
-
-SignatureIndex = frozenset[tuple[Digest, Digest]]
-"""A model's signatures: (manifest digest, signature object digest) pairs."""
-
 
 @dataclass(frozen=True)
 class SignedStatement:
@@ -83,31 +78,3 @@ class SignedStatement:
 def looks_like_signature(data: bytes) -> bool:
     """True for the bytes of a signature object (``cat-file`` and gc tell objects apart with it)."""
     return data[:1] in (b"\x84",) and SIGNATURE_KIND.encode() in data[:64]
-
-
-def encode_index(pairs: Iterable[tuple[Digest, Digest]]) -> bytes:
-    """The text of ``_signatures``: sorted ``MANIFEST OBJECT`` lines."""
-    lines = [SIGNATURES_HEADER, *(f"{target} {signature}" for target, signature in sorted(set(pairs)))]
-    return ("\n".join(lines) + "\n").encode("ascii")
-
-
-def parse_index(data: bytes, where: str) -> SignatureIndex:
-    """Parse ``_signatures`` text, every digest checked (it may come from another store)."""
-    try:
-        lines = data.decode("ascii").splitlines()
-    except UnicodeDecodeError:
-        raise CorruptRefsError(f"{where} is not text") from None
-    if not lines or lines[0] != SIGNATURES_HEADER:
-        raise CorruptRefsError(f"{where} is corrupt: missing '{SIGNATURES_HEADER}' header")
-    pairs = set()
-    for number, line in enumerate(lines[1:], start=2):
-        target, _, signature = line.partition(" ")
-        if not (is_digest(target) and is_digest(signature)):
-            raise CorruptRefsError(f"{where} is corrupt at line {number}: {printable(line)}")
-        pairs.add((Digest(target), Digest(signature)))
-    return frozenset(pairs)
-
-
-def signatures_of(index: SignatureIndex, target: Digest) -> list[Digest]:
-    """The signature objects filed under one manifest, sorted."""
-    return sorted(signature for manifest, signature in index if manifest == target)

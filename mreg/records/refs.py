@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -55,12 +55,15 @@ class RefTable(NamedTuple):
     ``removed`` holds the tombstones: every version ever removed, with the manifest it
     named. A tombstone is never dropped, so a released ``NAME@VERSION`` never names
     other bytes; the version may live again only with that same manifest (a restore).
+    ``signatures`` files signature objects (:mod:`mreg.records.evidence`) under the
+    manifests they sign: (manifest, signature object) pairs, only ever added.
     """
 
     versions: Mapping[str, Digest] = _EMPTY  # type: ignore[assignment]  # ascending precedence
     tags: Mapping[str, str] = _EMPTY  # tag -> version
     latest: str | None = None
     removed: Mapping[str, Digest] = _EMPTY  # type: ignore[assignment]  # tombstones: version -> manifest
+    signatures: frozenset[tuple[Digest, Digest]] = frozenset()
 
     def with_version(self, version: str, digest: Digest) -> RefTable:
         """Add a version (the caller has checked it is new) and move ``latest`` if needed."""
@@ -69,7 +72,7 @@ class RefTable(NamedTuple):
         order.insert(index, version)
         versions = {v: self.versions.get(v, digest) for v in order}
         latest = version if _later(version, self.latest) else self.latest
-        return RefTable(versions, dict(self.tags), latest, dict(self.removed))
+        return RefTable(versions, dict(self.tags), latest, dict(self.removed), self.signatures)
 
     def without_version(self, version: str) -> RefTable:
         """Drop a version, the tags that point at it, and recompute ``latest`` (see :meth:`retired`)."""
@@ -80,7 +83,7 @@ class RefTable(NamedTuple):
             releases = [v for v in versions if not parse_version(v).is_prerelease]
             pool = releases or list(versions)
             latest = pool[-1] if pool else None  # versions are in ascending order
-        return RefTable(versions, tags, latest, dict(self.removed))
+        return RefTable(versions, tags, latest, dict(self.removed), self.signatures)
 
     def retired(self, version: str) -> RefTable:
         """Remove a version and leave its tombstone: the version can never name other bytes."""
@@ -92,15 +95,28 @@ class RefTable(NamedTuple):
         """Record that ``version`` was removed while it named ``digest`` (tombstones only accumulate)."""
         removed = {**self.removed, version: digest}
         ordered = {v: removed[v] for v in sorted(removed, key=_precedence)}
-        return RefTable(dict(self.versions), dict(self.tags), self.latest, ordered)
+        return RefTable(dict(self.versions), dict(self.tags), self.latest, ordered, self.signatures)
 
     def with_tag(self, tag: str, version: str) -> RefTable:
         """Point ``tag`` at ``version`` (which must exist)."""
-        return RefTable(dict(self.versions), {**self.tags, tag: version}, self.latest, dict(self.removed))
+        return RefTable(dict(self.versions), {**self.tags, tag: version}, self.latest, dict(self.removed), self.signatures)
 
     def without_tag(self, tag: str) -> RefTable:
         """Remove a tag."""
-        return RefTable(dict(self.versions), {t: v for t, v in self.tags.items() if t != tag}, self.latest, dict(self.removed))
+        return RefTable(dict(self.versions), {t: v for t, v in self.tags.items() if t != tag}, self.latest, dict(self.removed), self.signatures)
+
+    def with_signatures(self, pairs: Iterable[tuple[Digest, Digest]]) -> RefTable:
+        """File signature objects under the manifests they sign (signatures are only added)."""
+        return self._replace(signatures=self.signatures | frozenset(pairs))
+
+    def version_of(self, digest: str) -> str | None:
+        """The version that names, or named before its removal, a manifest."""
+        found = next((v for v, d in self.versions.items() if d == digest), None)
+        return found if found is not None else next((v for v, d in self.removed.items() if d == digest), None)
+
+    def signed(self, digest: str) -> list[Digest]:
+        """The signature objects filed under a manifest, sorted."""
+        return sorted(signature for target, signature in self.signatures if target == digest)
 
     def reuse(self, version: str, digest: str) -> str | None:
         """Why ``version`` may not name ``digest`` here (None: it may): it names, or was
@@ -136,6 +152,7 @@ class RefTable(NamedTuple):
         lines += [f"version {v} {d}" for v, d in self.versions.items()]
         lines += [f"removed {v} {d}" for v, d in self.removed.items()]
         lines += [f"tag {t} {self.tags[t]}" for t in sorted(self.tags)]
+        lines += [f"signature {target} {signature}" for target, signature in sorted(self.signatures)]
         if self.latest is not None:
             lines.append(f"latest {self.latest}")
         return ("\n".join(lines) + "\n").encode("ascii")
@@ -149,6 +166,7 @@ class RefTable(NamedTuple):
         """
         versions: dict[str, Digest] = {}
         removed: dict[str, Digest] = {}
+        signatures: set[tuple[Digest, Digest]] = set()
         tags: dict[str, str] = {}
         latest = None
         lines = text.splitlines()
@@ -161,6 +179,8 @@ class RefTable(NamedTuple):
                 versions[left] = Digest(right)
             elif kind == "removed" and right and " " not in right:
                 removed[left] = Digest(right)
+            elif kind == "signature" and right and " " not in right:
+                signatures.add((Digest(left), Digest(right)))
             elif kind == "chain" and CHAIN_LINE.fullmatch(line):
                 continue
             elif kind == "tag" and right:
@@ -169,7 +189,7 @@ class RefTable(NamedTuple):
                 latest = left
             else:
                 raise CorruptRefsError(f"{where} is corrupt at line {number}: {printable(line)}")
-        return cls(versions, tags, latest, removed)
+        return cls(versions, tags, latest, removed, frozenset(signatures))
 
     def problems(self) -> list[str]:
         """Everything wrong with this table: the one rule that fsck, pull, fallbacks, buckets
@@ -192,6 +212,12 @@ class RefTable(NamedTuple):
             f"version {v} is {self.versions[v]} but its tombstone names {d}"
             for v, d in self.removed.items()
             if self.versions.get(v, d) != d
+        ]
+        named = set(self.versions.values()) | set(self.removed.values())
+        found += [
+            f"signature {printable(s)} is filed under {printable(t)}, which no version names"
+            for t, s in sorted(self.signatures)
+            if not (is_digest(t) and is_digest(s)) or t not in named
         ]
         parsed = [parse_version(v) for v in self.versions]  # once each: tables can hold 10^5 versions
         keys = [version.precedence for version in parsed]
@@ -235,6 +261,11 @@ def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | N
     changed = (old.versions.keys() ^ new.versions.keys()) | _differing(old.versions, new.versions)
     for version in sorted(changed, key=_precedence):  # few: no need to parse the others
         found.append((f"versions/{version}", old.versions.get(version), new.versions.get(version)))
+    added, dropped = new.signatures - old.signatures, old.signatures - new.signatures
+    if added or dropped:  # a signature's ref is the version of its manifest (one, ever: tombstones)
+        owner = {d: v for table in (old, new) for mapping in (table.removed, table.versions) for v, d in mapping.items()}
+        found += [(f"signatures/{owner.get(target)}", None, signature) for target, signature in sorted(added)]
+        found += [(f"signatures/{owner.get(target)}", signature, None) for target, signature in sorted(dropped)]
     gone = (old.removed.keys() ^ new.removed.keys()) | _differing(old.removed, new.removed)
     for version in sorted(gone, key=_precedence):
         found.append((f"removed/{version}", old.removed.get(version), new.removed.get(version)))

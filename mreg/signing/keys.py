@@ -18,7 +18,7 @@ from pathlib import Path
 from mreg.errors import SigningKeyError
 from mreg.signing.algorithms import crypto, sign_raw
 from mreg.signing.files import read_small_file
-from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey
+from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey, public_key_from_text
 from mreg.text import printable
 
 MAX_KEY_FILE = 64 << 10  # an RSA-16384 private key in PEM is about 13 KiB
@@ -88,3 +88,27 @@ def _is_public_key(raw: bytearray) -> bool:
     first = bytes(raw[:200]).split(b" ", 1)[0].decode("ascii", errors="replace")
     known = (*SUPPORTED_KEY_TYPES, *UNSUPPORTED_KEY_TYPES)
     return first in known or first.endswith(CERTIFICATE_SUFFIX)
+
+
+def public_key_of(path: Path) -> PublicKey | None:
+    """The public half of a signing key, without asking for a passphrase: the ``.pub``
+    file beside it (as ``ssh-keygen`` writes it), or the file itself when it is a public
+    key (of a key in ssh-agent). None when there is neither.
+
+    Raises:
+        SigningKeyError: the file is missing, a directory, or readable by others.
+    """
+    for candidate in (Path(f"{path}.pub"), path):
+        try:
+            raw, _ = read_small_file(candidate, MAX_KEY_FILE, "signing key", SigningKeyError)
+        except SigningKeyError:
+            if candidate == path:
+                raise
+            continue
+        try:
+            if _is_public_key(raw):
+                fields = bytes(raw).decode("ascii", errors="replace").split()
+                return public_key_from_text(fields[0], fields[1], f"public key {printable(str(candidate), 200)}") if len(fields) >= 2 else None
+        finally:
+            raw[:] = bytes(len(raw))  # the key file itself may be a private key: wipe it
+    return None

@@ -4,11 +4,11 @@ Under the model's lock (:class:`mreg.storage.refs.RefStore`), every change goes 
 git's order, log first:
 
 1. *Recover.* Lines past the head that ``_refs`` names were written by a change that
-   was killed before its commit point. Those whose effect is visible (a note or a
-   signature whose file was replaced) are kept, as committed; the rest are cut off.
+   was killed before its commit point. Those whose effect is visible (a note whose
+   ``_notes`` was replaced) are kept, as committed; the rest are cut off.
 2. *Append* the change's lines, chained after the head, in one ``write`` (fsync). The
    first chained line of a log an older mreg wrote seals the lines before it.
-3. *Replace* the side file the change touches (``_notes``, ``_signatures``), if any.
+3. *Replace* the side file the change touches (``_notes``), if any.
 4. *Replace* ``_refs``: the table and the new head, in one rename: the commit point.
 
 A failure (a full disk) puts the log and the side files back as they were. Every file
@@ -25,7 +25,7 @@ from typing import Any
 
 from mreg.errors import CorruptRefsError, MregError
 from mreg.records.chain import Head, Link, chained, continues, encode_line, parse_link, table_head, with_head
-from mreg.records.evidence import parse_index
+from mreg.records.names import Digest
 from mreg.records.notes import parse_table
 from mreg.records.refs import RefTable
 from mreg.storage.files import fsync_dir, open_no_follow, write_all, write_atomically
@@ -33,7 +33,6 @@ from mreg.storage.files import fsync_dir, open_no_follow, write_all, write_atomi
 TABLE_FILE = "_refs"
 LOG_FILE = "_log"
 NOTES_FILE = "_notes"
-SIGNATURES_FILE = "_signatures"
 
 
 def read_no_follow(path: Path) -> bytes | None:
@@ -50,7 +49,7 @@ def commit(
     directory: Path, fields: Sequence[Mapping[str, Any]], table: RefTable | None, sides: Mapping[str, bytes], *, time: str, author: str
 ) -> Head | None:
     """Write one change of a model: ``fields`` (its log lines, unchained), the side
-    files ``sides`` (``_notes``, ``_signatures``: name -> new bytes) and ``table`` (None:
+    files ``sides`` (``_notes``: name -> new bytes) and ``table`` (None:
     the table stays, only its head moves). The caller holds the model's lock.
 
     Returns the new head (None when there was nothing to write).
@@ -139,28 +138,20 @@ def _ordered(pending: list[Link], head: Head | None, legacy: bytes, directory: P
 
 def _effective(directory: Path, pending: list[Link]) -> list[Link]:
     """The longest run of ``pending`` lines, from the first, whose change took effect: a
-    note in ``_notes`` or a signature in ``_signatures`` (a table change takes effect
-    only with its head, so it never has)."""
+    note in ``_notes`` (a table change takes effect only with its head, so it never has)."""
     if not pending:
         return []
     notes = read_no_follow(directory / NOTES_FILE)
-    index = read_no_follow(directory / SIGNATURES_FILE)
     try:
         note_table = parse_table(notes, "notes") if notes is not None else {}
-        signatures = parse_index(index, "signatures") if index is not None else frozenset()
     except MregError:
         return []
     committed: list[Link] = []
     for link in pending:
-        kind = link.ref.partition("/")[0]
         target = link.fields.get("target")
-        if kind == "notes" and link.applied:
-            ok = note_table.get(target) == link.fields.get("new")  # type: ignore[call-overload]
-        elif kind == "signatures" and link.applied:
-            ok = (target, link.fields.get("new")) in signatures
-        else:
-            ok = False
-        if not ok:
+        if not (link.ref.startswith("notes/") and link.applied and isinstance(target, str)):
+            break
+        if note_table.get(Digest(target)) != link.fields.get("new"):
             break
         committed.append(link)
     return committed

@@ -22,9 +22,9 @@ never collide with a nested model's directory:
     :mod:`mreg.storage.chained_log`.
 ``_lock``
     Held with ``flock`` by whoever changes the table.
-``_notes``, ``_signatures``
-    The model's notes (:mod:`mreg.records.notes`) and its index of signatures
-    (:mod:`mreg.records.evidence`), changed under the same lock and logged in ``_log``.
+``_notes``
+    The model's notes (:mod:`mreg.records.notes`), changed under the same lock and
+    logged in ``_log``.
 
 No file of a model is read or written through a symbolic link, nor is a model's
 directory one: a link planted in a shared store is refused, never followed.
@@ -41,24 +41,22 @@ from typing import Any
 
 from mreg.errors import CorruptRefsError, UnsafeFileError
 from mreg.records.chain import MERGE, entry_fields
-from mreg.records.evidence import SignatureIndex, encode_index, parse_index
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import encode_table, parse_table
 from mreg.records.refs import BOOKKEEPING, LogEntry, RefTable, changes, parse_log, parse_log_line
-from mreg.storage.chained_log import LOG_FILE, NOTES_FILE, SIGNATURES_FILE, TABLE_FILE, commit, read_no_follow
+from mreg.storage.chained_log import LOG_FILE, NOTES_FILE, TABLE_FILE, commit, read_no_follow
 from mreg.storage.locks import FileLock
 
 LOCK_FILE = "_lock"
-__all__ = ["LOCK_FILE", "LOG_FILE", "NOTES_FILE", "SIGNATURES_FILE", "TABLE_FILE", "RefStore", "RefUpdate"]
+__all__ = ["LOCK_FILE", "LOG_FILE", "NOTES_FILE", "TABLE_FILE", "RefStore", "RefUpdate"]
 
 
 class RefUpdate:
     """An open change to one model's refs, made while its lock is held.
 
     Set ``table``; the change is written when the ``update`` block ends, or earlier
-    by :meth:`commit` (to write while another lock is still held). Signatures added
-    with :meth:`add_signature` and another store's history (:meth:`import_log`) are
-    written in the same change.
+    by :meth:`commit` (to write while another lock is still held). Another store's
+    history (:meth:`import_log`) is written in the same change.
     """
 
     def __init__(self, directory: Path, table: RefTable, entry: LogEntry) -> None:
@@ -67,20 +65,16 @@ class RefUpdate:
         self.table = table
         self._entry = entry  # time, author and message for the log
         self._lines: list[dict[str, Any]] = []  # written before the ref changes (imported history, signatures)
-        self._signatures: set[tuple[Digest, Digest]] = set()
         self._extra: dict[str, dict[str, Any]] = {}
+        self._merge: dict[str, Any] | None = None  # written last: what the change brought in
 
     def import_log(self, entries: Iterable[LogEntry], *, via: str | None = None, merge: Mapping[str, Any] | None = None) -> None:
         """Bring another store's history of this model into its log (at commit), marked
-        as coming ``via`` that store; ``merge`` records which of its heads it was."""
+        as coming ``via`` that store; ``merge`` (the last line of the change) records
+        which head of that store it was (:mod:`mreg.sharing.history`)."""
         if merge is not None:
-            self._lines.append({**self._entry._replace(ref=MERGE, old=None, new=None, message="").to_dict(), **merge})
+            self._merge = {**self._entry._replace(ref=MERGE, old=None, new=None, message="").to_dict(), **merge}
         self._lines += [entry_fields(entry, via=via) for entry in entries]
-
-    def add_signature(self, version: str, target: Digest, signature: Digest) -> None:
-        """File a signature object (already stored) under a version's manifest."""
-        self._signatures.add((target, signature))
-        self._lines.append(entry_fields(self._entry._replace(ref=f"signatures/{version}", old=None, new=signature), target=target))
 
     def annotate(self, ref: str, **fields: Any) -> None:
         """Extra fields for the log line of a changed ref (the approvals a tag move relied on)."""
@@ -91,18 +85,19 @@ class RefUpdate:
         diff = changes(self.original, self.table)
         if not diff and not self._lines:
             return
-        lines = self._lines + [entry_fields(self._entry._replace(ref=ref, old=old, new=new), **self._extra.get(ref, {})) for ref, old, new in diff]
-        sides = {}
-        if self._signatures:
-            current = _index(read_no_follow(self.directory / SIGNATURES_FILE), self.directory)
-            sides[SIGNATURES_FILE] = encode_index(current | self._signatures)
-        commit(self.directory, lines, self.table, sides, time=self._entry.time, author=self._entry.author)
+        lines = self._lines + [self._line(ref, old, new) for ref, old, new in diff]
+        lines += [self._merge] if self._merge is not None else []
+        commit(self.directory, lines, self.table, {}, time=self._entry.time, author=self._entry.author)
         self.original = self.table
-        self._lines, self._signatures, self._extra = [], set(), {}
+        self._lines, self._extra, self._merge = [], {}, None
 
-
-def _index(data: bytes | None, directory: Path) -> SignatureIndex:
-    return parse_index(data, f"signatures in {directory}") if data is not None else frozenset()
+    def _line(self, ref: str, old: str | None, new: str | None) -> dict[str, Any]:
+        """The log line of one ref change; a signature's names the manifest it signs."""
+        extra = dict(self._extra.get(ref, {}))
+        if ref.startswith("signatures/"):
+            version = ref.partition("/")[2]
+            extra["target"] = self.table.versions.get(version) or self.table.removed.get(version)
+        return entry_fields(self._entry._replace(ref=ref, old=old, new=new), **extra)
 
 
 def _refuse_linked_directories(models: Path, name: str) -> None:
@@ -200,10 +195,9 @@ class RefStore:
             lines.append(entry_fields(entry, target=targets[0] if targets else None))
         commit(directory, lines, None, {NOTES_FILE: encode_table(table)}, time=entries[0].time if entries else "", author=entries[0].author if entries else "")
 
-    def read_signatures(self, name: str) -> SignatureIndex:
-        """A model's signature index (``_signatures``): (manifest, signature object) pairs."""
-        data = self.read_file(name, SIGNATURES_FILE)
-        return parse_index(data, f"signatures of '{name}'") if data is not None else frozenset()
+    def read_signatures(self, name: str) -> frozenset[tuple[Digest, Digest]]:
+        """A model's signatures: (manifest, signature object) pairs, as its ref table files them."""
+        return self.read(name).signatures
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""

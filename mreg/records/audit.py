@@ -119,3 +119,22 @@ class AuditReport:
             "history": {"intact": self.history_intact, "problems": self.history},
             "events": [e.to_dict() for e in self.events],
         }
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """What ``mreg sign`` or ``mreg approve`` recorded: the signed statement and its object."""
+
+    name: str
+    version: str
+    digest: Digest  # the version's manifest
+    signature: Digest  # the signature object
+    kind: str
+    principal: str
+    time: str
+    meaning: str
+    tag: str | None = None
+    revokes: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -10,21 +10,21 @@ gc
        rewrites it at least every ``HEARTBEAT`` seconds while it runs;
     2. lists the objects, marks what the refs reach, and deletes an unreachable object
        only if a HEAD just before the delete still shows it older than the grace period;
-    3. writes ``gc/<start>-<random>.done`` after its last delete has returned.
+    3. deletes its lease after its last delete has returned (also when it fails).
 
 push
     1. uploads what the bucket lacks, and rewrites (freshens) what it reuses but is
        older than half the grace period, remembering what it freshened;
     2. commits the refs (compare-and-swap);
-    3. if it freshened anything: lists the leases, waits until each running one is
-       done (or has not been rewritten for ``STALE`` seconds: that gc died), then
-       HEADs every object it freshened and uploads again any that is gone.
+    3. if it freshened anything: lists the leases, waits until each one is gone (or has
+       not been rewritten for ``STALE`` seconds: that gc died), then HEADs every object
+       it freshened and uploads again any that is gone.
 
 Why it is safe: gc deletes only objects its listing showed, so a push's new uploads
 are never at risk; a reused object is at risk only from a gc that HEADed it before the
 push freshened it and deleted it after. That gc created its lease before its HEAD, so
-before the push's step 3 listing, and had not written ``.done`` before the delete
-returned: the push waits for it, then finds the object gone and uploads it again. A
+before the push's step 3 listing, and removed it only after the delete returned: the
+push waits for it, then finds the object gone and uploads it again. A
 gc that starts after the push's step 2 reads refs that reach the object, and never
 deletes it. Objects a push did not rewrite were written less than half the grace
 period before it looked; a push that ends within the other half commits its refs
@@ -42,7 +42,6 @@ from datetime import datetime, timezone
 from mreg.sharing.buckets.client import Bucket
 
 LEASES = "gc/"
-DONE = ".done"
 HEARTBEAT = 60.0  # seconds between rewrites of a running gc's lease
 STALE = 5 * HEARTBEAT  # a lease not rewritten for this long belongs to a gc that died
 POLL = 1.0
@@ -70,7 +69,7 @@ class Lease:
             self._beaten = time.monotonic()
 
     def __exit__(self, *exc: object) -> None:
-        self.bucket.overwrite(self.key + DONE, b"done\n")
+        self.bucket.delete(self.key)  # every delete of this gc has returned
 
 
 class Freshened:
@@ -100,13 +99,12 @@ class Freshened:
 
 
 def running(bucket: Bucket) -> dict[str, object]:
-    """The leases without their ``.done`` mark: key -> what the listing says of it (its time)."""
-    listed = {str(info["path"]): info.get("last_modified") for info in bucket.list(LEASES)}
-    return {key: stamp for key, stamp in listed.items() if not key.endswith(DONE) and key + DONE not in listed}
+    """The leases of the gcs running now: key -> when it was last rewritten (as the listing says)."""
+    return {str(info["path"]): info.get("last_modified") for info in bucket.list(LEASES)}
 
 
 def wait_for_gcs(bucket: Bucket, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Wait until every gc running now is done, or has died (its lease went stale)."""
+    """Wait until every gc running now is done (its lease is gone), or has died (its lease went stale)."""
     seen: dict[str, tuple[object, float]] = {}  # key -> (its last listed time, when we saw it change)
     started = clock()
     while clock() - started < MAX_WAIT:

@@ -24,7 +24,7 @@ from mreg.records.names import Digest
 from mreg.records.notes import history
 from mreg.records.reports import GcReport
 from mreg.sharing.buckets.client import FRESHEN_AFTER, Bucket, age
-from mreg.sharing.buckets.gc_guard import DONE, LEASES, Lease
+from mreg.sharing.buckets.gc_guard import LEASES, Lease
 from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.storage.chunk_index import decode_chunk_index
@@ -32,7 +32,7 @@ from mreg.storage.config import Config
 from mreg.storage.layout import CHUNKS_SUFFIX, object_key
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
-OLD_LEASE = timedelta(days=7)
+OLD_LEASE = timedelta(days=1)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -76,13 +76,12 @@ def _sweep(bucket: Bucket, grace: timedelta, lease: Lease | None) -> GcReport:
 
 
 def _drop_old_leases(bucket: Bucket) -> None:
-    """Delete the leases of gcs done more than a week ago (a push only waits for running ones)."""
+    """Delete the leases of gcs that died long ago (not rewritten for a day: a push has long
+    stopped waiting for them)."""
     now = datetime.now(timezone.utc)
-    listed = {str(info["path"]): info for info in bucket.list(LEASES)}
-    for key, info in listed.items():
-        if key.endswith(DONE) and age(info, now) > OLD_LEASE:
-            bucket.delete(key.removesuffix(DONE))
-            bucket.delete(key)
+    for info in bucket.list(LEASES):
+        if age(info, now) > OLD_LEASE:
+            bucket.delete(str(info["path"]))
 
 
 def _mark(bucket: Bucket, chunked: set[Digest], lease: Lease | None) -> set[Digest]:

@@ -11,12 +11,14 @@ only to sign, and never printed or stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from mreg.errors import InvalidInputError, NotFoundError, UnknownRefError
 from mreg.operations.approvals import evaluate
 from mreg.operations.listing import version_view
-from mreg.operations.trust import Signer, signer, trust_root
+from mreg.operations.protection import ProtectedTagError
+from mreg.operations.trust import Signer, protection, signer, trust_root
 from mreg.records.audit import UNTRUSTED, VALID, SignResult
 from mreg.records.evidence import SignedStatement
 from mreg.records.names import Digest, text_of, validate_tag
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from mreg.store.store import Store
 
 DEFAULT_MEANINGS = {"registration": "registered these exact weights", "tag": "moved {tag} to {version}"}
+RegistrationSigner = Callable[[str, str, Digest], Digest]
+"""Signs the registration of (name, version, manifest) and stores it; returns the signature object."""
 
 
 def statement_for(who: Signer, kind: str, view: ModelVersion, meaning: str, tag: str | None = None, revokes: str | None = None) -> Statement:
@@ -67,6 +71,34 @@ def file_signatures(store: Store, view: ModelVersion, signed: list[SignedStateme
                 raise UnknownRefError(f"{view.name}@{view.version}", "it is no longer registered")
             update.table = update.table.with_signatures((view.digest, digest) for digest in digests)
     return digests
+
+
+def registration_signer(store: Store, key: str | None) -> RegistrationSigner:
+    """What ``add --sign`` signs with: the key is checked now, before anything is stored;
+    the registration is signed in the change that registers the version."""
+    who = signer(store, key)
+
+    def sign_registration(name: str, version: str, digest: Digest) -> Digest:
+        from mreg.signing.statement import Statement  # start-up: only signing needs it
+
+        statement = Statement("registration", name, version, digest, who.principal, now_utc(), DEFAULT_MEANINGS["registration"])
+        with store.writing():
+            return store_signature(store, sign_statement(who, statement))
+
+    return sign_registration
+
+
+def refuse_protected(store: Store, tags: Iterable[str]) -> None:
+    """``add --tag`` cannot point a protected tag at a version no one could approve yet.
+
+    Raises:
+        ProtectedTagError: naming the tag and what to do instead.
+    """
+    for tag in tags:
+        if protection(store, tag) is not None:
+            raise ProtectedTagError(
+                f"tag {tag} is protected: a version is added first, approved ('mreg approve REF --for {tag}'), then tagged ('mreg tag REF {tag}')"
+            )
 
 
 def sign(store: Store, ref: str, *, key: str | None = None, meaning: str | None = None) -> SignResult:

@@ -127,7 +127,7 @@ def signer(store: Store, key: str | None) -> Signer:
         SigningKeyError: no key is configured, the key file is missing or unsafe, or no
             principal can be found for it.
     """
-    from mreg.signing.keys import public_key_of  # start-up: only signing commands need it
+    from mreg.signing.keys import check_key_file, public_key_of  # start-up: only signing commands need it
 
     if key is not None:
         path = Path(key).expanduser()
@@ -136,6 +136,7 @@ def signer(store: Store, key: str | None) -> Signer:
         if not configured:
             raise SigningKeyError("no signing key: give {key}, or set one with 'mreg config user.signingkey PATH'", options=("key",))
         path = configured_path(store, configured)
+    check_key_file(path)
     public = public_key_of(path)
     trust = trust_root(store)
     if public is not None and trust is not None:

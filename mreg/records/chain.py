@@ -22,10 +22,8 @@ Nothing here does I/O: this module encodes, parses and checks bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mreg.records.limits import MAX_LOG_FIELD
 from mreg.records.names import is_digest
@@ -46,11 +44,12 @@ def line_hash(line: bytes) -> str:
 
 def encode_line(fields: Mapping[str, Any]) -> bytes:
     """The canonical bytes of a chained line (no line feed): what its hash covers."""
+    import json  # start-up: only writers and log readers need it, not `mreg show`
+
     return json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-@dataclass(frozen=True)
-class Head:
+class Head(NamedTuple):
     """The last committed line of a chain: its ``seq`` and hash."""
 
     seq: int
@@ -61,8 +60,7 @@ class Head:
         return f"chain {self.seq} {self.hash}"
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """One chained line: its fields, hash and place in the file."""
 
     seq: int
@@ -134,6 +132,8 @@ def entry_fields(entry: LogEntry, **extra: Any) -> dict[str, Any]:
 def parse_link(line: bytes, number: int) -> Link | str | None:
     """A chained line, the problem with one that claims to be chained, or None for a
     line of an older mreg (no ``seq``)."""
+    import json  # start-up: only writers and log readers need it, not `mreg show`
+
     try:
         fields = json.loads(line)
     except (ValueError, RecursionError):
@@ -157,8 +157,7 @@ def parse_link(line: bytes, number: int) -> Link | str | None:
     return Link(seq, prev, line_hash(line), fields, number)
 
 
-@dataclass
-class Chain:
+class Chain(NamedTuple):
     """A log read as a chain: the lines before the first chained one, the chained lines, what is wrong."""
 
     legacy: list[bytes]  # lines an older mreg wrote, before the first chained one

@@ -46,6 +46,8 @@ class Changing:
         tags: Iterable[str] = (),
         author: str | None = None,
         progress: ProgressReport | None = None,
+        sign: bool = False,
+        key: str | None = None,
     ) -> AddResult:
         """Register files as a new version of a model.
 
@@ -57,13 +59,16 @@ class Changing:
             parents: references or digests of the versions this one derives from.
             tags: tags to point at the new version.
             progress: called as ``progress(done, total)`` while bytes are stored.
+            sign: sign the registration with an SSH key (``key``, else ``user.signingkey``),
+                in the change that registers the version (see :meth:`sign`).
 
         Returns:
             The new version's digest; ``created`` is False when an identical version
             already existed (re-adding is a no-op).
 
         Raises:
-            VersionConflictError: the version exists with other files or metadata.
+            VersionConflictError: the version exists with other files or metadata, or was
+                removed: a version number never names other bytes (the same content restores it).
             InvalidInputError: a name, version, tag or metadata value is invalid.
             InputFileError: a file is missing or unreadable.
         """
@@ -83,19 +88,24 @@ class Changing:
             message=message,
         )
         return register(
-            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress
+            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress, sign=sign, key=key
         )
 
-    def tag(self, ref: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
+    def tag(self, ref: str, tag: str, *, expected: str | None = UNSET, sign: bool = False, key: str | None = None) -> TagChange:
         """Point ``tag`` at the version ``ref`` names, creating or moving it.
 
         With ``expected`` the move is a compare-and-swap: it happens only if the tag
-        currently points at that version (None: only if the tag does not exist).
+        currently points at that version (None: only if the tag does not exist). A tag
+        protected by ``protect.TAG.approvals`` moves only to a version with that many
+        approvals from distinct allowed signers. ``sign`` signs the move (``key``, else
+        ``user.signingkey``).
 
         Raises:
             RefChangedError: the tag did not point where ``expected`` said.
+            ProtectedTagError: the tag is protected and the version lacks what it needs
+                (the message says exactly what).
         """
-        return tagging.tag(self.store, ref, tag, expected=expected)
+        return tagging.tag(self.store, ref, tag, expected=expected, sign=sign, key=key)
 
     def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Remove a tag from a model (with ``expected``, only if it points there)."""
@@ -133,7 +143,9 @@ class Changing:
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.
 
-        Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
+        A tombstone stays: the version number never names other bytes (adding the same
+        content again restores it). Its objects stay until :meth:`gc`. Returns the
+        removed manifest's digest.
         """
         return tagging.remove(self.store, spec, message=message)
 

@@ -112,3 +112,26 @@ def public_key_of(path: Path) -> PublicKey | None:
         finally:
             raw[:] = bytes(len(raw))  # the key file itself may be a private key: wipe it
     return None
+
+
+def check_key_file(path: Path) -> None:
+    """Refuse, before anything is signed or written, a key file that is missing, not a
+    regular file, or a private key its group or others may read (the check
+    :func:`sign_with_file` makes again when it signs).
+
+    Raises:
+        SigningKeyError: naming the file and what is wrong.
+    """
+    shown = printable(str(path), 200)
+    raw, mode = read_small_file(path, MAX_KEY_FILE, "signing key", SigningKeyError)
+    try:
+        private = raw.lstrip().startswith(PEM_BEGIN)
+        if not private and not _is_public_key(raw):
+            raise SigningKeyError(f"signing key {shown} is neither a private key (OpenSSH or PEM) nor the public key of a key in ssh-agent")
+        if private and mode & 0o077:
+            raise SigningKeyError(
+                f"permissions {mode:04o} on signing key {shown} are too open: a private key must be readable "
+                f"by its owner only; run: chmod 600 {shown}"
+            )
+    finally:
+        raw[:] = bytes(len(raw))

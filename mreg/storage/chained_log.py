@@ -28,21 +28,8 @@ from mreg.records.chain import Head, Link, chained, continues, encode_line, pars
 from mreg.records.names import Digest
 from mreg.records.notes import parse_table
 from mreg.records.refs import RefTable
-from mreg.storage.files import fsync_dir, open_no_follow, write_all, write_atomically
-
-TABLE_FILE = "_refs"
-LOG_FILE = "_log"
-NOTES_FILE = "_notes"
-
-
-def read_no_follow(path: Path) -> bytes | None:
-    """A model file's bytes, or None when it does not exist; a link is refused."""
-    try:
-        fd = open_no_follow(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    with open(fd, "rb") as stream:
-        return stream.read()
+from mreg.storage.files import fsync_dir, open_no_follow, read_no_follow, write_all, write_atomically
+from mreg.storage.model_files import LOG_FILE, NOTES_FILE, TABLE_FILE
 
 
 def commit(

@@ -155,6 +155,16 @@ def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
         raise
 
 
+def read_no_follow(path: Path) -> bytes | None:
+    """A small file's bytes, or None when it does not exist; a link is refused (see :func:`open_no_follow`)."""
+    try:
+        fd = open_no_follow(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with open(fd, "rb") as stream:
+        return stream.read()
+
+
 def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:
     """``path`` as a Path if it is a regular file (after symlinks), else InputFileError.
 

@@ -40,14 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from mreg.errors import CorruptRefsError, UnsafeFileError
-from mreg.records.chain import MERGE, entry_fields
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import encode_table, parse_table
 from mreg.records.refs import BOOKKEEPING, LogEntry, RefTable, changes, parse_log, parse_log_line
-from mreg.storage.chained_log import LOG_FILE, NOTES_FILE, TABLE_FILE, commit, read_no_follow
+from mreg.storage.files import read_no_follow
 from mreg.storage.locks import FileLock
+from mreg.storage.model_files import LOCK_FILE, LOG_FILE, NOTES_FILE, TABLE_FILE
 
-LOCK_FILE = "_lock"
 __all__ = ["LOCK_FILE", "LOG_FILE", "NOTES_FILE", "TABLE_FILE", "RefStore", "RefUpdate"]
 
 
@@ -72,6 +71,8 @@ class RefUpdate:
         """Bring another store's history of this model into its log (at commit), marked
         as coming ``via`` that store; ``merge`` (the last line of the change) records
         which head of that store it was (:mod:`mreg.sharing.history`)."""
+        from mreg.records.chain import MERGE, entry_fields  # start-up: only writers chain lines, not `mreg show`
+
         if merge is not None:
             self._merge = {**self._entry._replace(ref=MERGE, old=None, new=None, message="").to_dict(), **merge}
         self._lines += [entry_fields(entry, via=via) for entry in entries]
@@ -82,6 +83,8 @@ class RefUpdate:
 
     def commit(self) -> None:
         """Write the new table in one rename, with a log line for every change."""
+        from mreg.storage.chained_log import commit  # start-up: only writers need it, not `mreg show`
+
         diff = changes(self.original, self.table)
         if not diff and not self._lines:
             return
@@ -93,6 +96,8 @@ class RefUpdate:
 
     def _line(self, ref: str, old: str | None, new: str | None) -> dict[str, Any]:
         """The log line of one ref change; a signature's names the manifest it signs."""
+        from mreg.records.chain import entry_fields  # start-up: only writers chain lines, not `mreg show`
+
         extra = dict(self._extra.get(ref, {}))
         if ref.startswith("signatures/"):
             version = ref.partition("/")[2]
@@ -187,6 +192,9 @@ class RefStore:
         Each line names the manifest its note annotates (``target``), found by comparing
         the notes before and after: what a replay of the log checks ``_notes`` against.
         """
+        from mreg.records.chain import entry_fields  # start-up: only writers chain lines, not `mreg show`
+        from mreg.storage.chained_log import commit
+
         directory = self.model_dir(name)
         before = self.read_notes(name)
         lines = []

@@ -49,14 +49,16 @@ def _status(object_digest: Digest, item: SignedStatement, trust: AllowedSigners 
     from mreg.signing.sshsig import verify  # start-up: only verification needs it
     from mreg.signing.statement import Statement  # start-up: as above
 
+    text = item.statement.decode("utf-8", errors="replace")
     try:
         statement = Statement.parse(item.statement)
     except MregError as exc:
-        return SignatureStatus(object_digest, "?", "?", "", "", INVALID, f"the statement cannot be read: {exc.message}")
+        return SignatureStatus(object_digest, "?", "?", "", "", INVALID, f"the statement cannot be read: {exc.message}", text=text, armor=item.signature)
+
     def status(status: str, reason: str, key: str | None = None) -> SignatureStatus:
         return SignatureStatus(
             object_digest, statement.kind, statement.principal, statement.time, statement.meaning, status, reason,
-            tag=statement.tag, revokes=statement.revokes, statement=statement.digest, key=key,
+            tag=statement.tag, revokes=statement.revokes, statement=statement.digest, key=key, text=text, armor=item.signature,
         )
 
     if (statement.model, statement.version, statement.manifest) != (name, version, digest):
@@ -99,7 +101,8 @@ def approval(statuses: list[SignatureStatus], rule: Protection, view: ModelVersi
             + f"; sign one with 'mreg approve {view.name}@{view.version} --for {rule.tag} -m MEANING'"
         )
     problems += _unmet(rule, view)
-    return TagApproval(rule.tag, rule.approvals, tuple(s.principal for s in counted), tuple(problems), points_here)
+    relied = tuple(sorted(s.digest for s in counted))
+    return TagApproval(rule.tag, rule.approvals, tuple(sorted(s.principal for s in counted)), tuple(problems), points_here, relied)
 
 
 def _unmet(rule: Protection, view: ModelVersion) -> list[str]:

@@ -95,5 +95,4 @@ def check_tag_move(store: Store, view: ModelVersion, tag: str, signatures: list[
     result = approval(statuses, rule, view, True)
     if result.problems:
         raise ProtectedTagError(f"tag {view.name}@{tag} is protected: " + "; ".join(result.problems))
-    counted = set(result.counted)
-    return [s.digest for s in statuses if s.kind == "approval" and s.tag == tag and s.counts and s.principal in counted]
+    return list(result.relied_on)

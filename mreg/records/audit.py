@@ -28,6 +28,8 @@ class SignatureStatus:
     statement: str = ""  # this statement's digest (what a revocation names)
     key: str | None = None  # the signer's key fingerprint (SHA256:...), when it verified
     revoked_by: Digest | None = None  # a valid revocation by the same signer
+    text: str = ""  # the statement, as signed: with ``armor``, what ``ssh-keygen -Y verify`` checks
+    armor: str = ""  # the SSH signature
 
     @property
     def counts(self) -> bool:
@@ -47,9 +49,12 @@ class TagApproval:
     counted: tuple[str, ...]  # the principals whose approvals count
     problems: tuple[str, ...]  # what is missing (empty: met)
     points_here: bool  # the tag points at this version now
+    relied_on: tuple[Digest, ...] = ()  # the approvals that count (what a tag move records)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "counted": list(self.counted), "problems": list(self.problems), "met": not self.problems}
+        return {
+            **asdict(self), "counted": list(self.counted), "problems": list(self.problems), "relied_on": list(self.relied_on), "met": not self.problems,
+        }
 
 
 @dataclass

@@ -21,6 +21,7 @@ from mreg.errors import (
     MregError,
     ObjectNotFoundError,
     RegistryNotFoundError,
+    RemoteError,
     UnknownModelError,
     UnknownRefError,
 )
@@ -236,7 +237,7 @@ class Store:
         if parsed.at is not None:
             version, digest = resolve_at(parsed, self.refs.log(parsed.name)[0])
             return Resolved(digest, parsed.name, version)
-        table = self.refs.read(parsed.name)
+        table = local = self.refs.read(parsed.name)
         try:
             version, digest = resolve_in_table(parsed, table)
             return Resolved(digest, parsed.name, version, table)
@@ -247,6 +248,9 @@ class Store:
             if found is None:
                 raise
             (version, digest), table, location = found
+            reused = local.reuse(version, digest)  # a version removed here never names other bytes (issue 20)
+            if reused:
+                raise RemoteError(f"{location} has {parsed.name}@{version} as {digest[:15]}, but here {reused}; refused")
             return Resolved(digest, parsed.name, version, table, location)
 
     def resolve(self, ref: str) -> Digest:

@@ -133,5 +133,7 @@ def check_key_file(path: Path) -> None:
                 f"permissions {mode:04o} on signing key {shown} are too open: a private key must be readable "
                 f"by its owner only; run: chmod 600 {shown}"
             )
+        if private:
+            _load(raw, shown)  # a key that does not parse fails now (one with a passphrase is left to ssh-keygen)
     finally:
         raw[:] = bytes(len(raw))

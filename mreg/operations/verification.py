@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
 from mreg.operations.approvals import approval, evaluate, registration
-from mreg.operations.attestations import local_version
 from mreg.operations.history import model_history, read_chain
 from mreg.operations.trust import protections, trust_path, trust_root
 from mreg.records.audit import INVALID, VALID, AuditEvent, AuditReport, SignatureStatus, VerifyReport
@@ -22,6 +21,7 @@ from mreg.records.chain import Link
 from mreg.records.evidence import SignedStatement
 from mreg.records.names import Digest, parse_time, validate_name
 from mreg.records.refs import LogEntry, parse_log_line
+from mreg.records.views import ModelVersion
 
 if TYPE_CHECKING:
     from mreg.records.refs import RefTable
@@ -35,6 +35,7 @@ def signatures_of(store: Store, table: RefTable, name: str, version: str, digest
     broken = []
     for object_digest in table.signed(digest):
         try:
+            store.ensure_local(object_digest)  # a version found in a fallback: its signatures come with it, verified
             found.append((object_digest, SignedStatement.decode(store.objects.read_bytes(object_digest), object_digest)))
         except (MregError, OSError) as exc:
             broken.append(SignatureStatus(object_digest, "?", "?", "", "", INVALID, f"the signature object cannot be read: {exc}"))
@@ -43,8 +44,9 @@ def signatures_of(store: Store, table: RefTable, name: str, version: str, digest
 
 def verify(store: Store, ref: str) -> VerifyReport:
     """Check everything about the version ``ref`` names; see :meth:`mreg.Registry.verify`."""
-    view = local_version(store, ref)
-    table = store.refs.read(view.name)
+    found = store.lookup(ref)
+    view = ModelVersion(found.digest, store.resolved_manifest(found))
+    table = found.table if found.table is not None else store.refs.read(view.name)
     trust = trust_root(store)
     report = VerifyReport(view.name, view.version, view.digest, trust_path(store))
     report.signatures = signatures_of(store, table, view.name, view.version, view.digest, trust)

@@ -111,9 +111,10 @@ class Bucket:
         meta = self._call(lambda: obstore.head(self.store, path), path, missing=None)
         return meta  # type: ignore[no-any-return]
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every key under ``prefix`` (relative to the registry), in no promised order."""
-        batches = self._call(lambda: obstore.list(self.store, prefix, chunk_size=1000), prefix)
+    def list(self, prefix: str, after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every key under ``prefix`` (relative to the registry), in no promised order;
+        with ``after``, only the keys that sort after it (S3 asks the service for those only)."""
+        batches = self._call(lambda: obstore.list(self.store, prefix, offset=after, chunk_size=1000), prefix)
         while True:
             batch = self._call(lambda: next(batches, None), prefix)
             if batch is None:

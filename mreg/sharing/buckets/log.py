@@ -34,6 +34,8 @@ LOG_DIR = "_logs"
 MAX_LOG_OBJECTS = 100_000
 MAX_ATTEMPTS = 50
 SEQ_DIGITS = 12
+LOOK_BACK = 1000
+"""Seqs listed before the one a pull read last (the object holding it starts at most this far back, mostly)."""
 
 
 def prefix(name: str) -> str:
@@ -43,10 +45,11 @@ def prefix(name: str) -> str:
 class LogKeys:
     """A model's log objects as one listing shows them: chained ones by seq, and older ones."""
 
-    def __init__(self, bucket: Bucket, name: str) -> None:
+    def __init__(self, bucket: Bucket, name: str, after: int | None = None) -> None:
         self.bucket, self.name = bucket, name
         self.where = f"log of '{name}' in {bucket.location}"
-        keys = [str(info["path"]) for info in bucket.list(prefix(name))]
+        start = f"{prefix(name)}{after:0{SEQ_DIGITS}d}" if after is not None else None
+        keys = [str(info["path"]) for info in bucket.list(prefix(name), after=start)]
         if len(keys) > MAX_LOG_OBJECTS:
             raise RemoteError(f"{bucket.location}: the log of '{name}' has {len(keys)} objects, more than the {MAX_LOG_OBJECTS} allowed")
         self.chained: list[tuple[int, str]] = []
@@ -106,7 +109,9 @@ def read_history(bucket: Bucket, name: str, since: int | None = None) -> History
     Raises:
         RemoteError: an object is unreadable, too large, or the chain is broken.
     """
-    keys = LogKeys(bucket, name)
+    keys = LogKeys(bucket, name, None if since is None else max(0, since - LOOK_BACK))
+    if since is not None and not any(seq <= since for seq, _ in keys.chained):
+        keys = LogKeys(bucket, name)  # the object holding that seq starts further back: list it all
     chosen = keys.chained
     if since is not None:
         first = max((i for i, (seq, _) in enumerate(chosen) if seq <= since), default=0)
@@ -130,12 +135,14 @@ def read_history(bucket: Bucket, name: str, since: int | None = None) -> History
 
 def read_since(bucket: Bucket, name: str, source_id: str) -> LogSince:
     """A model's log read back from the newest object to its last merge from ``source_id``,
-    ``READERS`` objects a batch (all of it when there is none)."""
+    in batches of 1, 2, 4... up to ``READERS`` objects (all of it when there is none)."""
     keys = LogKeys(bucket, name)
     links: list[Link] = []
     remaining = list(keys.chained)
+    size = 1  # the merge is most often in the newest object: read 1, then 2, 4... up to READERS at once
     while remaining:
-        batch, remaining = remaining[-READERS:], remaining[:-READERS]
+        batch, remaining = remaining[-size:], remaining[:-size]
+        size = min(2 * size, READERS)
         data = keys.fetch([key for _, key in batch])
         links = keys.links(batch, data) + links
         if any(link.ref == "_merge" and link.fields.get("from") == source_id for link in links):

@@ -4,7 +4,6 @@ and no private key byte printed."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
@@ -162,7 +161,10 @@ def test_a_bad_key_leaves_the_store_as_it_was_and_prints_no_key(team: Registry, 
     assert expected in result.stderr
 
 
-@pytest.mark.parametrize("content", ["alice@example.com ssh-ed25519 AAAA!!notbase64\n", "just garbage\n", 'alice@example.com namespaces="mreg ssh-ed25519 AAAA\n'])
+MALFORMED = ["alice@example.com ssh-ed25519 AAAA!!notbase64\n", "just garbage\n", 'alice@example.com namespaces="mreg ssh-ed25519 AAAA\n']
+
+
+@pytest.mark.parametrize("content", MALFORMED)
 def test_a_malformed_allowed_signers_file_is_one_clear_error(team: Registry, tmp_path: Path, content: str) -> None:
     (tmp_path / "allowed").write_text(content)
     before = store_snapshot(team)

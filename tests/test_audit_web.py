@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("starlette")
 pytest.importorskip("cryptography")
-from asgi_client import call  # noqa: E402
-from audit_keys import allowed_signers, keys, needs_ssh_keygen  # noqa: E402,F401 - fixture
+from asgi_client import call
+from audit_keys import allowed_signers, keys, needs_ssh_keygen  # noqa: F401 - fixture
 
-from mreg import Blob  # noqa: E402
-from mreg.registry import Registry  # noqa: E402
-from mreg.web.app import create_app  # noqa: E402
+from mreg import Blob
+from mreg.registry import Registry
+from mreg.web.app import create_app
 
 pytestmark = needs_ssh_keygen
 

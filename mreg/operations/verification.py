@@ -98,7 +98,8 @@ def audit(store: Store, name: str, *, since: str | None = None) -> AuditReport:
             statuses[status.digest] = status
     chain = read_chain(store, name)
     legacy = [entry for line in chain.legacy if (entry := parse_log_line(line.decode("utf-8", errors="replace"))) is not None]
-    for item in [*legacy, *chain.links]:
+    items: list[LogEntry | Link] = [*legacy, *chain.links]
+    for item in items:
         event = _event(name, item, statuses)
         if event is not None and (start is None or event.time >= start):
             report.events.append(event)

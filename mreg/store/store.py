@@ -250,7 +250,7 @@ class Store:
             (version, digest), table, location = found
             reused = local.reuse(version, digest)  # a version removed here never names other bytes (issue 20)
             if reused:
-                raise RemoteError(f"{location} has {parsed.name}@{version} as {digest[:15]}, but here {reused}; refused")
+                raise RemoteError(f"{location} has {parsed.name}@{version} as {digest[:15]}, but here {reused}; refused") from None
             return Resolved(digest, parsed.name, version, table, location)
 
     def resolve(self, ref: str) -> Digest:

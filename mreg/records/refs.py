@@ -268,7 +268,9 @@ def changes(old: RefTable, new: RefTable) -> list[tuple[str, str | None, str | N
         found += [(f"signatures/{owner.get(target)}", signature, None) for target, signature in sorted(dropped)]
     gone = (old.removed.keys() ^ new.removed.keys()) | _differing(old.removed, new.removed)
     for version in sorted(gone, key=_precedence):
-        found.append((f"removed/{version}", old.removed.get(version), new.removed.get(version)))
+        implied = old.versions.get(version) == new.removed.get(version) and version not in new.versions
+        if not implied:  # a removal logs its version's entry, which implies the tombstone; one that arrived alone is logged
+            found.append((f"removed/{version}", old.removed.get(version), new.removed.get(version)))
     for tag in sorted(old.tags.keys() | new.tags.keys()):
         if old.tags.get(tag) != new.tags.get(tag):
             found.append((f"tags/{tag}", old.tags.get(tag), new.tags.get(tag)))

@@ -142,6 +142,8 @@ class _Replay:
         if (self.complete or key in state) and state.get(key) != old:
             return f"seq {link.seq}: {ref} was {state.get(key) or 'absent'} before it, but the entry says {old or 'absent'}"
         state[key] = new
+        if kind == "versions" and new is None and old is not None:
+            self.refs.setdefault(f"removed/{ref.partition('/')[2]}", old)  # a removal leaves its tombstone
         return None
 
     def differences(self, table: RefTable, notes: Mapping[Digest, Digest]) -> list[str]:

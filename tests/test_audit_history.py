@@ -168,3 +168,13 @@ def test_a_writer_refuses_a_log_that_does_not_end_at_its_head(model: Registry) -
     assert_clean_failure(result, 5)
     assert "run 'mreg fsck'" in result.stderr
     assert {p.name: p.read_bytes() for p in (model.root / "models" / "m").iterdir() if p.is_file()} == before
+
+
+def test_a_change_reads_the_end_of_the_log_and_falls_back_to_all_of_it(model: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mreg.storage import chained_log
+
+    monkeypatch.setattr(chained_log, "TAIL", 40)  # shorter than any line: the head is never in the window
+    model.tag("m@1.2.0", "prod")
+    monkeypatch.setattr(chained_log, "TAIL", 1 << 20)
+    model.tag("m@1.0.0", "stable")
+    assert model.fsck().ok and model.refs.read("m").tags == {"prod": "1.2.0", "stable": "1.0.0"}

@@ -49,11 +49,18 @@ def commit(
     refs_text = _text(read_no_follow(directory / TABLE_FILE), directory)
     head = table_head(refs_text)
     log = directory / LOG_FILE
-    data = read_no_follow(log) or b""
-    kept, head = _recover(directory, data, head)
+    data, start = _tail(log) if head is not None else (read_no_follow(log) or b"", 0)
+    try:
+        kept, head = _recover(directory, data, head)
+    except CorruptRefsError:
+        if start == 0:
+            raise
+        data, start = read_no_follow(log) or b"", 0  # the head's line is further back than the end read: read it all
+        kept, head = _recover(directory, data, head)
+    kept += start
     if not fields:
         return head
-    lines, new_head = chained(fields, head, data[:kept])
+    lines, new_head = chained(fields, head, data[:kept])  # the bytes a first chained line seals (read whole then)
     if table is None:
         table = RefTable.parse(refs_text, where=f"ref table in {directory}") if refs_text else RefTable()
     saved = {name: read_no_follow(directory / name) for name in sides}
@@ -66,6 +73,28 @@ def commit(
         _undo(directory, kept, saved)
         raise
     return new_head
+
+
+TAIL = 64 << 10
+"""Bytes read from the end of a log to find its head: a change reads the end, not the whole log."""
+
+
+def _tail(log: Path) -> tuple[bytes, int]:
+    """The last whole lines of a log (at most ``TAIL`` bytes) and where they start in it."""
+    try:
+        fd = open_no_follow(log, os.O_RDONLY)
+    except FileNotFoundError:
+        return b"", 0
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - TAIL)
+        data = os.pread(fd, size - start, start)
+    finally:
+        os.close(fd)
+    if start > 0:
+        cut = data.find(b"\n") + 1  # the first line read is partial: it starts before the window
+        data, start = data[cut:], start + cut
+    return data, start
 
 
 def _text(data: bytes | None, directory: Path) -> str:

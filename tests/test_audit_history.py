@@ -178,3 +178,16 @@ def test_a_change_reads_the_end_of_the_log_and_falls_back_to_all_of_it(model: Re
     monkeypatch.setattr(chained_log, "TAIL", 1 << 20)
     model.tag("m@1.0.0", "stable")
     assert model.fsck().ok and model.refs.read("m").tags == {"prod": "1.2.0", "stable": "1.0.0"}
+
+
+def test_a_note_killed_after_its_notes_file_was_replaced_is_kept(model: Registry) -> None:
+    """Killed between the rename of _notes and that of _refs: the note took effect; fsck
+    finds nothing wrong, and the next change keeps its line instead of dropping it."""
+    refs = model.root / "models" / "m" / "_refs"
+    before = refs.read_bytes()
+    change = model.note("m@1.2.0", message="late result")
+    refs.write_bytes(before)  # the head goes back to before the note: as if killed there
+    assert model.fsck().ok, model.fsck().problems
+    model.tag("m@1.0.0", "stable")
+    assert model.fsck().ok
+    assert any(e.ref == "notes/1.2.0" and e.new == change.new for e in model.log("m"))

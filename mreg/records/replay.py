@@ -58,7 +58,9 @@ def check_history(chain: Chain, head: Head | None, table: RefTable, notes: Mappi
     committed, pending = _at_head(chain, head, report)
     if report.problems:
         return report
-    _pending(pending, table, report)
+    effective = _effective(pending, notes)  # a note whose _notes was replaced before the head moved: it took effect
+    _pending(pending[len(effective) :], table, report)
+    committed = committed + effective
     replay = _Replay(complete=not chain.legacy)
     for link in committed:
         if link.applied:
@@ -84,6 +86,18 @@ def _at_head(chain: Chain, head: Head | None, report: HistoryReport) -> tuple[li
         return [], []
     index = head.seq - chain.links[0].seq + 1
     return chain.links[:index], chain.links[index:]
+
+
+def _effective(pending: list[Link], notes: Mapping[Digest, Digest]) -> list[Link]:
+    """The leading lines past the head whose change is visible: notes ``_notes`` already holds
+    (what the next change keeps, :mod:`mreg.storage.chained_log`)."""
+    found: list[Link] = []
+    for link in pending:
+        target = link.fields.get("target")
+        if not (link.ref.startswith("notes/") and link.applied and isinstance(target, str) and notes.get(Digest(target)) == link.fields.get("new")):
+            break
+        found.append(link)
+    return found
 
 
 def _pending(pending: list[Link], table: RefTable, report: HistoryReport) -> None:

@@ -19,7 +19,8 @@ from mreg import Blob
 from mreg.operations.protection import ProtectedTagError
 from mreg.registry import Registry
 
-pytestmark = [needs_ssh_keygen, pytest.importorskip("cryptography") and pytest.mark.filterwarnings("ignore")]
+pytestmark = needs_ssh_keygen
+pytest.importorskip("cryptography")
 
 
 def edit_log_line(registry: Registry, name: str, seq: int, old: str, new: str) -> None:
@@ -173,3 +174,13 @@ def _rechain(data: bytes) -> bytes:
         out.append(encoded)
         prev = "sha256:" + hashlib.sha256(encoded).hexdigest()
     return b"".join(line + b"\n" for line in out)
+
+
+def test_show_loads_no_signing_code(registry: Registry, tmp_path: Path) -> None:
+    """`mreg show` stays as quick as it was: no cryptography, no signing, no chain code, no json."""
+    from conftest import modules_loaded_by
+
+    registry.add("m@1.0.0", [Blob("w.bin", lambda: [b"one"])])
+    result, loaded = modules_loaded_by("show", "m@1.0.0", cwd=tmp_path, prefixes=["cryptography", "mreg.signing", "mreg.records.chain", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert loaded == []

@@ -65,8 +65,19 @@ class RegistryNotFoundError(MregError, FileNotFoundError):
     """No ``.mreg`` directory where one was looked for."""
 
 
+class UntrustedRegistryError(RegistryNotFoundError):
+    """A registry found by walking up that another user owns: refused as if absent, until
+    the user trusts it (see :mod:`mreg.store.trust`)."""
+
+
 class NotFoundError(MregError, KeyError):
-    """Something the user named does not exist."""
+    """Something the user named does not exist.
+
+    ``suggestions`` holds what the user may have meant (close names that do exist),
+    for a front end to offer; empty when nothing is close.
+    """
+
+    suggestions: tuple[str, ...] = ()
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
@@ -75,17 +86,20 @@ class NotFoundError(MregError, KeyError):
 class UnknownModelError(NotFoundError):
     """No model of that name."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, suggestions: Iterable[str] = ()) -> None:
         super().__init__(f"no model named '{name}'")
         self.name = name
+        self.suggestions = tuple(suggestions)
 
 
 class UnknownRefError(NotFoundError):
     """A reference that names no version."""
 
-    def __init__(self, ref: str, detail: str = "") -> None:
+    def __init__(self, ref: str, detail: str = "", suggestions: Iterable[str] = ()) -> None:
         super().__init__(f"unknown reference '{ref}'" + (f": {detail}" if detail else ""))
         self.ref = ref
+        self.detail = detail
+        self.suggestions = tuple(suggestions)
 
 
 class ObjectNotFoundError(NotFoundError):
@@ -98,6 +112,15 @@ class ObjectNotFoundError(NotFoundError):
 
 class InputFileError(MregError, FileNotFoundError):
     """A file given on the command line that is missing or unreadable."""
+
+
+class OutputFileError(MregError, OSError):
+    """A file mreg was asked to write outside the store (``export``) that the file system
+    refused: no space left, read-only, an I/O error, no permission. ``errno`` says which."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code
 
 
 class ConflictError(MregError):

@@ -33,8 +33,11 @@ def test_example_runs_offline_twice(tmp_path: Path) -> None:
     assert "recorded as pretrained: false" in first.stdout
     assert "resnet18@2.0.0" in first.stdout and "added" in first.stdout
     assert "versions: ok" in first.stdout
+    assert "chest-seg@1.0.0" in first.stdout and "same output as the trained network: True" in first.stdout  # MONAI's loader
+    assert "load_model(chest-seg@1.0.0): UNet, same output: True" in first.stdout
 
     second = run_example(tmp_path, tmp_path / "torch-home")
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("already registered, identical: no-op") == 3
+    assert "chest-seg@1.0.0" in second.stdout and "unchanged since the last run (same bytes): no-op" in second.stdout
     assert "versions: ok" in second.stdout

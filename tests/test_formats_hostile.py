@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import struct
 import subprocess
 import sys
+import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +22,9 @@ torch = pytest.importorskip("torch")
 
 from conftest import assert_clean_failure, run_cli, store_snapshot
 
-from mreg.errors import InvalidInputError
-from mreg.pytorch.checkpoints import load_checkpoint
-from mreg.pytorch.models import load_state_dict
-from mreg.registry import Registry
+from mreg import Blob, InvalidInputError, Registry  # noqa: E402
+from mreg.pytorch import load_checkpoint, load_object, load_state_dict  # noqa: E402
+from mreg.records.manifest import Manifest
 
 
 def write_zip_checkpoint(path: Path, payload: bytes, storages: dict[str, bytes]) -> Path:
@@ -57,12 +60,12 @@ def crafted_pickle(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-def rebuild(storage: _Storage, shape: tuple[int, ...], stride: tuple[int, ...], offset: int = 0) -> object:
-    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, shape, stride, False, OrderedDict())``."""
+def rebuild(storage: _Storage, shape: tuple[int, ...], stride: tuple[int, ...], offset: int = 0, requires_grad: bool = False) -> object:
+    """Pickles as ``torch._utils._rebuild_tensor_v2(storage, offset, shape, stride, requires_grad, OrderedDict())``."""
 
     class Rebuild:
         def __reduce__(self) -> tuple:
-            return (torch._utils._rebuild_tensor_v2, (storage, offset, shape, stride, False, OrderedDict()))
+            return (torch._utils._rebuild_tensor_v2, (storage, offset, shape, stride, requires_grad, OrderedDict()))
 
     return Rebuild()
 
@@ -271,10 +274,16 @@ def test_adding_a_pt_file_does_not_import_torch(registry: Registry, tmp_path: Pa
     assert "mreg.formats.checkpoints" in imported and not any(m == "torch" or m.startswith("torch.") for m in imported)
 
 
-def test_users_import_torchvision_after_mreg_pytorch() -> None:
-    code = "import mreg.pytorch, torchvision; print(torchvision.models.resnet18().fc.out_features)"
+def test_users_import_torchvision_after_the_opt_in_hook() -> None:
+    code = "import mreg.pytorch; mreg.pytorch.install_import_hook(); import torchvision; print(torchvision.models.resnet18().fc.out_features)"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == "1000", completed.stderr
+
+
+def test_importing_the_adapter_leaves_how_other_code_imports_alone() -> None:
+    code = "import sys; before = list(sys.meta_path); import mreg.pytorch; print(sys.meta_path == before, 'torchvision' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0 and completed.stdout.split() == ["True", "False"], completed.stderr
 
 
 def test_damaged_checkpoints_fail_only_with_mreg_errors(tmp_path: Path) -> None:
@@ -330,3 +339,283 @@ def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, t
     with_torch, without = compare_weight_files(registry.store, *entries), compare_raw(registry.store, *entries)
     assert with_torch.to_dict() == without.to_dict()
     assert {c.old.name: c.max_abs_diff for c in without.changed} == {"w": 0.5, "i": 5, "h": 2.0, "n.x": None}
+
+
+# ------------------------------------------------- issue 22: files built to hang or crash
+# Each file once hung a reader, exhausted its memory, or crashed it (exit 70, or a
+# segmentation fault). Whichever command or function reads it, the answer is one
+# `mreg: error:` line, exit 2, within seconds.
+
+LEGACY_HEADER = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+
+
+def within(seconds: float, function: Callable[[], Any]) -> Any:
+    """``function()``, failing the test (not hanging it) if it runs longer than ``seconds``."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def shared_tuples(depth: int, leaf: bytes = b"N") -> bytes:
+    """A pickle of ``depth`` tuples, each holding the previous one twice: ``depth`` objects, 2**depth paths."""
+    return b"\x80\x02" + leaf + b"q\x00h\x00\x86" * depth + b"."
+
+
+def safetensors_file(path: Path, header: dict | bytes, body: bytes = b"") -> Path:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+    return path
+
+
+def long_storage(pickled: bytes) -> bytes:
+    """The pickle with its float storages made int64 storages."""
+    return pickled.replace(b"FloatStorage", b"LongStorage")
+
+
+def huge_directory(path: Path) -> Path:
+    """A zip checkpoint whose central directory holds 400 000 empty members (17 MiB)."""
+    write_zip_checkpoint(path, pickle.dumps({}, protocol=2), {})
+    data = path.read_bytes()
+    end = data.rindex(b"PK\x05\x06")
+    entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"x"
+    (offset,) = struct.unpack_from("<L", data, end + 16)
+    extra = 400_000
+    directory = data[offset:end] + entry * extra
+    record = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, len(directory), offset, 0)
+    path.write_bytes(data[:offset] + directory + record)
+    return path
+
+
+def negative_offset(path: Path) -> Path:
+    """A zip checkpoint whose directory puts the storage's local header 1000 bytes before the archive."""
+    write_zip_checkpoint(path, crafted_pickle({"w": rebuild(_Storage("0", 1), (1,), (1,))}), {"0": bytes(4)})
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    (start,) = struct.unpack_from("<L", data, end + 16)
+    struct.pack_into("<L", data, end + 16, start + 1000)  # zipfile subtracts the 1000 from every member
+    entry = start
+    while data[entry : entry + 4] == b"PK\x01\x02":
+        name_length, extra_length, comment_length = struct.unpack_from("<3H", data, entry + 28)
+        name = bytes(data[entry + 46 : entry + 46 + name_length])
+        (offset,) = struct.unpack_from("<L", data, entry + 42)
+        struct.pack_into("<L", data, entry + 42, 0 if name == b"archive/data/0" else offset + 1000)
+        entry += 46 + name_length + extra_length + comment_length
+    path.write_bytes(bytes(data))
+    return path
+
+
+def craft(kind: str, path: Path) -> Path:
+    """The hostile file ``kind`` at ``path``."""
+    four = _Storage("0", 1)
+    if kind == "long4-negative.pt":  # LONG4 with a length of -5: the reader stepped back forever
+        return write_zip_checkpoint(path, b"\x80\x02\x8b" + struct.pack("<i", -5) + b".", {})
+    if kind == "long4-negative-legacy.pt":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(LEGACY_HEADER + b"\x80\x02\x8b" + struct.pack("<i", -5) + b".")
+        return path
+    if kind == "shared-tensors.pt":  # 2**40 paths to one tensor
+        tensor = crafted_pickle(rebuild(four, (1,), (1,)))[2:-1]
+        return write_zip_checkpoint(path, shared_tuples(40, tensor), {"0": bytes(4)})
+    if kind == "deep-key.pt":  # a dict key nested a million deep: hashing it overflowed the C stack
+        return write_zip_checkpoint(path, b"\x80\x02}N" + b"\x85" * 1_000_000 + b"Ns.", {})
+    if kind == "size-over-int64.pt":
+        return write_zip_checkpoint(path, crafted_pickle({"w": rebuild(four, (0, 2**70), (1, 1))}), {"0": bytes(4)})
+    if kind == "stride-over-int64.pt":
+        return write_zip_checkpoint(path, crafted_pickle({"w": rebuild(four, (1, 1), (2**70, 1))}), {"0": bytes(4)})
+    if kind == "elements-over-int64.pt":
+        return write_zip_checkpoint(path, crafted_pickle({"w": rebuild(four, (2**40, 2**40), (0, 0))}), {"0": bytes(4)})
+    if kind == "storage-over-int64.pt":
+        return write_zip_checkpoint(path, crafted_pickle({"w": rebuild(_Storage("0", 2**62), (1,), (1,))}), {"0": bytes(4)})
+    if kind == "integer-gradients.pt":
+        payload = long_storage(crafted_pickle({"w": rebuild(four, (1,), (1,), requires_grad=True)}))
+        return write_zip_checkpoint(path, payload, {"0": bytes(8)})
+    if kind == "legacy-zero-elements.pt":  # a storage of 8 bytes announced as 0 elements: a division by zero
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+        data = path.read_bytes()
+        path.write_bytes(data[:-16] + bytes(8) + data[-8:])
+        return path
+    if kind == "bad-deflate.pt":  # zlib's own error escaped the zip errors
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2), compress_type=zipfile.ZIP_DEFLATED)
+        data = bytearray(path.read_bytes())
+        data[30 + len("archive/data.pkl")] = 0xFF  # a deflate block of the reserved type
+        path.write_bytes(bytes(data))
+        return path
+    if kind == "bzip2-pickle.pt":  # bzip2 members inflate without a bound
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2), compress_type=zipfile.ZIP_BZIP2)
+        return path
+    if kind == "negative-offset.pt":  # read from a store, the storage was mapped from before the file's start
+        return negative_offset(path)
+    if kind == "huge-directory.pt":
+        return huge_directory(path)
+    if kind == "deep.safetensors":  # json.loads raised RecursionError
+        return safetensors_file(path, b"[" * 100_000 + b"]" * 100_000)
+    if kind == "shape-over-int64.safetensors":
+        return safetensors_file(path, {"w": {"dtype": "F32", "shape": [0, 10**30], "data_offsets": [0, 0]}})
+    if kind == "strides-over-int64.safetensors":  # no element, but torch's strides overflow
+        return safetensors_file(path, {"w": {"dtype": "F32", "shape": [0, 2**62, 4], "data_offsets": [0, 0]}})
+    if kind == "short.safetensors":  # shorter than its 8-byte length: the loader read past its last segment
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x10\0\0")
+        return path
+    if kind == "dtype-list.safetensors":
+        return safetensors_file(path, {"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}, bytes(4))
+    raise AssertionError(kind)
+
+
+HOSTILE = {
+    "long4-negative.pt": "integer of -5 bytes",
+    "long4-negative-legacy.pt": "integer of -5 bytes",
+    "shared-tensors.pt": "expand to more than",
+    "deep-key.pt": "dict key or set member",
+    "size-over-int64.pt": "2**63-1",
+    "stride-over-int64.pt": "2**63-1",
+    "elements-over-int64.pt": "more than 2**63-1 bytes",
+    "storage-over-int64.pt": "more bytes than 2**63-1",
+    "integer-gradients.pt": "requires gradients",
+    "legacy-zero-elements.pt": "announces 0 elements",
+    "bzip2-pickle.pt": "compressed in a way",
+    "bad-deflate.pt": "damaged zip archive",
+    "huge-directory.pt": "central directory",
+    "negative-offset.pt": "negative offset",
+    "deep.safetensors": "nested more than",
+    "shape-over-int64.safetensors": "2**63-1",
+    "strides-over-int64.safetensors": "2**63-1",
+    "dtype-list.safetensors": "unknown dtype",
+    "short.safetensors": "shorter than 8 bytes",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(set(HOSTILE) - {"short.safetensors"}))  # add always refused that one
+def test_mreg_add_refuses_each_hostile_file_in_one_line(registry: Registry, tmp_path: Path, kind: str) -> None:
+    path = craft(kind, tmp_path / "in" / kind)
+    before = store_snapshot(registry)
+    result = within(60, lambda: run_cli("add", "evil@1.0.0", str(path), registry=registry))
+    assert_clean_failure(result, code=2)
+    assert HOSTILE[kind] in result.stderr, result.stderr
+    with pytest.raises(InvalidInputError, match=re.escape(HOSTILE[kind])):  # the Python API checks as the CLI does
+        within(60, lambda: registry.add("evil@1.0.0", [path]))
+    assert store_snapshot(registry) == before
+
+
+def plant(registry: Registry, spec: str, path: Path) -> None:
+    """Register ``path`` under its own name as ``spec`` without the checks of `add` (as a store
+    written by another program, or pulled from one, would hold it)."""
+    name, version = spec.split("@")
+    registry.add(spec, [Blob("placeholder.bin", lambda: [path.read_bytes()])])
+    manifest = registry.manifest(registry.resolve(spec))
+    forged = Manifest(**{**manifest.__dict__, "files": (manifest.files[0]._replace(path=path.name),)})
+    digest = registry.objects.add_bytes(forged.encode()).digest
+    (registry.root / "models" / name / "_refs").write_text(f"# mreg refs 1\nversion {version} {digest}\nlatest {version}\n")
+
+
+def good_twin(kind: str, path: Path) -> Path:
+    """A valid file of the same kind and name, to diff the hostile one against."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind.endswith(".safetensors"):
+        return safetensors_file(path, {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, bytes(4))
+    torch.save({"w": torch.zeros(1)}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_stored_hostile_file_fails_diff_and_load_in_one_line(registry: Registry, tmp_path: Path, kind: str) -> None:
+    from mreg.operations.raw_compare import compare_raw
+    from mreg.web.pages import compare_page
+    from mreg.web.reader import ReadOnlyRegistry
+
+    plant(registry, "evil@1.0.0", craft(kind, tmp_path / "in" / kind))
+    registry.add("good@1.0.0", [good_twin(kind, tmp_path / "good" / kind)])
+    shown = run_cli("show", "evil@1.0.0", registry=registry)
+    assert shown.exit_code == 0 and kind in shown.stdout, shown
+    diffed = within(60, lambda: run_cli("diff", "good@1.0.0", "evil@1.0.0", registry=registry))
+    assert_clean_failure(diffed, code=2)
+    assert HOSTILE[kind] in diffed.stderr, diffed.stderr
+    with pytest.raises(InvalidInputError, match=re.escape(HOSTILE[kind])):  # the diff without torch
+        within(60, lambda: compare_raw(registry.store, registry.file_entry("good@1.0.0"), registry.file_entry("evil@1.0.0")))
+    page = within(60, lambda: compare_page(ReadOnlyRegistry(registry.root), "good@1.0.0", "evil@1.0.0"))
+    assert HOSTILE[kind] in page["note"]  # the web compare page shows the rest, and says why not tensors
+    loading = "not a state dict" if kind == "shared-tensors.pt" else HOSTILE[kind]  # built once, it is a tuple
+    with pytest.raises(InvalidInputError, match=re.escape(loading)):
+        within(60, lambda: load_state_dict(registry, "evil"))
+
+
+@pytest.mark.parametrize("kind", ["deep.safetensors", "long4-negative.pt", "huge-directory.pt"])
+def test_pulling_a_hostile_file_stores_it_and_its_diff_fails_cleanly(registry: Registry, tmp_path: Path, kind: str) -> None:
+    source = Registry.init(tmp_path / "source")
+    plant(source, "evil@1.0.0", craft(kind, tmp_path / "in" / kind))
+    pulled = within(60, lambda: run_cli("pull", str(source.root.parent), "evil", registry=registry))
+    assert pulled.exit_code == 0, pulled  # a pull copies bytes; reading them is what refuses
+    registry.add("good@1.0.0", [good_twin(kind, tmp_path / "good" / kind)])
+    assert_clean_failure(within(60, lambda: run_cli("diff", "good@1.0.0", "evil@1.0.0", registry=registry)), code=2)
+
+
+def test_a_checkpoint_of_shared_containers_is_read_in_linear_time(registry: Registry, tmp_path: Path) -> None:
+    """torch.load reads 40 tuples that each hold the previous one twice at once; so does mreg (but no diff lists 2**40 paths)."""
+    path = write_zip_checkpoint(tmp_path / "in" / "shared.pt", shared_tuples(40), {})
+    assert within(60, lambda: run_cli("add", "shared@1.0.0", str(path), registry=registry)).exit_code == 0
+    assert registry.get("shared").manifest.properties["weights"]["tensors"] == 0
+    loaded = within(60, lambda: load_object(registry, "shared"))
+    assert loaded[0] is loaded[1] and torch.load(path, weights_only=True)[0] is not None  # shared, as torch.load shares
+    with pytest.raises(InvalidInputError, match="not a state dict"):
+        within(60, lambda: load_state_dict(registry, "shared"))
+    registry.add("other@1.0.0", [good_twin("x.pt", tmp_path / "good" / "shared.pt")])
+    diffed = within(60, lambda: run_cli("diff", "other@1.0.0", "shared@1.0.0", registry=registry))
+    assert_clean_failure(diffed, code=2)
+    assert "expand to more than" in diffed.stderr
+
+
+def test_a_view_repeating_its_storage_is_diffed_without_copying_it(registry: Registry, tmp_path: Path) -> None:
+    """A stride-0 view of 2**36 elements over 4 bytes is valid (torch.load accepts it); the diff compares how it views, not 256 GiB."""
+    for version, value in (("1.0.0", 0), ("2.0.0", 1)):
+        payload = crafted_pickle({"w": rebuild(_Storage("0", 1), (2**36,), (0,)), "b": rebuild(_Storage("1", 1), (1,), (1,))})
+        path = write_zip_checkpoint(tmp_path / version / "model.pt", payload, {"0": bytes(4), "1": struct.pack("<f", value)})
+        registry.add(f"m@{version}", [path])
+    assert load_state_dict(registry, "m")["w"].shape == (2**36,)
+    diffed = within(60, lambda: run_cli("diff", "m@1.0.0", "m@2.0.0", "--json", registry=registry))
+    assert diffed.exit_code == 0, diffed
+    tensors = json.loads(diffed.stdout)["files"][0]["tensors"]
+    assert [c["name"] for c in tensors["changed"]] == ["b"] and tensors["unchanged"] == 1
+
+
+def test_views_whose_sizes_add_up_beyond_int64_are_refused_by_add(registry: Registry, tmp_path: Path) -> None:
+    """64 views of 2**60 elements over one 4-byte storage: each valid, their sum beyond what a manifest stores."""
+    payload = crafted_pickle({f"w{i}": rebuild(_Storage("0", 1), (2**30, 2**30), (0, 0)) for i in range(64)})
+    path = write_zip_checkpoint(tmp_path / "in" / "views.pt", payload, {"0": bytes(4)})
+    result = run_cli("add", "views@1.0.0", str(path), registry=registry)
+    assert_clean_failure(result, code=2)
+    assert "more than a manifest records" in result.stderr
+
+
+def test_a_checkpoint_naming_an_unknown_device_fails_to_load_in_one_line(registry: Registry, tmp_path: Path) -> None:
+    """Device names are kept as text when described (torch builds know different devices); building one fails cleanly."""
+
+    class Device:
+        def __reduce__(self) -> tuple:
+            return (torch.device, ("nonsense",))
+
+    path = write_zip_checkpoint(tmp_path / "in" / "device.pt", pickle.dumps({"where": Device()}, protocol=2), {})
+    registry.add("dev@1.0.0", [path])
+    registry.add("other@1.0.0", [good_twin("x.pt", tmp_path / "good" / "device.pt")])
+    with pytest.raises(InvalidInputError, match="unknown device nonsense"):
+        load_object(registry, "dev")
+    diffed = run_cli("diff", "other@1.0.0", "dev@1.0.0", registry=registry)
+    assert_clean_failure(diffed, code=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,4 +157,87 @@ def test_random_command_lines_succeed_or_fail_cleanly_leaving_the_store_as_it_wa
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("mreg: error: "), (command, args, result)
         assert store_snapshot(registry) == before, (command, args, result)
+    shutil.rmtree(work)
+
+
+# ------------------------------------------- issue 22: dates, durations, paths, and the commands they reach
+
+MOMENTS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59))
+OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1)
+
+
+def iso(moment: Any, offset: int) -> str:
+    sign = "+" if offset >= 0 else "-"
+    date = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+    return f"{date}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+
+
+@FUZZ
+@given(first=MOMENTS, second=MOMENTS, offset=OFFSETS)
+def test_times_order_as_text_exactly_as_moments_do(first: Any, second: Any, offset: int) -> None:
+    """Any time in any offset reads as fixed-width UTC text that orders as the moments do, or is refused."""
+    from mreg.errors import InvalidRefError
+    from mreg.records.names import is_log_time, parse_time
+
+    texts = []
+    for moment in (first, second):
+        try:
+            texts.append(parse_time(iso(moment, offset)))
+        except InvalidRefError:
+            return  # past the years 1-9999 once in UTC: refused, never a crash
+    assert all(is_log_time(text) for text in texts)
+    assert (texts[0] < texts[1]) == (first < second) and (texts[0] == texts[1]) == (first == second)
+
+
+@FUZZ
+@given(value=ANYTHING, function=st.sampled_from(["parse_seconds", "parse_time", "protected_segment", "path_clashes", "similar"]))
+def test_the_new_grammar_accepts_or_raises_an_mreg_error(value: Any, function: str) -> None:
+    from mreg.records import names, paths, suggestions
+
+    calls: dict[str, Callable[[Any], object]] = {
+        "parse_seconds": lambda v: names.parse_seconds(v, "a duration", maximum=3600),
+        "parse_time": names.parse_time,
+        "protected_segment": lambda v: paths.protected_segment(v if isinstance(v, str) else repr(v)),
+        "path_clashes": lambda v: paths.path_clashes([v if isinstance(v, str) else repr(v), "a/b"]),
+        "similar": lambda v: suggestions.similar(v if isinstance(v, str) else repr(v), ["resnet18", "a/b", ""]),
+    }
+    try:
+        calls[function](value)
+    except MregError:
+        pass
+
+
+TOUCHED = ["export", "fsck", "add", "show", "resolve", "ls", "log", "tag", "gc", "config"]
+POSITIONALS = [
+    "m", "m@1.0.0", "m@prod", "M", "mm", "n@0.1.0", "out", "f.bin", "dir", ".git", "out/.git/hooks", ".mreg", "s3://bucket/x",
+    "m@prod@{0999-12-31}", "m@{0001-01-01T00:00:00+23:59}", "m@{9999-12-31T23:59:59-23:59}", "m@prod@{2026-13-01}",
+    "m@latest@{0500-01-01T00:00:00-00:30}", "http.timeout", "cache.maxsize", "fallback.url", "nan", "1e300", "9" * 30,
+]
+NUMBERS = ["nan", "inf", "-inf", "1e300", "-1", "0", "24", "9" * 30, "\uff15", "x"]
+OPTIONS = st.one_of(
+    st.sampled_from([["--repair"], ["--json"], ["--copy"], ["--no-inherit"], ["--inherit"], ["--dry-run"], ["-m", "x"]]),
+    st.tuples(st.just("--grace"), st.sampled_from(NUMBERS)).map(list),
+    st.tuples(st.sampled_from(["--bump"]), st.sampled_from(["minor", "major", "patch", "x"])).map(list),
+    st.tuples(st.sampled_from(["--meta", "--metric"]), st.sampled_from(["site=A", "acc=nan", "acc=1e999", "k"])).map(list),
+    st.tuples(st.just("--parent"), st.sampled_from(POSITIONALS)).map(list),
+    st.tuples(st.sampled_from(["--limit", "-n"]), st.sampled_from(NUMBERS)).map(list),
+)
+TOUCHED_ARGS = st.tuples(st.lists(st.sampled_from(POSITIONALS), max_size=2), st.lists(OPTIONS, max_size=3)).map(
+    lambda parts: [*parts[0], *(token for option in parts[1] for token in option)]
+)
+
+
+@settings(FUZZ, max_examples=300)
+@given(command=st.sampled_from(TOUCHED), args=TOUCHED_ARGS)
+def test_the_commands_issue_22_touched_never_reach_an_internal_error(template: Path, tmp_path: Path, command: str, args: list[str]) -> None:
+    work = tmp_path / f"example{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(template, work / "project")
+    os.chdir(work / "project")
+    result = run_cli(command, *args)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and result.exit_code != 70, (command, args, result)
+    if result.exit_code != 0:
+        assert 1 <= result.exit_code <= 7, (command, args, result)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mreg: error: "), (command, args, result)
     shutil.rmtree(work)

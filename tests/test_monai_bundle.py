@@ -22,89 +22,29 @@ torch = pytest.importorskip("torch")
 monai = pytest.importorskip("monai")
 msgpack = pytest.importorskip("msgpack")
 
-from mreg import InvalidInputError, Registry
+from monai_bundles import NETWORK_DEF, make_bundle
+from monai_bundles import edit_json as _edit
+from monai_bundles import unet as _unet
+
+from mreg import InvalidInputError
+from mreg.formats.bundle_card import card_from_bundle
 from mreg.formats.bundle_config import MAX_CONFIG_SIZE, check_network_def
 from mreg.formats.monai_bundle import is_bundle, read_bundle
 from mreg.pytorch.bundle import build_network, network_builder
 from mreg.records.card import InputContract, ModelCard
-from mreg.formats.bundle_card import card_from_bundle
 from mreg.records.manifest import Dataset, Framework, validate_properties
-
-NETWORK_DEF: dict[str, Any] = {
-    "_target_": "UNet",
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "out_channels": 2,
-    "channels": [4, 8, 16],
-    "strides": [2, 2],
-    "num_res_units": 1,
-}
-TENSOR = {
-    "type": "image",
-    "format": "magnitude",
-    "modality": "CT",
-    "num_channels": 1,
-    "spatial_shape": [64, 64],
-    "dtype": "float32",
-    "value_range": [0, 1],
-    "is_patch_data": False,
-    "channel_def": {"0": "image"},
-}
-METADATA = {
-    "version": "1.0.0",
-    "changelog": {"1.0.0": "first trained version", "0.0.1": "Initial version"},
-    "task": "Spleen segmentation in abdominal CT slices",
-    "description": "A small 2-D UNet that segments the spleen",
-    "authors": "Imaging team",
-    "copyright": "Copyright (c) Imaging team",
-    "intended_use": "Research only; not for diagnosis",
-    "data_source": "Synthetic slices made by the test",
-    "data_type": "numpy",
-    "eval_metrics": {"mean_dice": 0.91, "per_class": {"spleen": 0.88}, "note": "on 10 slices"},
-    "network_data_format": {
-        "inputs": {"image": TENSOR},
-        "outputs": {
-            "pred": {**TENSOR, "format": "labels", "num_channels": 2, "channel_def": {"0": "background", "1": "spleen"}}
-        },
-    },
-}
-
-
-def _unet() -> Any:
-    from monai.networks.nets import UNet
-
-    torch.manual_seed(0)
-    return UNet(**{key: value for key, value in NETWORK_DEF.items() if key != "_target_"})
 
 
 @pytest.fixture(scope="module")
 def made_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle made by MONAI's init_bundle, then filled in as a user would."""
-    pytest.importorskip("fire")  # MONAI's bundle command line needs it
-    bundle = tmp_path_factory.mktemp("made") / "spleen_seg"
-    subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "init_bundle", str(bundle)], check=True, capture_output=True, timeout=300
-    )
-    metadata = json.loads((bundle / "configs/metadata.json").read_text())
-    metadata.update(METADATA)
-    (bundle / "configs/metadata.json").write_text(json.dumps(metadata, indent=4))
-    inference = json.loads((bundle / "configs/inference.json").read_text())
-    inference["network_def"] = NETWORK_DEF  # the rest of MONAI's template holds $ expressions: left as is
-    (bundle / "configs/inference.json").write_text(json.dumps(inference, indent=4))
-    torch.save(_unet().state_dict(), bundle / "models/model.pt")
-    return bundle
+    return make_bundle(tmp_path_factory.mktemp("made") / "spleen_seg")
 
 
 @pytest.fixture
 def bundle(made_bundle: Path, tmp_path: Path) -> Path:
     """A fresh copy of the made bundle that a test may break."""
     return Path(shutil.copytree(made_bundle, tmp_path / "bundle"))
-
-
-def _edit(path: Path, change: Any) -> None:
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 # ------------------------------------------------------------------------ read_bundle
@@ -128,25 +68,6 @@ def test_read_bundle_lifts_what_a_version_records(bundle: Path) -> None:
     recorded = info.properties()["monai_bundle"]
     assert recorded["network_data_format"]["inputs"]["image"]["spatial_shape"] == [64, 64]
     assert validate_properties(info.properties())  # what mreg would store is valid metadata
-
-
-def test_a_bundle_registers_with_its_lifted_details(bundle: Path, registry: Registry) -> None:
-    info = read_bundle(bundle)
-    card = card_from_bundle(info)
-    result = registry.add(
-        f"spleen-seg@{info.version}",
-        [bundle],
-        framework=info.framework,
-        input_shape=info.input_shape,
-        metrics=info.metrics,
-        properties={**info.properties(), "model_card": card.to_dict()},
-        message=info.message,
-    )
-    manifest = registry.get(f"spleen-seg@{info.version}").manifest
-    assert manifest.input_shape == (1, 1, 64, 64) and manifest.metrics["per_class/spleen"] == 0.88
-    assert ModelCard.from_dict(manifest.properties["model_card"]) == card
-    assert {f.path for f in manifest.files} >= {"configs/metadata.json", "configs/inference.json", "models/model.pt"}
-    assert result.created
 
 
 def test_reading_a_bundle_imports_neither_monai_nor_torch(bundle: Path) -> None:

@@ -99,7 +99,7 @@ def test_ls_sort_and_metric_columns(registry: Registry, make_file) -> None:
     registry.note("m@1.0.0", metrics={"f1": 0.6})
     lines = run_cli("ls", "m", registry=registry).stdout.splitlines()
     assert lines[0].split() == ["VERSION", "DIGEST", "TAGS", "acc", "f1", "loss"]
-    assert lines[1].split()[0] == "1.1.0" and lines[1].split()[2:] == ["0.9", "-", "-"]
+    assert lines[1].split()[0] == "1.1.0" and lines[1].split()[2:] == ["latest", "0.9", "-", "-"]  # latest listed, as show lists it
     assert lines[2].split()[2:] == ["0.7", "0.6*", "0.5"] and lines[-1].startswith("* noted")
     best = run_cli("ls", "m", "--sort", "loss", "--reverse", "--limit", "1", registry=registry).stdout.splitlines()
     assert [line.split()[0] for line in best[1:] if not line.startswith("*")] == ["1.0.0"]

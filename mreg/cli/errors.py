@@ -65,5 +65,12 @@ def flag(option: str) -> str:
 
 
 def message(error: MregError) -> str:
-    """An error's message with the parameters it names spelt as flags."""
-    return error.render(flag)
+    """An error's message with the parameters it names spelt as flags, and what the user
+    may have meant when a name was not found."""
+    text = error.render(flag)
+    suggestions = error.suggestions if isinstance(error, NotFoundError) else ()
+    if suggestions:
+        text += "; did you mean " + " or ".join(f"'{s}'" for s in suggestions) + "?"
+    if isinstance(error, CorruptObjectError):
+        text += "; 'mreg fsck --repair' restores damaged objects from a fallback or remote"
+    return text

@@ -57,6 +57,7 @@ def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]
         ("architecture", m.architecture),
         ("input shape", "x".join(str(d) for d in m.input_shape) if m.input_shape else None),
         ("metrics", format_metrics(m.metrics) if m.metrics else None),
+        ("weights", describe_tensors(m.properties)),
     ]
     lines += [f"{label + ':':<13} {value}" for label, value in fields if value]
     lines.append("files:")
@@ -70,10 +71,40 @@ def describe_version(view: ModelVersion, *, parents: Sequence[str]) -> list[str]
     lines += [f"  parent:     {parent}" for parent in parents]
     if lineage.message:
         lines.append(f"  message:    {lineage.message}")
-    if m.properties:
+    card = view.card
+    shown = TENSOR_SUMMARY if describe_tensors(m.properties) else ()
+    hidden = {*shown, "card"} if card is not None else set(shown)  # the card comes last
+    properties = sorted((key, value) for key, value in m.properties.items() if key not in hidden)
+    if properties:
         lines.append("metadata:")
-        lines += [f"  {key}: {compact(value)}" for key, value in sorted(m.properties.items())]
+        lines += [f"  {key}: {compact(value)}" for key, value in properties]
+    if card is not None and card.lines():
+        lines.append("card:")
+        lines += [f"  {line}" for line in card.lines()]
     return [safe(line) for line in lines]
+
+
+TENSOR_SUMMARY = ("parameters", "weights")
+"""The properties in which mreg records the weight files' tensors (:func:`mreg.formats.weights.summarize`)."""
+
+
+def describe_tensors(properties: Any) -> str | None:
+    """The ``weights:`` line of ``mreg show``: the recorded tensor summary, or None if there is none.
+
+    The recorded ``parameters`` counts the elements of every tensor in the files,
+    buffers (batch-norm statistics, counters) included, as the Hugging Face Hub counts
+    safetensors files: the files do not say which tensors are buffers. So it is shown
+    as what it is, tensor elements; torchvision's count of ResNet-18's parameters is
+    a little lower.
+    """
+    elements, weights = properties.get("parameters"), properties.get("weights")
+    if not isinstance(elements, int) or not isinstance(weights, dict):
+        return None
+    tensors, size, dtypes = weights.get("tensors"), weights.get("bytes"), weights.get("dtypes")
+    if not isinstance(tensors, int) or not isinstance(size, int) or not isinstance(dtypes, dict):
+        return None
+    kinds = ", ".join(f"{dtype} x{count}" for dtype, count in sorted(dtypes.items()))
+    return f"{tensors:,} tensors, {elements:,} elements (parameters and buffers), {human_size(size)}" + (f"; {kinds}" if kinds else "")
 
 
 def describe_log_entry(entry: LogEntry) -> str:

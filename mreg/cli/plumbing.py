@@ -11,8 +11,11 @@ import click
 from mreg.cli.app import Session, fail, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
+from mreg.records.names import parse_seconds
 from mreg.registry import fsck_bucket, gc_bucket
 from mreg.text import human_size, plural
+
+MAX_GRACE_HOURS = 100 * 365 * 24.0  # a century: timedelta's range is far beyond it
 
 
 @click.command()
@@ -97,7 +100,11 @@ def hash_object(session: Session, file: Path, write: bool) -> None:
 @click.command()
 @click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--repair", is_flag=True, help="Rewrite derived state (info/models) that differs from the refs.")
+@click.option(
+    "--repair", is_flag=True,
+    help="Restore damaged or missing objects from the fallbacks and remotes (verified), and rewrite "
+    "derived state (info/models) that differs from the refs.",
+)
 @pass_session
 def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> None:
     """Verify every object, manifest and ref; exit non-zero naming each problem.
@@ -130,10 +137,10 @@ def fsck(session: Session, bucket: str | None, as_json: bool, repair: bool) -> N
 @click.command()
 @click.argument("bucket", required=False, metavar="[BUCKET]")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
-@click.option("--grace", type=click.FloatRange(min=0), metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24).")
+@click.option("--grace", metavar="HOURS", help="With a BUCKET: spare objects younger than this (default 24; at most 100 years).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_session
-def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None, as_json: bool) -> None:
+def gc(session: Session, bucket: str | None, dry_run: bool, grace: str | None, as_json: bool) -> None:
     """Delete objects no ref leads to, and temporary files left by interrupted writes.
 
     With BUCKET (an s3://, gs:// or az:// URL, or a remote's name) gc sweeps that
@@ -146,7 +153,7 @@ def gc(session: Session, bucket: str | None, dry_run: bool, grace: float | None,
     if grace is not None and bucket is None:
         raise click.UsageError("--grace applies to a BUCKET; a registry on disk has no grace period (gc takes its lock)")
     if bucket is not None:
-        hours = timedelta(hours=grace) if grace is not None else None
+        hours = timedelta(hours=parse_seconds(grace, "--grace", maximum=MAX_GRACE_HOURS, unit="hours")) if grace is not None else None
         report = gc_bucket(bucket, registry=session.registry_if_any, grace=hours, dry_run=dry_run)
     else:
         report = session.registry.gc(dry_run=dry_run)

@@ -40,6 +40,11 @@ def init(session: Session, directory: str | None) -> None:
 @click.argument("spec", metavar="NAME@VERSION")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
 @click.option("--bump", type=click.Choice(["major", "minor", "patch"]), help="Pick the next version after the highest one.")
+@click.option(
+    "--inherit/--no-inherit", default=True, show_default=True,
+    help="With --bump: start from the highest version's family, framework, architecture, input shape and "
+    "--meta values (not its metrics, datasets or message) and record it as the parent.",
+)
 @click.option("--family", help="Model family, e.g. resnet.")
 @click.option("--framework", help="Framework and version, e.g. 'pytorch 2.13.0'.")
 @click.option("--architecture", help="Architecture, e.g. resnet18.")
@@ -49,16 +54,21 @@ def init(session: Session, directory: str | None) -> None:
 @click.option("--parent", "parents", multiple=True, metavar="REF", help="A version this one derives from (repeatable).")
 @click.option("--meta", "properties", multiple=True, metavar="KEY=VALUE", help="Free metadata (repeatable).")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Point this tag at the new version (repeatable).")
+@click.option("--card", "card_file", type=click.File("rb"), metavar="FILE.json", help="The model card: a JSON object of its fields.")
 @click.option("-m", "--message", default="", help="Why this version exists.")
 @click.option("--sign", is_flag=True, help="Sign the registration with your SSH key (see 'mreg sign').")
 @click.option("--key", metavar="PATH", help="With --sign: the key (default: user.signingkey).")
 @pass_session
-def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics: tuple[str, ...], properties: tuple[str, ...], **options: Any) -> None:
+def add(
+    session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics: tuple[str, ...], properties: tuple[str, ...], card_file: Any, **options: Any
+) -> None:
     """Register files as a new version: NAME@VERSION PATH... (or NAME PATH... --bump PART).
 
-    A directory adds its files recursively. Re-adding an existing version with the
-    same files and metadata does nothing; with anything different it fails. The last
-    line printed is the version's manifest digest.
+    A directory adds its files recursively. A MONAI bundle directory (NAME BUNDLE_DIR
+    takes the bundle's own version) is checked, and its metadata fills in what is not
+    given: version, message, framework, input shape, metrics, model card. Re-adding an existing version with the same files
+    and metadata does nothing; with anything different it fails. The last line
+    printed is the version's manifest digest.
     """
     registry = session.registry
     metric_values = {}
@@ -66,9 +76,15 @@ def add(session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics:
         key, value = parse_assignment(text, "metric")
         metric_values[key] = parse_number(value, f"metric '{key}'")
     meta = dict(parse_assignment(text, "metadata") for text in properties)  # weight files describe themselves
+    card = None
+    if card_file is not None:
+        from mreg.records.card_field import card_from_json  # start-up: only add --card reads a card
+        from mreg.records.limits import MAX_CARD_SIZE  # start-up: as card_from_json
+
+        card = card_from_json(card_file.read(MAX_CARD_SIZE + 1), card_file.name)
     with ProgressBar("storing") as progress:
         result = registry.add(
-            spec, list(paths), bump=bump, metrics=metric_values, properties=meta, progress=progress, **options
+            spec, list(paths), bump=bump, metrics=metric_values, properties=meta, progress=progress, card=card, **options
         )
     state = "added" if result.created else "already registered with identical content:"
     click.echo(f"{state} {result.name}@{result.version}", err=True)
@@ -228,7 +244,7 @@ def _list_versions(views: list[ModelVersion], as_json: bool, *, named: bool) -> 
     deprecated = any(view.deprecated for view in views)
     rows = []
     for view in views:
-        tags = ", ".join(tag for tag in view.tags if tag != "latest")
+        tags = ", ".join(view.tags)  # latest included, as show and the web list it
         label = view.version if named else f"{view.name}@{view.version}"
         cells = [label, short(view.digest), tags, *(_metric_cell(view, key) for key in keys)]
         if deprecated:

@@ -26,16 +26,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from mreg.formats.checkpoint_walk import check_structure, leaves
 from mreg.formats.containers import ZIP_ERRORS, FormatError, stored_member_spans
+from mreg.formats.pickle_buffer import Buffer
 from mreg.formats.pickle_globals import (
-    MAX_DEPTH,
     MAX_PICKLE,
-    Size,
     SparseRef,
     Storage,
     TensorRef,
 )
-from mreg.formats.pickle_machine import Buffer, Machine
+from mreg.formats.pickle_machine import Machine
+from mreg.formats.zip_bounds import open_zip
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -53,27 +54,7 @@ class Checkpoint:
 
     def tensors(self) -> Iterator[tuple[str, TensorRef | SparseRef]]:
         """Every tensor with its path in the tree (``model.conv.weight``, ``optimizer.state.0.exp_avg``)."""
-        for path, value in leaves(self.root):
-            if isinstance(value, (TensorRef, SparseRef)):
-                yield path, value
-
-
-def leaves(value: Any, prefix: str = "", depth: int = 0, atomic: tuple[type, ...] = (Size,)) -> Iterator[tuple[str, Any]]:
-    """``(path, leaf)`` of a tree of dicts, lists and tuples; keys are joined with dots.
-
-    Tuples of an ``atomic`` type (sizes) are leaves, not containers.
-    """
-    if depth > MAX_DEPTH:
-        raise FormatError(f"checkpoint nests containers more than {MAX_DEPTH} deep")
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)) and not isinstance(value, atomic):
-        items = enumerate(value)
-    else:
-        yield prefix, value
-        return
-    for key, inner in items:
-        yield from leaves(inner, f"{prefix}.{key}" if prefix else str(key), depth + 1, atomic)
+        yield from leaves(self.root, wanted=(TensorRef, SparseRef))  # subtrees without tensors are skipped
 
 
 def is_checkpoint_zip(head: bytes) -> bool:
@@ -92,9 +73,9 @@ def read_checkpoint(stream: BinaryIO, size: int) -> Checkpoint:
     head = stream.read(4)
     stream.seek(0)
     try:
-        if is_checkpoint_zip(head):
-            return _read_zip(stream, size)
-        return _read_legacy(stream, size)
+        checkpoint = _read_zip(stream, size) if is_checkpoint_zip(head) else _read_legacy(stream, size)
+        check_structure(checkpoint.root)  # no cycle, no deep nesting: later walks may recurse
+        return checkpoint
     except FormatError:
         raise
     except ZIP_ERRORS as exc:
@@ -105,7 +86,7 @@ def read_checkpoint(stream: BinaryIO, size: int) -> Checkpoint:
 
 
 def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
-    with zipfile.ZipFile(stream) as archive:
+    with open_zip(stream) as archive:
         spans = {name: (start, end) for name, start, end in stored_member_spans(stream, archive)}
         members = {info.filename: info for info in archive.infolist()}
         pickles = [name for name in members if name.count("/") == 1 and name.endswith("/data.pkl")]
@@ -126,7 +107,7 @@ def _read_zip(stream: BinaryIO, size: int) -> Checkpoint:
                 raise FormatError(f"storage '{key}' should hold {nbytes} bytes, its member holds {info.file_size}")
             if info.filename in spans:
                 storages[key] = Storage(key, nbytes, spans[info.filename][0])
-            elif info.compress_type == zipfile.ZIP_DEFLATED and nbytes <= DEFLATE_MAX_RATIO * max(info.compress_size, 1):
+            elif info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size <= size and nbytes <= DEFLATE_MAX_RATIO * max(info.compress_size, 1):
                 storages[key] = Storage(key, nbytes, info.header_offset, member=info.filename)
             else:
                 raise FormatError(f"storage '{key}' is compressed in a way mreg does not read")
@@ -141,6 +122,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
     """A member's bytes, refusing one that would inflate beyond ``limit``."""
     if info.file_size > limit:
         raise FormatError(f"archive member '{info.filename}' is larger than {limit} bytes")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):  # others inflate without a bound
+        raise FormatError(f"archive member '{info.filename}' is compressed in a way mreg does not read")
     with archive.open(info) as member:
         data = member.read(limit + 1)
     if len(data) > limit:
@@ -159,7 +142,7 @@ def inflate_members(stream: BinaryIO, storages: Iterable[Storage]) -> dict[str, 
         return {}
     inflated = {}
     try:
-        with zipfile.ZipFile(stream) as archive:
+        with open_zip(stream) as archive:
             for storage in wanted:
                 with archive.open(str(storage.member)) as member:
                     data = member.read(storage.nbytes + 1)  # zipfile also stops at the declared size and checks the CRC
@@ -196,7 +179,7 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
     declared: dict[str, int] = {}
     root = Machine(buffer, declared.__setitem__).load()
     keys = header("storage list")
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(declared) or len(keys) != len(declared):
+    if not isinstance(keys, list) or not all(type(key) is str for key in keys) or sorted(keys) != sorted(declared) or len(keys) != len(declared):
         raise FormatError("legacy checkpoint's storage list does not match its tensors")
     position = buffer.offset + buffer.pos
     storages = {}
@@ -210,7 +193,7 @@ def _read_legacy(stream: BinaryIO, size: int) -> Checkpoint:
         if position > size:
             raise FormatError("legacy checkpoint is truncated")
         (elements,) = struct.unpack("<q", count)
-        if elements < 0 or (declared[key] and declared[key] % elements) or (elements == 0) != (declared[key] == 0):
+        if elements < 0 or (elements == 0) != (declared[key] == 0) or (elements and declared[key] % elements):
             raise FormatError(f"storage '{key}' announces {elements} elements for {declared[key]} bytes")
     return Checkpoint(root, storages)
 

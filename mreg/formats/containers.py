@@ -13,21 +13,25 @@ give us, so every field is checked before it is trusted.
 from __future__ import annotations
 
 import json
-import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from mreg.errors import InvalidInputError
+from mreg.formats.bounded_json import loads as bounded_loads
+from mreg.formats.tensor_bounds import INT64_MAX, BoundsError, check_dims, element_count
+from mreg.formats.zip_bounds import open_zip
 from mreg.text import printable
 
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".pt", ".pth")
 MAX_HEADER_SIZE = 100_000_000  # safetensors' own limit, in bytes
 HEADER_ALIGNMENT = 8
+MAX_HEADER_DEPTH = 8  # a header nests three deep ({name: {"shape": [...]}}); deeper is an attack
 
 # safetensors dtype code -> (bits per element, the torch dtype it is read as).
 # F4 packs two values in a byte: its header counts 4-bit values, torch counts pairs.
@@ -132,19 +136,20 @@ def parse_safetensors(head: bytes, file_size: int | None) -> SafetensorsLayout:
     if len(head) < data_start or (file_size is not None and file_size < data_start):
         raise FormatError("safetensors header is truncated")
     try:
-        raw = json.loads(head[8:data_start].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FormatError(f"safetensors header is not valid JSON ({exc})") from None
+        raw = bounded_loads(bytes(head[8:data_start]), MAX_HEADER_DEPTH)
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, JSONDepthError
+        raise FormatError(f"safetensors header is not valid JSON ({printable(str(exc), 120)})") from None
     if not isinstance(raw, dict):
         raise FormatError("safetensors header is not a JSON object")
-    metadata = raw.pop("__metadata__", None) or {}
+    metadata = raw.pop("__metadata__", None)
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise FormatError("safetensors __metadata__ must map text to text")
     tensors = sorted((_tensor(name, info, data_start) for name, info in raw.items()), key=lambda t: (t.start, t.end))
     cursor = data_start
     for tensor in tensors:
         if tensor.start != cursor:
-            raise FormatError(f"tensor '{tensor.name}' does not start where the previous one ends")
+            raise FormatError(f"tensor '{printable(tensor.name)}' does not start where the previous one ends")
         cursor = tensor.end
     if file_size is not None and cursor != file_size:
         raise FormatError(f"tensor data ends at byte {cursor} but the file has {file_size} bytes")
@@ -155,16 +160,19 @@ def _tensor(name: Any, info: Any, data_start: int) -> TensorLayout:
     try:
         dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
     except (TypeError, KeyError, ValueError):
-        raise FormatError(f"safetensors entry '{name}' lacks dtype, shape or data_offsets") from None
-    if dtype not in DTYPES:
-        raise FormatError(f"tensor '{name}' has unknown dtype {printable(str(dtype))}")
-    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        raise FormatError(f"tensor '{name}' has an invalid shape")
-    if not (type(begin) is int and type(end) is int and 0 <= begin <= end):
-        raise FormatError(f"tensor '{name}' has invalid data offsets")
-    bits = math.prod(shape) * DTYPES[dtype][0]
+        raise FormatError(f"safetensors entry '{printable(name)}' lacks dtype, shape or data_offsets") from None
+    if type(dtype) is not str or dtype not in DTYPES:
+        raise FormatError(f"tensor '{printable(name)}' has unknown dtype {printable(str(dtype))}")
+    if not isinstance(shape, list):
+        raise FormatError(f"tensor '{printable(name)}' has an invalid shape")
+    if not (type(begin) is int and type(end) is int and 0 <= begin <= end <= INT64_MAX - data_start):
+        raise FormatError(f"tensor '{printable(name)}' has invalid data offsets")
+    try:
+        bits = element_count(check_dims(shape, "shape"), DTYPES[dtype][0]) * DTYPES[dtype][0]
+    except BoundsError as exc:
+        raise FormatError(f"tensor '{printable(name)}' {exc}") from None
     if bits % 8 or (end - begin) != bits // 8:
-        raise FormatError(f"tensor '{name}' has {end - begin} bytes, which does not fit {dtype} {shape}")
+        raise FormatError(f"tensor '{printable(name)}' has {end - begin} bytes, which does not fit {dtype} {shape}")
     return TensorLayout(str(name), dtype, torch_shape(dtype, shape), data_start + begin, data_start + end)
 
 
@@ -190,6 +198,7 @@ def encode_safetensors_header(
 
 ZIP_ERRORS = (
     zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError,
+    zlib.error,  # a deflated member that does not inflate
     RuntimeError,  # an encrypted member
     OSError,  # a seek before the start of the file
 )  # fmt: skip
@@ -218,12 +227,14 @@ def stored_member_spans(stream: BinaryIO, archive: zipfile.ZipFile | None = None
     if archive is None:
         if not zipfile.is_zipfile(stream):
             return []
-        with zipfile.ZipFile(stream) as opened:
+        with open_zip(stream) as opened:
             return stored_member_spans(stream, opened)
     spans = []
     for info in archive.infolist():
         if info.compress_type != zipfile.ZIP_STORED:
             continue
+        if info.header_offset < 0:  # a directory offset before the start of the archive
+            raise zipfile.BadZipFile(f"member '{info.filename}' has a negative offset")
         stream.seek(info.header_offset)
         local = stream.read(30)
         if len(local) < 30 or local[:4] != b"PK\x03\x04":

@@ -370,9 +370,6 @@ def _wrong(label: str, key: str, expected: str, value: Any) -> InvalidInputError
     return InvalidInputError(f"{label}: '{printable(key, 80)}' must be {expected}, not {shown}")
 
 
-# --------------------------------------------------------------------------- metrics
-
-
 def _lift_metrics(eval_metrics: dict[str, Any]) -> tuple[dict[str, float], tuple[str, ...]]:
     """``eval_metrics`` as mreg metrics: finite numbers, nested maps flattened with '/'.
 

@@ -9,10 +9,12 @@ Python values; none of them calls into torch, and every argument is checked.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mreg.formats.containers import FormatError
+from mreg.formats.tensor_bounds import BoundsError, check_dims, check_view, element_count
 
 MAX_PICKLE = 64 << 20  # bytes of pickle we agree to interpret
 MAX_DEPTH = 200  # containers nested deeper than this are refused
@@ -24,6 +26,7 @@ ITEMSIZE = {
     "complex32": 4, "complex64": 8, "complex128": 16, "float8_e5m2": 1, "float8_e4m3fn": 1,
     "float8_e5m2fnuz": 1, "float8_e4m3fnuz": 1, "float8_e8m0fnu": 1, "float4_e2m1fn_x2": 1,
 }  # fmt: skip
+GRADIENT_DTYPES = {name for name in ITEMSIZE if not name.startswith(("bool", "int", "uint"))}
 # legacy storage classes (``torch.FloatStorage``) -> the dtype they hold
 STORAGE_DTYPES = {
     "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
@@ -90,7 +93,7 @@ class Dtype(str):
     """A dtype held as a value (``torch.float32`` in the pickle)."""
 
 
-class Size(tuple):  # type: ignore[type-arg]
+class Size(tuple):
     """A ``torch.Size`` held as a value."""
 
 
@@ -98,7 +101,7 @@ class Device(str):
     """A ``torch.device`` held as a value."""
 
 
-class AttributedDict(OrderedDict):  # type: ignore[type-arg]
+class AttributedDict(OrderedDict):
     """An OrderedDict with attributes (``state_dict()._metadata``), kept apart from its keys."""
 
     def __init__(self, *args: Any) -> None:
@@ -140,9 +143,10 @@ class TensorClass(NamedTuple):
 
 
 def _shape(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(type(d) is int and d >= 0 for d in value):
-        raise FormatError(f"tensor {what} must be a tuple of non-negative integers")
-    return tuple(value)
+    try:
+        return check_dims(value, what)
+    except BoundsError as exc:
+        raise FormatError(f"a tensor {exc}") from None
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any, hooks: Any, dtype: str) -> TensorRef:
@@ -150,13 +154,13 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: An
         raise FormatError("a tensor is rebuilt from something other than a storage")
     if hooks not in (None, {}) or type(offset) is not int or offset < 0 or type(requires_grad) is not bool:
         raise FormatError("malformed tensor rebuild")
+    if requires_grad and dtype not in GRADIENT_DTYPES:
+        raise FormatError(f"a tensor of dtype {dtype} requires gradients; only floating point and complex tensors have them")
     shape, strides = _shape(size, "size"), _shape(stride, "stride")
-    if len(shape) != len(strides):
-        raise FormatError("tensor size and stride differ in length")
-    itemsize = ITEMSIZE[dtype]
-    extent = offset + (sum((d - 1) * s for d, s in zip(shape, strides)) + 1 if all(shape) else 0)
-    if extent * itemsize > storage.nbytes:
-        raise FormatError(f"a tensor reaches past the end of storage '{storage.key}'")
+    try:
+        check_view(shape, strides, offset, ITEMSIZE[dtype], storage.nbytes, storage.key)
+    except BoundsError as exc:
+        raise FormatError(f"a tensor of size {list(shape)} {exc}") from None
     return TensorRef(storage.key, dtype, offset, shape, strides, requires_grad)
 
 
@@ -176,6 +180,8 @@ def _rebuild_v3(storage: Any, offset: Any, size: Any, stride: Any, requires_grad
 def _parameter(data: Any, requires_grad: Any = True, hooks: Any = None, state: Any = None) -> TensorRef:
     if not isinstance(data, TensorRef) or type(requires_grad) is not bool or hooks not in (None, {}) or state:
         raise UnsafeCheckpointError("parameter with hooks, state or non-tensor data")
+    if requires_grad and data.dtype not in GRADIENT_DTYPES:
+        raise FormatError(f"a parameter of dtype {data.dtype} requires gradients; only floating point and complex tensors have them")
     return TensorRef(data.storage, data.dtype, data.offset, data.shape, data.stride, requires_grad, parameter=True)
 
 
@@ -190,7 +196,12 @@ def _sparse(layout: Any, data: Any) -> SparseRef:
         raise FormatError("malformed sparse tensor")
     if not all(isinstance(p, TensorRef) for p in parts) or coalesced not in (None, True, False):
         raise FormatError("malformed sparse tensor")
-    return SparseRef(layout.removeprefix("torch."), tuple(parts), _shape(tuple(size), "size"), coalesced)
+    shape = _shape(size, "size")
+    try:
+        element_count(shape, ITEMSIZE[parts[-1].dtype] * 8)
+    except BoundsError as exc:
+        raise FormatError(f"a sparse tensor of size {list(shape)} {exc}") from None
+    return SparseRef(layout.removeprefix("torch."), tuple(parts), shape, coalesced)
 
 
 def _from_type(function: Any, new_type: Any, args: Any, state: Any) -> Any:
@@ -198,6 +209,8 @@ def _from_type(function: Any, new_type: Any, args: Any, state: Any) -> Any:
         raise UnsafeCheckpointError(f"tensor rebuilt by {label(function)}")
     if not isinstance(new_type, Global) or not isinstance(new_type.value, TensorClass) or state:
         raise UnsafeCheckpointError(f"tensor subclass {label(new_type)} or tensor with Python state")
+    if not isinstance(args, tuple) or len(args) > 8:
+        raise FormatError("malformed tensor rebuild")
     tensor = function.value(*args)
     return _parameter(tensor, tensor.requires_grad) if new_type.value.parameter else tensor
 
@@ -207,7 +220,7 @@ class Layout(str):
 
 
 def _layout(name: Any) -> Layout:
-    if name not in LAYOUTS:
+    if type(name) is not str or name not in LAYOUTS:
         raise UnsafeCheckpointError(f"unknown tensor layout {name!r}")
     return Layout(name)
 
@@ -234,6 +247,26 @@ def _set(items: Any = ()) -> set[Any]:
     return set(items)
 
 
+def _pair_keys(items: Iterable[Any]) -> Iterable[Any]:
+    """The keys ``OrderedDict(items)`` hashes when ``items`` are pairs."""
+    return (item[0] for item in items if isinstance(item, (list, tuple)) and item)
+
+
+# Constructors whose work grows with their arguments (copies, parsing, hashing): the
+# pickle machine charges it to the checkpoint's budget (see checkpoint_budget).
+COPYING_CONSTRUCTORS = {
+    "collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.bytearray", "builtins.complex",
+    "_codecs.encode", "torch.Size", "torch.device",
+}  # fmt: skip
+# Constructors that hash what their first argument holds when it is a list or a tuple,
+# and how to find those values: the pickle machine checks them first (see checkpoint_budget).
+HASHING_CONSTRUCTORS: dict[str, Callable[[Iterable[Any]], Iterable[Any]]] = {
+    "builtins.set": lambda items: items,
+    "collections.Counter": lambda items: items,
+    "collections.OrderedDict": _pair_keys,
+}
+
+
 GLOBALS: dict[str, Any] = {
     "collections.OrderedDict": lambda *args: AttributedDict(*args),
     "collections.Counter": lambda *args: Counter(*args),
@@ -241,7 +274,7 @@ GLOBALS: dict[str, Any] = {
     "builtins.bytearray": lambda *args: bytearray(_encode(*args) if args and isinstance(args[0], str) else _bytes(*args)),
     "builtins.complex": lambda real=0.0, imag=0.0: complex(float(real), float(imag)),
     "_codecs.encode": _encode,
-    "torch.Size": lambda items=(): Size(_shape(tuple(items), "size")),
+    "torch.Size": lambda items=(): Size(_shape(items, "size")),
     "torch.device": _device,
     "torch.serialization._get_layout": _layout,
     "torch._utils._rebuild_tensor_v2": _rebuild_v2,

@@ -15,12 +15,15 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
+from mreg.formats.checkpoint_budget import CONTAINER_COST, MAX_ARGUMENTS, MAX_INT_BYTES, MAX_NAME, MAX_OPERATIONS, SET_COST, Budget
 from mreg.formats.containers import FormatError
+from mreg.formats.pickle_buffer import Buffer
 from mreg.formats.pickle_globals import (
+    COPYING_CONSTRUCTORS,
+    HASHING_CONSTRUCTORS,
     ITEMSIZE,
-    MAX_PICKLE,
     AttributedDict,
     Global,
     StorageArg,
@@ -29,46 +32,11 @@ from mreg.formats.pickle_globals import (
     label,
     resolve,
 )
+from mreg.formats.tensor_bounds import INT64_MAX
 
 _U32 = struct.Struct("<I")
 
 
-class Buffer:
-    """Pickle bytes: all of them, or a stream read ahead in blocks up to a limit.
-
-    ``offset + pos`` is the position in the stream of the next byte to interpret.
-    """
-
-    def __init__(self, data: bytes = b"", stream: BinaryIO | None = None, limit: int = MAX_PICKLE) -> None:
-        if len(data) > limit:
-            raise FormatError(f"checkpoint pickle is larger than {limit} bytes")
-        self.data, self.pos, self.offset = data, 0, 0
-        self.stream, self.left = stream, limit - len(data)
-
-    def ensure(self, count: int, strict: bool = True) -> None:
-        """Make ``count`` bytes from ``pos`` available (strict: or fail)."""
-        missing = self.pos + count - len(self.data)
-        if missing > 0 and self.stream is not None and self.left > 0:
-            more = self.stream.read(min(self.left, max(missing, 1 << 16)))
-            self.left -= len(more)
-            self.offset += self.pos
-            self.data, self.pos = self.data[self.pos :] + more, 0
-            missing = count - len(self.data)
-        if strict and missing > 0:
-            raise FormatError(f"checkpoint pickle is truncated or larger than {MAX_PICKLE} bytes")
-
-    def read(self, count: int) -> bytes:
-        self.ensure(count)
-        start = self.pos
-        self.pos += count
-        return self.data[start : self.pos]
-
-    def readline(self) -> bytes:
-        self.ensure(256, strict=False)
-        end = self.data.find(b"\n", self.pos, self.pos + 256)
-        if end < 0:
-            raise FormatError("malformed pickle: a GLOBAL name longer than 256 bytes")
-        return self.read(end + 1 - self.pos)
 
 
 StorageCallback = Callable[[str, int], None]
@@ -84,6 +52,7 @@ class Machine:
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
         self.storages: dict[str, int] = {}
+        self.budget = Budget()
 
     def load(self, what: str = "checkpoint") -> Any:
         """The object the pickle builds.
@@ -107,7 +76,7 @@ class Machine:
         buffer, stack, memo = self.buffer, self.stack, self.memo
         push = stack.append
         data, pos = buffer.data, buffer.pos
-        while True:
+        for _ in range(MAX_OPERATIONS):
             if pos + 9 > len(data):  # every inline opcode's argument fits in 9 bytes
                 buffer.pos = pos
                 buffer.ensure(9, strict=False)
@@ -155,6 +124,7 @@ class Machine:
                 buffer.pos = pos
                 handler(self)
                 data, pos = buffer.data, buffer.pos
+        raise FormatError(f"checkpoint pickle runs more than {MAX_OPERATIONS} operations")
 
     # ------------------------------------------------------------- reading
 
@@ -193,7 +163,10 @@ class Machine:
         self.push(self._read(self._int(fmt)))
 
     def long(self, fmt: str) -> None:
-        self.push(int.from_bytes(self._read(self._int(fmt)), "little", signed=True))
+        size = self._int(fmt)
+        if not 0 <= size <= MAX_INT_BYTES:
+            raise FormatError(f"checkpoint pickle holds an integer of {size} bytes (at most {MAX_INT_BYTES})")
+        self.push(int.from_bytes(self._read(size), "little", signed=True))
 
     def put(self, index: int) -> None:
         self.memo[index] = self.stack[-1]
@@ -202,6 +175,8 @@ class Machine:
         self.push(self.memo[index])
 
     def tuple_n(self, count: int) -> None:
+        if len(self.stack) < count:
+            raise FormatError("malformed pickle: a tuple of more items than the stack holds")
         items = self.stack[len(self.stack) - count :] if count else []
         del self.stack[len(self.stack) - count :]
         self.push(tuple(items))
@@ -216,11 +191,13 @@ class Machine:
 
     def setitem(self) -> None:
         value, key = self.stack.pop(), self.stack.pop()
+        self.budget.key(key)
         _dict(self.stack[-1])[key] = value
 
     def setitems(self) -> None:
         items = self._pop_mark()
         target = _dict(self.stack[-1])
+        self.budget.keys(items[0::2])
         for index in range(0, len(items) - 1, 2):
             target[items[index]] = items[index + 1]
 
@@ -229,6 +206,7 @@ class Machine:
         target = self.stack[-1]
         if type(target) is not set:
             raise UnsafeCheckpointError("ADDITEMS on something other than a set")
+        self.budget.keys(items)
         target.update(items)
 
     def global_text(self) -> None:
@@ -238,20 +216,31 @@ class Machine:
 
     def global_stack(self) -> None:
         name, module = self.stack.pop(), self.stack.pop()
-        self.push(resolve(str(module), str(name)))
+        if not (type(module) is str and type(name) is str and len(module) + len(name) <= MAX_NAME):
+            raise FormatError(f"malformed pickle: STACK_GLOBAL names need two strings of at most {MAX_NAME} bytes")
+        self.push(resolve(module, name))
 
     def reduce(self) -> None:
         args, function = self.stack.pop(), self.stack.pop()
         if not isinstance(function, Global) or not callable(function.value) or not isinstance(args, tuple):
             raise UnsafeCheckpointError(f"the checkpoint calls {label(function)}, which weights-only loading refuses")
+        if len(args) > MAX_ARGUMENTS:
+            raise FormatError(f"the checkpoint calls {function.name} with {len(args)} arguments")
+        if function.name in COPYING_CONSTRUCTORS:
+            self.budget.charge_arguments(args)
+        if function.name in HASHING_CONSTRUCTORS and args and isinstance(args[0], (list, tuple)):
+            self.budget.keys(HASHING_CONSTRUCTORS[function.name](args[0]))
         self.push(function.value(*args))
 
     def build(self) -> None:
         state = self.stack.pop()
         target = self.stack[-1]
         if isinstance(target, AttributedDict) and isinstance(state, dict):
-            target.attributes.update({str(k): v for k, v in state.items()})
-        elif state not in (None, {}) and not (isinstance(state, tuple) and not any(state)):
+            if not all(type(k) is str for k in state):
+                raise FormatError("the checkpoint sets attributes whose names are not strings")
+            self.budget.charge(len(state))
+            target.attributes.update(state)
+        elif state not in (None, {}) and not (isinstance(state, tuple) and len(state) <= 2 and not any(state)):
             raise UnsafeCheckpointError(f"the checkpoint sets the state of a {type(target).__name__}")
 
     def persistent(self) -> None:
@@ -263,10 +252,12 @@ class Machine:
             raise FormatError("storage views of very old checkpoints are not supported")
         if not isinstance(storage_type, Global) or not isinstance(storage_type.value, StorageType):
             raise UnsafeCheckpointError(f"storage of type {label(storage_type)} is not a tensor storage")
-        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+        if not isinstance(key, str) or len(key) > MAX_NAME or type(numel) is not int or numel < 0:
             raise FormatError("malformed storage reference")
         dtype = storage_type.value.dtype
         nbytes = numel * ITEMSIZE[dtype]
+        if nbytes > INT64_MAX:
+            raise FormatError(f"storage '{key}' declares {numel} elements, more bytes than 2**63-1")
         if key not in self.storages:
             self.storages[key] = nbytes
             self.on_storage(key, nbytes)
@@ -287,6 +278,32 @@ def _dict(value: Any) -> dict[Any, Any]:
     return value
 
 
+def _empty_dict(machine: Machine) -> None:
+    machine.budget.charge(CONTAINER_COST)
+    machine.push({})
+
+
+def _empty_list(machine: Machine) -> None:
+    machine.budget.charge(CONTAINER_COST)
+    machine.push([])
+
+
+def _empty_set(machine: Machine) -> None:
+    machine.budget.charge(SET_COST)
+    machine.push(set())
+
+
+def _frozenset(machine: Machine) -> None:
+    items = machine._pop_mark()
+    machine.budget.charge(SET_COST)
+    machine.budget.keys(items)
+    machine.push(frozenset(items))
+
+
+def _pop_to_mark(machine: Machine) -> None:
+    machine._pop_mark()
+
+
 def _pop_to_mark_tuple(machine: Machine) -> None:
     machine.push(tuple(machine._pop_mark()))
 
@@ -297,6 +314,7 @@ def _pop_to_mark_list(machine: Machine) -> None:
 
 def _pop_to_mark_dict(machine: Machine) -> None:
     items = machine._pop_mark()
+    machine.budget.keys(items[0::2])
     machine.push({items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)})
 
 
@@ -305,14 +323,14 @@ _OPCODES: dict[bytes, Callable[[Machine], None]] = {
     b"\x95": Machine.frame,
     b"(": Machine.mark,
     b"0": lambda m: m.stack.pop(),
-    b"1": lambda m: m._pop_mark() and None,
+    b"1": _pop_to_mark,
     b"2": lambda m: m.push(m.stack[-1]),
-    b"}": lambda m: m.push({}),
-    b"]": lambda m: m.push([]),
+    b"}": _empty_dict,
+    b"]": _empty_list,
     b")": lambda m: m.push(()),
-    b"\x8f": lambda m: m.push(set()),
+    b"\x8f": _empty_set,
     b"\x90": Machine.additems,
-    b"\x91": lambda m: m.push(frozenset(m._pop_mark())),
+    b"\x91": _frozenset,
     b"t": _pop_to_mark_tuple,
     b"l": _pop_to_mark_list,
     b"d": _pop_to_mark_dict,

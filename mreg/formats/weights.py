@@ -27,7 +27,7 @@ from mreg.formats.containers import (
 )
 from mreg.formats.cuts import layout_cuts, member_cuts
 from mreg.formats.pickle_globals import SparseRef, UnsafeCheckpointError
-from mreg.records.manifest import Framework
+from mreg.records.manifest import MAX_INT, Framework
 
 # safetensors dtype codes under the names PyTorch users know
 DTYPE_NAMES = {code: name for code, (_, name) in DTYPES.items()}
@@ -50,6 +50,9 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
 
     ``parameters`` counts the elements of every tensor, buffers included, as the
     Hugging Face Hub counts them for safetensors files.
+
+    Raises:
+        FormatError: the totals exceed what a manifest records (2**63-1).
     """
     dtypes: Counter[str] = Counter()
     elements = size = count = 0
@@ -58,6 +61,8 @@ def summarize(tensors: Iterable[TensorFacts]) -> dict[str, Any]:
         elements += numel
         size += nbytes
         count += 1
+    if max(elements, size) > MAX_INT:  # views repeating their storage (stride 0) may each claim 2**62
+        raise FormatError(f"the tensors hold {elements} elements of {size} bytes in all, more than a manifest records (2**63-1)")
     return {"parameters": elements, "weights": {"tensors": count, "bytes": size, "dtypes": dict(sorted(dtypes.items()))}}
 
 

@@ -15,7 +15,13 @@ object to link. Whoever makes a linked file writable on purpose (``chmod``) and
 edits it in place changes the store's object, which ``mreg fsck`` then reports.
 
 Nothing is overwritten: a file that already exists with the same bytes is left as
-it is, and any other existing file stops the export before anything is written.
+it is, and any other existing file stops the export before anything is written, as
+does every other target that cannot be written (:mod:`export_targets`: a path into
+``.git`` or ``.mreg``, both ``f`` and ``f/g``, a link out of the directory). A copy
+has no name until it is whole and verified (:mod:`export_files`), so an export that
+is killed leaves only complete files; running it again finishes it. A file system
+that refuses a write (disk full, read-only) is reported as such
+(:class:`~mreg.errors.OutputFileError`), with what was written kept.
 """
 
 from __future__ import annotations
@@ -23,39 +29,37 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mreg.errors import ConflictError, CorruptObjectError, InputFileError
+from mreg.errors import CorruptObjectError
+from mreg.operations.export_files import PendingFile, make_directories, output_error, sweep
+from mreg.operations.export_targets import existing, plan_export
 from mreg.operations.listing import version_view
 from mreg.records.manifest import FileEntry
 from mreg.records.reports import ExportReport
-from mreg.storage.files import fsync_dir, unique_temp_path, write_all
-from mreg.text import printable
+from mreg.storage.files import fsync_dir, write_all
 
 if TYPE_CHECKING:
     from mreg.store.store import Store
 
 # Errors of os.link that mean "not here" (another file system, no hard links, too many)
 _CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
-
-
+T = TypeVar("T")
 
 
 def export(store: Store, ref: str, directory: str | os.PathLike, *, link: bool = True) -> ExportReport:
     """Write every file of the version ``ref`` names into ``directory``; see the module docstring."""
     view = version_view(store, ref)
     root = Path(directory).absolute()
-    report = ExportReport(view.name, view.version, root)
-    targets = [(entry, _target(root, entry)) for entry in view.files]
-    for entry, target in targets:  # refuse before writing anything
-        if _existing(store, target, entry):
-            report.unchanged.append(entry.path)
+    plan = plan_export(store, root, view.files)  # every refusal comes before a byte is written
+    report = ExportReport(view.name, view.version, root, unchanged=list(plan.unchanged))
     link = link and permissions_protect()
-    for entry, target in targets:
-        if entry.path in report.unchanged:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for directory_path in dict.fromkeys(target.parent for _, target in plan.to_write):
+        sweep(directory_path)  # what killed exports left there
+    for entry, target in plan.to_write:
+        make_directories(target.parent)
         store.segments(entry)  # fetched from a fallback if only it has the file
         if link and not store.objects.is_chunked(entry.digest) and _link(store, entry, target):
             report.linked.append(entry.path)
@@ -70,33 +74,6 @@ def permissions_protect() -> bool:
     return os.geteuid() != 0
 
 
-def _target(root: Path, entry: FileEntry) -> Path:
-    """Where a file goes; never outside ``root``, even through a symbolic link in it."""
-    target = root.joinpath(*entry.path.split("/"))
-    if not target.parent.resolve().is_relative_to(root.resolve()):
-        raise ConflictError(f"cannot export '{printable(entry.path)}': a symbolic link in {root} leads outside it")
-    return target
-
-
-def _existing(store: Store, target: Path, entry: FileEntry) -> bool:
-    """True when ``target`` already holds the file's bytes; ConflictError when it holds others."""
-    try:
-        status = target.lstat()
-    except FileNotFoundError:
-        return False
-    except NotADirectoryError:
-        raise ConflictError(f"refusing to export {entry.path}: a parent of {target} is a file") from None
-    different = f"refusing to overwrite {target}: it exists with other content (export into an empty directory)"
-    if not target.is_file() or target.is_symlink() or status.st_size != entry.size:
-        raise ConflictError(different)
-    blob = store.objects.object_path(entry.digest)
-    if blob.exists() and os.path.samefile(blob, target):
-        return True
-    if store.objects.hash_file(target)[0] != entry.digest:
-        raise ConflictError(different)
-    return True
-
-
 def _link(store: Store, entry: FileEntry, target: Path) -> bool:
     """Hard-link the object, verified first; False where the file system cannot."""
     problem = store.objects.verify(entry.digest)
@@ -105,45 +82,47 @@ def _link(store: Store, entry: FileEntry, target: Path) -> bool:
     try:
         os.link(store.objects.object_path(entry.digest), target)
     except FileExistsError:
-        return _existing(store, target, entry)  # written meanwhile: fine if identical
+        return existing(store, target, entry)  # written meanwhile: fine if identical
     except OSError as exc:
         if exc.errno in _CANNOT_LINK:
             return False
-        raise InputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise output_error(target, exc) from None
     return True
 
 
 def _copy(store: Store, entry: FileEntry, target: Path) -> None:
-    """Write a verified, writable copy; link it into place so nothing is overwritten."""
-    temp = unique_temp_path(target.parent, ".mreg-export")
+    """Write a verified, writable copy that gets its name only when whole (so nothing is overwritten).
+
+    Only the writes are the destination's failures; a failed read is the store's, reported as such.
+    """
     hasher = hashlib.sha256()
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            for block in store.objects.iter_bytes(entry.digest):  # each blob verified
-                hasher.update(block)
-                write_all(fd, block)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with _writing(target, PendingFile, target.parent) as pending:
+        for block in store.objects.iter_bytes(entry.digest):  # each blob verified
+            hasher.update(block)
+            _writing(target, write_all, pending.fd, block)
+        _writing(target, os.fsync, pending.fd)
         if "sha256:" + hasher.hexdigest() != entry.digest:
             raise CorruptObjectError(entry.digest, "its chunks do not add up to the file")
-        _place(store, temp, target, entry)
-        fsync_dir(target.parent)
+        _writing(target, _place, store, pending, target, entry)
+    _writing(target, fsync_dir, target.parent)
+
+
+def _writing(target: Path, write: Callable[..., T], *args: Any) -> T:
+    """``write(*args)``, a write towards ``target``: the file system's refusal becomes an OutputFileError."""
+    try:
+        return write(*args)
     except OSError as exc:
-        raise InputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        temp.unlink(missing_ok=True)
+        raise output_error(target, exc) from None
 
 
-def _place(store: Store, temp: Path, target: Path, entry: FileEntry) -> None:
+def _place(store: Store, pending: PendingFile, target: Path, entry: FileEntry) -> None:
     """Give the finished copy its name without replacing a file created meanwhile."""
     try:
-        os.link(temp, target)  # fails if the name is taken, unlike a rename
+        pending.link(target)  # fails if the name is taken, unlike a rename
     except FileExistsError:
-        _existing(store, target, entry)  # fine if identical
+        existing(store, target, entry)  # fine if identical
     except OSError as exc:
-        if exc.errno not in _CANNOT_LINK:
+        if exc.errno not in _CANNOT_LINK or pending.temp is None:
             raise
-        if not _existing(store, target, entry):  # no hard links here: check, then rename
-            os.replace(temp, target)
+        if not existing(store, target, entry):  # no hard links here: check, then rename
+            pending.rename(target)

@@ -34,7 +34,7 @@ from mreg.records.names import (
 from mreg.text import printable
 
 if TYPE_CHECKING:
-    pass
+    from mreg.records.card_field import CardInput
 
 
 class Blob(NamedTuple):
@@ -78,7 +78,8 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
 
     Raises:
         InputFileError: a path is missing or unreadable, or a directory is empty.
-        InvalidInputError: two files would get the same path.
+        InvalidInputError: two files would get the same path, or one would have to be
+            the directory of another (``f`` and ``f/g``).
     """
     if not sources:
         raise InvalidInputError("no files given: a version needs at least one file")
@@ -89,6 +90,9 @@ def collect_files(sources: Sequence[FileSource]) -> list[FileToStore]:
             if item.path in found:
                 raise InvalidInputError(f"two files would be stored as '{printable(item.path)}'")
             found[item.path] = item
+    from mreg.records.paths import refuse_path_clashes  # start-up: only add collects files, not show
+
+    refuse_path_clashes(found)  # 'f' and 'f/g' could never be exported together
     return [found[path] for path in sorted(found)]
 
 
@@ -121,15 +125,18 @@ def version_details(
     properties: Mapping[str, Any] | None = None,
     datasets: Iterable[str | Dataset] = (),
     message: str = "",
+    card: CardInput | None = None,
 ) -> VersionDetails:
-    """Validate user metadata into a :class:`VersionDetails`."""
+    """Validate user metadata into a :class:`VersionDetails` (the model card joins the metadata)."""
+    from mreg.records.card_field import with_card  # start-up: `import mreg` loads this module, only add needs cards
+
     return VersionDetails(
         family=_optional_word(family, "family"),
         framework=parse_framework(framework),
         architecture=_optional_word(architecture, "architecture"),
         input_shape=parse_input_shape(input_shape),
         metrics=validate_metrics(metrics or {}),
-        properties=validate_properties(properties or {}),
+        properties=validate_properties(with_card(properties or {}, card)),
         datasets=tuple(parse_dataset(d) for d in names_of(datasets, "datasets")),
         message=text_of(message, "message"),
     )

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import InvalidInputError, MregError, NotFoundError, UnknownModelError
+from mreg.errors import InvalidInputError, MregError, NotFoundError
 from mreg.records.manifest import (
     FileEntry,
     Manifest,
@@ -70,7 +70,7 @@ def list_versions(store: Store, name: str, *, local: RefTable | None = None) -> 
                 if version not in entries:
                     entries[version] = VersionEntry(name, version, digest, tuple(table.tags_of(version)), source.location)
     if not entries:
-        raise UnknownModelError(name)
+        raise store.unknown_model(name)
     if len(entries) == len(local.versions):
         return list(reversed(entries.values()))  # the table is already in precedence order
     return sorted(entries.values(), key=lambda e: parse_version(e.version).precedence, reverse=True)
@@ -157,7 +157,7 @@ def history(store: Store, name: str, limit: int | None = None) -> list[LogEntry]
     """A model's ref history, newest first; with ``limit``, only that many entries."""
     entries = store.refs.recent_log(name, limit)
     if not entries and not store.refs.read(name).versions:
-        raise UnknownModelError(name)
+        raise store.unknown_model(name)
     return entries
 
 

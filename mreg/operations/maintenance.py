@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 def fsck(store: Store, *, repair: bool = False) -> FsckReport:
     """Verify every object against its digest, every ref's target and every reachable manifest.
 
-    Also compares ``info/models`` with the refs; ``repair`` rewrites it. A damaged
+    Also compares ``info/models`` with the refs; ``repair`` rewrites it, and restores
+    damaged and missing objects from the fallbacks and remotes (:mod:`repair`). A damaged
     object is reported, never fatal.
     """
     report = FsckReport()
@@ -38,7 +39,20 @@ def fsck(store: Store, *, repair: bool = False) -> FsckReport:
     if temps:
         report.notes.append(f"{len(temps)} temporary file(s) from interrupted writes; 'mreg gc' removes them")
     _check_server_info(store, report, repair)
+    if repair and not report.ok:
+        return _restored(store, corrupt, report)
     return report
+
+
+def _restored(store: Store, corrupt: set[Digest], report: FsckReport) -> FsckReport:
+    """Restore damaged and missing objects from the fallbacks and remotes (:mod:`repair`),
+    then check again if any came back; the report says what was restored and what was not."""
+    from mreg.operations.repair import restore  # start-up: only fsck --repair of a damaged store
+
+    outcome = restore(store, corrupt)
+    final = fsck(store) if outcome.restored else report
+    final.notes += outcome.notes
+    return final
 
 
 def _check_server_info(store: Store, report: FsckReport, repair: bool) -> None:
@@ -127,6 +141,7 @@ def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckRepo
         report.versions += 1
         where = f"{name}@{version} -> {digest}"
         if digest in corrupt or not is_digest(digest):
+            reachable |= {digest} if is_digest(digest) else set()  # a damaged manifest is still needed
             continue  # already reported
         if not store.objects.contains(digest):
             report.problems.append(f"{where}: manifest object is missing")
@@ -142,7 +157,9 @@ def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckRepo
         for entry in manifest.files:
             if not store.objects.contains(entry.digest):
                 report.problems.append(f"{where}: file '{entry.path}' ({entry.digest}) is missing")
-            elif entry.digest not in corrupt:
+            elif entry.digest in corrupt:
+                reachable |= damaged_file_objects(store, entry.digest)  # still needed, as gc counts them
+            else:
                 try:
                     reachable |= file_objects(store, entry.digest)
                     size = store.objects.size(entry.digest)
@@ -161,6 +178,15 @@ def file_objects(store: Store, digest: Digest) -> set[Digest]:
     if store.objects.is_chunked(digest):
         return {digest, *(chunk for chunk, _ in store.objects.chunks(digest))}
     return {digest}
+
+
+def damaged_file_objects(store: Store, digest: Digest) -> set[Digest]:
+    """The objects a damaged file needs, as far as they can be read: its chunks if its
+    index still reads (one bad chunk leaves the others needed), else itself."""
+    try:
+        return file_objects(store, digest)
+    except (MregError, OSError):
+        return {digest}
 
 
 def reachable_objects(store: Store) -> set[Digest]:

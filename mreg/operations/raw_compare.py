@@ -130,7 +130,8 @@ class _Span:
 def _tensor_reader(stream: BinaryIO, storage: Storage, inflated: dict[str, bytes], ref: TensorRef) -> Values:
     """How to read a tensor's elements in order (only its own bytes when it is contiguous)."""
     size = ITEMSIZE[ref.dtype]
-    contiguous, step = [], 1
+    contiguous: list[int] = []
+    step = 1
     for dim in reversed(ref.shape):
         contiguous.insert(0, step)
         step *= dim
@@ -168,7 +169,8 @@ def _measure(dtype: str, old: bytes, new: bytes) -> tuple[float | int | None, in
 def _numbers(dtype: str, data: bytes) -> Iterator[Any]:
     if dtype == "float16":  # memoryview cannot cast to half floats; struct can read them
         return (value for (value,) in struct.iter_unpack("<e", data))
-    return iter(memoryview(data).cast(FORMATS[dtype]))
+    view: Any = memoryview(data)  # typeshed types cast() only for literal format strings
+    return iter(view.cast(FORMATS[dtype]))
 
 
 def _digest(data: bytes) -> bytes:

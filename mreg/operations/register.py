@@ -25,8 +25,9 @@ from mreg.errors import (
 )
 from mreg.formats.containers import is_weights_name
 from mreg.formats.cuts import file_cuts, stream_cuts
-from mreg.formats.weights import Weights, describe_paths, describe_weights
+from mreg.formats.weights import Weights, describe_paths, describe_weights, summarize
 from mreg.operations.attestations import RegistrationSigner, refuse_protected, registration_signer
+from mreg.operations.bundles import bundle_details
 from mreg.operations.inputs import (
     Blob,
     FileSource,
@@ -70,11 +71,13 @@ def register(
     tags: Iterable[str],
     author: str | None,
     progress: ProgressReport | None,
+    inherit: bool = True,
     sign: bool = False,
     key: str | None = None,
 ) -> AddResult:
     """Register files as a new version; see :meth:`mreg.Registry.add`."""
     name, version = parse_name_version(spec)
+    version, details = bundle_details(files, version=version, bump=bump, details=details)  # a MONAI bundle fills in the rest
     if (version is None) == (bump is None):
         raise InvalidInputError(f"give either NAME@VERSION or {{bump}}, not {'both' if version else 'neither'}", options=("bump",))
     if bump is not None and bump not in ("major", "minor", "patch"):
@@ -111,6 +114,9 @@ def register(
     refuse_protected(store, tag_names)
     known = store.refs.read(name)
     refuse_twins(store, name, version, known)
+    inherit = bool(inherit) and bump is not None and not parents  # explicit parents say what it derives from
+    if inherit and known.highest is not None:
+        store.manifest(known.versions[known.highest])  # unreadable: refused before a byte is stored
     if version is not None and (version in known.versions or version in known.removed):
         # Re-adding an existing version: hash the files without writing anything.
         entries = tuple(hash_file(store, item) for item in to_store)
@@ -124,7 +130,7 @@ def register(
     with store.writing():
         entries = tuple(store_file(store, item, advance, checked.cuts) for item in to_store)
         described = with_weights(draft, details, describe_stored(store, entries) or Weights({}, None, {}))
-        result = commit(store, replace(described, files=entries), tag_names, bump=bump, stored=True, signer=signer)
+        result = commit(store, replace(described, files=entries), tag_names, bump=bump, stored=True, inherit=inherit, signer=signer)
     assert result is not None  # with stored files, commit always registers or raises
     return result
 
@@ -150,13 +156,21 @@ def describe_stored(store: Store, entries: Sequence[FileEntry]) -> Weights | Non
 
 
 def commit(
-    store: Store, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool, signer: RegistrationSigner | None = None
+    store: Store,
+    draft: Manifest,
+    tags: list[str],
+    *,
+    bump: Bump | None,
+    stored: bool,
+    inherit: bool = False,
+    signer: RegistrationSigner | None = None,
 ) -> AddResult | None:
     """Under the model's lock: pick the version, write the manifest, update the refs
     (a removed version only comes back with its old manifest: :mod:`.tombstones`).
 
-    Returns None, having written nothing, when the files were only hashed
-    (``stored`` False) and the version no longer exists.
+    With ``bump`` and ``inherit``, the new version starts from the description of the
+    version it follows (see :func:`inherited`). Returns None, having written nothing,
+    when the files were only hashed (``stored`` False) and the version no longer exists.
     """
     name = draft.name
     lineage = draft.lineage
@@ -164,6 +178,8 @@ def commit(
         table = update.table
         version = next_version(check_bump_base(table), bump) if bump else draft.version
         manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
+        if inherit and table.highest is not None:
+            manifest = inherited(manifest, store.manifest(table.versions[table.highest]), table.versions[table.highest])
         existing = table.versions.get(version) or restored(store, table, manifest, stored=stored)
         if existing is not None and version not in table.versions:
             table = table.with_version(version, existing)  # a restore: the version names its old manifest again
@@ -183,6 +199,28 @@ def commit(
         created = version not in update.table.versions
         update.table = table
     return AddResult(name, version, existing, created)
+
+
+def inherited(manifest: Manifest, predecessor: Manifest, digest: Digest) -> Manifest:
+    """A bumped version's manifest, starting from the description of the version it follows.
+
+    What the new version says itself wins (given by the caller, or read from its own
+    weight files); what it leaves out is taken from ``predecessor``: family, framework,
+    architecture, input shape and properties, except the tensor summary of the
+    predecessor's files. Metrics, datasets and the message describe one training run
+    and are never inherited. The predecessor (``digest``) becomes the parent.
+    """
+    summary = summarize(())  # the keys that describe the predecessor's own weight files
+    properties = {key: value for key, value in predecessor.properties.items() if key not in summary}
+    return replace(
+        manifest,
+        family=manifest.family if manifest.family is not None else predecessor.family,
+        framework=manifest.framework or predecessor.framework,
+        architecture=manifest.architecture if manifest.architecture is not None else predecessor.architecture,
+        input_shape=manifest.input_shape if manifest.input_shape is not None else predecessor.input_shape,
+        properties={**properties, **manifest.properties},
+        lineage=replace(manifest.lineage, parents=(digest,)),
+    )
 
 
 def refuse_oversized(manifest: Manifest) -> None:

@@ -36,6 +36,7 @@ from mreg.storage import config as config_file
 from mreg.storage.files import refuse_symlinks
 from mreg.storage.identity import current_author, now_utc
 from mreg.storage.threads import ProgressReport, counting
+from mreg.store.sizes import refuse_wrong_sizes
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
@@ -148,7 +149,9 @@ class RegistryDestination:
         counter = require_complete(source, fetch_all(source, objects, {d: None for d, _, _ in manifests if not objects.contains(d)}, workers))
         wanted: dict[Digest, int] = {}
         for digest, name, version in manifests:  # each ref's manifest must be that version's
-            for entry in self.store.manifest(digest, expect=(name, version)).files:
+            manifest = self.store.manifest(digest, expect=(name, version))
+            refuse_wrong_sizes(objects, manifest, source.location)  # a file here is not fetched: its size is checked here
+            for entry in manifest.files:
                 if not objects.contains(entry.digest):
                     wanted[entry.digest] = entry.size
         files = require_complete(source, fetch_all(source, objects, wanted, workers, thread_safe(counting(progress, sum(wanted.values())))))

@@ -9,6 +9,11 @@ Import it when you work with PyTorch models (importing it imports torch)::
     register(registry, "classifier@1.0.0", model, family="resnet", metrics={"acc": 0.91})
     model = load_model(registry, "classifier@latest", model=MyNet())
 
+mreg imports torchvision through :func:`import_torchvision`, which copes with a
+torchvision built for another torch; importing this package changes nothing else.
+Where your own ``import torchvision`` fails that way, call
+:func:`install_import_hook` once first.
+
 May import: :mod:`mreg.registry` and everything below it, torch, torchvision and
 (lazily, for bundles) MONAI.
 """
@@ -27,8 +32,6 @@ from mreg.pytorch.pretrained import PretrainedModel, fetch_pretrained
 from mreg.pytorch.tensors import describe
 from mreg.pytorch.torchvision_compat import import_torchvision, install_import_hook
 
-install_import_hook()  # a user's own 'import torchvision' then works too (see torchvision_compat)
-
 __all__ = [
     "PretrainedModel",
     "TorchvisionBuilder",
@@ -37,6 +40,7 @@ __all__ = [
     "diff",
     "fetch_pretrained",
     "import_torchvision",
+    "install_import_hook",
     "load_checkpoint",
     "load_model",
     "load_object",

@@ -19,14 +19,18 @@ import os
 import pydoc
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mreg.errors import InvalidInputError
 from mreg.formats.bundle_config import NETWORK_KEY, check_network_def, check_plain, read_config_file
-from mreg.formats.monai_bundle import INFERENCE_FILES
+from mreg.formats.monai_bundle import INFERENCE_FILES, PROPERTIES_KEY, WEIGHTS_FILE
+from mreg.records.manifest import FileEntry, Manifest
 from mreg.text import printable
+
+if TYPE_CHECKING:
+    from mreg.registry import Registry
 
 MONAI_NETWORKS = "monai.networks."
 # monai.networks classes whose construction downloads weights or reads files named in
@@ -76,17 +80,19 @@ def network_builder(
     *,
     allowed_targets: Iterable[Target] = (),
     max_bytes: int | None = None,
+    label: str = "the config",
 ) -> Callable[[], torch.nn.Module]:
     """Check a ``network_def`` now and return a function that builds it.
 
     The function takes no arguments, as :func:`mreg.pytorch.load_model`'s
     ``builder`` does, so the network can be built on the ``meta`` device and
-    given the registry's weights. Arguments as for :func:`build_network`.
+    given the registry's weights. Arguments as for :func:`build_network`;
+    ``label`` names a parsed config in errors.
 
     Raises:
         InvalidInputError: as :func:`build_network`, before anything is built.
     """
-    network_def, label = _network_def(source)
+    network_def, label = _network_def(source, label)
     checked = _resolved(network_def, label, _allowed_names(allowed_targets))
 
     def build() -> torch.nn.Module:
@@ -100,10 +106,38 @@ def network_builder(
     return build
 
 
-def _network_def(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+def recorded_builder(registry: Registry, digest: str, manifest: Manifest) -> Callable[[], torch.nn.Module] | None:
+    """The builder of a version registered from a MONAI bundle: the bundle's own
+    ``network_def``, read from the stored inference config and checked as
+    :func:`network_builder` does. None for a version that is not a bundle.
+
+    Raises:
+        InvalidInputError: the recorded inference config is missing, or its
+            ``network_def`` would run code or construct a class that is not allowed.
+    """
+    recorded = manifest.properties.get(PROPERTIES_KEY)
+    if not isinstance(recorded, Mapping):
+        return None
+    name = recorded.get("inference_config")
+    if name not in INFERENCE_FILES or name not in {entry.path for entry in manifest.files}:
+        raise InvalidInputError(
+            f"{manifest.name}@{manifest.version} records a MONAI bundle without its inference config: pass model= or builder= to load_model"
+        )
+    config = read_config_file(registry.path(digest, name), name)  # bounded, parsed as data; YAML by its name
+    return network_builder(config, label=f"{manifest.name}@{manifest.version}:{name}")
+
+
+def bundle_weights(manifest: Manifest) -> FileEntry | None:
+    """``models/model.pt`` of a version registered from a MONAI bundle (the weights MONAI
+    loads), or None."""
+    if not isinstance(manifest.properties.get(PROPERTIES_KEY), Mapping):
+        return None
+    return next((entry for entry in manifest.files if entry.path == WEIGHTS_FILE), None)
+
+
+def _network_def(source: str | os.PathLike[str] | Mapping[str, Any], label: str) -> tuple[dict[str, Any], str]:
     """The network definition in ``source`` and how errors name it."""
     if isinstance(source, Mapping):
-        label = "the config"
         config = dict(source)
         check_plain(config, label)
     else:

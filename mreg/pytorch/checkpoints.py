@@ -33,6 +33,7 @@ from mreg.formats.pickle_globals import (
 from mreg.formats.weights import describe_checkpoint
 from mreg.pytorch.tensors import MappedFile, MappedReader
 from mreg.storage.blobs import Segment
+from mreg.text import printable
 
 
 def load_checkpoint(source: str | Path, *, device: str | torch.device = "cpu", name: str = "") -> Any:
@@ -77,7 +78,9 @@ class _Builder:
         self.checkpoint = checkpoint
         self.bases = bases
         self.device = device
-        self.built: dict[int, Any] = {}  # one object per description: shared tensors stay shared
+        # One object per description: what was shared when saved (tensors, containers,
+        # tuples) is shared again, and a container reached along many paths is built once.
+        self.built: dict[int, Any] = {}
 
     def build(self, value: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -85,7 +88,7 @@ class _Builder:
         if id(value) in self.built:
             return self.built[id(value)]
         result = self._build(value, depth + 1)
-        if isinstance(value, (TensorRef, SparseRef, dict, list)):
+        if isinstance(value, (TensorRef, SparseRef, dict, list, tuple)):
             self.built[id(value)] = result
         return result
 
@@ -111,14 +114,16 @@ class _Builder:
         if isinstance(value, tuple):
             return tuple(self.build(inner, depth) for inner in value)
         if isinstance(value, Dtype):
-            return getattr(torch, value)
+            return _torch_dtype(value)
         if isinstance(value, Device):
-            return torch.device(value)
+            try:
+                return torch.device(value)
+            except RuntimeError:
+                raise InvalidInputError(f"checkpoint names an unknown device {printable(str(value))}") from None
         return value
 
     def tensor(self, ref: TensorRef) -> torch.Tensor:
-        dtype = getattr(torch, ref.dtype)
-        tensor = torch.empty((0,), dtype=dtype)
+        tensor = torch.empty((0,), dtype=_torch_dtype(ref.dtype))
         tensor.set_(self.bases[ref.storage].untyped_storage(), ref.offset, ref.shape, ref.stride)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
@@ -135,6 +140,13 @@ class _Builder:
             return torch.sparse_compressed_tensor(*parts, ref.shape, layout=layout, check_invariants=True)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"checkpoint holds an invalid sparse tensor: {' '.join(str(exc).split())}") from None
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise InvalidInputError(f"checkpoint holds {name} tensors, which this version of torch does not know")
+    return dtype
 
 
 def as_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from mreg.formats.containers import is_safetensors_name, is_weights_name
 from mreg.operations.inputs import Blob, FileSource
 from mreg.operations.listing import named_file
 from mreg.operations.notes import warn_if_deprecated
+from mreg.pytorch.bundle import bundle_weights, recorded_builder
 from mreg.pytorch.checkpoints import as_state_dict, load_segments
 from mreg.pytorch.tensors import describe, read_safetensors, safetensors_blocks
 from mreg.pytorch.torchvision_compat import import_torchvision
@@ -169,8 +170,10 @@ def load_model(
     """Load a version as a ready ``nn.Module`` in eval mode on ``device``.
 
     The architecture comes from, in order: ``model`` (weights are copied into it),
-    ``builder`` (called without arguments), or the torchvision builder recorded at
-    registration. Nothing recorded in a manifest is ever imported or executed.
+    ``builder`` (called without arguments), the torchvision builder recorded at
+    registration, or the ``network_def`` of a version registered from a MONAI bundle
+    (checked first: see :mod:`mreg.pytorch.bundle`). Nothing recorded in a manifest
+    is ever imported or executed.
     """
     digest = registry.resolve(ref)
     warn_if_deprecated(registry.store, digest)  # a note may say the version should no longer be used
@@ -185,12 +188,16 @@ def load_model(
 def _architecture(registry: Registry, ref: str, builder: Builder | None) -> Builder:
     if builder is not None:
         return builder
-    recorded = TorchvisionBuilder.from_properties(registry.get(ref).manifest.properties)
-    if recorded is None:
+    manifest = registry.get(ref).manifest
+    recorded = TorchvisionBuilder.from_properties(manifest.properties)
+    if recorded is not None:
+        return recorded.build
+    bundled = recorded_builder(registry, ref, manifest)  # a MONAI bundle's own network_def
+    if bundled is None:
         raise InvalidInputError(
-            f"{ref} records no torchvision architecture: pass model= or builder= to load_model"
+            f"{ref} records no torchvision architecture nor MONAI bundle: pass model= or builder= to load_model"
         )
-    return recorded.build
+    return bundled
 
 
 def _build_and_assign(builder: Builder, state_dict: StateDict, *, strict: bool) -> torch.nn.Module:
@@ -222,6 +229,9 @@ def _weights_entry(registry: Registry, ref: str, file: str | None) -> FileEntry:
     if file is not None:
         return named_file(manifest, ref, file)
     weights = [f for f in manifest.files if is_weights_name(f.path)]
+    bundled = bundle_weights(manifest) if len(weights) != 1 else None
+    if bundled is not None:
+        return bundled  # a MONAI bundle with several weight files: MONAI loads models/model.pt
     if len(weights) != 1:
         names = ", ".join(f.path for f in weights) or "none"
         raise InvalidInputError(f"{ref} has {len(weights)} weight files ({names}): pass file= to choose one")

@@ -107,7 +107,8 @@ class MappedFile:
         return torch.frombuffer(bytearray(self.read(start, end)), dtype=dtype, count=count)
 
     def read(self, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` across segment boundaries."""
+        """Bytes ``[start, end)`` across segment boundaries (fewer at the end of the file)."""
+        end = min(end, self.size)  # a file shorter than its header claims: never past the last segment
         parts = []
         index = bisect.bisect_right(self._starts, start) - 1
         while start < end:

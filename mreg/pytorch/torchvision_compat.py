@@ -14,9 +14,11 @@ the registrations succeed. Models, transforms and weights metadata then work; th
 detection ops themselves stay unavailable, as torchvision itself reports. Where the
 builds match, ``_C`` loads and nothing is defined.
 
-Importing :mod:`mreg.pytorch` installs :func:`install_import_hook`, so that a user's
-own ``import torchvision`` afterwards takes the same step (once, when torchvision is
-first imported; nothing is loaded before).
+mreg's own imports of torchvision go through :func:`import_torchvision`. Importing
+:mod:`mreg.pytorch` changes nothing in how other code imports: a user whose own
+``import torchvision`` fails this way opts in with :func:`install_import_hook`, and
+then it takes the same step (once, when torchvision is first imported; nothing is
+loaded before).
 """
 
 from __future__ import annotations

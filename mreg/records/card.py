@@ -15,15 +15,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mreg.errors import InvalidInputError, MregError
 from mreg.records.manifest import Dataset
 from mreg.records.names import is_digest, validate_key
 from mreg.text import printable
-
-if TYPE_CHECKING:
-    pass
 
 MAX_TEXT = 8192  # characters of intended use or limitations
 MAX_NAME = 200  # characters of a name, modality, dtype, subgroup or channel meaning
@@ -84,12 +81,12 @@ class InputContract:
         if not all(isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 7 for key in meanings):
             raise InvalidInputError("channel meanings must be keyed by channel indices such as \"0\"")
         return cls(
-            name=raw.get("name"),  # type: ignore[arg-type]  # checked by __post_init__
+            name=raw.get("name"),  # checked by __post_init__
             modality=_field(raw, "modality", ""),
             channels=raw.get("channels"),
             spatial_shape=_tuple(raw.get("spatial_shape"), "spatial shape"),
             dtype=_field(raw, "dtype", ""),
-            value_range=_tuple(raw.get("value_range"), "value range"),  # type: ignore[arg-type]
+            value_range=_tuple(raw.get("value_range"), "value range"),
             channel_meanings=tuple((int(key), meaning) for key, meaning in meanings.items()),
         )
 
@@ -179,6 +176,15 @@ class ModelCard:
             limitations=_field(raw, "limitations", ""),
         )
 
+    def overridden_by(self, other: ModelCard) -> ModelCard:
+        """This card with every field that ``other`` fills in taken from ``other``.
+
+        How a card given by hand completes the one a bundle's metadata supports:
+        the hand-written fields win whole (a field is not merged item by item).
+        """
+        chosen = {f.name: getattr(other, f.name) or getattr(self, f.name) for f in fields(self)}
+        return ModelCard(**chosen)
+
     def lines(self) -> list[str]:
         """The card as a few plain-text lines for ``mreg show`` (nothing for an empty card)."""
         rows: list[tuple[str, str]] = []
@@ -198,10 +204,6 @@ class ModelCard:
             rows.append(("Limitations", one_line(self.limitations)))
         width = max((len(label) for label, _ in rows), default=0) + 2
         return [f"{label + ':':<{width}}{one_line(value)}" for label, value in rows]
-
-
-
-
 
 
 # ------------------------------------------------------------------------ validators
@@ -319,7 +321,7 @@ def _data_source(raw: Any, what: str) -> Dataset:
     unknown = sorted(set(raw) - set(Dataset._fields))
     if unknown:
         raise InvalidInputError(f"a dataset in {what} has an unknown field '{printable(unknown[0])}'")
-    return Dataset(raw.get("name"), raw.get("digest"), raw.get("uri"))  # type: ignore[arg-type]  # checked next
+    return Dataset(raw.get("name"), raw.get("digest"), raw.get("uri"))  # checked next
 
 
 def _metrics(values: Any, what: str) -> dict[str, float]:

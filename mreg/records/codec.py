@@ -1,4 +1,9 @@
-"""The canonical encoding of stored records (manifests, notes, chunk indexes)."""
+"""The encoding of stored records (manifests, notes, chunk indexes): canonical msgpack.
+
+A record is a msgpack map with a ``kind`` and sorted keys, so the same content always
+has the same bytes and digest. :func:`canonical_encode` writes one; :func:`decode_record`
+is the one way every record is read back, before its own fields are checked.
+"""
 
 from __future__ import annotations
 
@@ -30,3 +35,16 @@ def _sorted(value: Any) -> Any:
 def sha256_digest(data: bytes) -> Digest:
     """The digest of some bytes."""
     return digest_from_hex(hashlib.sha256(data).hexdigest())
+
+
+def decode_record(data: bytes, kind: str) -> dict[str, Any]:
+    """The map a stored record's bytes encode, checked to be a msgpack map of ``kind``.
+
+    Raises:
+        ValueError: the bytes are not msgpack (msgpack's own errors are ValueErrors), not
+            a map with string keys, or of another kind. The caller names the object.
+    """
+    raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    if not isinstance(raw, dict) or raw.get("kind") != kind:
+        raise ValueError(f"it is not an {kind} record")
+    return raw

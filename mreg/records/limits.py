@@ -10,6 +10,7 @@ from __future__ import annotations
 
 MAX_MANIFEST_SIZE = 16 << 20  # a manifest (a version's metadata)
 MAX_NOTE_SIZE = 1 << 20  # a note object
+MAX_CARD_SIZE = 1 << 20  # a model card file given to `mreg add --card`
 MAX_CHUNK_INDEX_SIZE = 16 << 20  # a .chunks index: ~200,000 chunks
 MAX_REF_TABLE_SIZE = 32 << 20  # a model's _refs: ~100 bytes a version, so ~300,000 versions
 MAX_NOTES_TABLE_SIZE = 64 << 20  # a model's _notes: ~450,000 notes

@@ -20,7 +20,7 @@ from mreg.errors import (
     InvalidInputError,
     InvalidNameError,
 )
-from mreg.records.codec import canonical_encode, sha256_digest
+from mreg.records.codec import canonical_encode, decode_record, sha256_digest
 from mreg.records.names import (
     Digest,
     is_digest,
@@ -149,8 +149,7 @@ class Manifest:
             CorruptObjectError: the bytes are not a valid, canonical manifest.
         """
         try:
-            raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
-            manifest = manifest_from_dict(raw)
+            manifest = manifest_from_dict(decode_record(data, MANIFEST_KIND))
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
             raise CorruptObjectError(digest, f"not a valid manifest ({_reason(exc)})") from None
         if manifest.encode() != data:

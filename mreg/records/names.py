@@ -43,7 +43,7 @@ _VERSION_LIKE_TAG = re.compile(r"[vV][0-9]+(?:[.\-+].*)?", re.ASCII | re.DOTALL)
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/-]*", re.ASCII)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # as the model's log records times
+_LOG_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # as the log records times
 _CONDITION = re.compile(r"(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|>|<|=)\s*(?P<value>\S+)", re.ASCII)
 
 
@@ -125,8 +125,9 @@ def _require_text(value: object, what: str) -> None:
 
 
 def is_digest(text: str) -> bool:
-    """True for a full digest ``sha256:<64 hex>``."""
-    return text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.fullmatch(text[7:]))
+    """True for a full digest ``sha256:<64 hex>`` (False for anything else, a non-string too:
+    decoded objects from elsewhere hold any type)."""
+    return isinstance(text, str) and text.startswith(DIGEST_PREFIX) and len(text) == 71 and bool(_HEX.fullmatch(text[7:]))
 
 
 def validate_digest(text: str) -> Digest:
@@ -247,6 +248,7 @@ def parse_time(text: str) -> str:
         timezone,
     )
 
+    _require_text(text, "a date")
     hint = "expected an ISO 8601 date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
     try:
         if _DATE.fullmatch(text):
@@ -257,7 +259,25 @@ def parse_time(text: str) -> str:
         raise InvalidRefError(f"invalid date '{printable(text)}': {hint}") from None
     if moment.tzinfo is None:
         raise InvalidRefError(f"invalid date '{printable(text)}': give the time zone (Z or +HH:MM); {hint}")
-    return moment.astimezone(timezone.utc).strftime(_TIME_FORMAT)
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # a far offset moves the moment past year 1 or 9999
+        raise InvalidRefError(f"invalid date '{printable(text)}': it falls outside the years 1 to 9999 in UTC") from None
+    return log_time(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+
+
+def log_time(year: int, month: int, day: int, hour: int, minute: int, second: int) -> str:
+    """A UTC time in the log's fixed-width format, ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    Every field has its full width (the year 999 is ``0999``, which ``strftime``
+    does not promise), so that such times order as text, as the log's readers compare them.
+    """
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"
+
+
+def is_log_time(text: str) -> bool:
+    """True for a time in the log's fixed-width format (the only times that order as text)."""
+    return _LOG_TIME.fullmatch(text) is not None
 
 
 # ----------------------------------------------------------- metrics and key=value input
@@ -272,6 +292,26 @@ def parse_number(text: str, what: str) -> float:
         raise InvalidNameError(f"invalid {what}: '{printable(text)}' is not a number") from None
     if not math.isfinite(value):
         raise InvalidNameError(f"invalid {what}: '{printable(text)}' is not a finite number")
+    return value
+
+
+def parse_seconds(text: str, what: str, *, maximum: float, positive: bool = False, unit: str = "seconds") -> float:
+    """A duration read from a setting or an option: a finite number of ``unit`` from 0
+    (above 0 when ``positive``) to ``maximum``, which keeps every clock and socket API
+    that receives it in range.
+
+    Raises:
+        InvalidInputError: naming ``what``, the value and the range.
+    """
+    _require_text(text, what)
+    lowest = "above 0" if positive else "from 0"
+    problem = InvalidInputError(f"invalid {what} '{printable(text, 40)}': a number of {unit} {lowest} to {maximum:g}")
+    try:
+        value = float(text) if text.strip().isascii() else math.nan  # float() would take other scripts' digits
+    except ValueError:
+        raise problem from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > maximum:
+        raise problem
     return value
 
 

@@ -6,14 +6,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgpack
-
 from mreg.errors import (
     CorruptObjectError,
     CorruptRefsError,
     InvalidInputError,
 )
-from mreg.records.codec import canonical_encode
+from mreg.records.codec import canonical_encode, decode_record
 from mreg.records.manifest import validate_metrics
 from mreg.records.names import Digest, is_digest
 from mreg.text import printable
@@ -78,8 +76,7 @@ class Note:
     def decode(cls, data: bytes, digest: str = "note") -> Note:
         """Parse and validate a note object (it may come from another store)."""
         try:
-            raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
-            _expect(isinstance(raw, dict) and raw.get("kind") == NOTE_KIND, "it is not an mreg note")
+            raw = decode_record(data, NOTE_KIND)
             _expect(raw.get("schema") == NOTE_SCHEMA, f"unknown note schema {printable(repr(raw.get('schema')))}")
             note = cls(
                 target=_digest(raw["target"]),

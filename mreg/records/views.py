@@ -10,6 +10,7 @@ from mreg.records.names import Digest
 from mreg.records.refs import RefTable
 
 if TYPE_CHECKING:
+    from mreg.records.card import ModelCard
     from mreg.records.notes import Note
 
 
@@ -71,6 +72,19 @@ class ModelVersion(NamedTuple):
     def lineage(self) -> Lineage:
         return self.manifest.lineage
 
+    @property
+    def card(self) -> ModelCard | None:
+        """The model card (metadata key ``card``), checked; None when the version has none.
+
+        Raises:
+            CorruptObjectError: the stored card is not a valid card.
+        """
+        if "card" not in self.manifest.properties:
+            return None
+        from mreg.records.card_field import card_of  # start-up: only versions with a card need it
+
+        return card_of(self.manifest.properties, self.digest)
+
     @classmethod
     def of(cls, digest: Digest, manifest: Manifest, table: RefTable, note: Note | None = None) -> ModelVersion:
         """The view of a manifest, with the tags its model's refs give it."""
@@ -81,15 +95,17 @@ class ModelVersion(NamedTuple):
         data = self.manifest.to_dict()
         del data["kind"], data["schema"]
         notes = self.note.to_dict() if self.note is not None else None
-        return {"digest": self.digest, **data, "tags": list(self.tags), "notes": notes}
+        card = self.card
+        return {"digest": self.digest, **data, "tags": list(self.tags), "notes": notes, "card": card.to_dict() if card else None}
 
     def to_entry_dict(self) -> dict[str, Any]:
-        """The JSON view of one line of ``mreg ls NAME``: a :class:`VersionEntry`, its
-        registration metrics and its notes."""
+        """The JSON view of one line of ``mreg ls NAME``: a :class:`VersionEntry` (its tags
+        as the model's refs name them), whether it is the latest version, its registration
+        metrics and its notes."""
         tags = [tag for tag in self.tags if tag != "latest"]
         notes = self.note.to_dict() if self.note is not None else None
         entry = VersionEntry(self.name, self.version, self.digest, tuple(tags), self.source)
-        return {**entry.to_dict(), "metrics": dict(self.metrics), "notes": notes}
+        return {**entry.to_dict(), "latest": "latest" in self.tags, "metrics": dict(self.metrics), "notes": notes}
 
 
 class VersionEntry(NamedTuple):

@@ -19,6 +19,7 @@ from mreg.store.store import Store
 
 if TYPE_CHECKING:
     from mreg.operations.inputs import FileSource
+    from mreg.records.card_field import CardInput
     from mreg.records.notes import NoteChange
     from mreg.storage.config import Config
 
@@ -46,6 +47,8 @@ class Changing:
         tags: Iterable[str] = (),
         author: str | None = None,
         progress: ProgressReport | None = None,
+        card: CardInput | None = None,
+        inherit: bool = True,
         sign: bool = False,
         key: str | None = None,
     ) -> AddResult:
@@ -55,12 +58,22 @@ class Changing:
             spec: ``NAME@VERSION``, or ``NAME`` together with ``bump``.
             files: files, directories (added recursively) or :class:`Blob` objects.
             bump: ``"major"``, ``"minor"`` or ``"patch"``: the next version after the
-                highest existing one.
+                highest existing one, which (unless ``inherit`` is False, or ``parents``
+                are given) becomes its parent and lends it what it does not say itself:
+                family, framework, architecture, input shape and properties (never
+                metrics, datasets or the message).
             parents: references or digests of the versions this one derives from.
             tags: tags to point at the new version.
             progress: called as ``progress(done, total)`` while bytes are stored.
+            card: the version's :class:`~mreg.records.card.ModelCard` (or its fields as
+                a dict), stored under the metadata key ``card``.
             sign: sign the registration with an SSH key (``key``, else ``user.signingkey``),
                 in the change that registers the version (see :meth:`sign`).
+
+        A single directory holding a MONAI bundle (``configs/metadata.json``) is read
+        and checked first, and its metadata fills in whatever is not given here:
+        version, message, framework, architecture, input shape, metrics, metadata
+        and the model card (see docs/monai.md).
 
         Returns:
             The new version's digest; ``created`` is False when an identical version
@@ -86,9 +99,11 @@ class Changing:
             properties=properties,
             datasets=datasets,
             message=message,
+            card=card,
         )
         return register(
-            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress, sign=sign, key=key
+            self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress,
+            inherit=inherit, sign=sign, key=key,
         )
 
     def tag(self, ref: str, tag: str, *, expected: str | None = UNSET, sign: bool = False, key: str | None = None) -> TagChange:

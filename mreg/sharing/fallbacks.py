@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from mreg.errors import (
-    InvalidInputError,
     MregError,
     ObjectNotFoundError,
     RemoteError,
@@ -26,7 +25,7 @@ from mreg.errors import (
 from mreg.records.codec import sha256_digest
 from mreg.records.limits import MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest
-from mreg.records.names import Digest, Ref
+from mreg.records.names import Digest, Ref, parse_seconds
 from mreg.records.refs import RefTable
 from mreg.sharing.fetching import WORKERS, fetch_all
 from mreg.sharing.locations import open_source, split_locations
@@ -43,6 +42,22 @@ def _relative_to(project: Path, location: str) -> str:
     if re.match(r"(https?|s3|gs|az)://", location) or Path(location).expanduser().is_absolute():
         return location
     return os.path.normpath(project / location)
+
+
+MAX_HTTP_TIMEOUT = 3600.0
+"""The longest ``http.timeout``: an hour per request (beyond, a socket's deadline overflows)."""
+
+
+def http_timeout(config: Config) -> float:
+    """``http.timeout`` of the config: seconds, above 0 and at most ``MAX_HTTP_TIMEOUT`` (default 30).
+
+    Raises:
+        InvalidInputError: it is not such a number (``inf``, ``nan``, ``1e12``, ``0``, words).
+    """
+    text = config.get("http.timeout")
+    if text is None:
+        return DEFAULT_HTTP_TIMEOUT
+    return parse_seconds(text, "http.timeout in the config", maximum=MAX_HTTP_TIMEOUT, positive=True)
 
 
 def fetch_object(
@@ -104,11 +119,7 @@ class Fallbacks:
         """
         configured = [_relative_to(project, url) for url in config.get_all("fallback.url")]
         locations = split_locations(os.environ.get("MREG_FALLBACK", "")) + configured
-        try:
-            timeout = float(config.get("http.timeout") or DEFAULT_HTTP_TIMEOUT)
-        except ValueError:
-            raise InvalidInputError("http.timeout in the config must be a number of seconds") from None
-        return cls(locations, timeout=timeout, config=config)
+        return cls(locations, timeout=http_timeout(config), config=config)
 
     def __bool__(self) -> bool:
         return bool(self.locations)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 MAX_SIZE_KEY = "cache.maxsize"
 DEFAULT_MAX_SIZE = 1 << 30
-_SIZE = re.compile(r"([0-9]+)\s*([KMGT]?)(?:i?B)?", re.ASCII | re.IGNORECASE)
+_SIZE = re.compile(r"([0-9]{1,19})\s*([KMGT]?)(?:i?B)?", re.ASCII | re.IGNORECASE)  # 19 digits: int() never refuses
+MAX_SIZE = 1 << 62  # 4 EiB: any larger bound means "no bound", and stays a 64-bit number
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
 
 
@@ -42,7 +43,7 @@ def parse_size(text: str) -> int:
         raise InvalidInputError(
             f"invalid {MAX_SIZE_KEY} '{printable(text)}': expected a size such as 1073741824, 512M or 2G"
         )
-    return int(match[1]) << _UNITS[match[2].upper()]
+    return min(int(match[1]) << _UNITS[match[2].upper()], MAX_SIZE)
 
 
 def max_size(config: Config) -> int:

@@ -9,7 +9,7 @@ from typing import (
 import msgpack
 
 from mreg.errors import CorruptObjectError
-from mreg.records.codec import canonical_encode
+from mreg.records.codec import canonical_encode, decode_record
 from mreg.records.names import Digest, is_digest
 
 if TYPE_CHECKING:
@@ -27,9 +27,9 @@ def encode_chunk_index(size: int, chunks: list[tuple[Digest, int]]) -> bytes:
 def decode_chunk_index(data: bytes, digest: str) -> list[tuple[Digest, int]]:
     """The ``(chunk digest, size)`` list of a ``.chunks`` file, validated."""
     try:
-        raw = msgpack.unpackb(data, raw=False)
+        raw = decode_record(data, CHUNKS_KIND)
         chunks = [(Digest(d), int(n)) for d, n in raw["chunks"]]
-        valid = raw["kind"] == CHUNKS_KIND and all(is_digest(d) and n > 0 for d, n in chunks)
+        valid = all(is_digest(d) and n > 0 for d, n in chunks)
         valid = valid and sum(n for _, n in chunks) == raw["size"]
     except (ValueError, TypeError, KeyError, msgpack.UnpackException):
         valid = False

@@ -9,17 +9,25 @@ from pathlib import Path
 from types import TracebackType
 
 from mreg.errors import LockTimeoutError
+from mreg.records.names import parse_seconds
 from mreg.storage.files import open_no_follow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 
+MAX_LOCK_TIMEOUT = 7 * 24 * 3600.0  # a week: beyond, waiting is hanging
+
+
 def lock_timeout() -> float:
-    """Seconds to wait for a lock: ``MREG_LOCK_TIMEOUT`` or 60."""
-    try:
-        return float(os.environ.get("MREG_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
-    except ValueError:
+    """Seconds to wait for a lock: ``MREG_LOCK_TIMEOUT`` (0 to a week) or 60.
+
+    Raises:
+        InvalidInputError: the variable is not such a number (``nan`` would wait forever).
+    """
+    text = os.environ.get("MREG_LOCK_TIMEOUT")
+    if text is None:
         return DEFAULT_LOCK_TIMEOUT
+    return parse_seconds(text, "MREG_LOCK_TIMEOUT", maximum=MAX_LOCK_TIMEOUT)
 
 
 class FileLock:

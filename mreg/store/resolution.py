@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mreg.errors import (
     AmbiguousRefError,
     ObjectNotFoundError,
+    RemoteError,
     UnknownRefError,
 )
 from mreg.records.limits import MAX_MANIFEST_SIZE
 from mreg.records.manifest import looks_like_manifest
-from mreg.records.names import LATEST, Digest, Ref, parse_digest_prefix
+from mreg.records.names import LATEST, Digest, Ref, is_log_time, parse_digest_prefix
 from mreg.records.refs import LogEntry, RefTable
 from mreg.storage.objects import ObjectStore
 
@@ -32,12 +33,21 @@ def resolve_in_table(ref: Ref, table: RefTable) -> tuple[str, Digest]:
     if ref.tag is not None:
         version = table.tags.get(ref.tag)
         if version is None:
-            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'")
+            meant = _meant(ref.name, ref.tag, [*table.tags, LATEST])
+            raise UnknownRefError(str(ref), f"'{ref.name}' has no tag '{ref.tag}'", meant)
         return version, table.versions[version]
     digest = table.versions.get(ref.version or "")
     if digest is None:
-        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})")
+        meant = _meant(ref.name, str(ref.version), table.versions)
+        raise UnknownRefError(str(ref), f"'{ref.name}' has no version {ref.version} (latest is {table.latest})", meant)
     return str(ref.version), digest
+
+
+def _meant(name: str, selector: str, candidates: Iterable[str]) -> list[str]:
+    """``NAME@TAG`` or ``NAME@VERSION`` references close to the one not found."""
+    from mreg.records.suggestions import similar  # start-up: only a name not found needs it
+
+    return [f"{name}@{candidate}" for candidate in similar(selector, candidates)]
 
 
 def resolve_at(ref: Ref, log: list[LogEntry]) -> tuple[str, Digest]:
@@ -64,10 +74,12 @@ def _value_at(log: list[LogEntry], ref: str, at: str) -> tuple[str | None, str |
     """What ``ref`` pointed at, at time ``at`` (None: nothing), and when it was first set."""
     value, first = None, None
     for entry in log:
-        if entry.ref != ref:
+        # Times in the log's fixed width order as text; any other (a log from elsewhere)
+        # cannot be placed in time, so it never decides what a ref was.
+        if entry.ref != ref or not is_log_time(entry.time):
             continue
         first = first or entry.time
-        if entry.time <= at:  # the log's fixed-width UTC times order as text
+        if entry.time <= at:
             value = entry.new
     return value, first
 
@@ -112,3 +124,14 @@ def find_object(store: ObjectStore, text: str) -> Digest:
     if len(candidates) > 1:
         raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
     return candidates[0]
+
+
+def refuse_reuse(local: RefTable, name: str, version: str, digest: Digest, location: str) -> None:
+    """Refuse a fallback's answer that makes a version removed (or held) here name other bytes.
+
+    Raises:
+        RemoteError: naming the fallback, the version and both digests.
+    """
+    reused = local.reuse(version, digest)
+    if reused:
+        raise RemoteError(f"{location} has {name}@{version} as {digest[:15]}, but here {reused}; refused")

@@ -21,12 +21,11 @@ from mreg.errors import (
     MregError,
     ObjectNotFoundError,
     RegistryNotFoundError,
-    RemoteError,
     UnknownModelError,
     UnknownRefError,
 )
 from mreg.records.manifest import FileEntry, Manifest, manifest_check
-from mreg.records.names import Digest, parse_ref, refuse_case_twin, text_of
+from mreg.records.names import Digest, format_ref, parse_ref, refuse_case_twin, text_of
 from mreg.records.notes import Note
 from mreg.records.refs import RefTable
 from mreg.storage.blobs import Segment
@@ -37,7 +36,8 @@ from mreg.storage.objects import ObjectStore
 from mreg.storage.refs import RefStore, RefUpdate
 from mreg.storage.server_info import list_model, write_server_info
 from mreg.storage.threads import ProgressReport, counting
-from mreg.store.resolution import resolve_at, resolve_digest, resolve_in_table
+from mreg.store.resolution import refuse_reuse, resolve_at, resolve_digest, resolve_in_table
+from mreg.store.trust import refuse_foreign
 
 if TYPE_CHECKING:
     from mreg.sharing.fallbacks import Fallbacks
@@ -92,10 +92,13 @@ class Store:
     @classmethod
     def locate(cls, path: str | os.PathLike[str] | None = None) -> Path:
         """The ``.mreg`` directory of the store at ``path``; without ``path``, ``MREG_DIR``'s,
-        else the nearest found walking up from the current directory.
+        else the nearest found walking up from the current directory, which must be the
+        user's own (:mod:`mreg.store.trust`; a store named by ``path`` or ``MREG_DIR`` is
+        trusted by being named).
 
         Raises:
             RegistryNotFoundError: there is no store there.
+            UntrustedRegistryError: the nearest store is another user's, and not trusted.
         """
         if path is None and os.environ.get("MREG_DIR"):
             path = os.environ["MREG_DIR"]
@@ -108,6 +111,7 @@ class Store:
         here = Path.cwd()
         for directory in (here, *here.parents):
             if (directory / REGISTRY_DIR / CONFIG_FILE).is_file():
+                refuse_foreign(directory / REGISTRY_DIR, found_from=here)  # another user's: refused (git's safe.directory)
                 return directory / REGISTRY_DIR
         raise RegistryNotFoundError(
             "not in an mreg registry (no .mreg here or in any parent directory); "
@@ -167,8 +171,18 @@ class Store:
         """A model's refs; UnknownModelError if it has no version here."""
         table = self.refs.read(name)
         if not table.versions:
-            raise UnknownModelError(name)
+            raise self.unknown_model(name)
         return table
+
+    def similar_models(self, name: str) -> tuple[str, ...]:
+        """Models here whose names are close to ``name`` (a mistyped name's suggestions)."""
+        from mreg.records.suggestions import similar  # start-up: only a name not found needs it
+
+        return similar(name, self.refs.names())
+
+    def unknown_model(self, name: str) -> UnknownModelError:
+        """The error for a model that has no version, naming the models the user may have meant."""
+        return UnknownModelError(name, self.similar_models(name))
 
     # ------------------------------------------------------------- config
 
@@ -241,16 +255,15 @@ class Store:
         try:
             version, digest = resolve_in_table(parsed, table)
             return Resolved(digest, parsed.name, version, table)
-        except UnknownRefError:
-            if not self.fallbacks:
-                raise
-            found = self.fallbacks.lookup(parsed, resolve_in_table)
+        except UnknownRefError as exc:
+            found = self.fallbacks.lookup(parsed, resolve_in_table) if self.fallbacks else None
             if found is None:
-                raise
+                if table.versions:
+                    raise
+                meant = [format_ref(parsed._replace(name=name)) for name in self.similar_models(parsed.name)]
+                raise UnknownRefError(exc.ref, exc.detail, meant) from None
             (version, digest), table, location = found
-            reused = local.reuse(version, digest)  # a version removed here never names other bytes (issue 20)
-            if reused:
-                raise RemoteError(f"{location} has {parsed.name}@{version} as {digest[:15]}, but here {reused}; refused") from None
+            refuse_reuse(local, parsed.name, version, digest, location)  # a version removed here never names other bytes
             return Resolved(digest, parsed.name, version, table, location)
 
     def resolve(self, ref: str) -> Digest:
@@ -274,9 +287,16 @@ class Store:
         """
         check = manifest_check(digest, expect)
         if not self.objects.contains(digest) and self.fallbacks:
+
+            def fetched(manifest: Manifest) -> None:
+                from mreg.store.sizes import refuse_wrong_sizes  # start-up: only a manifest from a fallback
+
+                check(manifest)
+                refuse_wrong_sizes(self.objects, manifest, "")  # the fallback names itself
+
             with self.writing():
                 if not self.objects.contains(digest):
-                    return self.fallbacks.fetch_manifest(Digest(digest), self.objects, check)
+                    return self.fallbacks.fetch_manifest(Digest(digest), self.objects, fetched)
         self.ensure_local(Digest(digest))
         manifest = Manifest.decode(self.objects.read_bytes(digest), digest)
         check(manifest)

@@ -1,7 +1,7 @@
 """The "Use it" snippets of a version page: commands that work for what the version holds.
 
 ``load_model`` rebuilds a network only when the manifest records a torchvision builder
-(``mreg.pytorch.register(..., builder=...)``); a state dict added with ``mreg add`` loads
+(``mreg.pytorch.register(..., builder=...)``) or a MONAI bundle; a state dict added with ``mreg add`` loads
 with ``load_state_dict``, several weight files need ``file=``, and other files are
 fetched by path. Every string put in a snippet is quoted for its language.
 """
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mreg.formats.containers import is_weights_name
+from mreg.formats.monai_bundle import PROPERTIES_KEY as BUNDLE_KEY
 from mreg.records.manifest import Manifest
 
 
@@ -53,7 +54,9 @@ def _shell(manifest: Manifest, ref: str, base_url: str) -> str:
 def _python(manifest: Manifest, ref: str, base_url: str) -> str:
     weights = [f.path for f in manifest.files if is_weights_name(f.path)]
     quoted = json.dumps(ref)  # a valid Python string literal for any text
-    if len(weights) == 1 and records_builder(manifest.properties):
+    if isinstance(manifest.properties.get(BUNDLE_KEY), Mapping):  # a MONAI bundle: its own network_def, built with MONAI
+        imports, use = "from mreg.pytorch import load_model\n", [f"model = load_model(registry, {quoted})"]
+    elif len(weights) == 1 and records_builder(manifest.properties):
         imports, use = "from mreg.pytorch import load_model\n", [f"model = load_model(registry, {quoted})"]
     elif len(weights) == 1:
         imports = "from mreg.pytorch import load_state_dict\n"

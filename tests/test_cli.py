@@ -274,7 +274,7 @@ def test_every_command_defined_is_reachable() -> None:
     from mreg.cli.app import COMMANDS
 
     defined = set()
-    for module in ("porcelain", "plumbing", "analysis", "remote", "serve"):
+    for module in ("porcelain", "plumbing", "analysis", "remote", "serve", "evidence"):
         namespace = vars(importlib.import_module(f"mreg.cli.{module}"))
         defined |= {f"{module}:{name}" for name, value in namespace.items() if isinstance(value, click.Command)}
     assert defined == set(COMMANDS.values())

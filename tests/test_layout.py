@@ -48,16 +48,20 @@ def test_layout_after_init_add_and_tag(tmp_path: Path, make_file) -> None:
     assert manifest_bytes[:1] == b"\x8c"  # a msgpack map of the manifest's 12 fields
     assert list((root / "tmp").iterdir()) == []
 
+    lines = (root / "models" / "demo" / "_log").read_text().splitlines()
+    # The log is a hash chain (issue 20): each line names the SHA-256 of the one before
+    # (the first, of the empty log it seals), and _refs ends with the head: the last line's.
+    hashes = ["sha256:" + hashlib.sha256(line.encode()).hexdigest() for line in lines]
     assert (root / "models" / "demo" / "_refs").read_text() == (
         "# mreg refs 1\n"
         f"version 1.0.0 {manifest}\n"
         "tag production 1.0.0\n"
         "latest 1.0.0\n"
+        f"chain 2 {hashes[-1]}\n"
     )
-
-    lines = (root / "models" / "demo" / "_log").read_text().splitlines()
     entries = [json.loads(line) for line in lines]
-    assert all(list(entry) == ["author", "message", "new", "old", "ref", "time"] for entry in entries)
+    assert all(list(entry) == ["author", "message", "new", "old", "prev", "ref", "seq", "time"] for entry in entries)
+    assert [(e["seq"], e["prev"]) for e in entries] == list(enumerate(["sha256:" + hashlib.sha256(b"").hexdigest(), *hashes[:-1]]))
     assert [(e["ref"], e["old"], e["new"], e["author"], e["message"]) for e in entries] == [
         ("versions/1.0.0", None, manifest, "tester", "first"),
         ("latest", None, "1.0.0", "tester", "first"),

@@ -84,6 +84,10 @@ COMMANDS = {
     "clone": "remote:clone",
     "update-server-info": "remote:update_server_info",
     "serve": "serve:serve",
+    "sign": "evidence:sign",
+    "approve": "evidence:approve",
+    "verify": "evidence:verify",
+    "audit": "evidence:audit",
 }
 
 

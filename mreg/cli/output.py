@@ -118,6 +118,8 @@ def describe_log_entry(entry: LogEntry) -> str:
     elif kind == "notes":
         action = f"note {name}  {short(entry.new)}" if entry.new else f"remove note {name}"
         action += f"  (was {short(entry.old)})" if entry.old else ""
+    elif kind in ("signatures", "removed"):  # a signature filed; a tombstone left by a removal
+        action = f"{'sign' if kind == 'signatures' else 'tombstone'} {name}  {short(entry.new or entry.old)}"
     else:
         action = f"latest -> {entry.new or 'nothing'}" + (f"  (was {entry.old})" if entry.old else "")
     message = f'  "{entry.message}"' if entry.message and kind == "versions" else ""

@@ -56,6 +56,8 @@ def init(session: Session, directory: str | None) -> None:
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Point this tag at the new version (repeatable).")
 @click.option("--card", "card_file", type=click.File("rb"), metavar="FILE.json", help="The model card: a JSON object of its fields.")
 @click.option("-m", "--message", default="", help="Why this version exists.")
+@click.option("--sign", is_flag=True, help="Sign the registration with your SSH key (see 'mreg sign').")
+@click.option("--key", metavar="PATH", help="With --sign: the key (default: user.signingkey).")
 @pass_session
 def add(
     session: Session, spec: str, paths: tuple[str, ...], bump: Any, metrics: tuple[str, ...], properties: tuple[str, ...], card_file: Any, **options: Any
@@ -93,15 +95,21 @@ def add(
 @click.argument("ref_or_name", metavar="REF")
 @click.argument("tag")
 @click.option("-d", "--delete", is_flag=True, help="Remove TAG from the model named REF.")
+@click.option("--sign", is_flag=True, help="Sign the move with your SSH key.")
+@click.option("--key", metavar="PATH", help="With --sign: the key (default: user.signingkey).")
 @pass_session
-def tag(session: Session, ref_or_name: str, tag: str, delete: bool) -> None:
-    """Point TAG of a model at REF's version (creating or moving it); -d removes it."""
+def tag(session: Session, ref_or_name: str, tag: str, delete: bool, sign: bool, key: str | None) -> None:
+    """Point TAG of a model at REF's version (creating or moving it); -d removes it.
+
+    A tag protected with 'mreg config protect.TAG.approvals N' moves only to a version
+    approved for it by N distinct allowed signers ('mreg approve').
+    """
     registry = session.registry
     if delete:
         change = registry.untag(ref_or_name, tag)
         click.echo(f"removed tag {change.name}@{change.tag} (was {change.old})")
         return
-    change = registry.tag(ref_or_name, tag)
+    change = registry.tag(ref_or_name, tag, sign=sign, key=key)
     moved = f" (was {change.old})" if change.old and change.old != change.new else ""
     click.echo(f"{change.name}@{change.tag} -> {change.new}{moved}")
 
@@ -113,7 +121,8 @@ def tag(session: Session, ref_or_name: str, tag: str, delete: bool) -> None:
 def rm(session: Session, spec: str, message: str) -> None:
     """Remove a version; its tags go too and latest is recomputed.
 
-    Its objects stay until 'mreg gc'.
+    A tombstone stays: the version number never names other bytes again. Its objects
+    stay until 'mreg gc'.
     """
     digest = session.registry.remove(spec, message=message)
     click.echo(f"removed {spec} ({digest}); 'mreg gc' reclaims its objects")

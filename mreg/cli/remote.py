@@ -62,18 +62,24 @@ def config(session: Session, key: str | None, value: str | None, mode: str | Non
 @click.argument("source", metavar="SOURCE")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @force_option
+@click.option(
+    "--require-signed/--no-require-signed", default=None,
+    help="Refuse versions without a valid registration signature by an allowed signer (default: pull.requiresigned).",
+)
 @json_option
 @pass_session
-def pull(session: Session, source: str, names: tuple[str, ...], force: bool, as_json: bool) -> None:
+def pull(session: Session, source: str, names: tuple[str, ...], force: bool, require_signed: bool | None, as_json: bool) -> None:
     """Copy models (all, or NAMEs) from another registry: a path, an http(s) URL, a bucket
     (s3://, gs://, az://) or a remote name.
 
     Only the objects this registry lacks are copied, and each is verified against its
     digest. A version that differs on the two sides stops the pull before anything is
-    copied.
+    copied. What arrives is checked against this registry's trust root and policy
+    (protected tags, signed versions), and the source's history must only have grown
+    since the last pull.
     """
     with ProgressBar("pulling") as progress:
-        report = session.registry.pull(source, names, force=force, progress=progress)
+        report = session.registry.pull(source, names, force=force, progress=progress, require_signed=require_signed)
     _print_report(report, as_json)
 
 
@@ -129,7 +135,9 @@ def _print_report(report: TransferReport, as_json: bool) -> None:
         click.echo(f"tag {tag}")
     for noted in report.notes:
         click.echo(f"note on {noted}")
-    if not (report.objects or report.versions or report.tags or report.notes):
+    for signed in report.signatures:
+        click.echo(f"signature on {signed}")
+    if not (report.objects or report.versions or report.tags or report.notes or report.signatures):
         click.echo(f"{report.destination} is up to date with {report.source}")
     else:
         click.echo(f"{report.objects} object(s) copied ({human_size(report.bytes)}) from {report.source} to {report.destination}")

@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptRefsError, MregError, ObjectNotFoundError
-from mreg.operations import notes, pack_check
+from mreg.operations import history, notes, pack_check
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, is_digest
 from mreg.records.reports import FsckReport, GcReport
@@ -136,6 +136,7 @@ def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckRepo
     report.models += 1
     report.problems += [f"model '{name}': {problem}" for problem in table.problems()]
     report.problems += store.refs.log(name)[1]
+    history.check(store, name, report)  # the hash chain of the log, replayed against the refs (issue 20)
     reachable: set[Digest] = set()
     for version, digest in table.versions.items():
         report.versions += 1
@@ -170,7 +171,7 @@ def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckRepo
                     report.problems.append(f"{where}: file '{entry.path}' has {size} bytes, but the manifest says {entry.size}")
     noted, problems = notes.check(store, name)
     report.problems += problems
-    return reachable | noted
+    return reachable | noted | history.signature_objects(store, name, report)
 
 
 def file_objects(store: Store, digest: Digest) -> set[Digest]:
@@ -206,7 +207,7 @@ def reachable_objects(store: Store) -> set[Digest]:
 
 def model_objects(store: Store, name: str) -> set[Digest]:
     """Every object the versions of one model lead to: manifests, files, chunks, notes."""
-    found: set[Digest] = notes.reachable(store, name)
+    found: set[Digest] = notes.reachable(store, name) | history.signature_objects(store, name)
     for digest in store.refs.read(name).versions.values():
         found.add(digest)
         for entry in local_manifest(store, digest).files:

@@ -26,6 +26,7 @@ from mreg.errors import (
 from mreg.formats.containers import is_weights_name
 from mreg.formats.cuts import file_cuts, stream_cuts
 from mreg.formats.weights import Weights, describe_paths, describe_weights, summarize
+from mreg.operations.attestations import RegistrationSigner, refuse_protected, registration_signer
 from mreg.operations.bundles import bundle_details
 from mreg.operations.inputs import (
     Blob,
@@ -34,6 +35,7 @@ from mreg.operations.inputs import (
     VersionDetails,
     collect_files,
 )
+from mreg.operations.tombstones import check_bump_base, restored
 from mreg.records.limits import MAX_MANIFEST_SIZE
 from mreg.records.manifest import FileEntry, Lineage, Manifest
 from mreg.records.names import (
@@ -70,6 +72,8 @@ def register(
     author: str | None,
     progress: ProgressReport | None,
     inherit: bool = True,
+    sign: bool = False,
+    key: str | None = None,
 ) -> AddResult:
     """Register files as a new version; see :meth:`mreg.Registry.add`."""
     name, version = parse_name_version(spec)
@@ -106,16 +110,18 @@ def register(
         ),
     )
     refuse_oversized(draft)
+    signer = registration_signer(store, key) if sign else None  # a bad key stops the add before a byte is stored
+    refuse_protected(store, tag_names)
     known = store.refs.read(name)
     refuse_twins(store, name, version, known)
     inherit = bool(inherit) and bump is not None and not parents  # explicit parents say what it derives from
     if inherit and known.highest is not None:
         store.manifest(known.versions[known.highest])  # unreadable: refused before a byte is stored
-    if version is not None and version in known.versions:
+    if version is not None and (version in known.versions or version in known.removed):
         # Re-adding an existing version: hash the files without writing anything.
         entries = tuple(hash_file(store, item) for item in to_store)
         described = with_weights(draft, details, describe_stored(store, entries) or checked)
-        result = commit(store, replace(described, files=entries), tag_names, bump=None, stored=False)
+        result = commit(store, replace(described, files=entries), tag_names, bump=None, stored=False, signer=signer)
         if result is not None:
             return result
         # The version was removed meanwhile: store the files and register it anew.
@@ -124,7 +130,7 @@ def register(
     with store.writing():
         entries = tuple(store_file(store, item, advance, checked.cuts) for item in to_store)
         described = with_weights(draft, details, describe_stored(store, entries) or Weights({}, None, {}))
-        result = commit(store, replace(described, files=entries), tag_names, bump=bump, stored=True, inherit=inherit)
+        result = commit(store, replace(described, files=entries), tag_names, bump=bump, stored=True, inherit=inherit, signer=signer)
     assert result is not None  # with stored files, commit always registers or raises
     return result
 
@@ -150,9 +156,17 @@ def describe_stored(store: Store, entries: Sequence[FileEntry]) -> Weights | Non
 
 
 def commit(
-    store: Store, draft: Manifest, tags: list[str], *, bump: Bump | None, stored: bool, inherit: bool = False
+    store: Store,
+    draft: Manifest,
+    tags: list[str],
+    *,
+    bump: Bump | None,
+    stored: bool,
+    inherit: bool = False,
+    signer: RegistrationSigner | None = None,
 ) -> AddResult | None:
-    """Under the model's lock: pick the version, write the manifest, update the refs.
+    """Under the model's lock: pick the version, write the manifest, update the refs
+    (a removed version only comes back with its old manifest: :mod:`.tombstones`).
 
     With ``bump`` and ``inherit``, the new version starts from the description of the
     version it follows (see :func:`inherited`). Returns None, having written nothing,
@@ -162,13 +176,15 @@ def commit(
     lineage = draft.lineage
     with store.updating(name, author=lineage.author, message=lineage.message) as update:
         table = update.table
-        version = next_version([table.highest] if table.highest else [], bump) if bump else draft.version
-        existing = table.versions.get(version)
-        if existing is None and not stored:
-            return None
+        version = next_version(check_bump_base(table), bump) if bump else draft.version
         manifest = replace(draft, version=version, lineage=replace(lineage, created=now_utc()))
         if inherit and table.highest is not None:
             manifest = inherited(manifest, store.manifest(table.versions[table.highest]), table.versions[table.highest])
+        existing = table.versions.get(version) or restored(store, table, manifest, stored=stored)
+        if existing is not None and version not in table.versions:
+            table = table.with_version(version, existing)  # a restore: the version names its old manifest again
+        if existing is None and not stored:
+            return None
         if existing is not None:
             check_same(store, existing, manifest)
         else:
@@ -178,6 +194,8 @@ def commit(
             table = table.with_version(version, existing)
         for tag in tags:
             table = table.with_tag(tag, version)
+        if signer is not None:
+            table = table.with_signatures([(existing, signer(name, version, existing))])
         created = version not in update.table.versions
         update.table = table
     return AddResult(name, version, existing, created)

@@ -12,19 +12,26 @@ import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, InvalidInputError, RemoteError
+from mreg.operations.history import read_chain
+from mreg.operations.protection import transfer_policy
 from mreg.records.names import Digest, text_of
-from mreg.records.refs import LogEntry, RefTable
+from mreg.records.refs import LogEntry, RefTable, parse_log_line
 from mreg.records.reports import FsckReport, GcReport, TransferReport
 from mreg.sharing.buckets.url import is_bucket_url
+from mreg.sharing.evidence_sync import SignatureHome
+from mreg.sharing.fallbacks import fetch_manifest
 from mreg.sharing.fetching import WORKERS, fetch_all, thread_safe
+from mreg.sharing.history import LogSince, log_since
 from mreg.sharing.locations import open_source
 from mreg.sharing.note_sync import NoteHome, NotesUpdate
 from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT, DirectorySource, Source
-from mreg.sharing.transfer import Destination, require_complete, transfer
+from mreg.sharing.transfer import Destination, Importer, require_complete, transfer
+from mreg.sharing.transfer_rules import PUSH
 from mreg.storage import config as config_file
 from mreg.storage.files import refuse_symlinks
 from mreg.storage.identity import current_author, now_utc
@@ -33,23 +40,40 @@ from mreg.store.sizes import refuse_wrong_sizes
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import Manifest
     from mreg.storage.config import Config
 
 
 def pull(
-    store: Store, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+    store: Store,
+    location: str,
+    names: Sequence[str] = (),
+    *,
+    force: bool = False,
+    progress: ProgressReport | None = None,
+    require_signed: bool | None = None,
 ) -> TransferReport:
-    """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket."""
+    """Copy models (all, or ``names``) from another registry: a directory, an HTTP URL or a bucket.
+
+    What arrives is checked against this registry's own policy and trust root
+    (:mod:`mreg.operations.protection`); ``require_signed`` (default: the config's
+    ``pull.requiresigned``) refuses versions without a trusted registration signature.
+    """
     url = remote_url(store, location)
     source = open_source(url, timeout=store.fallbacks.timeout, config=store.config, check=False)  # the first read checks
     destination = RegistryDestination(store)
-    return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}")
+    policy = transfer_policy(store, signed=require_signed, manifest=partial(source_manifest, source))
+    return transfer(source, destination, names, force=force, progress=progress, message=f"pull from {source.location}", policy=policy)
 
 
 def push(
     store: Store, location: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
 ) -> TransferReport:
-    """Copy models (all, or ``names``) into another registry: a directory or a bucket."""
+    """Copy models (all, or ``names``) into another registry: a directory or a bucket.
+
+    This registry's policy applies to what it publishes: a protected tag moves only
+    with its approvals.
+    """
     url = remote_url(store, location)
     if re.match(r"https?://", url):
         raise RemoteError(f"cannot push to {url}: HTTP stores are read-only; push to a directory or a bucket")
@@ -65,7 +89,8 @@ def push(
         refuse_symlinks(target.root)  # writes would follow a planted link out of the store
         destination = RegistryDestination(target)
     source = DirectorySource(store.root)
-    return transfer(source, destination, names, force=force, progress=progress, message=f"push from {store.root}")
+    policy = transfer_policy(store, signed=False)
+    return transfer(source, destination, names, force=force, progress=progress, message=f"push from {store.root}", policy=policy, sides=PUSH)
 
 
 def clone(location: str, directory: str, *, progress: ProgressReport | None = None) -> tuple[Store, TransferReport]:
@@ -77,7 +102,8 @@ def clone(location: str, directory: str, *, progress: ProgressReport | None = No
         destination = Store.init(directory)
         if destination.refs.names():
             raise ConflictError(f"{destination.root} already holds models: clone into a new directory")
-        report = transfer(source, RegistryDestination(destination), progress=progress, message=f"pull from {source.location}")
+        policy = transfer_policy(destination, manifest=partial(source_manifest, source))
+        report = transfer(source, RegistryDestination(destination), progress=progress, message=f"pull from {source.location}", policy=policy)
         is_url = re.match(r"https?://", location) or is_bucket_url(location)
         absolute = location if is_url else str(Path(location).expanduser().resolve())
         config_file.update(destination.root / "config", "remote.origin.url", absolute)
@@ -134,18 +160,23 @@ class RegistryDestination:
     def writing(self) -> AbstractContextManager[object]:
         return self.store.writing()
 
-    def update_refs(
-        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
-    ) -> tuple[RefTable, RefTable]:
+    def histories(self, names: list[str], source_id: str) -> dict[str, LogSince]:
+        return {name: local_since(self.store, name, source_id) for name in names}
+
+    def update_refs(self, name: str, merge: Callable[[RefTable], RefTable], imported: Importer, via: str, entry: LogEntry) -> tuple[RefTable, RefTable]:
         with self.store.updating(name, author=entry.author, message=entry.message) as update:
             old = update.table
             update.table = merge(old)
             if update.table != old:
-                update.import_log(imported())
+                entries, marker = imported(local_since(self.store, name, via))  # read again under the lock
+                update.import_log(entries, via=via, merge=marker)
         return old, update.table
 
     def note_home(self) -> NoteHome:
         return RegistryNotes(self.store)
+
+    def signature_home(self) -> SignatureHome:
+        return RegistrySignatures(self.store)
 
     def finish(self, names: list[str]) -> None:
         """Nothing to do: :meth:`Store.updating` lists a new model before its first version,
@@ -173,6 +204,35 @@ class RegistryNotes:
             table, entries = change(self.store.refs.read_notes(name))
             if entries:
                 self.store.refs.write_notes(name, table, entries)
+
+
+def source_manifest(source: Source, digest: Digest) -> Manifest:
+    """A manifest where a transfer reads from, verified (a policy looks at an arriving version's metrics)."""
+    found = fetch_manifest(source, digest)
+    if found is None:
+        raise RemoteError(f"{source.location} lacks manifest {digest}, which its refs need")
+    return found[1]
+
+
+def local_since(store: Store, name: str, source_id: str) -> LogSince:
+    """A model's log here, back to its last merge from ``source_id`` (every entry known)."""
+    chain = read_chain(store, name)
+    legacy = [entry for line in chain.legacy if (entry := parse_log_line(line.decode("utf-8", errors="replace"))) is not None]
+    return log_since([*legacy, *chain.links], source_id, known_all=True)
+
+
+class RegistrySignatures:
+    """The signature objects of a registry on a file system (its ref tables file them)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def signature_bytes(self, digest: Digest) -> bytes | None:
+        objects = self.store.objects
+        return objects.read_bytes(digest) if objects.contains(digest) else None
+
+    def add_signature_object(self, data: bytes) -> None:
+        self.store.objects.add_bytes(data)
 
 
 def bucket_settings(store: Store | None, location: str, command: str) -> tuple[str, Config | None, float]:

@@ -70,6 +70,7 @@ class TransferReport:
     versions: list[str] = field(default_factory=list)  # name@version, new at the destination
     tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
     notes: list[str] = field(default_factory=list)  # name@version whose note came over
+    signatures: list[str] = field(default_factory=list)  # name@version of each signature that came over
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

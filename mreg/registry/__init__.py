@@ -4,7 +4,7 @@
 method checks nothing itself and calls one operation of :mod:`mreg.operations`
 (or the store) *down*; nothing below imports it. Its methods are grouped by topic
 in the modules of this package (:mod:`.finding`, :mod:`.changing`, :mod:`.sharing`,
-:mod:`.plumbing`). It returns values and raises :class:`~mreg.errors.MregError`
+:mod:`.evidence`, :mod:`.plumbing`). It returns values and raises :class:`~mreg.errors.MregError`
 subclasses; it never prints and never exits.
 """
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mreg.storage.refs import RefStore
 
 from mreg.registry.changing import Changing
+from mreg.registry.evidence import Evidence
 from mreg.registry.finding import Finding
 from mreg.registry.plumbing import Plumbing
 from mreg.registry.sharing import Sharing, fsck_bucket, gc_bucket
@@ -30,7 +31,7 @@ from mreg.registry.sharing import Sharing, fsck_bucket, gc_bucket
 __all__ = ["Registry", "fsck_bucket", "gc_bucket"]
 
 
-class Registry(Finding, Changing, Sharing, Plumbing):
+class Registry(Finding, Changing, Sharing, Evidence, Plumbing):
     """A model registry stored in a ``.mreg`` directory.
 
     Open one with :meth:`open` (finds the store like git finds ``.git``) or create

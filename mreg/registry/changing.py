@@ -49,6 +49,8 @@ class Changing:
         progress: ProgressReport | None = None,
         card: CardInput | None = None,
         inherit: bool = True,
+        sign: bool = False,
+        key: str | None = None,
     ) -> AddResult:
         """Register files as a new version of a model.
 
@@ -65,6 +67,8 @@ class Changing:
             progress: called as ``progress(done, total)`` while bytes are stored.
             card: the version's :class:`~mreg.records.card.ModelCard` (or its fields as
                 a dict), stored under the metadata key ``card``.
+            sign: sign the registration with an SSH key (``key``, else ``user.signingkey``),
+                in the change that registers the version (see :meth:`sign`).
 
         A single directory holding a MONAI bundle (``configs/metadata.json``) is read
         and checked first, and its metadata fills in whatever is not given here:
@@ -76,7 +80,8 @@ class Changing:
             already existed (re-adding is a no-op).
 
         Raises:
-            VersionConflictError: the version exists with other files or metadata.
+            VersionConflictError: the version exists with other files or metadata, or was
+                removed: a version number never names other bytes (the same content restores it).
             InvalidInputError: a name, version, tag or metadata value is invalid.
             InputFileError: a file is missing or unreadable.
         """
@@ -98,19 +103,24 @@ class Changing:
         )
         return register(
             self.store, spec, files, bump=bump, details=details, parents=parents, tags=tags, author=author, progress=progress,
-            inherit=inherit,
+            inherit=inherit, sign=sign, key=key,
         )
 
-    def tag(self, ref: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
+    def tag(self, ref: str, tag: str, *, expected: str | None = UNSET, sign: bool = False, key: str | None = None) -> TagChange:
         """Point ``tag`` at the version ``ref`` names, creating or moving it.
 
         With ``expected`` the move is a compare-and-swap: it happens only if the tag
-        currently points at that version (None: only if the tag does not exist).
+        currently points at that version (None: only if the tag does not exist). A tag
+        protected by ``protect.TAG.approvals`` moves only to a version with that many
+        approvals from distinct allowed signers. ``sign`` signs the move (``key``, else
+        ``user.signingkey``).
 
         Raises:
             RefChangedError: the tag did not point where ``expected`` said.
+            ProtectedTagError: the tag is protected and the version lacks what it needs
+                (the message says exactly what).
         """
-        return tagging.tag(self.store, ref, tag, expected=expected)
+        return tagging.tag(self.store, ref, tag, expected=expected, sign=sign, key=key)
 
     def untag(self, name: str, tag: str, *, expected: str | None = UNSET) -> TagChange:
         """Remove a tag from a model (with ``expected``, only if it points there)."""
@@ -148,7 +158,9 @@ class Changing:
     def remove(self, spec: str, *, message: str = "") -> Digest:
         """Remove ``NAME@VERSION``: its tags go too and ``latest`` is recomputed.
 
-        Its objects stay until :meth:`gc`. Returns the removed manifest's digest.
+        A tombstone stays: the version number never names other bytes (adding the same
+        content again restores it). Its objects stay until :meth:`gc`. Returns the
+        removed manifest's digest.
         """
         return tagging.remove(self.store, spec, message=message)
 

@@ -44,14 +44,26 @@ class Sharing:
         return disk_usage(self.store)
 
     def pull(
-        self, source: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None
+        self,
+        source: str,
+        names: Sequence[str] = (),
+        *,
+        force: bool = False,
+        progress: ProgressReport | None = None,
+        require_signed: bool | None = None,
     ) -> TransferReport:
-        """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name)."""
+        """Copy models from another registry (a path, an http(s) URL, a bucket URL or a remote name).
+
+        What arrives is checked against this registry's trust root and policy: a protected
+        tag moves only with its approvals; ``require_signed`` (default: the config's
+        ``pull.requiresigned``) refuses versions without a valid registration signature;
+        a source whose history rewrites what was pulled from it before is refused.
+        """
         from mreg.operations.remotes import (
             pull,  # start-up: only transfers load the sources
         )
 
-        return pull(self.store, source, names, force=force, progress=progress)
+        return pull(self.store, source, names, force=force, progress=progress, require_signed=require_signed)
 
     def push(
         self, destination: str, names: Sequence[str] = (), *, force: bool = False, progress: ProgressReport | None = None

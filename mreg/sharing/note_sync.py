@@ -18,6 +18,7 @@ from mreg.records.limits import MAX_NOTE_SIZE
 from mreg.records.names import Digest
 from mreg.records.notes import Note, history, parse_table
 from mreg.records.refs import LogEntry
+from mreg.sharing.transfer_rules import PULL, Sides
 from mreg.storage.identity import current_author, now_utc
 from mreg.storage.layout import object_key
 from mreg.storage.threads import in_parallel
@@ -58,9 +59,9 @@ class NoteSync:
     """
 
     def __init__(
-        self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], notes: Mapping[str, bytes], force: bool
+        self, source: Source, destination: NoteHome, tables: Mapping[str, RefTable], notes: Mapping[str, bytes], force: bool, sides: Sides = PULL
     ) -> None:
-        self.source, self.destination, self.force = source, destination, force
+        self.source, self.destination, self.force, self.sides = source, destination, force, sides
         self._objects: dict[Digest, bytes | None] = {}
         self._ours: dict[str, dict[Digest, Digest]] = {}  # the destination's notes, as conflicts() read them
         self.versions = {name: {d: v for v, d in table.versions.items()} for name, table in tables.items()}
@@ -136,7 +137,8 @@ class NoteSync:
 
     def _conflict(self, name: str, target: Digest, ours: Digest, theirs: Digest) -> str:
         version = self.versions[name][target]
-        return f"the note on {name}@{version} is {ours[:15]} here but {theirs[:15]} there (use {{force}} to replace it)"
+        here, there = self.sides
+        return f"the note on {name}@{version} is {ours[:15]} {here} but {theirs[:15]} {there} (use {{force}} to replace it)"
 
     def _check(self, target: Digest, digest: Digest) -> None:
         """The source has the note, and it annotates the version it is filed under."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from mreg.errors import CorruptRefsError, InvalidNameError, RemoteError
+from mreg.records.chain import Head, table_head
 from mreg.records.limits import (
     MAX_LOG_SIZE,
     MAX_MODEL_LIST_SIZE,
@@ -44,10 +45,12 @@ Stream = tuple[Iterator[bytes], "int | None"]
 
 
 class RemoteModel(NamedTuple):
-    """A model as another registry has it: its refs, and its notes table's bytes (unchecked)."""
+    """A model as another registry has it: its refs, its notes table's bytes (unchecked),
+    and the head of its log that its refs name."""
 
     table: RefTable | None
     notes: bytes | None
+    head: Head | None = None
 
 
 class Source(ABC):
@@ -118,7 +121,11 @@ class Source(ABC):
         limits.update({f"models/{name}/{NOTES_FILE}": MAX_NOTES_TABLE_SIZE for name in names if noted is None or name in noted})
         found = self.read_all(limits)
         return {
-            name: RemoteModel(self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]), found.get(f"models/{name}/{NOTES_FILE}"))
+            name: RemoteModel(
+                self._parsed_table(name, found[f"models/{name}/{TABLE_FILE}"]),
+                found.get(f"models/{name}/{NOTES_FILE}"),
+                _head(found[f"models/{name}/{TABLE_FILE}"]),
+            )
             for name in names
         }
 
@@ -153,6 +160,11 @@ class Source(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+def _head(data: bytes | None) -> Head | None:
+    """The head of the log a ref table names (None: none, or a table that is not text)."""
+    return table_head(data.decode("ascii", errors="replace")) if data is not None else None
 
 
 def with_versions(models: dict[str, RemoteModel]) -> dict[str, RemoteModel]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from mreg.errors import SigningKeyError
 from mreg.signing.algorithms import crypto, sign_raw
 from mreg.signing.files import read_small_file
-from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey
+from mreg.signing.wire import CERTIFICATE_SUFFIX, SUPPORTED_KEY_TYPES, UNSUPPORTED_KEY_TYPES, PublicKey, public_key_from_text
 from mreg.text import printable
 
 MAX_KEY_FILE = 64 << 10  # an RSA-16384 private key in PEM is about 13 KiB
@@ -88,3 +88,52 @@ def _is_public_key(raw: bytearray) -> bool:
     first = bytes(raw[:200]).split(b" ", 1)[0].decode("ascii", errors="replace")
     known = (*SUPPORTED_KEY_TYPES, *UNSUPPORTED_KEY_TYPES)
     return first in known or first.endswith(CERTIFICATE_SUFFIX)
+
+
+def public_key_of(path: Path) -> PublicKey | None:
+    """The public half of a signing key, without asking for a passphrase: the ``.pub``
+    file beside it (as ``ssh-keygen`` writes it), or the file itself when it is a public
+    key (of a key in ssh-agent). None when there is neither.
+
+    Raises:
+        SigningKeyError: the file is missing, a directory, or readable by others.
+    """
+    for candidate in (Path(f"{path}.pub"), path):
+        try:
+            raw, _ = read_small_file(candidate, MAX_KEY_FILE, "signing key", SigningKeyError)
+        except SigningKeyError:
+            if candidate == path:
+                raise
+            continue
+        try:
+            if _is_public_key(raw):
+                fields = bytes(raw).decode("ascii", errors="replace").split()
+                return public_key_from_text(fields[0], fields[1], f"public key {printable(str(candidate), 200)}") if len(fields) >= 2 else None
+        finally:
+            raw[:] = bytes(len(raw))  # the key file itself may be a private key: wipe it
+    return None
+
+
+def check_key_file(path: Path) -> None:
+    """Refuse, before anything is signed or written, a key file that is missing, not a
+    regular file, or a private key its group or others may read (the check
+    :func:`sign_with_file` makes again when it signs).
+
+    Raises:
+        SigningKeyError: naming the file and what is wrong.
+    """
+    shown = printable(str(path), 200)
+    raw, mode = read_small_file(path, MAX_KEY_FILE, "signing key", SigningKeyError)
+    try:
+        private = raw.lstrip().startswith(PEM_BEGIN)
+        if not private and not _is_public_key(raw):
+            raise SigningKeyError(f"signing key {shown} is neither a private key (OpenSSH or PEM) nor the public key of a key in ssh-agent")
+        if private and mode & 0o077:
+            raise SigningKeyError(
+                f"permissions {mode:04o} on signing key {shown} are too open: a private key must be readable "
+                f"by its owner only; run: chmod 600 {shown}"
+            )
+        if private:
+            _load(raw, shown)  # a key that does not parse fails now (one with a passphrase is left to ssh-keygen)
+    finally:
+        raw[:] = bytes(len(raw))

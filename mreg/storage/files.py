@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.errors import InputFileError, InvalidTypeError, RemoteError
+from mreg.errors import InputFileError, InvalidTypeError, RemoteError, UnsafeFileError
 from mreg.storage.threads import in_parallel
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def write_atomically(target: Path, data: bytes, *, temp: Path | None = None, mod
     """
     temp = temp or unique_temp_path(target.parent, "." + target.name)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = open_no_follow(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -132,12 +132,37 @@ def write_atomically(target: Path, data: bytes, *, temp: Path | None = None, mod
 
 def append_line(path: Path, line: str) -> None:
     """Append one line with a single ``write`` and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         write_all(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never follows a symbolic link at ``path``: a store shared with
+    others may hold a planted one, and a write must not land where it leads.
+
+    Raises:
+        UnsafeFileError: ``path`` is a symbolic link.
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFileError(f"{path} is a symbolic link: refusing to follow it (someone planted it in the store)") from None
+        raise
+
+
+def read_no_follow(path: Path) -> bytes | None:
+    """A small file's bytes, or None when it does not exist; a link is refused (see :func:`open_no_follow`)."""
+    try:
+        fd = open_no_follow(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with open(fd, "rb") as stream:
+        return stream.read()
 
 
 def regular_file(path: str | os.PathLike[str], what: str = "file") -> Path:

@@ -10,6 +10,7 @@ from types import TracebackType
 
 from mreg.errors import LockTimeoutError
 from mreg.records.names import parse_seconds
+from mreg.storage.files import open_no_follow
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -44,7 +45,7 @@ class FileLock:
 
     def acquire(self) -> None:
         """Take the lock, waiting at most ``timeout`` seconds."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT)  # a planted link must not be followed
         mode = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
         deadline = time.monotonic() + self.timeout
         delay = 0.001

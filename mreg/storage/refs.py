@@ -16,36 +16,46 @@ never collide with a nested model's directory:
     tags and ``latest``) one atomic rename. Keeping it sorted means reading needs
     no version parsing, so resolving and listing stay fast at 10,000 versions.
 ``_log``
-    The model's reflog: one JSON line per ref change (old, new, time, author, message).
+    The model's reflog: one JSON line per ref change (old, new, time, author, message),
+    each naming the hash of the line before it (a hash chain, :mod:`mreg.records.chain`);
+    ``_refs`` ends with the chain's head. Changes are committed by
+    :mod:`mreg.storage.chained_log`.
 ``_lock``
     Held with ``flock`` by whoever changes the table.
+``_notes``
+    The model's notes (:mod:`mreg.records.notes`), changed under the same lock and
+    logged in ``_log``.
+
+No file of a model is read or written through a symbolic link, nor is a model's
+directory one: a link planted in a shared store is refused, never followed.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from mreg.errors import CorruptRefsError
+from mreg.errors import CorruptRefsError, UnsafeFileError
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import encode_table, parse_table
-from mreg.records.refs import LogEntry, RefTable, changes, parse_log, parse_log_line
-from mreg.storage.files import append_line, write_atomically
+from mreg.records.refs import BOOKKEEPING, LogEntry, RefTable, changes, parse_log, parse_log_line
+from mreg.storage.files import read_no_follow
 from mreg.storage.locks import FileLock
+from mreg.storage.model_files import LOCK_FILE, LOG_FILE, NOTES_FILE, TABLE_FILE
 
-TABLE_FILE = "_refs"
-LOG_FILE = "_log"
-LOCK_FILE = "_lock"
-NOTES_FILE = "_notes"
+__all__ = ["LOCK_FILE", "LOG_FILE", "NOTES_FILE", "TABLE_FILE", "RefStore", "RefUpdate"]
 
 
 class RefUpdate:
     """An open change to one model's refs, made while its lock is held.
 
     Set ``table``; the change is written when the ``update`` block ends, or earlier
-    by :meth:`commit` (to write while another lock is still held).
+    by :meth:`commit` (to write while another lock is still held). Another store's
+    history (:meth:`import_log`) is written in the same change.
     """
 
     def __init__(self, directory: Path, table: RefTable, entry: LogEntry) -> None:
@@ -53,96 +63,58 @@ class RefUpdate:
         self.original = table
         self.table = table
         self._entry = entry  # time, author and message for the log
-        self._imported: list[LogEntry] = []
+        self._lines: list[dict[str, Any]] = []  # written before the ref changes (imported history, signatures)
+        self._extra: dict[str, dict[str, Any]] = {}
+        self._merge: dict[str, Any] | None = None  # written last: what the change brought in
 
-    def import_log(self, entries: Iterable[LogEntry]) -> None:
-        """Merge another store's history of this model into its log (at commit)."""
-        self._imported.extend(entries)
+    def import_log(self, entries: Iterable[LogEntry], *, via: str | None = None, merge: Mapping[str, Any] | None = None) -> None:
+        """Bring another store's history of this model into its log (at commit), marked
+        as coming ``via`` that store; ``merge`` (the last line of the change) records
+        which head of that store it was (:mod:`mreg.sharing.history`)."""
+        from mreg.records.chain import MERGE, entry_fields  # start-up: only writers chain lines, not `mreg show`
+
+        if merge is not None:
+            self._merge = {**self._entry._replace(ref=MERGE, old=None, new=None, message="").to_dict(), **merge}
+        self._lines += [entry_fields(entry, via=via) for entry in entries]
+
+    def annotate(self, ref: str, **fields: Any) -> None:
+        """Extra fields for the log line of a changed ref (the approvals a tag move relied on)."""
+        self._extra.setdefault(ref, {}).update(fields)
 
     def commit(self) -> None:
-        """Write the new table in one rename, and log every changed ref."""
-        import json  # only writers and log readers need it: keep `mreg show` quick
+        """Write the new table in one rename, with a log line for every change."""
+        from mreg.storage.chained_log import commit  # start-up: only writers need it, not `mreg show`
 
         diff = changes(self.original, self.table)
-        if not diff and not self._imported:
+        if not diff and not self._lines:
             return
-        # Log first, in one write, then rename the table (git's order): a failure (a
-        # full disk) leaves table and log as they were; a kill in between leaves a
-        # line for a change that did not happen, never a change without its line.
-        entries = [self._entry._replace(ref=ref, old=old, new=new) for ref, old, new in diff]
-        log = self.directory / LOG_FILE
-        size = _file_size(log)  # None: no log yet
-        saved = log.read_bytes() if self._imported and size is not None else None
-        try:
-            if self._imported:
-                self._merge_log()
-            if diff:
-                append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
-                write_atomically(self.directory / TABLE_FILE, self.table.encode(), temp=self.directory / (TABLE_FILE + ".tmp"))
-        except BaseException:
-            _restore(log, size, saved)
-            raise
+        lines = self._lines + [self._line(ref, old, new) for ref, old, new in diff]
+        lines += [self._merge] if self._merge is not None else []
+        commit(self.directory, lines, self.table, {}, time=self._entry.time, author=self._entry.author)
         self.original = self.table
+        self._lines, self._extra, self._merge = [], {}, None
 
-    def _merge_log(self) -> None:
-        """Rewrite the log as the union of its entries and the imported ones, by time."""
-        import json  # start-up: only writers and log readers need it, not `mreg show`
+    def _line(self, ref: str, old: str | None, new: str | None) -> dict[str, Any]:
+        """The log line of one ref change; a signature's names the manifest it signs."""
+        from mreg.records.chain import entry_fields  # start-up: only writers chain lines, not `mreg show`
 
-        path = self.directory / LOG_FILE
+        extra = dict(self._extra.get(ref, {}))
+        if ref.startswith("signatures/"):
+            version = ref.partition("/")[2]
+            extra["target"] = self.table.versions.get(version) or self.table.removed.get(version)
+        return entry_fields(self._entry._replace(ref=ref, old=old, new=new), **extra)
+
+
+def _refuse_linked_directories(models: Path, name: str) -> None:
+    """Refuse a model whose directory, or a directory above it in ``models/``, is a link."""
+    path = models
+    for part in name.split("/"):
+        path = path / part
         try:
-            existing, _ = parse_log(path.read_text(encoding="utf-8", errors="replace"), str(path))
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise UnsafeFileError(f"{path} is a symbolic link: refusing to write through it (someone planted it in the store)")
         except FileNotFoundError:
-            existing = []
-        merged, known = list(existing), set(existing)
-        for entry in self._imported:
-            if entry not in known:
-                known.add(entry)
-                merged.append(entry)
-        merged.sort(key=lambda e: e.time)  # stable: entries of the same second keep their order
-        lines = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in merged)
-        write_atomically(path, lines.encode("utf-8"), temp=self.directory / (LOG_FILE + ".tmp"))
-        self._imported = []
-
-
-def log_then_replace(log: Path, entries: list[LogEntry], target: Path, data: bytes) -> None:
-    """Append ``entries`` to ``log`` in one write, then replace ``target`` with ``data``
-    (git's order, as :meth:`RefUpdate.commit` does): a failure puts the log back, and a
-    kill in between leaves a line for a change that did not happen, never a change
-    without its line. The caller holds the lock that covers both files."""
-    import json  # start-up: only writers and log readers need it, not `mreg show`
-
-    size = _file_size(log)
-    try:
-        if entries:
-            append_line(log, "\n".join(json.dumps(e.to_dict(), sort_keys=True) for e in entries))
-        write_atomically(target, data, temp=target.with_name(target.name + ".tmp"))
-    except BaseException:
-        _restore(log, size, None)
-        raise
-
-
-def _file_size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return None
-
-
-def _restore(path: Path, size: int | None, saved: bytes | None) -> None:
-    """Put a log back as it was after a failed change: its ``saved`` bytes (after a
-    merge), its first ``size`` bytes (after an append), or absent.
-
-    Best effort: the disk may be gone.
-    """
-    try:
-        if size is None:
-            path.unlink(missing_ok=True)
-        elif saved is not None:
-            write_atomically(path, saved, temp=path.with_name(LOG_FILE + ".tmp"))
-        else:
-            os.truncate(path, size)
-    except OSError:
-        pass
+            return
 
 
 class RefStore:
@@ -166,13 +138,12 @@ class RefStore:
     def read_file(self, name: str, file: str) -> bytes | None:
         """One of a model's files (``_refs``, ``_log``, ``_notes``) whole, or None if it does not exist.
 
-        Every read of them goes through here, so a reader that must not follow links
-        (the web server) overrides this one method.
+        Every read of them goes through here, so a reader that must also bound what it
+        reads (the web server) overrides this one method. A link is refused.
         """
         try:
-            with open(self.model_file(name, file), "rb") as stream:
-                return stream.read()
-        except FileNotFoundError:
+            return read_no_follow(Path(self.model_file(name, file)))
+        except (NotADirectoryError, IsADirectoryError):
             return None
 
     def read(self, name: str) -> RefTable:
@@ -201,6 +172,7 @@ class RefStore:
         ref is appended to the model's log.
         """
         directory = self.model_dir(name)
+        _refuse_linked_directories(self.models_dir, validate_name(name))
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(directory / LOCK_FILE, what=f"model '{name}'"):
             update = RefUpdate(directory, self.read(name), LogEntry(time, author, "", None, None, message))
@@ -215,9 +187,25 @@ class RefStore:
         return parse_table(data, f"notes of '{name}'")
 
     def write_notes(self, name: str, table: Mapping[Digest, Digest], entries: list[LogEntry]) -> None:
-        """Log the changes, then replace ``_notes`` (the caller holds the model's lock)."""
+        """Log the changes, then replace ``_notes`` (the caller holds the model's lock).
+
+        Each line names the manifest its note annotates (``target``), found by comparing
+        the notes before and after: what a replay of the log checks ``_notes`` against.
+        """
+        from mreg.records.chain import entry_fields  # start-up: only writers chain lines, not `mreg show`
+        from mreg.storage.chained_log import commit
+
         directory = self.model_dir(name)
-        log_then_replace(directory / LOG_FILE, entries, directory / NOTES_FILE, encode_table(table))
+        before = self.read_notes(name)
+        lines = []
+        for entry in entries:
+            targets = [t for t in sorted(set(before) | set(table)) if (before.get(t), table.get(t)) == (entry.old, entry.new)]
+            lines.append(entry_fields(entry, target=targets[0] if targets else None))
+        commit(directory, lines, None, {NOTES_FILE: encode_table(table)}, time=entries[0].time if entries else "", author=entries[0].author if entries else "")
+
+    def read_signatures(self, name: str) -> frozenset[tuple[Digest, Digest]]:
+        """A model's signatures: (manifest, signature object) pairs, as its ref table files them."""
+        return self.read(name).signatures
 
     def log(self, name: str) -> tuple[list[LogEntry], list[str]]:
         """The model's log, oldest first, and a description of each unreadable line."""
@@ -240,7 +228,7 @@ class RefStore:
             if limit is not None and len(entries) >= limit:
                 break
             entry = parse_log_line(line)
-            if entry is not None:
+            if entry is not None and not entry.ref.startswith(BOOKKEEPING):
                 entries.append(entry)
         return entries
 

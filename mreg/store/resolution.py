@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from mreg.errors import (
     AmbiguousRefError,
     ObjectNotFoundError,
+    RemoteError,
     UnknownRefError,
 )
 from mreg.records.limits import MAX_MANIFEST_SIZE
@@ -123,3 +124,14 @@ def find_object(store: ObjectStore, text: str) -> Digest:
     if len(candidates) > 1:
         raise AmbiguousRefError(f"digest prefix '{text}' is ambiguous: it matches {len(candidates)} objects")
     return candidates[0]
+
+
+def refuse_reuse(local: RefTable, name: str, version: str, digest: Digest, location: str) -> None:
+    """Refuse a fallback's answer that makes a version removed (or held) here name other bytes.
+
+    Raises:
+        RemoteError: naming the fallback, the version and both digests.
+    """
+    reused = local.reuse(version, digest)
+    if reused:
+        raise RemoteError(f"{location} has {name}@{version} as {digest[:15]}, but here {reused}; refused")

@@ -36,7 +36,7 @@ from mreg.storage.objects import ObjectStore
 from mreg.storage.refs import RefStore, RefUpdate
 from mreg.storage.server_info import list_model, write_server_info
 from mreg.storage.threads import ProgressReport, counting
-from mreg.store.resolution import resolve_at, resolve_digest, resolve_in_table
+from mreg.store.resolution import refuse_reuse, resolve_at, resolve_digest, resolve_in_table
 from mreg.store.trust import refuse_foreign
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ class Store:
         if parsed.at is not None:
             version, digest = resolve_at(parsed, self.refs.log(parsed.name)[0])
             return Resolved(digest, parsed.name, version)
-        table = self.refs.read(parsed.name)
+        table = local = self.refs.read(parsed.name)
         try:
             version, digest = resolve_in_table(parsed, table)
             return Resolved(digest, parsed.name, version, table)
@@ -263,6 +263,7 @@ class Store:
                 meant = [format_ref(parsed._replace(name=name)) for name in self.similar_models(parsed.name)]
                 raise UnknownRefError(exc.ref, exc.detail, meant) from None
             (version, digest), table, location = found
+            refuse_reuse(local, parsed.name, version, digest, location)  # a version removed here never names other bytes
             return Resolved(digest, parsed.name, version, table, location)
 
     def resolve(self, ref: str) -> Digest:

@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import mreg.web.evidence_pages as evidence_pages
 import mreg.web.pages as pages
 from mreg._version import __version__
 from mreg.errors import (
@@ -111,6 +112,7 @@ class Site:
             return self._model(request, parsed.name)
         children = pages.children_index(self.registry)
         data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)
+        data["evidence"] = evidence_pages.version_evidence(self.registry, data["ref"])  # badges and approval trail (issue 20)
         return data, lambda: {
             "template": "version.html",
             "lineage_svg": render(lineage_graph(self.registry, data["digest"], children), ref_url),
@@ -130,6 +132,9 @@ class Site:
             if points
         }
 
+    def audit(self, request: Request) -> tuple[PageData, Extras]:
+        return evidence_pages.audit_page(self.registry, request.path_params["name"]), dict
+
     def compare(self, request: Request) -> tuple[PageData, Extras]:
         params = query(request.query_params, {"a": "", "b": ""})
         return pages.compare_page(self.registry, params["a"], params["b"]), dict
@@ -138,7 +143,7 @@ class Site:
         """Compile the templates and read every registered manifest once, so that the first
         visitors do not wait for it (run in a background thread at start-up)."""
         try:
-            for template in ("models.html", "model.html", "version.html", "compare.html", "error.html"):
+            for template in ("models.html", "model.html", "version.html", "compare.html", "error.html", "audit.html"):
                 self.templates.get_template(template)
             self.registry.models()
             pages.children_index(self.registry)
@@ -231,6 +236,7 @@ def application(site: Site, hosts: HostPolicy | None = None) -> ASGIApp:
         ("/", "/api/models", site.models, "models.html"),
         ("/m/{ref:path}", "/api/m/{ref:path}", site.reference, "model.html"),
         ("/compare", "/api/compare", site.compare, "compare.html"),
+        ("/audit/{name:path}", "/api/audit/{name:path}", site.audit, "audit.html"),
     ):
         routes.append(Route(path, page(site, build, template, api=False)))
         routes.append(Route(api_path, page(site, build, template, api=True)))

@@ -5,8 +5,10 @@ is a snapshot: a push under way may add objects meanwhile, never remove them). E
 model's ref table must be valid; every version's manifest must be there, match its
 digest and be that version's; every file a manifest lists must be there with its size,
 either whole or as a chunk index that decodes and whose chunks are all there with their
-sizes; every note object a notes table names must be there. File bytes are not
-downloaded: a pull verifies them as it reads them.
+sizes; every note and signature object a notes table or signature index names must be
+there; every log object must be readable and the log's chain intact (a clone refuses
+what fsck would pass otherwise); no two models may differ only in case. File bytes
+are not downloaded: a pull verifies them as it reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mreg.records.manifest import Manifest, manifest_check
 from mreg.records.names import Digest
 from mreg.records.reports import FsckReport
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
+from mreg.sharing.buckets.log import check_log
 from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.packs import check_packed
 from mreg.sharing.buckets.refs import model_names, read_table
@@ -35,9 +38,24 @@ def check(location: str, config: Config | None, timeout: float) -> FsckReport:
     listed = {key: info for info in bucket.list("objects/") if (key := digest_of(str(info["path"]))) is not None}
     report = FsckReport(objects=len(listed))
     checker = _Checker(bucket, listed, report)
-    for name in model_names(bucket):
+    names = model_names(bucket)
+    report.problems += case_twins(names)
+    for name in names:
         checker.model(name)
+        report.problems += [f"model '{name}': {problem}" for problem in check_log(bucket, name)]
+        checker.signatures(name)
     return report
+
+
+def case_twins(names: list[str]) -> list[str]:
+    """Models whose names differ only in case (clones on case-insensitive disks cannot hold both)."""
+    seen: dict[str, str] = {}
+    found = []
+    for name in names:
+        twin = seen.setdefault(name.lower(), name)
+        if twin != name:
+            found.append(f"models '{twin}' and '{name}' differ only in case: a clone cannot hold both; remove one")
+    return found
 
 
 class _Checker:
@@ -66,6 +84,16 @@ class _Checker:
         for head in notes.values():
             if (head, "") not in self.listed:
                 self.report.problems.append(f"model '{name}': note object {head} is missing")
+
+    def signatures(self, name: str) -> None:
+        """Every signature object a model's ref table names must be there."""
+        try:
+            index = read_table(self.bucket, name)[0].signatures
+        except MregError:
+            return  # reported with the model
+        for _, digest in sorted(index):
+            if (digest, "") not in self.listed:
+                self.report.problems.append(f"model '{name}': signature object {digest} is missing")
 
     def version(self, name: str, version: str, digest: Digest) -> None:
         got = self.bucket.get(object_key(digest), MAX_MANIFEST_SIZE)

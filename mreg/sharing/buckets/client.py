@@ -118,12 +118,13 @@ class Bucket:
 
     def head(self, path: str) -> ObjectInfo | None:
         """What the service knows of a key, or None when it does not exist."""
-        meta = self._call(lambda: obstore.head(self.store, path), path, missing=None)
-        return meta  # type: ignore[no-any-return]
+        meta: ObjectInfo | None = self._call(lambda: obstore.head(self.store, path), path, missing=None)
+        return meta
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every key under ``prefix`` (relative to the registry), in no promised order."""
-        batches = self._call(lambda: obstore.list(self.store, prefix, chunk_size=1000), prefix)
+    def list(self, prefix: str, after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every key under ``prefix`` (relative to the registry), in no promised order;
+        with ``after``, only the keys that sort after it (S3 asks the service for those only)."""
+        batches = self._call(lambda: obstore.list(self.store, prefix, offset=after, chunk_size=1000), prefix)
         while True:
             batch = self._call(lambda: next(batches, None), prefix)
             if batch is None:
@@ -196,7 +197,7 @@ class Bucket:
 
     # ------------------------------------------------------------- errors
 
-    def _call(self, call: Callable[[], T], path: str, *, missing: Any = ..., raising: tuple[type, ...] = ()) -> T:
+    def _call(self, call: Callable[[], T], path: str, *, missing: Any = ..., raising: tuple[type[BaseException], ...] = ()) -> T:
         """Run one obstore call; a 404 returns ``missing`` (when given), other failures raise RemoteError."""
         try:
             return call()
@@ -205,7 +206,8 @@ class Bucket:
         except FileNotFoundError as exc:  # obstore's NotFoundError is one
             if missing is ... or "NoSuchBucket" in str(exc) or "ContainerNotFound" in str(exc):
                 raise RemoteError(f"{self.location}: {cause(exc)}") from None
-            return missing  # type: ignore[no-any-return]
+            found: T = missing
+            return found
         except RemoteError:
             raise
         except Exception as exc:  # noqa: BLE001 - obstore raises builtins and its own errors alike
@@ -324,7 +326,7 @@ def _open_store(url: BucketURL, settings: Mapping[str, str], timeout: float) -> 
         "user_agent": _user_agent(),
     }
     retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=timeout), "backoff": {"init_backoff": timedelta(milliseconds=100)}}
-    kinds = {"s3": S3Store, "gs": GCSStore, "az": AzureStore}
+    kinds: dict[str, Any] = {"s3": S3Store, "gs": GCSStore, "az": AzureStore}  # obstore types each config; mreg builds them as plain dicts
     try:
         return kinds[url.scheme](
             url.bucket,

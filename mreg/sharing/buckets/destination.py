@@ -7,7 +7,8 @@ digest as it is read: a small one in one create-only PUT, a large one as a multi
 upload that is completed only if the bytes match. An object that exists but is older
 than :data:`FRESHEN_AFTER` is written again, as git "freshens" an object it reuses,
 so a concurrent ``mreg gc`` (which spares objects younger than its grace period)
-never deletes an object this push is about to refer to.
+never deletes an object this push is about to refer to; what it rewrote, it checks
+once its refs are in (:mod:`.gc_guard`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
+from functools import partial
+from typing import Any
 
 from mreg.errors import CorruptObjectError, RemoteError
+from mreg.records.chain import entry_fields
 from mreg.records.manifest import Manifest
-from mreg.records.names import Digest
+from mreg.records.names import Digest, refuse_case_twin
 from mreg.records.refs import LogEntry, RefTable, changes
 from mreg.sharing.buckets.client import (
     CONCURRENCY,
@@ -30,16 +34,18 @@ from mreg.sharing.buckets.client import (
     Bucket,
     age,
 )
+from mreg.sharing.buckets.evidence import BucketSignatures
+from mreg.sharing.buckets.gc_guard import Freshened
+from mreg.sharing.buckets.log import append, read_since
 from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.refs import (
     add_to_info,
     change_table,
     listed_models,
-    read_log,
     read_table,
-    write_log,
 )
 from mreg.sharing.fetching import thread_safe
+from mreg.sharing.history import LogSince
 from mreg.sharing.sources import Source
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.config import Config
@@ -56,6 +62,7 @@ class BucketDestination:
         self._lock = threading.Lock()
         self._tables: dict[str, RefTable] = {}  # as read before the copy
         self._listed: set[str] | None = None  # the models info/models listed then
+        self.freshened = Freshened(self.bucket)  # what this push rewrote to reuse (see .gc_guard)
 
     def tables(self, names: list[str]) -> dict[str, RefTable]:
         """Models' tables in the bucket (remembered: the copy skips what they hold),
@@ -69,7 +76,15 @@ class BucketDestination:
                 self._tables[name] = read_table(self.bucket, name)[0]
 
         in_parallel(read, [None, *names], READERS)
+        known = sorted(self._listed or ())
+        for name in names:  # names that differ only in case would break clones on case-insensitive disks
+            if not self._tables[name].versions:
+                refuse_case_twin([*known, *(n for n in names if n != name and self._tables[n].versions)], name)
         return {name: self._tables[name] for name in names}
+
+    def histories(self, names: list[str], source_id: str) -> dict[str, LogSince]:
+        """Each model's log read back to its last merge from the source, in batches (:mod:`.log`)."""
+        return {name: read_since(self.bucket, name, source_id) for name in names}
 
     def copy_objects(
         self, source: Source, tables: dict[str, RefTable], progress: ProgressReport | None
@@ -124,17 +139,24 @@ class BucketDestination:
         return self._tables[name] if name in self._tables else self.tables([name])[name]
 
     def update_refs(
-        self, name: str, merge: Callable[[RefTable], RefTable], imported: Callable[[], list[LogEntry]], entry: LogEntry
+        self,
+        name: str,
+        merge: Callable[[RefTable], RefTable],
+        imported: Callable[[LogSince], tuple[list[LogEntry], dict[str, Any] | None]],
+        via: str,
+        entry: LogEntry,
     ) -> tuple[RefTable, RefTable]:
-        """Change the model's table by compare-and-swap, then log the change, with the
-        source's entries the bucket lacks, as one new object."""
+        """Change the model's table by compare-and-swap, then log, as one new object, the
+        source's entries the bucket lacks, the change, and the merge."""
         old, new = change_table(self.bucket, name, merge)
         if old == new:
             return old, new
-        known = set(read_log(self.bucket, name))
-        entries = [e for e in imported() if e not in known]
-        entries += [entry._replace(ref=ref, old=before, new=after) for ref, before, after in changes(old, new)]
-        write_log(self.bucket, name, entries)
+        entries, marker = imported(read_since(self.bucket, name, via))
+        lines = [entry_fields(e, via=via) for e in entries]
+        lines += [entry_fields(entry._replace(ref=ref, old=before, new=after)) for ref, before, after in changes(old, new)]
+        if marker is not None:
+            lines.append({**entry._replace(ref="_merge", old=None, new=None, message="").to_dict(), **marker})
+        append(self.bucket, name, lines)
         return old, new
 
     def writing(self) -> AbstractContextManager[object]:
@@ -143,11 +165,17 @@ class BucketDestination:
 
     def note_home(self) -> BucketNotes:
         """Notes go to the bucket's ``_notes`` tables by compare-and-swap."""
-        return BucketNotes(self.bucket)
+        return BucketNotes(self.bucket, self.freshened)
+
+    def signature_home(self) -> BucketSignatures:
+        """Signatures go to the bucket's ``_signatures`` indexes by compare-and-swap."""
+        return BucketSignatures(self.bucket, self.freshened)
 
     def finish(self, names: list[str]) -> None:
-        """List the models in ``info/models``, for readers over plain HTTP."""
+        """List the models in ``info/models``, for readers over plain HTTP; then make sure no
+        concurrent gc took an object this push rewrote to reuse (:mod:`.gc_guard`)."""
         add_to_info(self.bucket, names, self._listed)
+        self.freshened.settle()
 
     # ------------------------------------------------------------- objects
 
@@ -170,6 +198,7 @@ class BucketDestination:
     def _put_small(self, path: str, data: bytes, freshen: bool) -> None:
         if freshen:
             self.bucket.overwrite(path, data)  # the same bytes: only its time changes
+            self.freshened.record(path, partial(self.bucket.overwrite, path, data))
         else:
             self.bucket.create(path, data)  # False: another push wrote the same bytes first
 
@@ -204,6 +233,8 @@ class BucketDestination:
             self._put_small(object_key(digest), b"".join(checked), overwrite)
         else:
             self.bucket.upload(object_key(digest), checked)
+            if overwrite:
+                self.freshened.record(object_key(digest), partial(self._put_blob, source, digest, False, None))
         return size or 0
 
 

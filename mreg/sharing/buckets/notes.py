@@ -12,14 +12,18 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
+from functools import partial
 
 from mreg.errors import ConflictError, RemoteError
+from mreg.records.chain import entry_fields
 from mreg.records.codec import sha256_digest
 from mreg.records.limits import MAX_NOTE_SIZE, MAX_NOTES_TABLE_SIZE
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import Note, encode_table, parse_table
 from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
-from mreg.sharing.buckets.refs import MAX_ATTEMPTS, write_log
+from mreg.sharing.buckets.gc_guard import Freshened
+from mreg.sharing.buckets.log import append
+from mreg.sharing.buckets.refs import MAX_ATTEMPTS
 from mreg.sharing.note_sync import NotesUpdate
 from mreg.storage.layout import object_key
 from mreg.storage.refs import NOTES_FILE
@@ -31,8 +35,9 @@ class BucketNotes:
     readers = READERS
     """Notes tables :class:`mreg.note_sync.NoteSync` reads at once."""
 
-    def __init__(self, bucket: Bucket) -> None:
+    def __init__(self, bucket: Bucket, freshened: Freshened | None = None) -> None:
         self.bucket = bucket
+        self.freshened = freshened  # a push's record of what it rewrote (see .gc_guard)
 
     def notes(self, name: str) -> dict[Digest, Digest]:
         return self._read(name)[0]
@@ -59,6 +64,8 @@ class BucketNotes:
             self.bucket.create(path, data)  # False: another push wrote the same bytes first
         elif age(info, datetime.now(timezone.utc)) > FRESHEN_AFTER:
             self.bucket.overwrite(path, data)
+            if self.freshened is not None:
+                self.freshened.record(path, partial(self.bucket.overwrite, path, data))
 
     def change_notes(self, name: str, change: NotesUpdate) -> None:
         for attempt in range(MAX_ATTEMPTS):
@@ -67,7 +74,7 @@ class BucketNotes:
             if not entries:
                 return
             if self.bucket.swap(_key(name), encode_table(table), etag):
-                write_log(self.bucket, name, entries)
+                append(self.bucket, name, [entry_fields(e, target=_target(ours, table, e.old, e.new)) for e in entries])
                 return
             time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # let the winner finish
         raise ConflictError(f"the notes of '{name}' in {self.bucket.location} kept changing: gave up after {MAX_ATTEMPTS} attempts")
@@ -77,6 +84,11 @@ class BucketNotes:
         if got is None:
             return {}, None
         return parse_table(got[0], f"notes of '{name}' in {self.bucket.location}"), got[1]
+
+
+def _target(before: dict[Digest, Digest], after: dict[Digest, Digest], old: str | None, new: str | None) -> Digest | None:
+    """The manifest whose note went from ``old`` to ``new`` (what a log entry of it names)."""
+    return next((t for t in sorted(set(before) | set(after)) if (before.get(t), after.get(t)) == (old, new)), None)
 
 
 def _key(name: str) -> str:

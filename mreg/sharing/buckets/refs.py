@@ -6,35 +6,25 @@ compare-and-swap: read it with its ETag, compute the new table, write it with
 re-reads and re-applies its change, and a change that no longer applies (the same
 version with other content, a tag moved meanwhile) is a conflict.
 
-A model's log is one object per change, ``models/<name>/_logs/<time>-<random>``,
-holding that change's entries as JSON lines, so concurrent writers never overwrite
-each other's entries; readers merge them by time. As on a file system, the table is
-the truth and its log entries follow it: only a writer killed between the two
-requests leaves a change unlogged.
+A model's log is one object per change, chained (:mod:`.log`). The table is the
+truth and its log entries follow it: only a writer killed between the two requests
+leaves a change unlogged.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterable
 
 from mreg.errors import ConflictError, CorruptRefsError, RemoteError
-from mreg.records.limits import (
-    MAX_LOG_OBJECT_SIZE,
-    MAX_MODEL_LIST_SIZE,
-    MAX_REF_TABLE_SIZE,
-)
+from mreg.records.limits import MAX_MODEL_LIST_SIZE, MAX_REF_TABLE_SIZE
 from mreg.records.names import validate_name
-from mreg.records.refs import LogEntry, RefTable, parse_log
+from mreg.records.refs import RefTable
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
 from mreg.storage.refs import TABLE_FILE
 from mreg.storage.server_info import INFO_MODELS
 
-LOG_DIR = "_logs"
-MAX_LOG_OBJECTS = 100_000
 MAX_ATTEMPTS = 50
 """Lost races before a writer gives up (each costs two requests)."""
 
@@ -91,38 +81,6 @@ def names_listed(location: str, listing: Iterable[ObjectInfo]) -> list[str]:
             except ValueError:
                 raise RemoteError(f"{location}: a ref table has an invalid model name ({path[:80]!r})") from None
     return sorted(names)
-
-
-def read_log(bucket: Bucket, name: str) -> list[LogEntry]:
-    """A model's log, merged from its objects, oldest first, without repeats."""
-    prefix = f"models/{validate_name(name)}/{LOG_DIR}/"
-    keys = sorted(str(info["path"]) for info in bucket.list(prefix))
-    if len(keys) > MAX_LOG_OBJECTS:
-        raise RemoteError(f"{bucket.location}: the log of '{name}' has {len(keys)} objects, more than the {MAX_LOG_OBJECTS} allowed")
-    entries: list[LogEntry] = []
-    seen: set[LogEntry] = set()
-    for key in keys:
-        got = bucket.get(key, MAX_LOG_OBJECT_SIZE)
-        if got is None:
-            continue  # removed since the listing
-        found, problems = parse_log(got[0].decode("utf-8", errors="replace"), f"log of '{name}' in {bucket.location}")
-        if problems:
-            raise RemoteError(f"{problems[0]}; refused")
-        for entry in found:
-            if entry not in seen:
-                seen.add(entry)
-                entries.append(entry)
-    entries.sort(key=lambda e: e.time)
-    return entries
-
-
-def write_log(bucket: Bucket, name: str, entries: Iterable[LogEntry]) -> None:
-    """Record entries as one new log object (create-only: never overwrites another)."""
-    lines = "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n" for e in entries)
-    if not lines:
-        return
-    key = f"models/{validate_name(name)}/{LOG_DIR}/{time.time_ns():020d}-{secrets.token_hex(6)}"
-    bucket.create(key, lines.encode("utf-8"))
 
 
 def listed_models(bucket: Bucket) -> set[str]:

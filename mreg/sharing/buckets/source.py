@@ -5,7 +5,9 @@ from __future__ import annotations
 from mreg.errors import RemoteError
 from mreg.records.refs import LogEntry
 from mreg.sharing.buckets.client import CONCURRENCY, READERS, Bucket, ObjectInfo
-from mreg.sharing.buckets.refs import names_listed, read_log
+from mreg.sharing.buckets.log import read_history
+from mreg.sharing.buckets.refs import names_listed
+from mreg.sharing.history import History
 from mreg.sharing.sources import RemoteModel, Source, Stream, with_versions
 from mreg.storage.config import Config
 from mreg.storage.refs import NOTES_FILE
@@ -24,7 +26,11 @@ class BucketSource(Source):
 
     def log(self, name: str) -> list[LogEntry]:
         """A model's log, assembled from its log objects, every line checked."""
-        return read_log(self.bucket, name)
+        return self.history(name).entries()
+
+    def history(self, name: str, since: int | None = None) -> History:
+        """A model's log, read in batches: all of it, or only from seq ``since`` on (:mod:`.log`)."""
+        return read_history(self.bucket, name, since)
 
     def stream(self, path: str) -> Stream | None:
         return self.bucket.stream(path)

@@ -1,12 +1,15 @@
 """gc for a bucket: mark and sweep with a grace period, as git's prune does.
 
 No lock can keep pushes out of a bucket, so gc never deletes a young object: it
-lists the objects first, then reads every ref table and marks what the refs reach,
-then deletes the unreachable objects older than the grace period. An object a push
-uploaded is young until its refs land; one a push found already there is reused
-only if younger than half the grace period, else written again ("freshened"; see
-:mod:`.destination`). A push that takes less than the other half of the grace period
-therefore never loses an object.
+takes a lease (:mod:`.gc_guard`), lists the objects, then reads every ref table and
+marks what the refs reach (manifests, files, chunks, notes, signatures), then deletes
+each unreachable object that a HEAD just before the delete still shows older than the
+grace period, and marks its lease done. An object a push uploaded is young until its
+refs land; one a push found already there is reused only if younger than half the
+grace period, else written again ("freshened"; see :mod:`.destination`), and a push
+that freshened anything waits for running gcs and uploads again what they took. A
+push that takes less than the other half of the grace period therefore never loses
+an object: :mod:`.gc_guard` says why.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from mreg.records.names import Digest
 from mreg.records.notes import history
 from mreg.records.reports import GcReport
 from mreg.sharing.buckets.client import FRESHEN_AFTER, Bucket, age
+from mreg.sharing.buckets.gc_guard import LEASES, Lease
 from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.packs import mark_bases
 from mreg.sharing.buckets.refs import model_names, read_table
@@ -29,6 +33,7 @@ from mreg.storage.config import Config
 from mreg.storage.layout import CHUNKS_SUFFIX, PACK_SUFFIX, object_key
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
+OLD_LEASE = timedelta(days=1)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -43,32 +48,61 @@ def collect(location: str, config: Config | None, timeout: float, *, grace: time
             deletes nothing.
     """
     bucket = Bucket.open(location, config, timeout)
-    now = datetime.now(timezone.utc)
-    listed = {digest: info for info in bucket.list("objects/") if (digest := digest_of(str(info["path"]))) is not None}
-    reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX})
-    reachable |= mark_bases(bucket, listed, reachable)  # a kept packed object keeps its bases
-    report = GcReport(dry_run)
-    for (digest, suffix), info in sorted(listed.items(), key=lambda item: item[0][1] != PACK_SUFFIX):  # records before their bases
-        if digest in reachable or age(info, now) <= grace:
-            continue
-        report.objects.append(digest)
-        report.bytes += int(info.get("size") or 0)
-        if not dry_run:
-            bucket.delete(object_key(digest) + suffix)
+    if dry_run:
+        return _sweep(bucket, grace, None)
+    with Lease(bucket) as lease:  # before the listing: see .gc_guard
+        report = _sweep(bucket, grace, lease)
+    _drop_old_leases(bucket)
     return report
 
 
-def _mark(bucket: Bucket, chunked: set[Digest]) -> set[Digest]:
+def _sweep(bucket: Bucket, grace: timedelta, lease: Lease | None) -> GcReport:
+    """List, mark, and delete (with a lease) or only report (without one)."""
+    listed = {key: info for info in bucket.list("objects/") if (key := digest_of(str(info["path"]))) is not None}
+    reachable = _mark(bucket, {d for d, suffix in listed if suffix == CHUNKS_SUFFIX}, lease)
+    reachable |= mark_bases(bucket, listed, reachable)  # a kept packed object keeps its bases
+    report = GcReport(lease is None)
+    for (digest, suffix), info in sorted(listed.items(), key=lambda item: (item[0][1] != PACK_SUFFIX, item[0])):  # records before their bases
+        if digest in reachable or age(info, datetime.now(timezone.utc)) <= grace:
+            continue
+        path = object_key(digest) + suffix
+        if lease is not None:
+            lease.beat()
+            fresh = bucket.head(path)  # the listing is old by now: a push may have freshened it since
+            if fresh is None or age(fresh, datetime.now(timezone.utc)) <= grace:
+                continue
+            bucket.delete(path)
+        report.objects.append(digest)
+        report.bytes += int(info.get("size") or 0)
+    return report
+
+
+def _drop_old_leases(bucket: Bucket) -> None:
+    """Delete the leases of gcs that died long ago (not rewritten for a day: a push has long
+    stopped waiting for them)."""
+    now = datetime.now(timezone.utc)
+    for info in bucket.list(LEASES):
+        if age(info, now) > OLD_LEASE:
+            bucket.delete(str(info["path"]))
+
+
+def _mark(bucket: Bucket, chunked: set[Digest], lease: Lease | None) -> set[Digest]:
     """Every object a ref table leads to: manifests, files, the chunks of chunked files,
-    and the notes on them with their history."""
+    the notes on them with their history, and their signatures."""
     reachable: set[Digest] = set()
     notes = BucketNotes(bucket)
     for name in model_names(bucket):
+        if lease is not None:
+            lease.beat()
         for head in notes.notes(name).values():
             reachable.update(history(notes.note, head))
-        for digest in read_table(bucket, name)[0].versions.values():
+        table = read_table(bucket, name)[0]
+        reachable.update(digest for _, digest in table.signatures)
+        for digest in table.versions.values():
             reachable.add(digest)
-            for entry in Manifest.decode(_read(bucket, digest, verify=True), digest).files:
+            data = _read(bucket, digest, verify=True)
+            assert data is not None  # missing_ok is off: a missing manifest raised
+            for entry in Manifest.decode(data, digest).files:
                 reachable.add(entry.digest)
                 if entry.digest in chunked:
                     index = _read(bucket, entry.digest, suffix=CHUNKS_SUFFIX, missing_ok=True)

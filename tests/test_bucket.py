@@ -76,7 +76,7 @@ def test_push_clone_pull_round_trip_is_byte_identical(origin: Registry, bucket_u
     assert clone.exit_code == 0, clone.stderr
     copy = Registry.open(tmp_path / "c")
     assert refs_of(copy) == refs_of(origin)
-    for name, (versions, _) in refs_of(origin).items():
+    for versions, _ in refs_of(origin).values():
         for digest in versions.values():
             for entry in origin.manifest(digest).files:
                 assert copy.path(digest, entry.path).read_bytes() == origin.path(digest, entry.path).read_bytes()
@@ -113,13 +113,16 @@ def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
     made: list[tuple[str, str]] = []
     for verb in ("get", "head", "list", "put", "delete"):
-
-        def logged(store, path="", *args, _verb=verb, _call=getattr(obstore, verb), **kwargs):  # type: ignore[no-untyped-def]
-            made.append((_verb, str(path)))
-            return _call(store, path, *args, **kwargs)
-
-        monkeypatch.setattr(obstore, verb, logged)
+        monkeypatch.setattr(obstore, verb, _logging(made, verb, getattr(obstore, verb)))
     return made
+
+
+def _logging(made: list[tuple[str, str]], verb: str, call):  # type: ignore[no-untyped-def]
+    def logged(store, path="", *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append((verb, str(path)))
+        return call(store, path, *args, **kwargs)
+
+    return logged
 
 
 def test_second_push_and_pull_read_only_the_tables(origin: Registry, bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,7 +81,9 @@ def test_store_options_per_provider(tmp_path: Path) -> None:
 
 def test_aws_profile_files_are_read_when_the_environment_has_no_key(tmp_path: Path) -> None:
     credentials, config = tmp_path / "credentials", tmp_path / "config"
-    credentials.write_text("[default]\naws_access_key_id = D\naws_secret_access_key = DS\n[work]\naws_access_key_id = W\naws_secret_access_key = WS\naws_session_token = T\n")
+    credentials.write_text(
+        "[default]\naws_access_key_id = D\naws_secret_access_key = DS\n[work]\naws_access_key_id = W\naws_secret_access_key = WS\naws_session_token = T\n"
+    )
     config.write_text("[default]\nregion = eu-north-1\n[profile work]\nregion = ap-south-1\n")
     env = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(config)}
     assert aws_profile(env) == {"access_key_id": "D", "secret_access_key": "DS"}
@@ -102,7 +104,12 @@ def test_config_never_stores_secrets(registry: Registry, key: str) -> None:
 
 
 def test_config_accepts_bucket_remotes_and_refuses_bad_ones(registry: Registry) -> None:
-    for key, value in (("remote.g.url", "gs://ml/reg"), ("remote.g.endpoint", "http://gcs:4443"), ("remote.a.url", "az://models"), ("fallback.url", "s3://b/p")):
+    for key, value in (
+        ("remote.g.url", "gs://ml/reg"),
+        ("remote.g.endpoint", "http://gcs:4443"),
+        ("remote.a.url", "az://models"),
+        ("fallback.url", "s3://b/p"),
+    ):
         assert run_cli("config", key, value, registry=registry).exit_code == 0
     assert Registry.open(registry.root).config.get("remote.g.url") == "gs://ml/reg"
     assert_clean_failure(run_cli("config", "--add", "fallback.url", "gs://Bad Bucket", registry=registry), 2)

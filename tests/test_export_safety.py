@@ -221,9 +221,10 @@ def test_an_export_killed_while_copying_leaves_no_partial_file(registry: Registr
     small.write_text("done first")
     registry.add("big@1.0.0", [small, big])
     out = tmp_path / "out"
-    for attempt in range(5):
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for _ in range(5):
         shutil.rmtree(out, ignore_errors=True)
-        process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(registry.root), str(out)], env={**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")})
+        process = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(registry.root), str(out)], env=env)
         deadline = time.monotonic() + 30
         while process.poll() is None and not writing_into(process.pid, out) and time.monotonic() < deadline:
             time.sleep(0.001)

@@ -22,8 +22,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import assert_clean_failure, run_cli, store_snapshot
 
-from mreg import Blob, InvalidInputError, Registry  # noqa: E402
-from mreg.pytorch import load_checkpoint, load_object, load_state_dict  # noqa: E402
+from mreg import Blob, InvalidInputError, Registry
+from mreg.pytorch import load_checkpoint, load_object, load_state_dict
 from mreg.records.manifest import Manifest
 
 
@@ -205,7 +205,8 @@ def test_diff_compares_nan_and_inf_by_position(registry: Registry, tmp_path: Pat
 
 def test_diff_compares_integers_exactly(registry: Registry, tmp_path: Path) -> None:
     big = 2**62
-    changed = two_versions(registry, tmp_path, {"i": torch.tensor([big, -big]), "u": torch.tensor([0], dtype=torch.int64)}, {"i": torch.tensor([big + 1, big]), "u": torch.tensor([7])})
+    old = {"i": torch.tensor([big, -big]), "u": torch.tensor([0], dtype=torch.int64)}
+    changed = two_versions(registry, tmp_path, old, {"i": torch.tensor([big + 1, big]), "u": torch.tensor([7])})
     assert changed["i"]["max_abs_diff"] == 2 * big
     assert changed["u"]["max_abs_diff"] == 7
 
@@ -243,7 +244,7 @@ def run_without_torch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_pt_files_are_added_shown_and_diffed_without_torch(registry: Registry, tmp_path: Path) -> None:
     state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(2), "t": torch.arange(6.0).reshape(2, 3).t()}
-    for version, scale in (("1.0.0", 1.0), ("2.0.0", 1.0)):
+    for version in ("1.0.0", "2.0.0"):
         path = tmp_path / version / "model.pt"
         path.parent.mkdir()
         torch.save({**state, "b": state["b"] + (version == "2.0.0")}, path, _use_new_zipfile_serialization=version == "1.0.0")
@@ -328,8 +329,20 @@ def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, t
     from mreg.pytorch.compare import compare_weight_files
 
     base = torch.arange(12.0).reshape(3, 4)
-    old = {"w": base, "view": base[:, ::2], "i": torch.tensor([2**62, 0]), "h": torch.ones(3, dtype=torch.float16), "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3}}
-    new = {"w": base + 0.5, "view": base[:, ::2], "i": torch.tensor([2**62 + 5, 0]), "h": torch.ones(3, dtype=torch.float16) * 3, "n": {"x": torch.tensor([float("nan"), float("inf")]), "epoch": 3}}
+    old = {
+        "w": base,
+        "view": base[:, ::2],
+        "i": torch.tensor([2**62, 0]),
+        "h": torch.ones(3, dtype=torch.float16),
+        "n": {"x": torch.tensor([float("nan"), 1.0]), "epoch": 3},
+    }
+    new = {
+        "w": base + 0.5,
+        "view": base[:, ::2],
+        "i": torch.tensor([2**62 + 5, 0]),
+        "h": torch.ones(3, dtype=torch.float16) * 3,
+        "n": {"x": torch.tensor([float("nan"), float("inf")]), "epoch": 3},
+    }
     for version, content in (("1.0.0", old), ("2.0.0", new)):
         path = tmp_path / version / "model.pt"
         path.parent.mkdir()

@@ -114,7 +114,7 @@ def test_stored_objects_decode_or_raise_an_mreg_error(value: Any, raw: bytes) ->
 
 # ----------------------------------------------------------------------------- the CLI
 
-COMMANDS = ["add", "tag", "rm", "show", "ls", "log", "resolve", "path", "cat-file", "hash-object", "fsck", "gc", "du", "config", "pull", "push", "clone", "update-server-info", "diff", "bogus"]
+COMMANDS = "add tag rm show ls log resolve path cat-file hash-object fsck gc du config pull push clone update-server-info diff bogus".split()
 TOKENS = [
     "m", "m@1.0.0", "m@2.0.0-rc.1", "m@prod", "m@latest", "m@9.9.9", "n", "team/vision/cls@1.0.0", "sha256:", "sha256:00000000",
     "", "@", "..", "../x", "a//b", "-", "--", "-x", "\x1b[31m", "é", "9" * 30, "1e999", "nan", "-1",

@@ -478,8 +478,9 @@ def test_allowed_signers_decide_as_ssh_keygen_does(
 
 def test_refusals_say_why_and_name_the_line(keys: dict[str, Path], tmp_path: Path) -> None:
     key = re.escape(f"ed25519 key {fingerprint(keys['ed25519'])}")
+    expired = f"allowed_signers:1: ssh-{key} expired at 2025-01-01T00:00:00Z, and the signature is of 2026-03-01T09:30:00Z"
     cases = {
-        ('alice@example.com valid-before="20250101Z" KEY',): f"allowed_signers:1: ssh-{key} expired at 2025-01-01T00:00:00Z, and the signature is of 2026-03-01T09:30:00Z",
+        ('alice@example.com valid-before="20250101Z" KEY',): expired,
         ('alice@example.com valid-after="20270101Z" KEY',): "allowed_signers:1: .* is valid only from 2027-01-01T00:00:00Z",
         ('alice@example.com namespaces="git" KEY',): "allowed_signers:1: .* may sign only in namespaces git, not 'mreg'",
         ("bob@example.com KEY",): "allows .* only for bob@example.com, not for 'alice@example.com'",
@@ -526,7 +527,7 @@ def test_find_principals_is_ssh_keygens(keys: dict[str, Path], tmp_path: Path) -
         ("alice@example.com ssh-rsa KEYBASE64", "the key says ssh-rsa but its key is ssh-ed25519"),
         ("alice@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "the key is malformed"),
         ("alice@example.com ssh-foo AAAA", "unknown key type 'ssh-foo' \\(mreg reads ssh-ed25519, "),
-        ("alice@example.com nosuch=\"x\" KEY", "unknown option or key type 'nosuch=\"x\"'"),
+        ('alice@example.com nosuch="x" KEY', "unknown option or key type 'nosuch=\"x\"'"),
         ("alice@example.com valid-before=20250101Z KEY", 'must be in double quotes \\(valid-before="..."\\)'),
         ('alice@example.com valid-before="20250101" KEY', "has no time zone: write 20250101Z for UTC"),
         ('alice@example.com valid-before="20251301Z" KEY', "is not a valid date and time"),
@@ -584,8 +585,14 @@ def test_unreadable_allowed_signers_files_are_errors(content: bytes | None, expe
 
 def statement(**changes: str | None) -> Statement:
     fields: dict[str, str | None] = {
-        "kind": "approval", "model": "team/resnet18", "version": "1.0.0", "manifest": DIGEST, "principal": ALICE,
-        "time": "2026-03-01T09:30:00Z", "meaning": "Approved for the March release", "tag": "production",
+        "kind": "approval",
+        "model": "team/resnet18",
+        "version": "1.0.0",
+        "manifest": DIGEST,
+        "principal": ALICE,
+        "time": "2026-03-01T09:30:00Z",
+        "meaning": "Approved for the March release",
+        "tag": "production",
     }
     fields.update(changes)
     return Statement(**fields)  # type: ignore[arg-type]
@@ -661,8 +668,16 @@ def test_a_third_party_rebuilds_the_statement_and_ssh_keygen_verifies_it(keys: d
     """From the record's fields alone, with the command the statement names, at the statement's time."""
     signed = statement()
     armored = sshsig.sign(signed.encode(), keys["ecdsa-p256"])
-    record = {"kind": "approval", "model": "team/resnet18", "version": "1.0.0", "manifest": DIGEST, "tag": "production",
-              "principal": ALICE, "time": "2026-03-01T09:30:00Z", "meaning": "Approved for the March release"}
+    record = {
+        "kind": "approval",
+        "model": "team/resnet18",
+        "version": "1.0.0",
+        "manifest": DIGEST,
+        "tag": "production",
+        "principal": ALICE,
+        "time": "2026-03-01T09:30:00Z",
+        "meaning": "Approved for the March release",
+    }
     rebuilt = Statement(**record).encode()
     signers = signers_file(tmp_path, f'{ALICE} valid-before="20260301093000Z" {public_line(keys["ecdsa-p256"])}')
     (tmp_path / "approval.sig").write_text(armored)

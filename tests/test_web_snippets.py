@@ -51,7 +51,7 @@ def run_python(snippet: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -
     directory.mkdir()
     monkeypatch.chdir(directory)
     namespace: dict[str, Any] = {}
-    exec(compile(snippet, "<snippet>", "exec"), namespace)  # noqa: S102 - the page's own snippet, the point of the test
+    exec(compile(snippet, "<snippet>", "exec"), namespace)
     return namespace
 
 
@@ -106,7 +106,11 @@ def test_other_files_are_used_by_path(server: str, tmp_path: Path, monkeypatch: 
 
 @pytest.mark.parametrize(
     "ref, expected",
-    [("plain@1.0.0", ["model.safetensors"]), ("config@1.0.0", ["config.yaml"]), ("team/with-config@1.0.0", ["with-config-1.0.0/config.yaml", "with-config-1.0.0/model.safetensors"])],
+    [
+        ("plain@1.0.0", ["model.safetensors"]),
+        ("config@1.0.0", ["config.yaml"]),
+        ("team/with-config@1.0.0", ["with-config-1.0.0/config.yaml", "with-config-1.0.0/model.safetensors"]),
+    ],
 )
 def test_the_shell_snippet_runs(server: str, ref: str, expected: list[str], tmp_path: Path) -> None:
     done = run_shell(snippets_of(server, ref)["shell"], tmp_path / "sh")

@@ -153,7 +153,7 @@ def generate_ops(rng: random.Random, count: int) -> bytes:
     for _ in range(count):
         choice = rng.randrange(30)
         if choice < 10:
-            out += rng.choice([b"(", b")", b"]", b"}", b"N", b"\x88", b"\x89", b"t", b"\x85", b"\x86", b"\x87", b"l", b"d", b"a", b"e", b"s", b"u", b"R", b"b", b"Q", b"0", b"1", b"2", b"\x8f", b"\x90", b"\x91", b"\x94", b"\x93", b"."])  # fmt: skip
+            out += bytes([rng.choice(b"()]}N\x88\x89t\x85\x86\x87ldaesuRbQ012\x8f\x90\x91\x94\x93.")])
         elif choice < 13:
             out += b"K" + bytes([rng.randrange(256)])
         elif choice < 15:

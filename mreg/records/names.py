@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple, NewType
+from typing import Any, NamedTuple, NewType
 
 from mreg.errors import (
     InvalidInputError,
@@ -20,9 +20,6 @@ from mreg.errors import (
 )
 from mreg.records.versions import is_version, parse_version
 from mreg.text import printable
-
-if TYPE_CHECKING:
-    pass
 
 Digest = NewType("Digest", str)
 """A full object id: ``sha256:`` followed by 64 lowercase hex digits."""

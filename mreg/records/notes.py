@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from mreg.errors import (
     CorruptObjectError,
@@ -15,10 +15,6 @@ from mreg.records.codec import canonical_encode, decode_record
 from mreg.records.manifest import validate_metrics
 from mreg.records.names import Digest, is_digest
 from mreg.text import printable
-
-if TYPE_CHECKING:
-    pass
-
 
 NOTE_KIND = "mreg.note"
 

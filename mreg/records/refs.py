@@ -6,7 +6,7 @@ import bisect
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from mreg.errors import (
     CorruptRefsError,
@@ -17,10 +17,6 @@ from mreg.records.limits import MAX_LOG_FIELD
 from mreg.records.names import Digest, is_digest, validate_tag
 from mreg.records.versions import is_version, parse_version
 from mreg.text import printable
-
-if TYPE_CHECKING:
-    pass
-
 
 TABLE_HEADER = "# mreg refs 1"
 CHAIN_LINE = re.compile(r"chain (0|[1-9][0-9]{0,17}) (sha256:[0-9a-f]{64})", re.ASCII)

@@ -15,7 +15,7 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Container, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from mreg.errors import CorruptRefsError, InvalidNameError, RemoteError
 from mreg.records.chain import Head, table_head
@@ -33,9 +33,6 @@ from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE
 from mreg.storage.server_info import INFO_MODELS
 from mreg.storage.threads import in_parallel
 from mreg.text import printable
-
-if TYPE_CHECKING:
-    pass
 
 DEFAULT_HTTP_TIMEOUT = 30.0
 Stream = tuple[Iterator[bytes], "int | None"]

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import (
-    TYPE_CHECKING,
     Any,
     BinaryIO,
     NamedTuple,
@@ -29,9 +28,6 @@ from mreg.storage.files import (
     write_all,
 )
 from mreg.storage.threads import Worker
-
-if TYPE_CHECKING:
-    pass
 
 BLOCK_SIZE = 4 << 20
 WRITEBACK_STEP = 16 << 20  # start writing to disk after this many new bytes

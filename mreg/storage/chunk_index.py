@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from typing import (
-    TYPE_CHECKING,
-)
-
 import msgpack
 
 from mreg.errors import CorruptObjectError
 from mreg.records.codec import canonical_encode, decode_record
 from mreg.records.names import Digest, is_digest
-
-if TYPE_CHECKING:
-    pass
-
 
 CHUNKS_KIND = "mreg.chunks"
 

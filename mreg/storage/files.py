@@ -19,13 +19,9 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mreg.errors import InputFileError, InvalidTypeError, RemoteError, UnsafeFileError
 from mreg.storage.threads import in_parallel
-
-if TYPE_CHECKING:
-    pass
 
 
 def fsync_dir(path: Path) -> None:

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import (
-    TYPE_CHECKING,
-)
-
-if TYPE_CHECKING:
-    pass
 
 
 def now_utc() -> str:

@@ -136,7 +136,7 @@ def _check_model(store: Store, name: str, corrupt: set[Digest], report: FsckRepo
     report.models += 1
     report.problems += [f"model '{name}': {problem}" for problem in table.problems()]
     report.problems += store.refs.log(name)[1]
-    history.check(store, name, report)  # the hash chain of the log, replayed against the refs (issue 20)
+    history.check(store, name, report)  # the hash chain of the log, replayed against the refs
     reachable: set[Digest] = set()
     for version, digest in table.versions.items():
         report.versions += 1

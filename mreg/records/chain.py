@@ -1,6 +1,6 @@
 """The hash chain of a model's log: every line names the hash of the line before it.
 
-A model's ``_log`` is JSON lines. Since mreg 0.x (issue 20) each new line is *chained*:
+A model's ``_log`` is JSON lines. Each line mreg writes is *chained*:
 its canonical JSON (keys sorted, ASCII, no spaces) carries two more fields, ``seq``
 (0, 1, 2, ... without a gap) and ``prev`` (``sha256:`` and the SHA-256 of the line
 before it, without its line feed), so editing, dropping, inserting or reordering any

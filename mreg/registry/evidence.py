@@ -1,4 +1,4 @@
-"""Evidence for regulated teams: sign, approve, verify and audit (issue 20)."""
+"""Evidence for regulated teams: sign, approve, verify and audit."""
 
 from __future__ import annotations
 

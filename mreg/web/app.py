@@ -112,7 +112,7 @@ class Site:
             return self._model(request, parsed.name)
         children = pages.children_index(self.registry)
         data = pages.version_page(self.registry, ref, base_url=str(request.base_url).rstrip("/"), children=children)
-        data["evidence"] = evidence_pages.version_evidence(self.registry, data["ref"])  # badges and approval trail (issue 20)
+        data["evidence"] = evidence_pages.version_evidence(self.registry, data["ref"])  # badges and approval trail
         return data, lambda: {
             "template": "version.html",
             "lineage_svg": render(lineage_graph(self.registry, data["digest"], children), ref_url),

@@ -55,11 +55,11 @@ __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_bloc
 
 
 class Piece(NamedTuple):
-    """One chunk of a file fetched from elsewhere: its bytes, in blocks."""
+    """Bytes on their way into the store, in blocks: a whole stream, or one chunk of a file fetched from elsewhere."""
 
     blocks: Iterable[Block]
     stored: bool = False  # the chunk is stored here already: its bytes only feed the file's digest
-    staged: Path | None = None  # ... and written them to this temporary file (segments.stage_blob)
+    staged: Path | None = None  # ... and written them to this temporary file (:func:`~mreg.storage.blobs.stage_blob`)
 
 
 class StoredObject(NamedTuple):

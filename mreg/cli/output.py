@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mreg.records.refs import LogEntry
-from mreg.records.views import ModelVersion
-from mreg.registry import Registry
 from mreg.text import _CONTROLS, _JSON_CONTROLS, human_size, safe, short
+
+if TYPE_CHECKING:
+    from mreg.records.refs import LogEntry
+    from mreg.records.views import ModelVersion
+    from mreg.registry import Registry
 
 PROGRESS_THRESHOLD = 32 << 20  # show a bar only for transfers at least this big
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,9 +13,11 @@ from mreg.cli.app import Session, fail, pass_session
 from mreg.cli.errors import ExitCode
 from mreg.cli.output import ProgressBar, echo, echo_json, echo_warnings
 from mreg.records.names import parse_seconds
-from mreg.records.packing import PackReport
 from mreg.registry import fsck_bucket, gc_bucket
 from mreg.text import human_size, plural
+
+if TYPE_CHECKING:
+    from mreg.records.packing import PackReport
 
 MAX_GRACE_HOURS = 100 * 365 * 24.0  # a century: timedelta's range is far beyond it
 

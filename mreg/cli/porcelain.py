@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,9 +18,11 @@ from mreg.cli.output import (
 )
 from mreg.errors import NotFoundError
 from mreg.records.names import parse_assignment, parse_number
-from mreg.records.views import ModelVersion
 from mreg.registry import Registry
 from mreg.text import short
+
+if TYPE_CHECKING:
+    from mreg.records.views import ModelVersion
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 

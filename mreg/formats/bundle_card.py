@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from mreg.formats.monai_bundle import BundleInfo, TensorSpec
+from typing import TYPE_CHECKING
+
 from mreg.records.card import MAX_ITEMS, MAX_METRICS, MAX_NAME, MAX_TEXT, InputContract, ModelCard, one_line, shortened
 from mreg.records.manifest import Dataset
+
+if TYPE_CHECKING:
+    from mreg.formats.monai_bundle import BundleInfo, TensorSpec
 
 
 def card_from_bundle(info: BundleInfo) -> ModelCard:

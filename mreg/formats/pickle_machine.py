@@ -15,11 +15,10 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.formats.checkpoint_budget import CONTAINER_COST, MAX_ARGUMENTS, MAX_INT_BYTES, MAX_NAME, MAX_OPERATIONS, SET_COST, Budget
 from mreg.formats.containers import FormatError
-from mreg.formats.pickle_buffer import Buffer
 from mreg.formats.pickle_globals import (
     COPYING_CONSTRUCTORS,
     HASHING_CONSTRUCTORS,
@@ -33,6 +32,9 @@ from mreg.formats.pickle_globals import (
     resolve,
 )
 from mreg.formats.tensor_bounds import INT64_MAX
+
+if TYPE_CHECKING:
+    from mreg.formats.pickle_buffer import Buffer
 
 _U32 = struct.Struct("<I")
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
 from mreg.records.audit import INVALID, UNTRUSTED, VALID, SignatureStatus, TagApproval
-from mreg.records.evidence import SignedStatement
-from mreg.records.names import Digest
 
 if TYPE_CHECKING:
     from mreg.operations.trust import Protection
+    from mreg.records.evidence import SignedStatement
+    from mreg.records.names import Digest
     from mreg.records.views import ModelVersion
     from mreg.signing.allowed_signers import AllowedSigners
 

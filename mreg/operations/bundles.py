@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import InvalidInputError, InvalidVersionError, MregError
 from mreg.formats.bundle_card import card_from_bundle
 from mreg.formats.monai_bundle import METADATA_FILE, BundleInfo, is_bundle, read_bundle
-from mreg.operations.inputs import VersionDetails
 from mreg.records.card_field import CARD_KEY, as_card
 from mreg.records.manifest import validate_input_shape, validate_metrics, validate_properties
 from mreg.records.versions import is_version
 from mreg.text import printable
+
+if TYPE_CHECKING:
+    from mreg.operations.inputs import VersionDetails
 
 MAX_ARCHITECTURE = 200  # characters, as for --architecture
 

@@ -37,11 +37,11 @@ from mreg.errors import CorruptObjectError
 from mreg.operations.export_files import PendingFile, make_directories, output_error, sweep
 from mreg.operations.export_targets import existing, plan_export
 from mreg.operations.listing import version_view
-from mreg.records.manifest import FileEntry
 from mreg.records.reports import ExportReport
 from mreg.storage.files import fsync_dir, write_all
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
     from mreg.store.store import Store
 
 # Errors of os.link that mean "not here" (another file system, no hard links, too many)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import ConflictError
-from mreg.records.manifest import FileEntry
 from mreg.records.paths import path_clashes, protected_segment
 from mreg.text import printable
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
     from mreg.store.store import Store
 
 

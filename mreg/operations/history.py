@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
 from mreg.records.chain import Chain, parse_chain, table_head
-from mreg.records.names import Digest
 from mreg.records.replay import HistoryReport, check_history
 from mreg.storage.refs import LOG_FILE, TABLE_FILE
 
 if TYPE_CHECKING:
+    from mreg.records.names import Digest
     from mreg.records.reports import FsckReport
     from mreg.store.store import Store
 

@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import InvalidInputError, MregError, NotFoundError
-from mreg.records.manifest import (
-    FileEntry,
-    Manifest,
-)
 from mreg.records.names import Digest
-from mreg.records.refs import LogEntry, RefTable
 from mreg.records.versions import parse_version
 from mreg.records.views import ModelSummary, ModelVersion, VersionEntry
-from mreg.storage.cache import mark_used
-from mreg.storage.threads import ProgressReport
 from mreg.store.resolution import find_object as find_prefixed
 from mreg.store.resolution import is_manifest
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import (
+        FileEntry,
+        Manifest,
+    )
+    from mreg.records.refs import LogEntry, RefTable
     from mreg.storage.index import ManifestRow
+    from mreg.storage.threads import ProgressReport
     from mreg.store.store import Store
 
 
@@ -167,6 +166,8 @@ def local_path(store: Store, ref: str, file: str | None = None, *, progress: Pro
     store.ensure_local(entry.digest, size=entry.size, progress=progress)
     if store.objects.is_chunked(entry.digest):
         with store.writing():
+            from mreg.storage.cache import mark_used  # start-up: only a chunked file's path needs the cache
+
             return mark_used(store.objects.materialize(entry.digest))
     return store.objects.object_path(entry.digest)
 

@@ -35,7 +35,6 @@ from mreg.errors import (
 )
 from mreg.operations.listing import version_view
 from mreg.records.manifest import validate_metrics
-from mreg.records.names import Digest
 from mreg.records.notes import (
     MAX_MESSAGE_LENGTH,
     Note,
@@ -47,6 +46,7 @@ from mreg.storage.identity import current_author, now_utc
 
 if TYPE_CHECKING:
 
+    from mreg.records.names import Digest
     from mreg.store.store import Store
 
 def reachable(store: Store, name: str) -> set[Digest]:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import InvalidInputError, MregError
 from mreg.records.names import Digest
-from mreg.records.reports import FsckReport
 from mreg.storage.pack_layout import BASE_HEADER, read_header
 from mreg.storage.packed import MAX_CHAIN
 
 if TYPE_CHECKING:
+    from mreg.records.reports import FsckReport
     from mreg.store.store import Store
 
 

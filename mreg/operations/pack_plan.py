@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from mreg.errors import MregError, ObjectNotFoundError
 from mreg.formats.containers import DTYPES, FormatError, header_length, is_safetensors_name, parse_safetensors
 from mreg.operations.maintenance import local_manifest
-from mreg.records.manifest import FileEntry
 from mreg.records.names import Digest
 from mreg.storage.blobs import SegmentReader
 from mreg.storage.pack_layout import CorruptPackError, PackHeader, read_header
 from mreg.storage.packed import MAX_CHAIN
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
     from mreg.store.store import Store
 
 MIN_PACK_SIZE = 4 << 10  # smaller chunks save too little to be worth a record

@@ -29,7 +29,6 @@ from mreg.operations.pack_check import depth_limit
 from mreg.operations.pack_plan import Chunk, Plan, make_plan
 from mreg.records.names import Digest
 from mreg.records.packing import PackReport
-from mreg.records.reports import GcReport
 from mreg.storage import pack_codec, pack_writer
 from mreg.storage.files import fsync_dirs
 from mreg.storage.locks import FileLock
@@ -37,6 +36,7 @@ from mreg.storage.packed import blob_bytes, decode_into
 from mreg.storage.threads import ProgressReport, counting, in_parallel
 
 if TYPE_CHECKING:
+    from mreg.records.reports import GcReport
     from mreg.store.store import Store
 
 WORKERS = os.cpu_count() or 2

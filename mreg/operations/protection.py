@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError
 from mreg.operations.approvals import approval, evaluate, registration
-from mreg.operations.trust import Protection, protection, protections, require_signed, trust_root
+from mreg.operations.trust import Protection, protection, trust_root
 from mreg.records.evidence import SignedStatement
 from mreg.records.names import Digest
-from mreg.records.refs import RefTable
 from mreg.records.views import ModelVersion
 
 if TYPE_CHECKING:
     from mreg.records.manifest import Manifest
+    from mreg.records.refs import RefTable
     from mreg.signing.allowed_signers import AllowedSigners
     from mreg.signing.statement import Statement
     from mreg.store.store import Store
@@ -66,18 +66,6 @@ class StorePolicy:
                     why = "; ".join(f"{s.principal}: {s.reason}" for s in statuses if s.kind == "registration") or "it is not signed"
                     found.append(f"{name}@{version} has no valid registration signature by an allowed signer ({why}); it was not pulled")
         return found
-
-
-def transfer_policy(store: Store, *, signed: bool | None = None, manifest: Callable[[Digest], Manifest] | None = None) -> StorePolicy | None:
-    """This registry's policy for a transfer (None: nothing is protected, no signature
-    is required and no trust root is configured: arriving signatures are only checked
-    for their form and their place)."""
-    rules = protections(store)
-    signed = require_signed(store, signed)
-    trust = trust_root(store)
-    if not rules and not signed and trust is None:
-        return None
-    return StorePolicy(trust, rules, signed, manifest or store.manifest)
 
 
 def check_tag_move(store: Store, view: ModelVersion, tag: str, signatures: list[tuple[Digest, SignedStatement]]) -> list[Digest]:

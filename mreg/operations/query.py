@@ -23,12 +23,12 @@ from mreg.operations.listing import list_versions, tags_by_version
 from mreg.operations.notes import note_finder
 from mreg.records.manifest import Framework
 from mreg.records.names import Digest, parse_condition, validate_key, validate_name
-from mreg.records.notes import Note
-from mreg.records.refs import RefTable
 from mreg.records.views import ModelVersion, VersionEntry, version_tags
 from mreg.text import printable
 
 if TYPE_CHECKING:
+    from mreg.records.notes import Note
+    from mreg.records.refs import RefTable
     from mreg.storage.index import ManifestRow
     from mreg.store.store import Store
 

@@ -28,10 +28,10 @@ from mreg.formats.containers import (
 from mreg.formats.pickle_globals import ITEMSIZE, SparseRef, Storage, TensorRef
 from mreg.formats.weights import DTYPE_NAMES, describe_checkpoint
 from mreg.records.diffs import TensorChange, TensorDiff, TensorSpec
-from mreg.records.manifest import FileEntry
 from mreg.storage.blobs import SegmentReader
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
     from mreg.store.store import Store
 
 GATHER_LIMIT = 1 << 20  # non-contiguous tensors up to this many elements are gathered exactly

@@ -46,7 +46,6 @@ from mreg.records.names import (
     text_of,
     validate_tag,
 )
-from mreg.records.refs import RefTable
 from mreg.records.versions import Bump
 from mreg.records.versions import bump as next_version
 from mreg.records.views import AddResult
@@ -57,6 +56,7 @@ from mreg.storage.threads import ProgressReport, counting
 from mreg.text import printable
 
 if TYPE_CHECKING:
+    from mreg.records.refs import RefTable
     from mreg.store.store import Store
 
 

@@ -8,7 +8,6 @@ notes too, :class:`RegistryNotes`) and the names of remotes in a registry's conf
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -18,17 +17,14 @@ from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, InvalidInputError, RemoteError
 from mreg.operations.history import read_chain
-from mreg.operations.protection import transfer_policy
+from mreg.operations.trust import protections, require_signed, trust_root
 from mreg.records.names import Digest, text_of
 from mreg.records.refs import LogEntry, RefTable, parse_log_line
-from mreg.records.reports import FsckReport, GcReport, TransferReport
 from mreg.sharing.buckets.url import is_bucket_url
-from mreg.sharing.evidence_sync import SignatureHome
 from mreg.sharing.fallbacks import fetch_manifest
 from mreg.sharing.fetching import WORKERS, fetch_all, thread_safe
 from mreg.sharing.history import LogSince, log_since
 from mreg.sharing.locations import open_source
-from mreg.sharing.note_sync import NoteHome, NotesUpdate
 from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT, DirectorySource, Source
 from mreg.sharing.transfer import Destination, Importer, require_complete, transfer
 from mreg.sharing.transfer_rules import PUSH
@@ -40,8 +36,26 @@ from mreg.store.sizes import refuse_wrong_sizes
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
+    from mreg.operations.protection import StorePolicy
     from mreg.records.manifest import Manifest
+    from mreg.records.reports import FsckReport, GcReport, TransferReport
+    from mreg.sharing.evidence_sync import SignatureHome
+    from mreg.sharing.note_sync import NoteHome, NotesUpdate
     from mreg.storage.config import Config
+
+
+def transfer_policy(store: Store, *, signed: bool | None = None, manifest: Callable[[Digest], Manifest] | None = None) -> StorePolicy | None:
+    """This registry's policy for a transfer (None: nothing is protected, no signature
+    is required and no trust root is configured: arriving signatures are only checked
+    for their form and their place)."""
+    rules = protections(store)
+    signed = require_signed(store, signed)
+    trust = trust_root(store)
+    if not rules and not signed and trust is None:
+        return None
+    from mreg.operations.protection import StorePolicy  # start-up: a transfer with no policy loads no approval code
+
+    return StorePolicy(trust, rules, signed, manifest or store.manifest)
 
 
 def pull(
@@ -109,6 +123,8 @@ def clone(location: str, directory: str, *, progress: ProgressReport | None = No
         config_file.update(destination.root / "config", "remote.origin.url", absolute)
     except BaseException:
         if created:  # a failed clone leaves no registry behind
+            import shutil  # start-up: a no-op transfer never needs it
+
             shutil.rmtree(store_dir, ignore_errors=True)
         raise
     return destination, report

@@ -37,11 +37,11 @@ from mreg.records.manifest import Manifest
 from mreg.records.names import Digest
 from mreg.sharing.fetching import fetch_index, open_blob
 from mreg.sharing.locations import open_source
-from mreg.sharing.sources import Source
 from mreg.storage.blobs import write_hashing
 from mreg.storage.files import unique_temp_path
 
 if TYPE_CHECKING:
+    from mreg.sharing.sources import Source
     from mreg.store.store import Store
 
 MAX_ROUNDS = 8  # a restored manifest reveals its files, a restored index its chunks: a few rounds at most

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, MregError, VersionConflictError
-from mreg.records.names import Digest
 
 if TYPE_CHECKING:
     from mreg.records.manifest import Manifest
+    from mreg.records.names import Digest
     from mreg.records.refs import RefTable
     from mreg.store.store import Store
 

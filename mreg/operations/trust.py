@@ -11,9 +11,8 @@ signers file gives that key, else ``user.principal``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import AllowedSignersError, InvalidInputError, SigningKeyError
 from mreg.records.names import parse_condition, validate_tag
@@ -26,8 +25,7 @@ if TYPE_CHECKING:
 MAX_APPROVALS = 100
 
 
-@dataclass(frozen=True)
-class Protection:
+class Protection(NamedTuple):
     """What moving a protected tag takes: approvals from distinct allowed signers, and metrics."""
 
     tag: str
@@ -47,11 +45,11 @@ def trust_root(store: Store) -> AllowedSigners | None:
     Raises:
         AllowedSignersError: it is missing, malformed, or inside the registry.
     """
-    from mreg.signing.allowed_signers import load  # start-up: only commands that verify read it
-
     value = store.config.get("trust.allowedsigners")
     if not value:
         return None
+    from mreg.signing.allowed_signers import load  # start-up: only a registry with a trust root reads it
+
     path = configured_path(store, value)
     resolved = path.resolve()
     if resolved == store.root or store.root in resolved.parents:
@@ -111,8 +109,7 @@ def require_signed(store: Store, given: bool | None) -> bool:
     return value in ("true", "yes", "on", "1")
 
 
-@dataclass(frozen=True)
-class Signer:
+class Signer(NamedTuple):
     """A signing key (a path: the key itself is read only to sign) and the principal it signs as."""
 
     key: Path

@@ -26,10 +26,10 @@ import torch
 from mreg.errors import InvalidInputError
 from mreg.formats.bundle_config import NETWORK_KEY, check_network_def, check_plain, read_config_file
 from mreg.formats.monai_bundle import INFERENCE_FILES, PROPERTIES_KEY, WEIGHTS_FILE
-from mreg.records.manifest import FileEntry, Manifest
 from mreg.text import printable
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry, Manifest
     from mreg.registry import Registry
 
 MONAI_NETWORKS = "monai.networks."

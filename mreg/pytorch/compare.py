@@ -10,7 +10,7 @@ for integers), and positions whose NaN or infinity changed are counted.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,9 +19,11 @@ from mreg.formats.containers import is_safetensors_name
 from mreg.pytorch.checkpoints import load_segments
 from mreg.pytorch.tensors import dtype_name, read_safetensors
 from mreg.records.diffs import TensorChange, TensorDiff, TensorSpec, VersionDiff
-from mreg.records.manifest import FileEntry
-from mreg.registry import Registry
-from mreg.store.store import Store
+
+if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
+    from mreg.registry import Registry
+    from mreg.store.store import Store
 
 DENSE_LIMIT = 1 << 24  # sparse tensors with other indices are compared densely up to this many elements
 Comparison = tuple[bool, "float | int | None", int]  # (same, max |diff|, non-finite positions changed)

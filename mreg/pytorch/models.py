@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,9 +25,11 @@ from mreg.pytorch.checkpoints import as_state_dict, load_segments
 from mreg.pytorch.tensors import describe, read_safetensors, safetensors_blocks
 from mreg.pytorch.torchvision_compat import import_torchvision
 from mreg.records.manifest import Dataset, FileEntry, Framework
-from mreg.records.versions import Bump
-from mreg.records.views import AddResult
-from mreg.registry import Registry
+
+if TYPE_CHECKING:
+    from mreg.records.versions import Bump
+    from mreg.records.views import AddResult
+    from mreg.registry import Registry
 
 WEIGHTS_FILE = "model.safetensors"
 StateDict = Mapping[str, torch.Tensor]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mreg.records.names import Digest
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
 
 VALID = "valid"
 UNTRUSTED = "untrusted"  # the signature verifies, but the trust root does not allow its signer for it

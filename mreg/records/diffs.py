@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mreg.records.manifest import FileEntry
+if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ withdrawn approval stays, and a revocation (itself signed) is added beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgpack
 
@@ -34,8 +34,7 @@ MAX_STATEMENT_BYTES = 8 << 10  # mreg.signing.statement.MAX_STATEMENT
 MAX_ARMOR_BYTES = 16 << 10  # mreg.signing.sshsig.MAX_ARMOR
 MAX_SIGNATURE_OBJECT = MAX_STATEMENT_BYTES + MAX_ARMOR_BYTES + 256
 
-@dataclass(frozen=True)
-class SignedStatement:
+class SignedStatement(NamedTuple):
     """A statement and the SSH signature over it, as stored (neither checked here)."""
 
     statement: bytes

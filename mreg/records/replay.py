@@ -26,10 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mreg.records.chain import Chain, Head, Link
 from mreg.records.names import Digest
-from mreg.records.refs import RefTable
+
+if TYPE_CHECKING:
+    from mreg.records.chain import Chain, Head, Link
+    from mreg.records.refs import RefTable
 
 TABLE_KINDS = ("versions", "removed", "tags", "latest")
 

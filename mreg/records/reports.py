@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mreg.records.names import Digest
-from mreg.records.packing import PackReport
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
+    from mreg.records.packing import PackReport
 
 
 @dataclass
@@ -95,8 +96,7 @@ def _ratio(logical: int, stored: int) -> float:
     return logical / stored if stored else 1.0
 
 
-@dataclass(frozen=True)
-class ModelUsage:
+class ModelUsage(NamedTuple):
     """One model: the bytes of all its versions' files, and of the objects they need."""
 
     name: str
@@ -113,8 +113,7 @@ class ModelUsage:
         return {"name": self.name, "versions": self.versions, "logical": self.logical, "stored": self.stored, "ratio": self.ratio}
 
 
-@dataclass(frozen=True)
-class UsageReport:
+class UsageReport(NamedTuple):
     """Per model and in total; objects shared between models count once in the total."""
 
     models: tuple[ModelUsage, ...]

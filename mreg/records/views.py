@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mreg.records.manifest import FileEntry, Framework, Lineage, Manifest
-from mreg.records.names import Digest
-from mreg.records.refs import RefTable
-
 if TYPE_CHECKING:
     from mreg.records.card import ModelCard
+    from mreg.records.manifest import FileEntry, Framework, Lineage, Manifest
+    from mreg.records.names import Digest
     from mreg.records.notes import Note
+    from mreg.records.refs import RefTable
 
 
 class ModelVersion(NamedTuple):

@@ -14,13 +14,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mreg.storage.threads import ProgressReport
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
     from mreg.records.reports import TransferReport
     from mreg.storage.objects import ObjectStore
     from mreg.storage.refs import RefStore
+    from mreg.storage.threads import ProgressReport
 
 from mreg.registry.changing import Changing
 from mreg.registry.evidence import Evidence

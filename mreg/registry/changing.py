@@ -6,22 +6,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mreg.operations import tagging
-from mreg.records.manifest import Dataset, Framework
-from mreg.records.names import Digest
 from mreg.records.refs import UNSET
-from mreg.records.versions import Bump
-from mreg.records.views import (
-    AddResult,
-    TagChange,
-)
-from mreg.storage.threads import ProgressReport
-from mreg.store.store import Store
 
 if TYPE_CHECKING:
     from mreg.operations.inputs import FileSource
     from mreg.records.card_field import CardInput
+    from mreg.records.manifest import Dataset, Framework
+    from mreg.records.names import Digest
     from mreg.records.notes import NoteChange
+    from mreg.records.versions import Bump
+    from mreg.records.views import (
+        AddResult,
+        TagChange,
+    )
     from mreg.storage.config import Config
+    from mreg.storage.threads import ProgressReport
+    from mreg.store.store import Store
 
 
 class Changing:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mreg.store.store import Store
-
 if TYPE_CHECKING:
     from mreg.records.audit import AuditReport, SignResult, VerifyReport
+    from mreg.store.store import Store
 
 
 class Evidence:

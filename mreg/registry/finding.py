@@ -9,20 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 from mreg.errors import InvalidTypeError
 from mreg.operations import listing
-from mreg.records.manifest import FileEntry, Manifest
 from mreg.records.names import Digest, validate_name
-from mreg.records.refs import LogEntry
-from mreg.records.views import (
-    ModelSummary,
-    ModelVersion,
-    VersionEntry,
-)
-from mreg.storage.blobs import Segment
-from mreg.storage.threads import ProgressReport
-from mreg.store.store import Store
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import FileEntry, Manifest
+    from mreg.records.refs import LogEntry
     from mreg.records.reports import ExportReport
+    from mreg.records.views import (
+        ModelSummary,
+        ModelVersion,
+        VersionEntry,
+    )
+    from mreg.storage.blobs import Segment
+    from mreg.storage.threads import ProgressReport
+    from mreg.store.store import Store
 
 
 class Finding:

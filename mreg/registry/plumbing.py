@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from mreg.operations import listing
-from mreg.records.names import Digest
-from mreg.store.store import Store
+
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
+    from mreg.store.store import Store
 
 
 class Plumbing:

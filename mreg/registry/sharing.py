@@ -6,15 +6,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from mreg.storage.threads import ProgressReport
-from mreg.store.store import Store
-
 if TYPE_CHECKING:
     from mreg.operations.diff import TensorComparer
     from mreg.records.diffs import VersionDiff
     from mreg.records.packing import PackReport
     from mreg.records.reports import FsckReport, GcReport, TransferReport, UsageReport
     from mreg.registry import Registry
+    from mreg.storage.threads import ProgressReport
+    from mreg.store.store import Store
 
 
 class Sharing:

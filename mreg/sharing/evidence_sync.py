@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Protocol
 from mreg.errors import MregError, RemoteError
 from mreg.records.codec import sha256_digest
 from mreg.records.evidence import MAX_SIGNATURE_OBJECT, SignedStatement
-from mreg.records.names import Digest
-from mreg.signing.statement import Statement
 from mreg.storage.layout import object_key
 from mreg.storage.threads import in_parallel
 
 if TYPE_CHECKING:
+    from mreg.records.names import Digest
     from mreg.records.refs import RefTable
     from mreg.sharing.sources import Source
+    from mreg.signing.statement import Statement
 
-Check = Callable[[SignedStatement, Statement], None]
+Check = Callable[[SignedStatement, "Statement"], None]
 """The receiver's check of a signature that arrives (raises SignatureError)."""
 
 
@@ -95,6 +95,8 @@ class SignatureSync:
             raise RemoteError(f"{where} lacks signature object {digest}, which the refs of '{name}' name")
         if sha256_digest(data) != digest:
             raise RemoteError(f"{where}: signature object {digest} does not match its digest; refused")
+        from mreg.signing.statement import Statement  # start-up: a transfer without signatures never parses one
+
         try:
             signed = SignedStatement.decode(data, digest)
             statement = Statement.parse(signed.statement)

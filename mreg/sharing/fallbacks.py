@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from mreg.errors import (
     MregError,
@@ -26,13 +26,15 @@ from mreg.records.codec import sha256_digest
 from mreg.records.limits import MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, Ref, parse_seconds
-from mreg.records.refs import RefTable
 from mreg.sharing.fetching import WORKERS, fetch_all
 from mreg.sharing.locations import open_source, split_locations
 from mreg.sharing.sources import DEFAULT_HTTP_TIMEOUT, Source
-from mreg.storage.config import Config
 from mreg.storage.layout import object_key
-from mreg.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from mreg.records.refs import RefTable
+    from mreg.storage.config import Config
+    from mreg.storage.objects import ObjectStore
 
 Advance = Callable[[int], None]
 T = TypeVar("T")

@@ -31,18 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError, RemoteError
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
-from mreg.records.names import Digest
-from mreg.sharing.packs import PackFetcher
 from mreg.sharing.sources import Source, bounded
 from mreg.storage.blobs import Segment, segment_blocks, stage_blob
 from mreg.storage.chunk_index import decode_chunk_index
 from mreg.storage.layout import object_key
 from mreg.storage.objects import ObjectStore, Piece
-from mreg.storage.pack_layout import packed_size
 from mreg.storage.threads import Progress, in_parallel
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from mreg.records.names import Digest
+    from mreg.sharing.packs import PackFetcher
 
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 """Objects fetched at once from a source that does not say (``Source.concurrency``);
@@ -112,6 +112,8 @@ def fetch_all(
         if found is not None:
             indexes[digest] = found
             return
+        from mreg.sharing.packs import PackFetcher  # start-up: only a store that packs has records to fetch
+
         fetcher = PackFetcher(source, store)
         record = fetcher.record(digest, size) if size is not None else None  # a packed blob (manifests never are)
         if record is None:
@@ -171,6 +173,8 @@ def check_local_chunk(source: Source, digest: Digest, chunk: Digest, size: int, 
     if path.is_file():
         found = path.stat().st_size
     elif store.pack_path(chunk).is_file():
+        from mreg.storage.pack_layout import packed_size  # start-up: only a store that packs reads records
+
         try:
             found = packed_size(store.pack_path(chunk), chunk)
         except (MregError, OSError):
@@ -236,6 +240,8 @@ class _Ahead:
     def __init__(self, source: Source, store: ObjectStore, files: Mapping[Digest, list[tuple[Digest, int]]], workers: int) -> None:
         self.source = source
         self.store = store
+        from mreg.sharing.packs import PackFetcher  # start-up: a transfer that moves no chunk never needs it
+
         self.packs = PackFetcher(source, store)  # chunks stored packed there, and their bases
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         from concurrent.futures import (

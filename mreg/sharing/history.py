@@ -20,29 +20,29 @@ same source finds it and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mreg.errors import ConflictError, RemoteError
 from mreg.records.chain import MERGE, Head, Link, parse_chain
 from mreg.records.limits import MAX_LOG_SIZE
 from mreg.records.names import validate_name
 from mreg.records.refs import LogEntry, parse_log_line
-from mreg.sharing.sources import Source
 from mreg.storage.refs import LOG_FILE
+
+if TYPE_CHECKING:
+    from mreg.sharing.sources import Source
 
 
 class HistoryRewrittenError(ConflictError):
     """A store's log no longer holds what an earlier transfer read from it."""
 
 
-@dataclass
-class History:
+class History(NamedTuple):
     """A model's log as another store has it: the lines an older mreg wrote, and the
     chained ones (all of them, or those from ``since`` on), up to its head."""
 
-    legacy: list[LogEntry] = field(default_factory=list)
-    links: list[Link] = field(default_factory=list)
+    legacy: list[LogEntry]
+    links: list[Link]
 
     @property
     def head(self) -> Head | None:
@@ -100,8 +100,7 @@ def read_history(source: Source, name: str, head: Head | None = None, since: int
     return History(legacy, links)
 
 
-@dataclass
-class LogSince:
+class LogSince(NamedTuple):
     """What a destination's log says since its last ``_merge`` from one source."""
 
     marker: Link | None  # that line (None: never merged from it, or its log was not chained)

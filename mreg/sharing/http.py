@@ -151,9 +151,11 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self) -> None:
         super().__init__()
-        self._tls = ssl.create_default_context()
+        self._tls: ssl.SSLContext | None = None  # made at the first https request: loading the CAs takes 50 ms
 
     def https_open(self, req: Any) -> Any:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
         return self.do_open(functools.partial(_HTTPSConnection, deadline=req.deadline), req, context=self._tls)
 
 

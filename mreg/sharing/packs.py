@@ -17,15 +17,17 @@ import hashlib
 import mmap
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError
 from mreg.records.names import Digest
-from mreg.sharing.sources import Source
 from mreg.storage import pack_codec, pack_writer
 from mreg.storage.layout import PACK_SUFFIX, object_key
-from mreg.storage.objects import ObjectStore
 from mreg.storage.packed import MAX_CHAIN, blob_bytes
+
+if TYPE_CHECKING:
+    from mreg.sharing.sources import Source
+    from mreg.storage.objects import ObjectStore
 
 CACHE_BYTES = 256 << 20
 """Decoded chunks a transfer keeps for the records that are deltas against them (a chain

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mreg.errors import ConflictError, NotFoundError, RemoteError
 from mreg.records.evidence import SignedStatement
@@ -31,14 +31,16 @@ from mreg.records.names import Digest, names_of, validate_name
 from mreg.records.refs import LogEntry, RefTable
 from mreg.records.reports import TransferReport
 from mreg.sharing.evidence_sync import SignatureHome, SignatureSync
-from mreg.sharing.fetching import Counter
 from mreg.sharing.history import History, LogSince, check_growth, fast_forward, identity, read_history, to_import
 from mreg.sharing.note_sync import NoteHome, NoteSync
-from mreg.sharing.sources import RemoteModel, Source
 from mreg.sharing.transfer_rules import PULL, Sides, conflicts, diverging_tags, merged
-from mreg.signing.statement import Statement
 from mreg.storage.identity import current_author, now_utc
-from mreg.storage.threads import ProgressReport
+
+if TYPE_CHECKING:
+    from mreg.sharing.fetching import Counter
+    from mreg.sharing.sources import RemoteModel, Source
+    from mreg.signing.statement import Statement
+    from mreg.storage.threads import ProgressReport
 
 Importer = Callable[[LogSince], tuple[list[LogEntry], dict[str, Any] | None]]
 """Given the destination's log since its last merge from the source, the entries to bring in

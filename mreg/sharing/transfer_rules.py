@@ -11,10 +11,12 @@ the point of view of the registry running the command: *here* is this registry.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import ConflictError
-from mreg.records.refs import RefTable
+
+if TYPE_CHECKING:
+    from mreg.records.refs import RefTable
 
 
 class Sides(NamedTuple):

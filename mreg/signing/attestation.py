@@ -10,11 +10,14 @@ signature (:mod:`.sshsig`) says which key signed; the allowed signers file
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mreg.signing.allowed_signers import AllowedSigners, SignerEntry
 from mreg.signing.sshsig import DEFAULT_NAMESPACE, verify
 from mreg.signing.statement import Statement
-from mreg.signing.wire import PublicKey
+
+if TYPE_CHECKING:
+    from mreg.signing.allowed_signers import AllowedSigners, SignerEntry
+    from mreg.signing.wire import PublicKey
 
 
 @dataclass(frozen=True)

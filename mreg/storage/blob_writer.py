@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptObjectError
 from mreg.records.names import Digest, digest_from_hex
@@ -18,8 +19,10 @@ from mreg.storage.files import (
     unique_temp_path,
     write_all,
 )
-from mreg.storage.layout import ObjectLayout
 from mreg.storage.threads import Worker
+
+if TYPE_CHECKING:
+    from mreg.storage.layout import ObjectLayout
 
 MAX_PENDING = 256  # blobs written but not yet synced and installed (open files)
 

@@ -15,19 +15,22 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Any,
     BinaryIO,
     NamedTuple,
 )
 
 from mreg.errors import CorruptObjectError
-from mreg.records.names import Digest
 from mreg.storage.files import (
     start_writeback,
     unique_temp_path,
     write_all,
 )
 from mreg.storage.threads import Worker
+
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
 
 BLOCK_SIZE = 4 << 20
 WRITEBACK_STEP = 16 << 20  # start writing to disk after this many new bytes

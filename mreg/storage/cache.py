@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import InvalidInputError
-from mreg.records.names import Digest
 from mreg.text import printable
 
 if TYPE_CHECKING:
+    from mreg.records.names import Digest
     from mreg.storage.config import Config
     from mreg.storage.objects import ObjectStore
 

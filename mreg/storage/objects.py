@@ -31,11 +31,10 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from mreg.records.names import Digest, digest_from_hex
-from mreg.storage.blob_writer import SegmentWriter
 from mreg.storage.blobs import (
     Block,
     Segment,
@@ -48,7 +47,9 @@ from mreg.storage.blobs import (
 from mreg.storage.chunk_index import decode_chunk_index, encode_chunk_index
 from mreg.storage.files import unique_temp_path
 from mreg.storage.layout import PACK_SUFFIX, ObjectLayout
-from mreg.storage.threads import Progress
+
+if TYPE_CHECKING:
+    from mreg.storage.threads import Progress
 
 __all__ = ["ObjectStore", "Segment", "SegmentReader", "StoredObject", "read_blocks"]
 
@@ -158,6 +159,8 @@ class ObjectStore(ObjectLayout):
     ) -> StoredObject:
         """Store ``pieces`` in order; with ``chunks``, one piece per listed chunk, each checked against it."""
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        from mreg.storage.blob_writer import SegmentWriter  # start-up: reads (show, ls, load) never load the writer
+
         writer = SegmentWriter(self, cuts, None if chunks is None else [chunk for chunk, _ in chunks])
         listed = zip(chunks, pieces, strict=True) if chunks is not None else ((None, piece) for piece in pieces)
         try:

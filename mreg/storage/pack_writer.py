@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mreg.storage import format_version
-from mreg.storage.blobs import Block
 from mreg.storage.files import fsync_dir, unique_temp_path, write_all
-from mreg.storage.layout import ObjectLayout
+
+if TYPE_CHECKING:
+    from mreg.storage.blobs import Block
+    from mreg.storage.layout import ObjectLayout
 
 
 def install_record(layout: ObjectLayout, digest: str, record: bytes, *, durable: bool = True) -> None:

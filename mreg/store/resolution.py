@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from mreg.errors import (
     AmbiguousRefError,
@@ -15,8 +16,10 @@ from mreg.errors import (
 from mreg.records.limits import MAX_MANIFEST_SIZE
 from mreg.records.manifest import looks_like_manifest
 from mreg.records.names import LATEST, Digest, Ref, is_log_time, parse_digest_prefix
-from mreg.records.refs import LogEntry, RefTable
-from mreg.storage.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from mreg.records.refs import LogEntry, RefTable
+    from mreg.storage.objects import ObjectStore
 
 
 def resolve_in_table(ref: Ref, table: RefTable) -> tuple[str, Digest]:

@@ -8,10 +8,14 @@ not fetched, so nothing would notice a manifest that declares another size, and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mreg.errors import RemoteError
-from mreg.records.manifest import Manifest
-from mreg.storage.objects import ObjectStore
 from mreg.text import printable
+
+if TYPE_CHECKING:
+    from mreg.records.manifest import Manifest
+    from mreg.storage.objects import ObjectStore
 
 
 def refuse_wrong_sizes(objects: ObjectStore, manifest: Manifest, where: str) -> None:

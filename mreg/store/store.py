@@ -27,8 +27,6 @@ from mreg.errors import (
 from mreg.records.manifest import FileEntry, Manifest, manifest_check
 from mreg.records.names import Digest, format_ref, parse_ref, refuse_case_twin, text_of
 from mreg.records.notes import Note
-from mreg.records.refs import RefTable
-from mreg.storage.blobs import Segment
 from mreg.storage.files import write_atomically
 from mreg.storage.identity import now_utc
 from mreg.storage.locks import FileLock
@@ -40,7 +38,9 @@ from mreg.store.resolution import refuse_reuse, resolve_at, resolve_digest, reso
 from mreg.store.trust import refuse_foreign
 
 if TYPE_CHECKING:
+    from mreg.records.refs import RefTable
     from mreg.sharing.fallbacks import Fallbacks
+    from mreg.storage.blobs import Segment
     from mreg.storage.config import Config
     from mreg.storage.index import ManifestRow, MetadataIndex
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
 from mreg.web.numbers import finite
-from mreg.web.pages import Point
+
+if TYPE_CHECKING:
+    from mreg.web.pages import Point
 
 WIDTH, HEIGHT = 360, 150
 LEFT, RIGHT, TOP, BOTTOM = 46, 14, 14, 28

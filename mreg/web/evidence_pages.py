@@ -8,11 +8,13 @@ signers file) is shown as such, never as a server error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import MregError
 from mreg.records.names import validate_name
-from mreg.web.reader import ReadOnlyRegistry
+
+if TYPE_CHECKING:
+    from mreg.web.reader import ReadOnlyRegistry
 
 
 def version_evidence(registry: ReadOnlyRegistry, ref: str) -> dict[str, Any]:

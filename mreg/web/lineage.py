@@ -8,12 +8,14 @@ children from an index of every registered version's parents.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from markupsafe import Markup, escape
 
 from mreg.web.pages import label_of, manifest_or_none
-from mreg.web.reader import ReadOnlyRegistry
+
+if TYPE_CHECKING:
+    from mreg.web.reader import ReadOnlyRegistry
 
 GENERATIONS_UP, GENERATIONS_DOWN = 3, 2
 MAX_PER_COLUMN = 8

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mreg.errors import InvalidInputError, InvalidRefError, MregError
 from mreg.operations.listing import tags_by_version
-from mreg.records.manifest import Manifest
 from mreg.records.names import validate_name
-from mreg.records.notes import Note
-from mreg.records.refs import LogEntry
 from mreg.web.numbers import difference
 from mreg.web.params import page_number
-from mreg.web.reader import ReadOnlyRegistry
 from mreg.web.snippets import snippets
 
 if TYPE_CHECKING:
+    from mreg.records.manifest import Manifest
+    from mreg.records.notes import Note
+    from mreg.records.refs import LogEntry
     from mreg.storage.index import ManifestRow
+    from mreg.web.reader import ReadOnlyRegistry
 
 PAGE_SIZE = 100  # rows per page: long tables are paged, charts always show every version
 LOG_SHOWN = 200  # the newest log entries a model page shows

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.formats.containers import is_weights_name
 from mreg.formats.monai_bundle import PROPERTIES_KEY as BUNDLE_KEY
-from mreg.records.manifest import Manifest
+
+if TYPE_CHECKING:
+    from mreg.records.manifest import Manifest
 
 
 def snippets(manifest: Manifest, base_url: str) -> dict[str, str]:

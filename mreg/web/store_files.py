@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,8 +25,10 @@ from starlette.routing import Route
 from mreg.errors import InvalidNameError
 from mreg.storage.refs import LOG_FILE, NOTES_FILE, TABLE_FILE
 from mreg.web.file_response import OpenFileResponse
-from mreg.web.reader import ReadOnlyRegistry
 from mreg.web.safe_files import UnsafeFileError, open_regular
+
+if TYPE_CHECKING:
+    from mreg.web.reader import ReadOnlyRegistry
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"

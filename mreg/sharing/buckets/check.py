@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest, manifest_check
-from mreg.records.names import Digest
 from mreg.records.reports import FsckReport
 from mreg.sharing.buckets.client import Bucket, ObjectInfo
 from mreg.sharing.buckets.log import check_log
@@ -28,8 +28,11 @@ from mreg.sharing.buckets.packs import check_packed
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.sharing.buckets.sweep import digest_of
 from mreg.storage.chunk_index import decode_chunk_index
-from mreg.storage.config import Config
 from mreg.storage.layout import CHUNKS_SUFFIX, PACK_SUFFIX, object_key
+
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
+    from mreg.storage.config import Config
 
 
 def check(location: str, config: Config | None, timeout: float) -> FsckReport:

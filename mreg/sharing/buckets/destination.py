@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, RemoteError
 from mreg.records.chain import entry_fields
@@ -45,12 +45,14 @@ from mreg.sharing.buckets.refs import (
     read_table,
 )
 from mreg.sharing.fetching import thread_safe
-from mreg.sharing.history import LogSince
-from mreg.sharing.sources import Source
 from mreg.storage.chunk_index import decode_chunk_index
-from mreg.storage.config import Config
 from mreg.storage.layout import PACK_SUFFIX, object_key
 from mreg.storage.threads import Progress, ProgressReport, counting, in_parallel
+
+if TYPE_CHECKING:
+    from mreg.sharing.history import LogSince
+    from mreg.sharing.sources import Source
+    from mreg.storage.config import Config
 
 
 class BucketDestination:

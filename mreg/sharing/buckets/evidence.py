@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import partial
+from typing import TYPE_CHECKING
 
 from mreg.errors import RemoteError
 from mreg.records.codec import sha256_digest
 from mreg.records.evidence import MAX_SIGNATURE_OBJECT
-from mreg.records.names import Digest
 from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
-from mreg.sharing.buckets.gc_guard import Freshened
 from mreg.storage.layout import object_key
+
+if TYPE_CHECKING:
+    from mreg.records.names import Digest
+    from mreg.sharing.buckets.gc_guard import Freshened
 
 
 class BucketSignatures:

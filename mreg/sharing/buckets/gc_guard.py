@@ -38,8 +38,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from mreg.sharing.buckets.client import Bucket
+if TYPE_CHECKING:
+    from mreg.sharing.buckets.client import Bucket
 
 LEASES = "gc/"
 HEARTBEAT = 60.0  # seconds between rewrites of a running gc's lease

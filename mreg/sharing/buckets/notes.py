@@ -13,6 +13,7 @@ import random
 import time
 from datetime import datetime, timezone
 from functools import partial
+from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, RemoteError
 from mreg.records.chain import entry_fields
@@ -21,12 +22,14 @@ from mreg.records.limits import MAX_NOTE_SIZE, MAX_NOTES_TABLE_SIZE
 from mreg.records.names import Digest, validate_name
 from mreg.records.notes import Note, encode_table, parse_table
 from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, age
-from mreg.sharing.buckets.gc_guard import Freshened
 from mreg.sharing.buckets.log import append
 from mreg.sharing.buckets.refs import MAX_ATTEMPTS
-from mreg.sharing.note_sync import NotesUpdate
 from mreg.storage.layout import object_key
 from mreg.storage.refs import NOTES_FILE
+
+if TYPE_CHECKING:
+    from mreg.sharing.buckets.gc_guard import Freshened
+    from mreg.sharing.note_sync import NotesUpdate
 
 
 class BucketNotes:

@@ -16,17 +16,19 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError, RemoteError
 from mreg.records.names import Digest
 from mreg.sharing.buckets.client import FRESHEN_AFTER, READERS, Bucket, ObjectInfo, age
-from mreg.sharing.sources import Source
 from mreg.storage.layout import PACK_SUFFIX, object_key
 from mreg.storage.pack_forest import decode_all
 from mreg.storage.pack_layout import BASE_HEADER, CorruptPackError, read_header
 from mreg.storage.packed import MAX_CHAIN
 from mreg.storage.threads import in_parallel
+
+if TYPE_CHECKING:
+    from mreg.sharing.sources import Source
 
 Listed = Mapping[tuple[Digest, str], ObjectInfo]
 """A bucket's objects by (digest, suffix), from one listing."""

@@ -16,14 +16,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, CorruptRefsError, RemoteError
 from mreg.records.limits import MAX_MODEL_LIST_SIZE, MAX_REF_TABLE_SIZE
 from mreg.records.names import validate_name
 from mreg.records.refs import RefTable
-from mreg.sharing.buckets.client import Bucket, ObjectInfo
 from mreg.storage.refs import TABLE_FILE
 from mreg.storage.server_info import INFO_MODELS
+
+if TYPE_CHECKING:
+    from mreg.sharing.buckets.client import Bucket, ObjectInfo
 
 MAX_ATTEMPTS = 50
 """Lost races before a writer gives up (each costs two requests)."""

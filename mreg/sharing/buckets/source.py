@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mreg.errors import RemoteError
-from mreg.records.refs import LogEntry
 from mreg.sharing.buckets.client import CONCURRENCY, READERS, Bucket, ObjectInfo
 from mreg.sharing.buckets.log import read_history
 from mreg.sharing.buckets.refs import names_listed
-from mreg.sharing.history import History
 from mreg.sharing.sources import RemoteModel, Source, Stream, with_versions
-from mreg.storage.config import Config
 from mreg.storage.refs import NOTES_FILE
+
+if TYPE_CHECKING:
+    from mreg.records.refs import LogEntry
+    from mreg.sharing.history import History
+    from mreg.storage.config import Config
 
 
 class BucketSource(Source):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptObjectError, RemoteError
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
@@ -29,8 +30,10 @@ from mreg.sharing.buckets.notes import BucketNotes
 from mreg.sharing.buckets.packs import mark_bases
 from mreg.sharing.buckets.refs import model_names, read_table
 from mreg.storage.chunk_index import decode_chunk_index
-from mreg.storage.config import Config
 from mreg.storage.layout import CHUNKS_SUFFIX, PACK_SUFFIX, object_key
+
+if TYPE_CHECKING:
+    from mreg.storage.config import Config
 
 DEFAULT_GRACE = 2 * FRESHEN_AFTER
 OLD_LEASE = timedelta(days=1)

@@ -237,10 +237,11 @@ def gc(store: Store, *, dry_run: bool = False) -> GcReport:
     report = GcReport(dry_run)
     cache_limit = max_size(store.config)  # a bad bound stops gc before it deletes anything
     with store.exclusive():
-        packed = pack_check.packed_objects(store)
+        inventory = store.objects.inventory()
+        packed = pack_check.packed_objects(store, inventory.packed)
         reachable = reachable_objects(store)
         reachable |= pack_check.base_closure(packed, reachable)  # a kept packed object keeps its bases
-        for digest in pack_check.deletion_order(packed, set(store.objects.iter_digests()) - reachable):
+        for digest in pack_check.deletion_order(packed, inventory.digests - reachable):
             report.objects.append(digest)
             report.bytes += store.objects.stored_size(digest)
             if not dry_run:

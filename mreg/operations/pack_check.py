@@ -46,11 +46,12 @@ class Packed(NamedTuple):
     sizes: dict[Digest, int]
 
 
-def packed_objects(store: Store) -> Packed:
+def packed_objects(store: Store, listed: Iterable[Digest] | None = None) -> Packed:
     """Every packed object's base and raw size, from its header (an unreadable one is left
-    out: fsck reports it when it decodes it)."""
+    out: fsck reports it when it decodes it). ``listed``: the packed objects, when the
+    caller has just scanned the store (:meth:`~mreg.storage.layout.ObjectLayout.inventory`)."""
     found = Packed({}, {})
-    for digest in store.objects.iter_packed():
+    for digest in store.objects.iter_packed() if listed is None else listed:
         try:
             with open(store.objects.pack_path(digest), "rb") as stream:
                 header = read_header(stream.read(BASE_HEADER), digest=digest)

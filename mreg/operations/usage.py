@@ -68,9 +68,10 @@ def _measure(store: Store) -> UsageReport:
         objects |= noted
         everything |= objects
         models.append(ModelUsage(name, len(versions), logical, sum(sizes[d] for d in objects)))
-    packed = pack_check.packed_objects(store)
+    inventory = stored.inventory()
+    packed = pack_check.packed_objects(store, inventory.packed)
     bases = pack_check.base_closure(packed, everything)  # unreachable, but gc keeps them
-    unreachable = sum(stored.stored_size(d) for d in set(stored.iter_digests()) - everything - bases)
+    unreachable = sum(stored.stored_size(d) for d in inventory.digests - everything - bases)
     cache = sum(path.stat().st_size for _, path in stored.cached_files())
     needed = [d for d in packed.sizes if d in everything]
     return UsageReport(

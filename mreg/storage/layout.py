@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from mreg.errors import ObjectNotFoundError
 from mreg.records.names import Digest, is_digest
@@ -20,6 +21,13 @@ from mreg.storage.files import fsync_dirs
 CHUNKS_SUFFIX = ".chunks"
 PACK_SUFFIX = ".pack"
 _HEX = "0123456789abcdef"
+
+
+class Inventory(NamedTuple):
+    """The objects of a store, from one scan: all of them, and those stored packed."""
+
+    digests: set[Digest]
+    packed: list[Digest]
 
 
 class ObjectLayout:
@@ -75,6 +83,25 @@ class ObjectLayout:
             if digest != last:  # a blob stored both raw and packed: its names are neighbours
                 yield digest
             last = digest
+
+    def inventory(self) -> Inventory:
+        """Every object stored locally, and those with a packed record, from one scan of
+        ``objects/`` (du and gc need both: a store of many versions has as many names)."""
+        digests: set[Digest] = set()
+        packed: list[Digest] = []
+        for fanout in _scandir(self.objects_dir):
+            if not (fanout.is_dir() and len(fanout.name) == 2):
+                continue
+            for entry in _scandir(Path(fanout.path)):
+                name = fanout.name + entry.name  # one pass per name: du and gc meet every object
+                is_packed = name.endswith(PACK_SUFFIX)
+                hexpart = name[: -len(PACK_SUFFIX)] if is_packed else name.removesuffix(CHUNKS_SUFFIX)
+                if len(hexpart) == 64 and not hexpart.strip(_HEX):
+                    digest = Digest("sha256:" + hexpart)
+                    digests.add(digest)
+                    if is_packed:
+                        packed.append(digest)
+        return Inventory(digests, packed)
 
     def iter_packed(self) -> Iterator[Digest]:
         """Every blob that has a packed record (its raw form may be there too)."""

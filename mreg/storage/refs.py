@@ -217,19 +217,20 @@ class RefStore:
     def recent_log(self, name: str, limit: int | None = None) -> list[LogEntry]:
         """The model's newest log entries first, at most ``limit`` of them (unreadable lines skipped).
 
-        Only the lines shown are parsed, so ``log -n 20`` stays fast with 10,000 versions.
+        Only the lines shown are decoded and parsed, walking back from the end, so
+        ``log -n 20`` stays fast with 10,000 versions.
         """
         data = self.read_file(name, LOG_FILE)
         if data is None:
             return []
-        text = data.decode("utf-8", errors="replace")
         entries: list[LogEntry] = []
-        for line in reversed(text.splitlines()):
-            if limit is not None and len(entries) >= limit:
-                break
-            entry = parse_log_line(line)
+        end = len(data)
+        while end > 0 and (limit is None or len(entries) < limit):
+            start = data.rfind(b"\n", 0, end - 1) + 1  # the line ending at ``end`` (with its line feed)
+            entry = parse_log_line(data[start:end].decode("utf-8", errors="replace").rstrip("\r\n"))
             if entry is not None and not entry.ref.startswith(BOOKKEEPING):
                 entries.append(entry)
+            end = start
         return entries
 
 

@@ -6,13 +6,16 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import flip_byte
+from conftest import flip_byte, modules_loaded_by
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
 from mreg.formats.cuts import stream_cuts
+from mreg.records.hashing import BUILTIN_BUDGET
 from mreg.registry import Registry
 from mreg.storage.blobs import read_blocks
 from mreg.storage.objects import ObjectStore
@@ -227,3 +230,43 @@ def test_a_chunked_file_syncs_each_directory_once(store: ObjectStore, monkeypatc
     assert all(synced.count(fanout) <= 2 for fanout in fanouts)  # a chunk's, and maybe the index's
     assert b"".join(store.iter_bytes(stored.digest)) == data
     assert store.temp_files() == []
+
+
+HASHES_IN_A_FRESH_PROCESS = """
+import sys
+from mreg.records.hashing import sha256, sha256_hex
+sizes = [int(size) for size in sys.argv[1:]]
+for size in sizes:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    hasher = sha256(size)
+    hasher.update(data[: size // 2])
+    hasher.update(memoryview(data)[size // 2 :])
+    print(size, sha256_hex(data), hasher.hexdigest(), "hashlib" in sys.modules)
+"""
+
+
+def test_the_builtin_hasher_takes_small_inputs_until_its_budget_then_openssl() -> None:
+    """In a process that has not loaded hashlib, small inputs are hashed by the interpreter's
+    own SHA-256 until about what OpenSSL's import costs; both give SHA-256."""
+    sizes = [0, 1, 4096, 100_000, BUILTIN_BUDGET, 7]
+    completed = subprocess.run(
+        [sys.executable, "-c", HASHES_IN_A_FRESH_PROCESS, *map(str, sizes)], capture_output=True, text=True, check=True
+    )
+    rows = [line.split() for line in completed.stdout.splitlines()]
+    for (size, whole, streamed, _loaded), expected in zip(rows, sizes, strict=True):
+        data = bytes(range(256)) * (expected // 256) + bytes(expected % 256)
+        assert int(size) == expected and whole == streamed == hashlib.sha256(data).hexdigest()
+    # 0, 1, 4096 and 100,000 bytes fit the budget; the next input exceeds what is left of it
+    assert [loaded for *_, loaded in rows] == ["False"] * 4 + ["True"] * 2
+
+
+def test_show_loads_no_openssl_and_still_finds_a_damaged_manifest(registry: Registry, make_file, tmp_path: Path) -> None:
+    """`mreg show` hashes its manifest with the interpreter's own SHA-256 (OpenSSL's import is
+    a tenth of show's start-up), and still refuses bytes that do not match their digest."""
+    added = registry.add("demo@1.0.0", [make_file("w.bin", b"weights")])
+    result, loaded = modules_loaded_by("show", "demo@1.0.0", cwd=tmp_path, prefixes=["hashlib", "_hashlib"])
+    assert result.exit_code == 0, result.stderr
+    assert loaded == []
+    flip_byte(registry.objects.object_path(added.digest), 5)
+    result, loaded = modules_loaded_by("show", "demo@1.0.0", cwd=tmp_path, prefixes=["hashlib"])
+    assert result.exit_code != 0 and "do not match" in result.stderr

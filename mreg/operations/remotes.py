@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mreg.errors import ConflictError, InvalidInputError, RemoteError
-from mreg.operations.history import read_chain
 from mreg.operations.trust import protections, require_signed, trust_root
 from mreg.records.names import Digest, text_of
 from mreg.records.refs import LogEntry, RefTable, parse_log_line
 from mreg.sharing.buckets.url import is_bucket_url
-from mreg.sharing.fallbacks import fetch_manifest
 from mreg.sharing.fetching import WORKERS, fetch_all, thread_safe
 from mreg.sharing.history import LogSince, log_since
 from mreg.sharing.locations import open_source
@@ -32,7 +30,6 @@ from mreg.storage import config as config_file
 from mreg.storage.files import refuse_symlinks
 from mreg.storage.identity import current_author, now_utc
 from mreg.storage.threads import ProgressReport, counting
-from mreg.store.sizes import refuse_wrong_sizes
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
@@ -164,6 +161,8 @@ class RegistryDestination:
         manifests = sorted((d, name, v) for name, table in tables.items() for v, d in table.versions.items() if (name, v, d) not in known)
         counter = require_complete(source, fetch_all(source, objects, {d: None for d, _, _ in manifests if not objects.contains(d)}, workers))
         wanted: dict[Digest, int] = {}
+        if manifests:
+            from mreg.store.sizes import refuse_wrong_sizes  # start-up: a transfer that brings no version needs no size check
         for digest, name, version in manifests:  # each ref's manifest must be that version's
             manifest = self.store.manifest(digest, expect=(name, version))
             refuse_wrong_sizes(objects, manifest, source.location)  # a file here is not fetched: its size is checked here
@@ -224,6 +223,8 @@ class RegistryNotes:
 
 def source_manifest(source: Source, digest: Digest) -> Manifest:
     """A manifest where a transfer reads from, verified (a policy looks at an arriving version's metrics)."""
+    from mreg.sharing.fallbacks import fetch_manifest  # start-up: only a policy reads arriving manifests
+
     found = fetch_manifest(source, digest)
     if found is None:
         raise RemoteError(f"{source.location} lacks manifest {digest}, which its refs need")
@@ -232,6 +233,8 @@ def source_manifest(source: Source, digest: Digest) -> Manifest:
 
 def local_since(store: Store, name: str, source_id: str) -> LogSince:
     """A model's log here, back to its last merge from ``source_id`` (every entry known)."""
+    from mreg.operations.history import read_chain  # start-up: a transfer that changes nothing reads no log
+
     chain = read_chain(store, name)
     legacy = [entry for line in chain.legacy if (entry := parse_log_line(line.decode("utf-8", errors="replace"))) is not None]
     return log_since([*legacy, *chain.links], source_id, known_all=True)

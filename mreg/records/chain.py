@@ -21,17 +21,17 @@ Nothing here does I/O: this module encodes, parses and checks bytes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from mreg.records.hashing import sha256_hex
 from mreg.records.limits import MAX_LOG_FIELD
 from mreg.records.names import is_digest
 from mreg.records.refs import BOOKKEEPING, CHAIN_LINE, LogEntry, log_entry, parse_log_line
 from mreg.text import printable
 
 MERGE = "_merge"
-EMPTY_HASH = "sha256:" + hashlib.sha256(b"").hexdigest()
+EMPTY_HASH = "sha256:" + sha256_hex(b"")
 MAX_SEQ = 10**18
 _EXTRA = {"seq", "prev", "via", "from", "theirs", "theirs_seq", "target", "approvals", "signature"}
 """Fields a chained line may have besides a LogEntry's six."""
@@ -39,7 +39,7 @@ _EXTRA = {"seq", "prev", "via", "from", "theirs", "theirs_seq", "target", "appro
 
 def line_hash(line: bytes) -> str:
     """``sha256:`` and the hex SHA-256 of one line (without its line feed)."""
-    return "sha256:" + hashlib.sha256(line).hexdigest()
+    return "sha256:" + sha256_hex(line)
 
 
 def encode_line(fields: Mapping[str, Any]) -> bytes:

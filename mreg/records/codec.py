@@ -7,12 +7,12 @@ is the one way every record is read back, before its own fields are checked.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 
+from mreg.records.hashing import sha256_hex
 from mreg.records.names import (
     Digest,
     digest_from_hex,
@@ -34,7 +34,7 @@ def _sorted(value: Any) -> Any:
 
 def sha256_digest(data: bytes) -> Digest:
     """The digest of some bytes."""
-    return digest_from_hex(hashlib.sha256(data).hexdigest())
+    return digest_from_hex(sha256_hex(data))
 
 
 def decode_record(data: bytes, kind: str) -> dict[str, Any]:

@@ -22,7 +22,6 @@ its decoded bytes feed the whole file's digest like a stored chunk's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError, RemoteError
+from mreg.records.hashing import sha256
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.sharing.sources import Source, bounded
 from mreg.storage.blobs import Segment, segment_blocks, stage_blob
@@ -340,7 +340,7 @@ def _fetch_chunk(source: Source, store: ObjectStore, chunk: Digest, size: int, p
     if opened is None:
         return [memoryview(packs.fetch_packed(chunk, size))], None
     blocks = list(_counted(source, chunk, size, opened))
-    hasher = hashlib.sha256()
+    hasher = sha256(size)
     for block in blocks:
         hasher.update(block)
     if "sha256:" + hasher.hexdigest() != chunk:

@@ -1,14 +1,13 @@
 """A stored file as a sequence of blobs: reading it, writing it, and its chunk index.
 
 A file's bytes live in one blob, or in several chunks listed by a ``.chunks``
-index (see :mod:`mreg.object_store`). A :class:`Segment` is one of those blobs with
+index (see :mod:`mreg.storage.objects`). A :class:`Segment` is one of those blobs with
 the offset at which its bytes start in the file.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from typing import (
 )
 
 from mreg.errors import CorruptObjectError
+from mreg.records.hashing import sha256
 from mreg.storage.files import (
     start_writeback,
     unique_temp_path,
@@ -79,7 +79,7 @@ def _packed_blocks(segment: Segment, *, verify: bool = False) -> Iterator[bytes]
 
 def write_hashing(fd: int, blocks: Iterable[Block]) -> str:
     """Write blocks to ``fd`` on a writer thread while this one hashes them; return the hex SHA-256."""
-    hasher = hashlib.sha256()
+    hasher = sha256()
     writer = Worker()
     written = 0
 
@@ -123,7 +123,7 @@ def stage_blob(tmp_dir: Path, blocks: Iterable[Block]) -> Path:
 def verified_blocks(segment: Segment) -> Iterator[bytes]:
     """A blob's bytes; raises CorruptObjectError after its last block if they do not match
     (a packed one: before its first, as it is decoded whole)."""
-    hasher = hashlib.sha256()
+    hasher = sha256(segment.size)
     try:
         stream = open(segment.path, "rb")
     except FileNotFoundError:

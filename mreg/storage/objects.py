@@ -25,7 +25,6 @@ streams, transfers) verify again, and :meth:`ObjectStore.verify` (fsck) re-hashe
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mreg.errors import CorruptObjectError, InputFileError, ObjectNotFoundError
+from mreg.records.hashing import sha256
 from mreg.records.names import Digest, digest_from_hex
 from mreg.storage.blobs import (
     Block,
@@ -222,7 +222,7 @@ class ObjectStore(ObjectLayout):
     @staticmethod
     def hash_stream(blocks: Iterable[Block]) -> tuple[Digest, int]:
         """The digest and size of some bytes, computed without storing anything."""
-        hasher = hashlib.sha256()
+        hasher = sha256()
         size = 0
         for block in blocks:
             hasher.update(block)
@@ -304,7 +304,7 @@ class ObjectStore(ObjectLayout):
         try:
             segments = self.segments(digest)
             whole = len(segments) > 1 or segments[0].digest != digest
-            hasher = hashlib.sha256()
+            hasher = sha256(sum(segment.size for segment in segments))
             for segment in segments:
                 for block in verified_blocks(segment):
                     if whole:

@@ -13,7 +13,7 @@ from mreg.registry import Registry
 from mreg.text import human_size
 
 if TYPE_CHECKING:
-    from mreg.records.reports import TransferReport
+    from mreg.records.transfer_report import TransferReport
 
 force_option = click.option("-f", "--force", is_flag=True, help="Move tags that point elsewhere on the other side.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

@@ -35,7 +35,8 @@ from mreg.store.store import Store
 if TYPE_CHECKING:
     from mreg.operations.protection import StorePolicy
     from mreg.records.manifest import Manifest
-    from mreg.records.reports import FsckReport, GcReport, TransferReport
+    from mreg.records.reports import FsckReport, GcReport
+    from mreg.records.transfer_report import TransferReport
     from mreg.sharing.evidence_sync import SignatureHome
     from mreg.sharing.note_sync import NoteHome, NotesUpdate
     from mreg.storage.config import Config

@@ -1,4 +1,8 @@
-"""Reports: what fsck found, what gc removed, what a transfer copied, an export wrote, du measured."""
+"""Reports: what fsck found, what gc removed, what an export wrote, du measured.
+
+What a transfer copied is :mod:`mreg.records.transfer_report`'s, apart: every push and
+pull loads it, and none of these.
+"""
 
 from __future__ import annotations
 
@@ -58,23 +62,6 @@ class GcReport:
         if self.packed is not None:
             found["pack"] = self.packed.to_dict()
         return found
-
-
-@dataclass
-class TransferReport:
-    """What a transfer copied."""
-
-    source: str
-    destination: str
-    objects: int = 0
-    bytes: int = 0
-    versions: list[str] = field(default_factory=list)  # name@version, new at the destination
-    tags: list[str] = field(default_factory=list)  # name@tag -> version, new or moved
-    notes: list[str] = field(default_factory=list)  # name@version whose note came over
-    signatures: list[str] = field(default_factory=list)  # name@version of each signature that came over
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mreg.store.store import Store
 
 if TYPE_CHECKING:
-    from mreg.records.reports import TransferReport
+    from mreg.records.transfer_report import TransferReport
     from mreg.storage.objects import ObjectStore
     from mreg.storage.refs import RefStore
     from mreg.storage.threads import ProgressReport

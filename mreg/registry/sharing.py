@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from mreg.operations.diff import TensorComparer
     from mreg.records.diffs import VersionDiff
     from mreg.records.packing import PackReport
-    from mreg.records.reports import FsckReport, GcReport, TransferReport, UsageReport
+    from mreg.records.reports import FsckReport, GcReport, UsageReport
+    from mreg.records.transfer_report import TransferReport
     from mreg.registry import Registry
     from mreg.storage.threads import ProgressReport
     from mreg.store.store import Store

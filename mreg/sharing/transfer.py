@@ -29,7 +29,7 @@ from mreg.errors import ConflictError, NotFoundError, RemoteError
 from mreg.records.evidence import SignedStatement
 from mreg.records.names import Digest, names_of, validate_name
 from mreg.records.refs import LogEntry, RefTable
-from mreg.records.reports import TransferReport
+from mreg.records.transfer_report import TransferReport
 from mreg.sharing.evidence_sync import SignatureHome, SignatureSync
 from mreg.sharing.history import History, LogSince, check_growth, fast_forward, identity, read_history, to_import
 from mreg.sharing.note_sync import NoteHome, NoteSync

@@ -1,4 +1,4 @@
-"""Packs (issue 21) end to end: `mreg pack` of full fine-tunes, their loads, and pushes.
+"""Packs end to end: `mreg pack` of full fine-tunes, their loads, and pushes.
 
 ResNet-18 and 9 successive full fine-tunes (common.resnet_fine_tunes: SGD lr 1e-4,
 momentum 0.9, 10 steps each on random 64x64 batches; every tensor changes, so chunk

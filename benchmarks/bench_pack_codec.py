@@ -1,4 +1,4 @@
-"""Packs (issue 21): how small and how fast lossless packed tensor chunks are.
+"""Packs: how small and how fast lossless packed tensor chunks are.
 
 - ResNet-18 (torchvision, random init, seeded) and 9 successive full fine-tunes (SGD,
   lr 1e-4, momentum 0.9, 10 steps each on random 8x3x64x64 batches with random

@@ -1,6 +1,6 @@
 """Buckets (S3 via moto, Azure via Azurite): chained logs read in batches, signatures and
 tombstones, gc that never takes an object a concurrent push reused, case twins, and an
-fsck that sees what would make a clone refuse (issues 20 and 22)."""
+fsck that sees what would make a clone refuse."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_names_that_differ_only_in_case_are_refused_and_seen(bucket_url: str, tm
 
 
 def test_pulls_read_only_the_new_log_objects_in_batches(bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """issue 22: a pull read every log object one GET at a time; now the objects after the
+    """A pull used to read every log object one GET at a time; now the objects after the
     last pull only, several at once; a push reads back to its own last merge only."""
     origin = Registry.init(tmp_path / "origin")
     for i in range(40):
@@ -107,7 +107,7 @@ def test_pulls_read_only_the_new_log_objects_in_batches(bucket_url: str, tmp_pat
 
 
 def test_a_push_never_loses_an_object_to_a_concurrent_gc(bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """issue 22: gc HEADs an unreachable old object, a push then rewrites it to reuse it and
+    """gc HEADs an unreachable old object, a push then rewrites it to reuse it and
     commits its refs, and gc deletes it: the push waits for that gc and uploads it again."""
     import hashlib
 

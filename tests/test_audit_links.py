@@ -1,4 +1,4 @@
-"""issue 22: a shared registry with a planted ``_log``, ``_lock``, ``_refs.tmp`` or model
+"""A shared registry with a planted ``_log``, ``_lock``, ``_refs.tmp`` or model
 directory link: local writes refuse it clearly and write nothing where it leads."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Issue 20's "done when", end to end, from Python and from the shell.
+"""The regulated team's scenario end to end (alice signs, two approve, the tag moves, someone
+edits the log, a colleague pulls and verifies), from Python and from the shell.
 
 alice registers and signs m@1.0.0; production needs 2 approvals; alice and bob approve;
 the tag moves; someone edits the log; verify and fsck say so; a colleague pulls and

@@ -1,5 +1,5 @@
 """A released version number never names other bytes: locally, and through push, pull,
-fallbacks and buckets (issue 20, item 1)."""
+fallbacks and buckets."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Evidence travels (push, pull, clone, fallbacks, HTTP), histories only grow, tags
-fast-forward, and conflict messages say which side is which (issues 20 and 22)."""
+fast-forward, and conflict messages say which side is which."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_a_pulled_history_is_appended_never_rewritten(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("direction", ["push", "pull"])
 def test_a_tag_fast_forwards_but_a_colleagues_move_needs_force(tmp_path: Path, direction: str) -> None:
-    """issue 22: a push (or pull) moves a tag that only this side moved since the two last
+    """A push (or pull) moves a tag that only this side moved since the two last
     agreed; a tag the other side moved meanwhile (a rollback, say) needs --force."""
     mine, shared = Registry.init(tmp_path / "mine"), Registry.init(tmp_path / "shared")
     for i in range(4):
@@ -135,7 +135,7 @@ def test_a_tag_fast_forwards_but_a_colleagues_move_needs_force(tmp_path: Path, d
 
 
 def test_push_conflicts_say_here_and_there_the_right_way_round(tmp_path: Path) -> None:
-    """issue 22: in a push, 'here' is this registry (the source) and 'there' the destination."""
+    """In a push, 'here' is this registry (the source) and 'there' the destination."""
     mine, other = Registry.init(tmp_path / "mine"), Registry.init(tmp_path / "other")
     mine_digest = mine.add("m@1.0.0", blob(b"mine")).digest
     other_digest = other.add("m@1.0.0", blob(b"theirs")).digest

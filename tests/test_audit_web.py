@@ -1,5 +1,5 @@
 """The web UI shows a version's signed / approved badges and its approval trail, and each
-model's audit trail (issue 20), as pages and as their JSON twins."""
+model's audit trail, as pages and as their JSON twins."""
 
 from __future__ import annotations
 

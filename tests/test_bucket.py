@@ -99,7 +99,7 @@ def test_new_versions_push_only_new_objects_and_moved_tags(origin: Registry, buc
     laptop = Registry.init(tmp_path / "laptop")
     cli_json("pull", bucket_url, registry=laptop)
     add(origin, "net@2.0.0", b"small new weights", tags=["prod"])
-    # prod moved here, and only here, since the last push: a fast-forward, no --force (issue 22)
+    # prod moved here, and only here, since the last push: a fast-forward, no --force
     pushed = cli_json("push", bucket_url, registry=origin)
     assert pushed["versions"] == ["net@2.0.0"] and pushed["objects"] == 2  # a manifest and one blob
     pulled = cli_json("pull", bucket_url, registry=laptop)  # the laptop never moved it: a fast-forward too

@@ -1,4 +1,4 @@
-"""--bump starts from the description of the version it follows (issue 22, item 10).
+"""--bump starts from the description of the version it follows.
 
 Family, framework, architecture, input shape and properties carry over unless the
 new version says otherwise; metrics, datasets and the message never do; the

@@ -1,4 +1,4 @@
-"""Every date and number a user or a config gives, read into range or refused (issue 22, item 8).
+"""Every date and number a user or a config gives, read into range or refused.
 
 Log times are fixed-width UTC text compared as text, so a date before the year 1000
 must be written with four digits; an offset that moves a time past the years 1-9999

@@ -1,4 +1,4 @@
-"""mreg export against hostile versions and hostile conditions (issue 22, item 7).
+"""mreg export against hostile versions and hostile conditions.
 
 A version's file paths come from whoever registered it: none may enter or name a
 repository's own directory (.git, .mreg, ...), however spelt. Every target is

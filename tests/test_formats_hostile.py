@@ -354,7 +354,7 @@ def test_the_torch_free_comparer_agrees_with_the_torch_one(registry: Registry, t
     assert {c.old.name: c.max_abs_diff for c in without.changed} == {"w": 0.5, "i": 5, "h": 2.0, "n.x": None}
 
 
-# ------------------------------------------------- issue 22: files built to hang or crash
+# ------------------------------------------------------- files built to hang or crash
 # Each file once hung a reader, exhausted its memory, or crashed it (exit 70, or a
 # segmentation fault). Whichever command or function reads it, the answer is one
 # `mreg: error:` line, exit 2, within seconds.

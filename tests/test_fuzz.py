@@ -160,7 +160,7 @@ def test_random_command_lines_succeed_or_fail_cleanly_leaving_the_store_as_it_wa
     shutil.rmtree(work)
 
 
-# ------------------------------------------- issue 22: dates, durations, paths, and the commands they reach
+# ------------------------------------------------ dates, durations, paths, and the commands they reach
 
 MOMENTS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59))
 OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1)

@@ -49,7 +49,7 @@ def test_layout_after_init_add_and_tag(tmp_path: Path, make_file) -> None:
     assert list((root / "tmp").iterdir()) == []
 
     lines = (root / "models" / "demo" / "_log").read_text().splitlines()
-    # The log is a hash chain (issue 20): each line names the SHA-256 of the one before
+    # The log is a hash chain: each line names the SHA-256 of the one before
     # (the first, of the empty log it seals), and _refs ends with the head: the last line's.
     hashes = ["sha256:" + hashlib.sha256(line.encode()).hexdigest() for line in lines]
     assert (root / "models" / "demo" / "_refs").read_text() == (

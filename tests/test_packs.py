@@ -1,4 +1,4 @@
-"""mreg pack (issue 21): cold chunks stored packed, every version read back bit for bit.
+"""mreg pack: cold chunks stored packed, every version read back bit for bit.
 
 A model's successive full fine-tunes change every tensor slightly: chunk dedup saves
 nothing, and packing stores each old version as deltas against the next. These tests

@@ -1,4 +1,4 @@
-"""mreg pack is crash-safe and concurrent like every writer (issue 21).
+"""mreg pack is crash-safe and concurrent like every writer.
 
 A kill at every write, rename and unlink of a pack (as ``kill -9`` would land: the
 child ends on the spot, see test_faults) leaves a store fsck calls clean, every version

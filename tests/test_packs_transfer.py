@@ -1,4 +1,4 @@
-"""Packs travel (issue 21): pull, push, clone, fallbacks and buckets move records as they are.
+"""Packs travel: pull, push, clone, fallbacks and buckets move records as they are.
 
 The receiver keeps a record packed only once it decodes, its base first, to bytes
 whose SHA-256 is its name; a store that packs and one that does not exchange models

@@ -161,7 +161,7 @@ def test_update_writes_one_log_line_per_changed_ref(registry: Registry) -> None:
     assert store.read("org/demo") == RefTable({"1.0.0": digest(1)}, {"prod": "1.0.0"}, "1.0.0")
     lines = read_log(store, "org/demo")
     assert [line["ref"] for line in lines] == ["versions/1.0.0", "tags/prod", "latest"]
-    chain = {"seq": 0, "prev": "sha256:" + hashlib.sha256(b"").hexdigest()}  # the first line of a hash chain (issue 20)
+    chain = {"seq": 0, "prev": "sha256:" + hashlib.sha256(b"").hexdigest()}  # the first line of a hash chain
     assert lines[0] == {"time": "T1", "author": "alice", "ref": "versions/1.0.0", "old": None, "new": digest(1), "message": "first", **chain}
     with store.update("org/demo", author="bob", message="", time="T2") as update:
         update.table = update.table.with_tag("prod", "1.0.0")  # no change at all

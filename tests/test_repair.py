@@ -1,4 +1,4 @@
-"""fsck --repair: damaged and missing objects restored from fallbacks and remotes (issue 22, item 12).
+"""fsck --repair: damaged and missing objects restored from fallbacks and remotes.
 
 fsck and gc agree on what is reachable (a damaged file's chunks still are). A good
 copy is fetched, verified and renamed over the damaged one; a damaged object is

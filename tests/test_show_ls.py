@@ -1,4 +1,4 @@
-"""What show and ls say (issue 22, item 14): tensor elements named for what they are,
+"""What show and ls say: tensor elements named for what they are,
 latest listed by ls NAME as show lists it, and "did you mean" for a mistyped name."""
 
 from __future__ import annotations

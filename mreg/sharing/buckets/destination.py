@@ -26,6 +26,7 @@ from mreg.records.chain import entry_fields
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, refuse_case_twin
 from mreg.records.refs import LogEntry, RefTable, changes
+from mreg.sharing.buckets.claims import claim_name
 from mreg.sharing.buckets.client import (
     CONCURRENCY,
     FRESHEN_AFTER,
@@ -149,7 +150,10 @@ class BucketDestination:
         entry: LogEntry,
     ) -> tuple[RefTable, RefTable]:
         """Change the model's table by compare-and-swap, then log, as one new object, the
-        source's entries the bucket lacks, the change, and the merge."""
+        source's entries the bucket lacks, the change, and the merge; a model new here
+        first claims its name (:mod:`.claims`)."""
+        if not self._known(name).versions and name not in (self._listed or ()):
+            claim_name(self.bucket, name)
         old, new = change_table(self.bucket, name, merge)
         if old == new:
             return old, new

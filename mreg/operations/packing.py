@@ -16,7 +16,6 @@ chunks deltas of each other.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Collection
@@ -27,6 +26,7 @@ from mreg.errors import CorruptObjectError, MregError
 from mreg.operations.maintenance import gc
 from mreg.operations.pack_check import depth_limit
 from mreg.operations.pack_plan import Chunk, Plan, make_plan
+from mreg.records.codec import sha256_digest
 from mreg.records.names import Digest
 from mreg.records.packing import PackReport
 from mreg.storage import pack_codec, pack_writer
@@ -292,4 +292,4 @@ def guess_itemsize(raw: Any) -> int:
 
 
 def _sha256(data: Any) -> str:
-    return "sha256:" + hashlib.sha256(memoryview(data).cast("B")).hexdigest()
+    return sha256_digest(memoryview(data).cast("B"))

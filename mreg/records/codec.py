@@ -32,7 +32,7 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def sha256_digest(data: bytes) -> Digest:
+def sha256_digest(data: bytes | bytearray | memoryview) -> Digest:
     """The digest of some bytes."""
     return digest_from_hex(sha256_hex(data))
 

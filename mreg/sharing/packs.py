@@ -13,13 +13,13 @@ loop: a hostile store gets one RemoteError, and nothing of what failed is kept.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, MregError, ObjectNotFoundError, RemoteError
+from mreg.records.codec import sha256_digest
 from mreg.records.names import Digest
 from mreg.storage import pack_codec, pack_writer
 from mreg.storage.layout import PACK_SUFFIX, object_key
@@ -112,7 +112,7 @@ class PackFetcher:
             pack_codec.decode_into(record, out, base=base, base_digest=header.base, digest=digest)
         except CorruptObjectError as exc:
             raise RemoteError(f"{where}: {exc.message}; refused") from None
-        if "sha256:" + hashlib.sha256(out).hexdigest() != digest:
+        if sha256_digest(out) != digest:
             raise RemoteError(f"{where}: it decodes to bytes that do not match its digest; refused")
         pack_writer.install_record(self.store, digest, record)
         self._keep(digest, out)
@@ -127,7 +127,7 @@ class PackFetcher:
         self._count(raw)
         if raw is None:
             return self.fetch_packed(digest, size, None, trail)
-        if len(raw) != size or "sha256:" + hashlib.sha256(raw).hexdigest() != digest:
+        if len(raw) != size or sha256_digest(raw) != digest:
             raise RemoteError(f"{self.source.location}: object {digest} does not match its digest there; not cached")
         pack_writer.install_raw(self.store, digest, [raw])
         return raw

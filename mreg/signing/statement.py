@@ -52,7 +52,6 @@ that is not exactly what :meth:`Statement.encode` writes for its fields is refus
 from __future__ import annotations
 
 import calendar
-import hashlib
 import re
 import time
 import unicodedata
@@ -60,6 +59,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from mreg.errors import StatementError
+from mreg.records.codec import sha256_digest
 from mreg.text import printable
 
 FORMAT = "mreg-statement v1"
@@ -120,7 +120,7 @@ class Statement:
     @property
     def digest(self) -> str:
         """``sha256:`` and the hex digest of :meth:`encode` (what a revocation names)."""
-        return "sha256:" + hashlib.sha256(self.encode()).hexdigest()
+        return sha256_digest(self.encode())
 
     @property
     def timestamp(self) -> int:

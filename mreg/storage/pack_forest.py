@@ -11,12 +11,12 @@ the caller sees it. fsck and a push to a bucket read packs this way.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mreg.errors import MregError
+from mreg.records.codec import sha256_digest
 from mreg.records.names import Digest
 from mreg.storage import pack_codec
 from mreg.storage.layout import PACK_SUFFIX
@@ -116,6 +116,6 @@ def _decoded(objects_dir: str, digest: Digest, header: PackHeader, base: Any) ->
         raise CorruptPackError(digest, f"is larger than its {header.size} bytes allow")
     out = pack_codec.scratch(header.size)
     pack_codec.decode_into(record, out, base=base, base_digest=header.base, digest=digest)
-    if "sha256:" + hashlib.sha256(out).hexdigest() != digest:
+    if sha256_digest(out) != digest:
         raise CorruptPackError(digest, "decodes to bytes that do not match its digest")
     return out, record

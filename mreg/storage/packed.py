@@ -19,13 +19,13 @@ files, transfers, fsck) hash the decoded bytes against the name.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from mreg.errors import ObjectNotFoundError
+from mreg.records.codec import sha256_digest
 from mreg.records.names import Digest, is_digest
 from mreg.storage.layout import PACK_SUFFIX
 from mreg.storage.pack_layout import DELTA, HEADER_MAX, CorruptPackError, PackHeader, read_header
@@ -168,7 +168,7 @@ def decoded_blocks(segment: Any, *, verify: bool = False) -> Iterator[bytes]:
     """A packed segment's bytes in blocks (new objects: a writer may keep them); with
     ``verify``, hashed against its name first."""
     data = memoryview(decoded(segment)).cast("B")
-    if verify and "sha256:" + hashlib.sha256(data).hexdigest() != segment.digest:
+    if verify and sha256_digest(data) != segment.digest:
         raise CorruptPackError(segment.digest, "decodes to bytes that do not match its digest")
     for start in range(0, len(data), BLOCK_SIZE):
         yield bytes(data[start : start + BLOCK_SIZE])

@@ -13,11 +13,11 @@ are not downloaded: a pull verifies them as it reads them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from mreg.errors import MregError
+from mreg.records.codec import sha256_digest
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest, manifest_check
 from mreg.records.reports import FsckReport
@@ -103,7 +103,7 @@ class _Checker:
         if got is None:
             self.report.problems.append(f"{name}@{version}: manifest {digest} is missing")
             return
-        if "sha256:" + hashlib.sha256(got[0]).hexdigest() != digest:
+        if sha256_digest(got[0]) != digest:
             self.report.problems.append(f"{name}@{version}: manifest {digest} does not match its digest")
             return
         manifest = Manifest.decode(got[0], digest)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mreg.errors import CorruptObjectError, RemoteError
 from mreg.records.chain import entry_fields
+from mreg.records.codec import sha256_digest
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest, refuse_case_twin
 from mreg.records.refs import LogEntry, RefTable, changes
@@ -260,6 +261,6 @@ def _read_verified(source: Source, digest: Digest) -> bytes:
     data = source.read(object_key(digest))
     if data is None:
         raise RemoteError(f"{source.location} lacks object {digest}, which its refs need (run 'mreg fsck' there)")
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if sha256_digest(data) != digest:
         raise CorruptObjectError(digest, "its bytes do not match its digest; not uploaded")
     return data

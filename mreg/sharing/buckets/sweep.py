@@ -14,11 +14,11 @@ an object: :mod:`.gc_guard` says why.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from mreg.errors import CorruptObjectError, RemoteError
+from mreg.records.codec import sha256_digest
 from mreg.records.limits import MAX_CHUNK_INDEX_SIZE, MAX_MANIFEST_SIZE
 from mreg.records.manifest import Manifest
 from mreg.records.names import Digest
@@ -120,7 +120,7 @@ def _read(bucket: Bucket, digest: Digest, *, suffix: str = "", verify: bool = Fa
         if missing_ok:
             return None
         raise RemoteError(f"{bucket.location}: object {digest} is missing though a ref needs it; gc stopped, nothing was deleted")
-    if verify and "sha256:" + hashlib.sha256(got[0]).hexdigest() != digest:
+    if verify and sha256_digest(got[0]) != digest:
         raise CorruptObjectError(digest, "its bytes do not match its digest; gc stopped, nothing was deleted")
     return got[0]
 

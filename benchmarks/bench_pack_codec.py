@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy
 import torch
-from common import paired, resnet_fine_tunes, scratch
+from common import best_of, paired, resnet_fine_tunes, scratch
 
 from mreg.formats.containers import DTYPES, parse_safetensors
 from mreg.formats.cuts import file_cuts
@@ -130,16 +130,6 @@ def in_threads(work: Callable[[Any], Any], items: list[Any], threads: int, size:
     with ThreadPoolExecutor(threads) as pool:
         done = dict(zip(order, pool.map(lambda i: work(items[i]), order), strict=True))
     return [done[i] for i in range(len(items))]
-
-
-def timed(function: Callable[[], object], repeat: int = REPEAT) -> float:
-    """The median wall time of ``function``."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def timed_cpu(function: Callable[[], object], repeat: int = REPEAT) -> tuple[float, float]:
@@ -358,14 +348,14 @@ def kernels(versions: list[Version]) -> None:
     ]
     print(f"\nkernels on {size / 2**20:.1f} MiB of float32 chunks, one thread")
     for label, function in rows:
-        print(f"  {label:<52} {size / timed(function, 3) / 1e6:7.0f} MB/s")
+        print(f"  {label:<52} {size / best_of(function, 3) / 1e6:7.0f} MB/s")
     xor = numpy.bitwise_xor(array, base)
     for level in (1, 3):
         difference = pack_codec.encode(new, itemsize=4, base=old, level=level, min_saving=None)
         xored = pack_codec.encode(xor, itemsize=4, level=level, min_saving=None)  # the planes a XOR delta would compress
         alone = pack_codec.encode(new, itemsize=4, level=level, min_saving=None)
         assert difference and xored and alone
-        speed = size / timed(partial(pack_codec.encode, new, itemsize=4, base=old, level=level), 3) / 1e6
+        speed = size / best_of(partial(pack_codec.encode, new, itemsize=4, base=old, level=level), 3) / 1e6
         print(
             f"  zstd level {level}: delta as zigzagged difference {len(difference) / size:.3f}x, as XOR {len(xored) / size:.3f}x; "
             f"standalone {len(alone) / size:.3f}x; delta encode {speed:.0f} MB/s"
@@ -374,7 +364,7 @@ def kernels(versions: list[Version]) -> None:
     for saving in (pack_codec.MIN_PLANE_SAVING, 1 / 6):
         record = pack_codec.encode(new, itemsize=4, base=old, min_plane_saving=saving, min_saving=None)
         assert record is not None
-        decode = timed(partial(pack_codec.decode_into, record, out, base=old, base_digest="sha256:" + hashlib.sha256(old).hexdigest()), 3)
+        decode = best_of(partial(pack_codec.decode_into, record, out, base=old, base_digest="sha256:" + hashlib.sha256(old).hexdigest()), 3)
         print(f"  planes stored unless zstd saves {saving:.3f} of them: delta {len(record) / size:.3f}x, decode {size / decode / 1e6:.0f} MB/s")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from os import PathLike
@@ -256,6 +257,13 @@ def _is_key_type(field: str) -> bool:
 
 def _field(text: str, where: str) -> tuple[str, str]:
     """The next field (spaces inside double quotes kept, ``\\"`` escaped there) and the rest."""
+    end = next(_outside_quotes(text, " \t", where))
+    return text[:end], text[end:].lstrip(" \t")
+
+
+def _outside_quotes(text: str, separators: str, where: str) -> Iterator[int]:
+    """The index of each character of ``separators`` outside double quotes (``\\"`` stays
+    inside them), then ``len(text)``; a quote still open there is refused."""
     quoted, index = False, 0
     while index < len(text):
         character = text[index]
@@ -263,12 +271,12 @@ def _field(text: str, where: str) -> tuple[str, str]:
             index += 1
         elif character == '"':
             quoted = not quoted
-        elif character in " \t" and not quoted:
-            break
+        elif character in separators and not quoted:
+            yield index
         index += 1
     if quoted:
         raise AllowedSignersError(f"{where}: a double quote is not closed")
-    return text[:index], text[index:].lstrip(" \t")
+    yield len(text)
 
 
 def _unquoted(field: str, where: str) -> str:
@@ -285,7 +293,7 @@ def _options(text: str, where: str) -> dict[str, str | bool]:
     found: dict[str, str | bool] = {}
     if not text:
         return found
-    for option in _split_outside_quotes(text):
+    for option in _split_outside_quotes(text, where):
         name, equals, value = option.partition("=")
         name = name.lower()  # option names are case-insensitive, as ssh-keygen reads them
         if name in found:
@@ -304,20 +312,12 @@ def _options(text: str, where: str) -> dict[str, str | bool]:
     return found
 
 
-def _split_outside_quotes(text: str) -> list[str]:
+def _split_outside_quotes(text: str, where: str) -> list[str]:
     """``text`` split at the commas that are not inside double quotes."""
-    parts, start, quoted, index = [], 0, False, 0
-    while index < len(text):
-        character = text[index]
-        if quoted and character == "\\" and text[index + 1 : index + 2] == '"':
-            index += 1
-        elif character == '"':
-            quoted = not quoted
-        elif character == "," and not quoted:
-            parts.append(text[start:index])
-            start = index + 1
-        index += 1
-    parts.append(text[start:])
+    parts, start = [], 0
+    for end in _outside_quotes(text, ",", where):
+        parts.append(text[start:end])
+        start = end + 1
     return parts
 
 

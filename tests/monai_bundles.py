@@ -8,6 +8,7 @@ of a small 2-D spleen segmentation UNet, its ``network_def`` and its weights.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,15 @@ def set_network(directory: Path, network_def: dict[str, Any], state_dict: Any) -
 
     edit_json(directory / "configs/inference.json", lambda data: data.update(network_def=network_def))
     torch.save(state_dict, directory / "models/model.pt")
+
+
+@pytest.fixture(scope="module")
+def made_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle made by MONAI's init_bundle, then filled in as a user would (once per module)."""
+    return make_bundle(tmp_path_factory.mktemp("made") / "spleen_seg")
+
+
+@pytest.fixture
+def bundle(made_bundle: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the made bundle that a test may change or break."""
+    return Path(shutil.copytree(made_bundle, tmp_path / "bundle"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ torch = pytest.importorskip("torch")
 monai = pytest.importorskip("monai")
 
 from conftest import assert_clean_failure, modules_loaded_by, run_cli, store_snapshot
-from monai_bundles import METADATA, NETWORK_DEF, edit_json, make_bundle, set_network, unet
+from monai_bundles import METADATA, NETWORK_DEF, bundle, edit_json, made_bundle, make_bundle, set_network, unet  # noqa: F401 - fixtures
 
 from mreg import InvalidInputError, Registry
 from mreg.errors import CorruptObjectError, InvalidVersionError
@@ -37,15 +36,6 @@ CARD = ModelCard(
 )
 
 
-@pytest.fixture(scope="module")
-def made_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("made") / "spleen_seg")
-
-
-@pytest.fixture
-def bundle(made_bundle: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the made bundle that a test may change."""
-    return Path(shutil.copytree(made_bundle, tmp_path / "bundle"))
 
 
 def _same_tree(one: Path, other: Path) -> bool:

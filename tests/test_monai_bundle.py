@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ torch = pytest.importorskip("torch")
 monai = pytest.importorskip("monai")
 msgpack = pytest.importorskip("msgpack")
 
-from monai_bundles import NETWORK_DEF, make_bundle
+from monai_bundles import NETWORK_DEF, bundle, made_bundle, make_bundle  # noqa: F401 - fixtures
 from monai_bundles import edit_json as _edit
 from monai_bundles import unet as _unet
 
@@ -33,19 +32,6 @@ from mreg.formats.monai_bundle import is_bundle, read_bundle
 from mreg.pytorch.bundle import build_network, network_builder
 from mreg.records.card import InputContract, ModelCard
 from mreg.records.manifest import Dataset, Framework, validate_properties
-
-
-@pytest.fixture(scope="module")
-def made_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A bundle made by MONAI's init_bundle, then filled in as a user would."""
-    return make_bundle(tmp_path_factory.mktemp("made") / "spleen_seg")
-
-
-@pytest.fixture
-def bundle(made_bundle: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the made bundle that a test may break."""
-    return Path(shutil.copytree(made_bundle, tmp_path / "bundle"))
-
 
 # ------------------------------------------------------------------------ read_bundle
 

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 from no_cloud import keep_clouds_local
 
+from mreg import Blob
 from mreg.cli.app import cli
 from mreg.registry import Registry
 
@@ -272,3 +273,8 @@ def http_fault(kind: str, target: str, release: threading.Event) -> Callable[[An
         return True
 
     return fault
+
+
+def one_file(data: bytes) -> list[Blob]:
+    """The files of a version made of one small file, ``w.bin``, held in memory."""
+    return [Blob("w.bin", lambda: [data])]

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 from audit_keys import allowed_signers, keys, needs_ssh_keygen  # noqa: F401 - fixture
 from bucket_servers import azurite, bucket_server, bucket_url, raw_store, s3_server  # noqa: F401 - fixtures
-from conftest import assert_clean_failure, run_cli
+from conftest import assert_clean_failure, one_file, run_cli
 from test_bucket import keys as bucket_keys
 from test_bucket import record_requests
 
-from mreg import Blob
 from mreg.registry import Registry, fsck_bucket, gc_bucket
-
-
-def blob(data: bytes) -> list[Blob]:
-    return [Blob("w.bin", lambda: [data])]
 
 
 @needs_ssh_keygen
@@ -30,7 +25,7 @@ def test_signatures_and_approvals_travel_through_a_bucket(bucket_url: str, keys:
     allowed = allowed_signers(tmp_path / "allowed", keys, "alice", "bob")
     origin = Registry.init(tmp_path / "origin")
     origin.set_config("trust.allowedsigners", str(allowed))
-    origin.add("m@1.0.0", blob(b"one"), sign=True, key=str(keys["alice"]))
+    origin.add("m@1.0.0", one_file(b"one"), sign=True, key=str(keys["alice"]))
     origin.approve("m@1.0.0", "production", "validated", key=str(keys["bob"]))
     assert origin.push(bucket_url).versions == ["m@1.0.0"]
     assert fsck_bucket(bucket_url).ok
@@ -45,7 +40,7 @@ def test_a_bucket_history_only_grows_and_fsck_sees_a_damaged_log(bucket_url: str
     import obstore
 
     origin = Registry.init(tmp_path / "origin")
-    origin.add("m@1.0.0", blob(b"one"))
+    origin.add("m@1.0.0", one_file(b"one"))
     origin.push(bucket_url)
     copy = Registry.init(tmp_path / "copy")
     copy.pull(bucket_url)
@@ -55,7 +50,7 @@ def test_a_bucket_history_only_grows_and_fsck_sees_a_damaged_log(bucket_url: str
     obstore.put(store, first, original.replace(b'"tester"', b'"mallory"'))  # one log object rewritten
     report = fsck_bucket(bucket_url)
     assert not report.ok and any("log of 'm'" in p for p in report.problems), report.problems
-    origin.add("m@1.1.0", blob(b"two"))
+    origin.add("m@1.1.0", one_file(b"two"))
     result = run_cli("push", bucket_url, registry=origin)
     assert result.exit_code == 0  # a writer appends after the newest object, as a file system's does
     refused = run_cli("pull", bucket_url, registry=copy)
@@ -72,8 +67,8 @@ def test_names_that_differ_only_in_case_are_refused_and_seen(bucket_url: str, tm
     import obstore
 
     a, b = Registry.init(tmp_path / "a"), Registry.init(tmp_path / "b")
-    a.add("net@1.0.0", blob(b"one"))
-    b.add("Net@1.0.0", blob(b"two"))
+    a.add("net@1.0.0", one_file(b"one"))
+    b.add("Net@1.0.0", one_file(b"two"))
     a.push(bucket_url)
     before = bucket_keys(bucket_url)
     result = run_cli("push", bucket_url, registry=b)
@@ -90,11 +85,11 @@ def test_pulls_read_only_the_new_log_objects_in_batches(bucket_url: str, tmp_pat
     last pull only, several at once; a push reads back to its own last merge only."""
     origin = Registry.init(tmp_path / "origin")
     for i in range(40):
-        origin.add(f"m@1.{i}.0", blob(b"w%d" % i))
+        origin.add(f"m@1.{i}.0", one_file(b"w%d" % i))
         origin.push(bucket_url)
     laptop = Registry.init(tmp_path / "laptop")
     laptop.pull(bucket_url)
-    origin.add("m@2.0.0", blob(b"new"))
+    origin.add("m@2.0.0", one_file(b"new"))
     made = record_requests(monkeypatch)
     origin.push(bucket_url)
     log_reads = [path for verb, path in made if verb == "get" and "/_logs/" in path]
@@ -119,10 +114,10 @@ def test_a_push_never_loses_an_object_to_a_concurrent_gc(bucket_url: str, tmp_pa
     data = b"weights a push will reuse" * 100
     path = f"objects/{hashlib.sha256(data).hexdigest()[:2]}/{hashlib.sha256(data).hexdigest()[2:]}"
     origin = Registry.init(tmp_path / "origin")
-    origin.add("seed@1.0.0", blob(b"seed"))
+    origin.add("seed@1.0.0", one_file(b"seed"))
     origin.push(bucket_url)
     obstore.put(raw_store(bucket_url), path, data)  # old, and no ref reaches it
-    origin.add("m@1.0.0", blob(data))
+    origin.add("m@1.0.0", one_file(data))
     monkeypatch.setattr(destination, "FRESHEN_AFTER", timedelta(0))  # every reused object is rewritten
     headed, freshened = threading.Event(), threading.Event()
     real_head, real_overwrite = Bucket.head, Bucket.overwrite

@@ -8,21 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_failure, run_cli
+from conftest import assert_clean_failure, one_file, run_cli
 
-from mreg import Blob
 from mreg.registry import Registry
-
-
-def blob(data: bytes) -> list[Blob]:
-    return [Blob("w.bin", lambda: [data])]
 
 
 @pytest.fixture
 def model(registry: Registry) -> Registry:
     """m with three versions, a tag moved twice and a note: a dozen chained lines."""
     for i in range(3):
-        registry.add(f"m@1.{i}.0", blob(b"w%d" % i), message=f"v{i}")
+        registry.add(f"m@1.{i}.0", one_file(b"w%d" % i), message=f"v{i}")
     registry.tag("m@1.0.0", "prod")
     registry.tag("m@1.1.0", "prod")
     registry.note("m@1.1.0", message="evaluated")
@@ -76,7 +71,7 @@ def test_every_tampering_with_the_log_is_seen(model: Registry, tmp_path: Path, t
     elif tamper == "splice from another log":
         other = Registry.init(tmp_path / "other")
         for i in range(3):
-            other.add(f"m@1.{i}.0", blob(b"x%d" % i))
+            other.add(f"m@1.{i}.0", one_file(b"x%d" % i))
         lines = lines[:3] + (other.root / "models" / "m" / "_log").read_bytes().split(b"\n")[3:-1]
     else:
         lines[1] = json.dumps(json.loads(lines[1]), sort_keys=True).encode()  # same fields, spaces added
@@ -113,7 +108,7 @@ def test_an_old_store_still_reads_and_is_sealed_by_its_first_write(tmp_path: Pat
     """A store written by mreg before chains (no seq, no prev, no chain line) works as it
     was; its first change seals the old lines: from then on they cannot change unseen."""
     registry = Registry.init(tmp_path)
-    digest = registry.add("m@1.0.0", blob(b"old weights"), tags=["prod"]).digest
+    digest = registry.add("m@1.0.0", one_file(b"old weights"), tags=["prod"]).digest
     model = registry.root / "models" / "m"
     old = [
         {"time": "2025-01-01T00:00:00Z", "author": "old", "ref": "versions/1.0.0", "old": None, "new": digest, "message": "legacy"},
@@ -128,7 +123,7 @@ def test_an_old_store_still_reads_and_is_sealed_by_its_first_write(tmp_path: Pat
     assert report.ok and any("written before the log was chained" in note for note in report.notes)
     assert registry.resolve("m@prod@{2025-01-02}") == digest  # time travel reads the old lines
 
-    registry.add("m@1.1.0", blob(b"new weights"))
+    registry.add("m@1.1.0", one_file(b"new weights"))
     data = (model / "_log").read_bytes()
     assert data.startswith(legacy)
     first = json.loads(data[len(legacy) :].split(b"\n")[0])

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from audit_keys import PRINCIPALS, allowed_signers, keys, needs_ssh_keygen, public_line  # noqa: F401 - fixture
-from conftest import assert_clean_failure, run_cli, store_snapshot
+from conftest import assert_clean_failure, one_file, run_cli, store_snapshot
 
-from mreg import Blob
 from mreg.errors import NotFoundError
 from mreg.operations.protection import ProtectedTagError
 from mreg.records.evidence import SignedStatement
@@ -20,18 +19,14 @@ pytestmark = needs_ssh_keygen
 pytest.importorskip("cryptography")
 
 
-def blob(data: bytes) -> list[Blob]:
-    return [Blob("w.bin", lambda: [data])]
-
-
 @pytest.fixture
 def team(keys: dict[str, Path], tmp_path: Path) -> Registry:
     """m@1.0.0 and m@1.1.0, signed by alice; alice and bob trusted; production needs 2 approvals."""
     registry = Registry.init(tmp_path / "team")
     registry.set_config("trust.allowedsigners", str(allowed_signers(tmp_path / "allowed", keys, "alice", "bob")))
     registry.set_config("user.signingkey", str(keys["alice"]))
-    registry.add("m@1.0.0", blob(b"one"), metrics={"auc": 0.8}, sign=True)
-    registry.add("m@1.1.0", blob(b"two"), metrics={"auc": 0.95}, sign=True)
+    registry.add("m@1.0.0", one_file(b"one"), metrics={"auc": 0.8}, sign=True)
+    registry.add("m@1.1.0", one_file(b"two"), metrics={"auc": 0.95}, sign=True)
     registry.set_config("protect.production.approvals", "2")
     return registry
 
@@ -204,7 +199,7 @@ def test_a_malformed_or_forged_signature_object_is_invalid_and_never_travels(tea
 
 
 def test_require_signed_refuses_unsigned_versions(team: Registry, tmp_path: Path) -> None:
-    team.add("m@2.0.0", blob(b"unsigned"))
+    team.add("m@2.0.0", one_file(b"unsigned"))
     copy = Registry.init(tmp_path / "copy")
     copy.set_config("trust.allowedsigners", str(tmp_path / "allowed"))
     result = run_cli("pull", str(team.root.parent), "--require-signed", registry=copy)

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 from audit_keys import allowed_signers, keys, needs_ssh_keygen  # noqa: F401 - fixture
-from conftest import assert_clean_failure, run_cli, store_snapshot
+from conftest import assert_clean_failure, one_file, run_cli, store_snapshot
 
-from mreg import Blob
 from mreg.registry import Registry
 
 pytest.importorskip("cryptography")
-
-
-def blob(data: bytes) -> list[Blob]:
-    return [Blob("w.bin", lambda: [data])]
 
 
 @pytest.fixture
@@ -25,7 +20,7 @@ def signed(keys: dict[str, Path], tmp_path: Path) -> Registry:
     registry = Registry.init(tmp_path / "origin")
     registry.set_config("trust.allowedsigners", str(allowed_signers(tmp_path / "allowed", keys, "alice", "bob")))
     registry.set_config("user.signingkey", str(keys["alice"]))
-    registry.add("m@1.0.0", blob(b"one"), sign=True)
+    registry.add("m@1.0.0", one_file(b"one"), sign=True)
     registry.approve("m@1.0.0", "production", "validated", key=str(keys["bob"]))
     return registry
 
@@ -69,13 +64,13 @@ def test_signatures_travel_and_verify_against_the_receivers_trust_root(signed: R
 
 def test_a_pull_refuses_a_source_whose_history_was_rewritten(tmp_path: Path) -> None:
     origin = Registry.init(tmp_path / "origin")
-    origin.add("m@1.0.0", blob(b"one"))
+    origin.add("m@1.0.0", one_file(b"one"))
     copy = Registry.init(tmp_path / "copy")
     copy.pull(str(origin.root.parent))
     before = store_snapshot(copy)
     origin2 = Registry.init(tmp_path / "origin2")  # another history now answers at the same place
-    origin2.add("m@1.0.0", blob(b"one"), message="another history")
-    origin2.add("m@1.1.0", blob(b"two"))
+    origin2.add("m@1.0.0", one_file(b"one"), message="another history")
+    origin2.add("m@1.1.0", one_file(b"two"))
     import shutil
 
     shutil.rmtree(origin.root)
@@ -88,8 +83,8 @@ def test_a_pull_refuses_a_source_whose_history_was_rewritten(tmp_path: Path) -> 
 
 def test_a_pulled_history_is_appended_never_rewritten(tmp_path: Path) -> None:
     origin, copy = Registry.init(tmp_path / "origin"), Registry.init(tmp_path / "copy")
-    origin.add("m@1.0.0", blob(b"one"), message="first")
-    copy.add("m@0.1.0", blob(b"local"), message="ours")
+    origin.add("m@1.0.0", one_file(b"one"), message="first")
+    copy.add("m@0.1.0", one_file(b"local"), message="ours")
     mine = (copy.root / "models" / "m" / "_log").read_bytes()
     copy.pull(str(origin.root.parent))
     after = (copy.root / "models" / "m" / "_log").read_bytes()
@@ -98,7 +93,7 @@ def test_a_pulled_history_is_appended_never_rewritten(tmp_path: Path) -> None:
     assert [line.get("via") for line in new if line["ref"] != "_merge"][:1] == [str(origin.root)]
     assert new[-1]["ref"] == "_merge" and new[-1]["from"] == str(origin.root)
     assert copy.fsck().ok
-    origin.add("m@1.1.0", blob(b"two"), message="second")
+    origin.add("m@1.1.0", one_file(b"two"), message="second")
     copy.pull(str(origin.root.parent))
     imported = [(e.ref, e.message) for e in copy.log("m")]
     assert imported.count(("versions/1.0.0", "first")) == 1 and ("versions/1.1.0", "second") in imported  # only what is new came in
@@ -110,7 +105,7 @@ def test_a_tag_fast_forwards_but_a_colleagues_move_needs_force(tmp_path: Path, d
     agreed; a tag the other side moved meanwhile (a rollback, say) needs --force."""
     mine, shared = Registry.init(tmp_path / "mine"), Registry.init(tmp_path / "shared")
     for i in range(4):
-        mine.add(f"m@1.{i}.0", blob(b"w%d" % i))
+        mine.add(f"m@1.{i}.0", one_file(b"w%d" % i))
     mine.tag("m@1.0.0", "prod")
     mine.push(str(shared.root.parent))
     colleague = Registry.init(tmp_path / "colleague")
@@ -137,8 +132,8 @@ def test_a_tag_fast_forwards_but_a_colleagues_move_needs_force(tmp_path: Path, d
 def test_push_conflicts_say_here_and_there_the_right_way_round(tmp_path: Path) -> None:
     """In a push, 'here' is this registry (the source) and 'there' the destination."""
     mine, other = Registry.init(tmp_path / "mine"), Registry.init(tmp_path / "other")
-    mine_digest = mine.add("m@1.0.0", blob(b"mine")).digest
-    other_digest = other.add("m@1.0.0", blob(b"theirs")).digest
+    mine_digest = mine.add("m@1.0.0", one_file(b"mine")).digest
+    other_digest = other.add("m@1.0.0", one_file(b"theirs")).digest
     pushed = run_cli("push", str(other.root.parent), registry=mine)
     assert f"m@1.0.0 is {other_digest[:15]} there but {mine_digest[:15]} here" in pushed.stderr
     pulled = run_cli("pull", str(other.root.parent), registry=mine)
@@ -147,7 +142,7 @@ def test_push_conflicts_say_here_and_there_the_right_way_round(tmp_path: Path) -
 
 def test_note_conflicts_in_a_push_say_here_and_there_the_right_way_round(tmp_path: Path) -> None:
     mine = Registry.init(tmp_path / "mine")
-    mine.add("m@1.0.0", blob(b"w"))
+    mine.add("m@1.0.0", one_file(b"w"))
     other, _ = Registry.clone(str(mine.root.parent), str(tmp_path / "other"))
     ours, theirs = mine.note("m@1.0.0", message="mine").new, other.note("m@1.0.0", message="theirs").new
     pushed = run_cli("push", str(other.root.parent), registry=mine)

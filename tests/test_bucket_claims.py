@@ -9,16 +9,12 @@ from pathlib import Path
 
 import pytest
 from bucket_servers import azurite, bucket_server, bucket_url, raw_store, s3_server  # noqa: F401 - fixtures
-from conftest import assert_clean_failure, run_cli
+from conftest import assert_clean_failure, one_file, run_cli
 
-from mreg import Blob, MregError
+from mreg import MregError
 from mreg.errors import InvalidNameError
 from mreg.registry import Registry, fsck_bucket
 from mreg.sharing.buckets import claims, destination
-
-
-def blob(data: bytes) -> list[Blob]:
-    return [Blob("w.bin", lambda: [data])]
 
 
 def plant(url: str, key: str, data: bytes) -> None:
@@ -29,8 +25,8 @@ def plant(url: str, key: str, data: bytes) -> None:
 
 def test_two_pushes_creating_case_twins_at_once_one_wins(bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lower, upper = Registry.init(tmp_path / "lower"), Registry.init(tmp_path / "upper")
-    lower.add("net@1.0.0", blob(b"one"))
-    upper.add("Net@1.0.0", blob(b"two"))
+    lower.add("net@1.0.0", one_file(b"one"))
+    upper.add("Net@1.0.0", one_file(b"two"))
     both_checked = threading.Barrier(2, timeout=60)
     change_refs = destination.BucketDestination.update_refs
 
@@ -67,7 +63,7 @@ def test_a_young_claim_without_a_model_holds_the_name_and_an_old_one_is_taken_ov
     bucket_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = Registry.init(tmp_path / "r")
-    registry.add("Net@1.0.0", blob(b"weights"))
+    registry.add("Net@1.0.0", one_file(b"weights"))
     plant(bucket_url, "names/net", b"net\n")  # a push creating 'net' claimed it, and has not made its table yet
     result = run_cli("push", bucket_url, registry=registry)
     assert_clean_failure(result, 2)
@@ -81,7 +77,7 @@ def test_a_young_claim_without_a_model_holds_the_name_and_an_old_one_is_taken_ov
 @pytest.mark.parametrize("planted", [b"", b"\xff\xfe", b"other\n", b"NET/../x\n", b"n" * 5000])
 def test_a_damaged_claim_is_refused_in_one_line(bucket_url: str, tmp_path: Path, planted: bytes) -> None:
     registry = Registry.init(tmp_path / "r")
-    registry.add("net@1.0.0", blob(b"weights"))
+    registry.add("net@1.0.0", one_file(b"weights"))
     plant(bucket_url, "names/net", planted)
     result = run_cli("push", bucket_url, registry=registry)
     assert result.exit_code != 0
@@ -91,10 +87,10 @@ def test_a_damaged_claim_is_refused_in_one_line(bucket_url: str, tmp_path: Path,
 
 def test_a_registry_pushed_again_keeps_its_claims(bucket_url: str, tmp_path: Path) -> None:
     registry = Registry.init(tmp_path / "r")
-    registry.add("Net@1.0.0", blob(b"one"))
+    registry.add("Net@1.0.0", one_file(b"one"))
     registry.push(bucket_url)
-    registry.add("Net@1.1.0", blob(b"two"))
-    registry.add("other@1.0.0", blob(b"three"))
+    registry.add("Net@1.1.0", one_file(b"two"))
+    registry.add("other@1.0.0", one_file(b"three"))
     registry.push(bucket_url)
     import obstore
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from mreg.errors import ConflictError, InvalidNameError, RemoteError
 from mreg.records.names import validate_name
 from mreg.sharing.buckets.client import FRESHEN_AFTER, age
-from mreg.sharing.buckets.refs import MAX_ATTEMPTS, read_table
+from mreg.sharing.buckets.refs import MAX_ATTEMPTS, table_key
 
 if TYPE_CHECKING:
     from mreg.sharing.buckets.client import Bucket
@@ -54,7 +54,7 @@ def claim_name(bucket: Bucket, name: str) -> None:
         holder = _holder(bucket, key, data)
         if holder == name:
             return
-        if read_table(bucket, holder)[1] is not None:
+        if bucket.head(table_key(holder)) is not None:  # the twin exists (a HEAD: its table need not be read)
             raise InvalidNameError(f"model name '{name}' differs only in case from the existing model '{holder}' in {bucket.location}")
         info = bucket.head(key)
         if info is not None and age(info, datetime.now(timezone.utc)) < FRESHEN_AFTER:
